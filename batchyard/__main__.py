@@ -1,0 +1,5 @@
+"""`python -m batchyard` runs the CLI."""
+
+from batchyard.cli import main
+
+main()

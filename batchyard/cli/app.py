@@ -1,0 +1,243 @@
+"""The typer app, its global options, and the one edge where async work and errors are handled.
+
+Owns `app` (global options `--db`, `--base-url`, `--metrics-port`, `--debug`), `Cli` (what
+every command needs: settings, one way to build the Orchestrator, the consoles), `execute`
+(the single `asyncio.run()` of a command, which turns `BatchyardError` into a one- or
+two-sentence message and an exit code, and Ctrl-C into exit 130 with how to carry on) and
+the exit-code table. Commands live in the other modules of this package; nothing here
+decides routes or touches the store directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from batchyard import logs
+from batchyard.config import Settings, load_settings
+from batchyard.errors import BatchyardError, InputError, PlanRefused
+from batchyard.metrics import Metrics, serving
+
+if TYPE_CHECKING:
+    from batchyard.orchestrator.runs import Orchestrator
+
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_ERROR",
+    "EXIT_FAILED_REQUESTS",
+    "EXIT_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_PLAN_REFUSED",
+    "EXIT_USAGE",
+    "Cli",
+    "app",
+    "execute",
+]
+
+T = TypeVar("T")
+log = logging.getLogger("batchyard.cli")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_PLAN_REFUSED = 4
+EXIT_FAILED_REQUESTS = 5
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_ERROR: "an error with a message: configuration, store, API, no such run",
+    EXIT_USAGE: "the command line is wrong (unknown option, missing argument)",
+    EXIT_INPUT: "the request file is invalid; nothing was submitted",
+    EXIT_PLAN_REFUSED: "the deadline or budget cannot be met (--strict or --budget)",
+    EXIT_FAILED_REQUESTS: "the run finished, but some requests failed (waiting commands only)",
+    EXIT_INTERRUPTED: "stopped with Ctrl-C; nothing is lost, `batchyard resume RUN` carries on",
+}
+
+app = typer.Typer(
+    name="batchyard",
+    help=(
+        "Get large files of OpenAI API requests answered at the lowest cost that still "
+        "meets your deadline, splitting them between real time and the Batch API."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _console(*, stderr: bool) -> Console:
+    """A console; when it is not a terminal (a pipe, a file, CI), wide enough that tables
+    keep whole ids and numbers instead of squeezing them into 80 columns."""
+    console = Console(stderr=stderr, soft_wrap=True, highlight=False)
+    if not console.is_terminal:
+        console.width = 200
+    return console
+
+
+@dataclass
+class Cli:
+    """What every command shares: global options, consoles, metrics, and the run in hand."""
+
+    db: Path | None = None
+    base_url: str | None = None
+    debug: bool = False
+    metrics_port: int | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    out: Console = field(default_factory=lambda: _console(stderr=False))
+    err: Console = field(default_factory=lambda: _console(stderr=True))
+    run_id: str | None = None  # the run a command is working on, for the Ctrl-C message
+
+    def settings(self) -> Settings:
+        return load_settings(db=self.db, base_url=self.base_url)
+
+    def explicit(self) -> dict[str, Any]:
+        """Settings given on the command line, for `config show`."""
+        return {k: v for k, v in (("db", self.db), ("base_url", self.base_url)) if v is not None}
+
+    def orchestrator(self, **parts: Any) -> Orchestrator:
+        """The one way a command builds its Orchestrator (`parts`: store, client, clock, ...)."""
+        from batchyard.orchestrator.runs import Orchestrator
+
+        settings = parts.pop("settings", None) or self.settings()
+        parts.setdefault("on_progress", self.progress)
+        return Orchestrator(settings, **parts)
+
+    def progress(self, kind: Any, data: Any = None) -> None:
+        """Progress events from the orchestrator: logged and counted, never printed here."""
+        name = str(getattr(kind, "kind", kind))
+        payload = data if isinstance(data, dict) else dict(getattr(kind, "data", None) or {})
+        message = getattr(kind, "message", None)
+        log.info(message or name, extra={"event": name, "data": payload})
+        self.metrics.observe_event(name, payload)
+
+
+def _state(ctx: typer.Context) -> Cli:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, Cli):  # invoked without the callback (tests calling a command)
+        obj = Cli()
+        ctx.find_root().obj = obj
+    return obj
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            envvar="BATCHYARD_DB",
+            help="The job database (default: batchyard.db in the user data directory).",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="An OpenAI-compatible API base URL, e.g. http://127.0.0.1:8080/v1 "
+            "(default: $OPENAI_BASE_URL, else OpenAI).",
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while running.",
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback when something fails.")
+    ] = False,
+) -> None:
+    """Get OpenAI requests answered at the lowest cost that meets a deadline."""
+    ctx.obj = Cli(db=db, base_url=base_url, debug=debug, metrics_port=metrics_port)
+    logs.setup(level=logging.DEBUG if debug else logging.INFO)
+    log.info("command", extra={"argv": sys.argv[1:]})
+
+
+def state(ctx: typer.Context) -> Cli:
+    """The shared `Cli` of this invocation."""
+    return _state(ctx)
+
+
+def _exit_code(exc: BatchyardError) -> int:
+    if isinstance(exc, InputError):
+        return EXIT_INPUT
+    if isinstance(exc, PlanRefused):
+        return EXIT_PLAN_REFUSED
+    return EXIT_ERROR
+
+
+def _interrupted(cli: Cli) -> str:
+    run = cli.run_id or "RUN"
+    return f"Stopped; nothing is lost: run `batchyard resume {run}` to carry on."
+
+
+@contextmanager
+def _metrics(cli: Cli) -> Iterator[None]:
+    with ExitStack() as stack:
+        if cli.metrics_port is not None:
+            port = stack.enter_context(serving(cli.metrics, cli.metrics_port))
+            cli.err.print(f"Metrics on http://127.0.0.1:{port}/metrics")
+        yield
+
+
+def guarded(cli: Cli, body: Callable[[], T]) -> T:
+    """Run `body`; a BatchyardError or Ctrl-C becomes a message and an exit code."""
+    try:
+        with _metrics(cli):
+            return body()
+    except KeyboardInterrupt:
+        log.info("interrupted", extra={"run_id": cli.run_id})
+        cli.err.print(_interrupted(cli))
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BatchyardError as exc:
+        log.warning("error", exc_info=exc)
+        if cli.debug:
+            raise
+        cli.err.print(f"Error: {exc}", markup=False)
+        raise typer.Exit(_exit_code(exc)) from None
+    except (typer.Exit, typer.Abort, SystemExit):
+        raise
+    except Exception as exc:
+        log.error("unexpected error", exc_info=exc)
+        if cli.debug:
+            raise
+        cli.err.print(
+            f"Error: {type(exc).__name__}: {exc}. This is a bug in batchyard; run again with "
+            "--debug for the traceback and report it.",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def execute(
+    ctx: typer.Context,
+    body: Callable[[Orchestrator], Awaitable[int | None]],
+    **parts: Any,
+) -> None:
+    """Build the Orchestrator, run `body` under one `asyncio.run()`, exit with its code."""
+    cli = state(ctx)
+
+    async def main() -> int | None:
+        orch = cli.orchestrator(**parts)
+        try:
+            return await body(orch)
+        finally:
+            await orch.aclose()
+
+    code = guarded(cli, lambda: asyncio.run(main()))
+    raise typer.Exit(code or EXIT_OK)

@@ -1,0 +1,301 @@
+"""How the CLI shows things: rich tables for people, one JSON document for `--json`.
+
+Owns turning the orchestrator's reports (Plan, SubmitResult, RunStatus, CostReport,
+FetchReport, VerifyReport, run rows) into renderables and plain progress lines. It never
+calls the orchestrator, never decides anything, and never writes the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from batchyard.router.parse import format_duration, format_time, format_usd
+
+if TYPE_CHECKING:
+    from batchyard.orchestrator.reports import (
+        CostReport,
+        FetchReport,
+        RunStatus,
+        SubmitResult,
+        VerifyReport,
+    )
+    from batchyard.router import Plan
+    from batchyard.store.rows import RunRow
+
+__all__ = [
+    "config_table",
+    "costs_view",
+    "emit_json",
+    "fetch_lines",
+    "jsonable",
+    "plan_view",
+    "runs_table",
+    "status_line",
+    "status_view",
+    "submit_lines",
+    "verify_lines",
+]
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types for dataclasses, enums, paths and tuples."""
+    if hasattr(value, "to_dict"):
+        return jsonable(value.to_dict())
+    if is_dataclass(value) and not isinstance(value, type):
+        return jsonable(asdict(value))
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def emit_json(data: Any) -> None:
+    """Exactly one JSON document on stdout (no colour, no wrapping)."""
+    sys.stdout.write(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def _when(ts: float | None, now: float | None = None) -> str:
+    if ts is None:
+        return "-"
+    text = format_time(ts)
+    if now is not None:
+        delta = ts - now
+        ago = f" ({format_duration(-delta)} ago)"
+        text += f" (in {format_duration(delta)})" if delta >= 0 else ago
+    return text
+
+
+# ---- plan and submit -------------------------------------------------------------------------
+def plan_view(plan: Plan) -> RenderableType:
+    table = Table(title=f"Plan for {plan.requests:,} request(s)", title_justify="left")
+    for name, justify in (
+        ("model", "left"),
+        ("route", "left"),
+        ("requests", "right"),
+        ("input tok", "right"),
+        ("output tok", "right"),
+        ("expected", "right"),
+        ("all-standard", "right"),
+        ("escalate at", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=name in ("model", "route"))  # type: ignore[arg-type]
+    for r in plan.rows:
+        table.add_row(
+            r.model,
+            r.route.value,
+            f"{r.requests:,}",
+            f"{r.input_tokens:,}",
+            f"{r.output_tokens:,}",
+            format_usd(r.expected),
+            format_usd(r.all_standard),
+            format_time(r.escalation_at) if r.escalation_at is not None else "-",
+        )
+    lines = [
+        f"cost: expected {format_usd(plan.expected)} (best {format_usd(plan.best)}, worst "
+        f"{format_usd(plan.worst)}); all-standard {format_usd(plan.all_standard)}; "
+        f"saving {format_usd(plan.saving)}",
+    ]
+    if plan.deadline is not None:
+        lines.append(f"deadline: {_when(plan.deadline, plan.now)}")
+    if plan.expected_finish is not None:
+        lines.append(f"expected finish: {_when(plan.expected_finish, plan.now)}")
+    if plan.cannot_meet:
+        shown = ", ".join(plan.cannot_meet[:5]) + (", ..." if len(plan.cannot_meet) > 5 else "")
+        lines.append(f"{len(plan.cannot_meet)} request(s) cannot make the deadline: {shown}")
+    if plan.reasons:
+        lines.append("why:")
+        lines.extend(f"  {model}: {why}" for model, why in plan.reasons.items())
+    else:
+        lines.append(f"why: {plan.reason}")
+    return Group(table, Text("\n".join(lines)))
+
+
+def submit_lines(result: SubmitResult) -> list[str]:
+    lines = [f"run {result.run_id}: {result.accepted:,} request(s) recorded"]
+    if result.rejected:
+        lines.append(f"{result.rejected} invalid line(s) skipped, written to {result.rejects_path}")
+    lines.append(
+        f"{result.shards_submitted} batch(es) submitted"
+        + (f", {result.waiting_shards} waiting for queue room" if result.waiting_shards else "")
+    )
+    return lines
+
+
+# ---- status ------------------------------------------------------------------------------------
+def _routes(status: RunStatus) -> Table:
+    routes: dict[str, dict[str, int]] = {}
+    columns: list[str] = []
+    for key, n in status.counts.items():
+        route, _, state = key.partition("/")
+        routes.setdefault(route, {})[state] = n
+        if state not in columns:
+            columns.append(state)
+    table = Table(title="requests by route and status", title_justify="left")
+    table.add_column("route", no_wrap=True)
+    for c in columns:
+        table.add_column(c, justify="right")
+    table.add_column("total", justify="right")
+    for route, states in routes.items():
+        table.add_row(
+            route, *(f"{states.get(c, 0):,}" for c in columns), f"{sum(states.values()):,}"
+        )
+    return table
+
+
+def _batches(status: RunStatus, now: float | None) -> Table:
+    table = Table(title="batches", title_justify="left")
+    for name in ("shard", "batch id", "model", "status", "done", "failed", "total", "expected"):
+        table.add_column(name, no_wrap=name in ("batch id", "model"))
+    for b in status.batches:
+        table.add_row(
+            str(b.shard),
+            b.provider_batch_id or "-",
+            b.model,
+            b.status,
+            f"{b.completed:,}",
+            f"{b.failed:,}",
+            f"{b.total:,}",
+            _when(b.expected_finish, now) if b.status not in ("applied", "completed") else "-",
+        )
+    return table
+
+
+def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
+    head = [
+        f"run {status.run_id}: {status.state}"
+        + (" (done)" if status.done else "")
+        + f", {status.finished:,}/{status.requests:,} finished "
+        f"({status.succeeded:,} succeeded, {status.failed:,} failed)",
+        f"source: {status.source_path}",
+        f"cost so far {format_usd(status.actual_cost)} of {format_usd(status.estimated_cost)} "
+        "estimated"
+        + (f"; budget {format_usd(status.budget)}" if status.budget is not None else ""),
+    ]
+    if status.deadline_at is not None:
+        verdict = {True: "will be met", False: "AT RISK", None: "-"}[status.deadline_ok]
+        head.append(f"deadline {_when(status.deadline_at, now)}: {verdict}")
+    if status.expected_finish is not None and not status.done:
+        head.append(f"expected finish {_when(status.expected_finish, now)}")
+    for model, when in status.escalation_at.items():
+        head.append(f"escalation point for {model}: {_when(when, now)}")
+    parts: list[RenderableType] = [Text("\n".join(head)), _routes(status)]
+    if status.batches:
+        parts.append(_batches(status, now))
+    if status.last_errors:
+        parts.append(Text("last errors:\n" + "\n".join(
+            f"  {kind}: {message}" for kind, message in status.last_errors.items()
+        )))
+    if status.reasons:
+        parts.append(Text("routing:\n" + "\n".join(f"  {r}" for r in status.reasons[-5:])))
+    return Group(*parts)
+
+
+def status_line(status: RunStatus) -> str:
+    """One plain progress line (poll, non-interactive watch, demo without a terminal)."""
+    ended = ("applied", "cancelled", "failed", "expired")
+    active = sum(1 for b in status.batches if b.status not in ended)
+    pct = 100.0 * status.finished / status.requests if status.requests else 100.0
+    line = (
+        f"{status.run_id} {status.state}: {status.finished:,}/{status.requests:,} finished "
+        f"({pct:.0f}%), {status.succeeded:,} ok, {status.failed:,} failed; "
+        f"{active} batch(es) active; cost {format_usd(status.actual_cost)} of "
+        f"{format_usd(status.estimated_cost)} est."
+    )
+    if status.deadline_ok is False:
+        line += "; deadline at risk"
+    return line
+
+
+# ---- runs, costs, fetch, verify, config --------------------------------------------------------
+def runs_table(rows: Sequence[RunRow]) -> Table:
+    table = Table(title="runs, newest first", title_justify="left")
+    names = ("run", "state", "created", "requests", "deadline", "estimated", "actual", "source")
+    for name in names:
+        table.add_column(name, no_wrap=name in ("run", "state"))
+    for r in rows:
+        table.add_row(
+            r.id,
+            r.state.value,
+            format_time(r.created_at),
+            f"{r.request_count:,}",
+            format_time(r.deadline_at) if r.deadline_at is not None else "-",
+            format_usd(r.estimated_cost),
+            format_usd(r.actual_cost),
+            r.source_path,
+        )
+    return table
+
+
+def costs_view(report: CostReport) -> RenderableType:
+    scope = f"run {report.run_id}" if report.run_id else "all runs"
+    table = Table(title=f"costs, {scope}", title_justify="left")
+    for name in ("model", "route", "requests", "succeeded", "input tok", "output tok",
+                 "estimated", "actual", "all-standard"):
+        table.add_column(name, justify="left" if name in ("model", "route") else "right")
+    for r in report.rows:
+        table.add_row(
+            r.model,
+            r.route,
+            f"{r.requests:,}",
+            f"{r.succeeded:,}",
+            f"{r.input_tokens:,}",
+            f"{r.output_tokens:,}",
+            format_usd(r.estimated),
+            format_usd(r.actual),
+            format_usd(r.all_standard),
+        )
+    pct = 100.0 * report.saving / report.all_standard if report.all_standard > 0 else 0.0
+    total = (
+        f"estimated {format_usd(report.estimated)}, actual {format_usd(report.actual)}; "
+        f"all-standard would have cost {format_usd(report.all_standard)}: "
+        f"saving {format_usd(report.saving)} ({pct:.0f}%)"
+    )
+    return Group(table, Text(total))
+
+
+def fetch_lines(report: FetchReport) -> list[str]:
+    lines = [
+        f"wrote {report.lines:,} line(s) to {report.output}: {report.succeeded:,} succeeded, "
+        f"{report.failed:,} failed, {report.unfinished:,} not finished yet"
+    ]
+    if report.errors is not None:
+        lines.append(f"failed and unfinished lines also in {report.errors}")
+    if report.unfinished:
+        lines.append(f"The run is not done: fetch again after `batchyard watch {report.run_id}`.")
+    return lines
+
+
+def verify_lines(report: VerifyReport) -> list[str]:
+    shown = ", ".join(report.models[:8]) + (", ..." if len(report.models) > 8 else "")
+    return [
+        f"base URL: {report.base_url}",
+        f"API key:  {report.key_hint}",
+        f"{'ok' if report.ok else 'FAILED'}: {report.message}",
+        *([f"models: {shown}"] if report.models else []),
+    ]
+
+
+def config_table(rows: Iterable[tuple[str, str, str]]) -> Table:
+    table = Table(title="effective configuration", title_justify="left")
+    table.add_column("setting", no_wrap=True)
+    table.add_column("value")
+    table.add_column("from")
+    for name, value, source in rows:
+        table.add_row(name, value, source)
+    return table

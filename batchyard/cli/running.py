@@ -1,0 +1,259 @@
+"""Commands that drive a run: `submit`, `watch`, `poll`, `resume`.
+
+Owns their options and what each shows while the orchestrator works (live view, plain
+lines, the final status) and the exit code of a finished run (5 when requests failed).
+The work itself is the orchestrator's `submit`, `step`, `wait` and `resume`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from batchyard.cli.app import EXIT_FAILED_REQUESTS, EXIT_OK, app, execute, state
+from batchyard.cli.live import Progress
+from batchyard.cli.options import (
+    Budget,
+    Deadline,
+    Json,
+    RequestFile,
+    RouteOpt,
+    RunArg,
+    Strict,
+    budget_value,
+)
+from batchyard.cli.render import (
+    emit_json,
+    fetch_lines,
+    plan_view,
+    status_line,
+    status_view,
+    submit_lines,
+)
+from batchyard.models import RouteOverride
+
+if TYPE_CHECKING:
+    from batchyard.orchestrator.reports import RunStatus
+    from batchyard.orchestrator.runs import Orchestrator
+
+__all__ = ["drive_realtime_share", "finished_code", "realtime_open"]
+
+_REALTIME = ("standard", "flex")
+_TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def realtime_open(status: RunStatus) -> int:
+    """Requests routed to real time that are not finished yet."""
+    return sum(
+        n
+        for key, n in status.counts.items()
+        if key.partition("/")[0] in _REALTIME and key.partition("/")[2] not in _TERMINAL
+    )
+
+
+def finished_code(status: RunStatus) -> int:
+    return EXIT_FAILED_REQUESTS if status.done and status.failed else EXIT_OK
+
+
+async def drive_realtime_share(orch: Orchestrator, run_id: str, progress: Progress) -> RunStatus:
+    """Rounds of `step` until no real-time work is left (batches carry on without us)."""
+    status = orch.status(run_id)
+    progress(status)
+    while not status.done and realtime_open(status):
+        status = await orch.step(run_id)
+        progress(status)
+        if not status.done and realtime_open(status):
+            await orch.sleep(orch.settings.poll_min_seconds)
+    return status
+
+
+@app.command()
+def submit(
+    ctx: typer.Context,
+    file: RequestFile,
+    deadline: Deadline = None,
+    budget: Budget = None,
+    route: RouteOpt = RouteOverride.AUTO,
+    strict: Strict = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="Submit the valid lines and write the invalid ones to --rejects.",
+        ),
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects", help="Where --skip-invalid writes bad lines (FILE.rejects.jsonl)."
+        ),
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="Return once the batches are submitted."),
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="Stay until every request is finished, then fetch."),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="With --wait: results file (FILE.results.jsonl)."),
+    ] = None,
+    json_: Json = False,
+) -> None:
+    """Submit FILE: validate, plan, record, send batches, run the real-time share.
+
+    Without --detach or --wait it stays until the real-time share is done; the batches
+    carry on and `watch`, `poll` or `resume` finish them.
+
+    Example: batchyard submit requests.jsonl --deadline 6h --budget 20
+    """
+    if detach and wait:
+        raise typer.BadParameter("choose one of --detach and --wait.", param_hint="--detach")
+    cli = state(ctx)
+    money = budget_value(budget)
+
+    async def body(orch: Orchestrator) -> int:
+        result = await orch.submit(
+            file,
+            deadline=deadline,
+            budget=money,
+            route=route,
+            strict=strict,
+            skip_invalid=skip_invalid,
+            rejects=rejects,
+        )
+        cli.run_id = result.run_id
+        if not json_:
+            cli.out.print(plan_view(result.plan))
+            for line in submit_lines(result):
+                cli.out.print(line, markup=False)
+        fetched = None
+        with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
+            if detach:
+                status = orch.status(result.run_id)
+            elif wait:
+                status = await orch.wait(result.run_id, on_round=progress)
+            else:
+                status = await drive_realtime_share(orch, result.run_id, progress)
+        if wait:
+            target = output or file.with_suffix(".results.jsonl")
+            fetched = orch.fetch(result.run_id, target)
+        if json_:
+            emit_json({"submit": result, "status": status, "fetch": fetched})
+            return finished_code(status)
+        if fetched is not None:
+            for line in fetch_lines(fetched):
+                cli.out.print(line, markup=False)
+        elif not status.done:
+            cli.err.print(
+                f"Batches are running. Follow them with `batchyard watch {result.run_id}` "
+                f"(or `batchyard poll {result.run_id} --wait`), then "
+                f"`batchyard fetch {result.run_id} -o results.jsonl`.",
+                markup=False,
+            )
+        else:
+            cli.err.print(
+                f"Done. Fetch the results with `batchyard fetch {result.run_id} -o results.jsonl`.",
+                markup=False,
+            )
+        return finished_code(status)
+
+    execute(ctx, body)
+
+
+@app.command()
+def watch(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
+    """Drive RUN to the end with a live view.
+
+    Polls batches, runs pending real-time work and escalates near the deadline. Safe to
+    stop and start again, and next to another `watch`.
+
+    Example: batchyard watch 01J8Z3...
+    """
+    cli = state(ctx)
+    cli.run_id = run_id
+
+    async def body(orch: Orchestrator) -> int:
+        orch.status(run_id)  # NotFound before the live view opens
+        with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
+            status = await orch.wait(run_id, on_round=progress)
+        if json_:
+            emit_json(status)
+        else:
+            cli.out.print(status_view(status, orch.clock()))
+        return finished_code(status)
+
+    execute(ctx, body)
+
+
+@app.command()
+def poll(
+    ctx: typer.Context,
+    run_id: RunArg,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Keep going, one line per round, until RUN is done.")
+    ] = False,
+    json_: Json = False,
+) -> None:
+    """Do one round of `watch`'s work on RUN (or every round with --wait), in plain lines.
+
+    The scripted twin of `watch`, for cron jobs and CI.
+
+    Example: batchyard poll 01J8Z3... --wait
+    """
+    cli = state(ctx)
+    cli.run_id = run_id
+
+    async def body(orch: Orchestrator) -> int:
+        orch.status(run_id)
+        if wait:
+            with Progress(cli.err, clock=orch.clock, metrics=cli.metrics, plain=True) as p:
+                status = await orch.wait(run_id, on_round=p)
+        else:
+            status = await orch.step(run_id)
+            cli.metrics.observe_status(status)
+        if json_:
+            emit_json(status)
+        else:
+            cli.out.print(status_line(status), markup=False, highlight=False)
+        return finished_code(status) if wait else EXIT_OK
+
+    execute(ctx, body)
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    run_id: RunArg,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="Only reconcile and do one round; do not stay."),
+    ] = False,
+    json_: Json = False,
+) -> None:
+    """Reconcile RUN after a crash or Ctrl-C, then carry on until it is done.
+
+    Remote batches are matched to the store and in-flight calls are retried; no batch is
+    submitted twice.
+
+    Example: batchyard resume 01J8Z3...
+    """
+    cli = state(ctx)
+    cli.run_id = run_id
+
+    async def body(orch: Orchestrator) -> int:
+        status = await orch.resume(run_id)
+        if not detach and not status.done:
+            with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
+                status = await orch.wait(run_id, on_round=progress)
+        if json_:
+            emit_json(status)
+        else:
+            cli.out.print(status_view(status, orch.clock()))
+        return finished_code(status) if not detach else EXIT_OK
+
+    execute(ctx, body)

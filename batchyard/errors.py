@@ -1,0 +1,110 @@
+"""The errors batchyard raises, each with a message a user can act on.
+
+Owns the exception hierarchy and nothing else. The CLI catches `BatchyardError` once,
+prints its message and exits non-zero; nothing below it prints.
+
+    BatchyardError
+    ├── ConfigError            bad settings, missing key, unknown model override
+    ├── InputError             a request file line is invalid (file, line, field)
+    │   └── ValidationFailed   several invalid lines; nothing was submitted
+    ├── StoreError             the job database cannot be used as asked
+    │   ├── SchemaTooNew       the database was written by a newer batchyard
+    │   └── IllegalTransition  a status change the transition table forbids
+    ├── NotFound               no such run, batch or request in the store
+    ├── PlanRefused            the deadline or budget cannot be met (with the numbers)
+    └── ProviderError          the API refused in a way retrying cannot fix
+        └── QuotaExhausted     insufficient_quota: real-time dispatch stops
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "BatchyardError",
+    "ConfigError",
+    "IllegalTransition",
+    "InputError",
+    "LineProblem",
+    "NotFound",
+    "PlanRefused",
+    "ProviderError",
+    "QuotaExhausted",
+    "SchemaTooNew",
+    "StoreError",
+    "ValidationFailed",
+]
+
+
+class BatchyardError(Exception):
+    """Base class: every error batchyard raises on purpose."""
+
+
+class ConfigError(BatchyardError):
+    """The configuration cannot be used (missing key, bad value, unknown model)."""
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """One problem with one line of a request file."""
+
+    path: str
+    line: int
+    field: str | None
+    message: str
+    custom_id: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}"
+        if self.field:
+            where += f" ({self.field})"
+        return f"{where}: {self.message}"
+
+
+class InputError(BatchyardError):
+    """A request file cannot be used as given."""
+
+
+class ValidationFailed(InputError):
+    """One or more lines are invalid; nothing was submitted."""
+
+    def __init__(self, problems: Sequence[LineProblem], *, shown: int = 20) -> None:
+        self.problems = list(problems)
+        lines = [str(p) for p in self.problems[:shown]]
+        more = len(self.problems) - len(lines)
+        if more > 0:
+            lines.append(f"... and {more} more")
+        head = (
+            f"{len(self.problems)} invalid line(s); nothing was submitted. "
+            "Fix them, or pass --skip-invalid to submit the rest."
+        )
+        super().__init__("\n".join([head, *lines]))
+
+
+class StoreError(BatchyardError):
+    """The job database cannot be used as asked."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer batchyard than this one."""
+
+
+class IllegalTransition(StoreError):
+    """A status change that the store's transition table forbids."""
+
+
+class NotFound(BatchyardError):
+    """No such run, batch or request."""
+
+
+class PlanRefused(BatchyardError):
+    """The deadline or budget cannot be met; the message carries the numbers."""
+
+
+class ProviderError(BatchyardError):
+    """The API refused in a way that retrying cannot fix."""
+
+
+class QuotaExhausted(ProviderError):
+    """The account's quota is used up (insufficient_quota)."""

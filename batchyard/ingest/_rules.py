@@ -1,0 +1,353 @@
+"""The checks one parsed line must pass, and the record a valid line becomes.
+
+Owns the validation rules and their messages (the real API's wording where it is known);
+reads no files and keeps no state across lines except what the caller passes in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from batchyard.config import ModelInfo
+from batchyard.models import Endpoint
+from batchyard.shards import ShardItem, shard_line
+from batchyard.tokens import embedding_inputs, encoding_for_model, output_tokens, prompt_tokens
+
+__all__ = ["EMBEDDING_MAX_ITEMS", "EMBEDDING_MAX_REQUEST_TOKENS", "ParsedRequest", "check_line"]
+
+# Documented for /v1/embeddings: arrays of at most 2048 inputs, and at most 300,000 tokens
+# summed across all inputs of one request.
+EMBEDDING_MAX_ITEMS = 2048
+EMBEDDING_MAX_REQUEST_TOKENS = 300_000
+
+_ENDPOINTS = {e.value: e for e in Endpoint}
+_SUPPORTED = ", ".join(f"'{e.value}'" for e in Endpoint)
+_LABEL = {
+    Endpoint.CHAT: "Chat Completions",
+    Endpoint.RESPONSES: "Responses",
+    Endpoint.EMBEDDINGS: "Embeddings",
+    Endpoint.COMPLETIONS: "Completions",
+    Endpoint.MODERATIONS: "Moderations",
+}
+# The parameter holding each endpoint's input, and whether it is a list of message objects.
+_INPUT = {
+    Endpoint.CHAT: "messages",
+    Endpoint.RESPONSES: "input",
+    Endpoint.EMBEDDINGS: "input",
+    Endpoint.COMPLETIONS: "prompt",
+    Endpoint.MODERATIONS: "input",
+}
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
+
+Problem = tuple[str | None, str]  # (field, message)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    """One valid request line.
+
+    `raw_bytes` is the size of the line as `shards.shard_line` writes it to a batch file.
+    `output_tokens` is the request's own maximum (None when uncapped). `priority` comes from
+    the batchyard-only top-level `"priority"` key (never uploaded) or, failing that, from
+    `body.metadata.priority` (a string, as OpenAI metadata requires); default 0.
+    """
+
+    line: int
+    custom_id: str
+    endpoint: Endpoint
+    model: str
+    body: dict[str, Any]
+    raw_bytes: int
+    input_tokens: int
+    output_tokens: int | None
+    embedding_inputs: int
+    priority: int = 0
+
+    @property
+    def group(self) -> tuple[Endpoint, str]:
+        return (self.endpoint, self.model)
+
+    def shard_item(self) -> ShardItem:
+        return ShardItem(self.custom_id, self.raw_bytes, self.input_tokens, self.embedding_inputs)
+
+
+def type_name(value: object) -> str:
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _invalid_type(name: str, expected: str, value: object) -> str:
+    return f"Invalid type for '{name}': expected {expected}, but got {type_name(value)} instead."
+
+
+def _missing(name: str) -> str:
+    return f"Missing required parameter: '{name}'."
+
+
+def find_model(models: Mapping[str, ModelInfo], name: str) -> ModelInfo | None:
+    """The table entry for `name`, or for its base name when it is a dated snapshot."""
+    info = models.get(name)
+    if info is None:
+        info = models.get(_SNAPSHOT.sub("", name.removeprefix("ft:").split(":")[0]))
+    return info
+
+
+def check_envelope(obj: object) -> tuple[str, Endpoint, dict[str, Any]] | Problem:
+    """custom_id, method, url and body of a line object, or its first problem."""
+    if not isinstance(obj, dict):
+        return (
+            None,
+            "Each line must be a JSON object with custom_id, method, url and body, "
+            f"but this one is {type_name(obj)}.",
+        )
+    custom_id = obj.get("custom_id")
+    if custom_id is None:
+        return ("custom_id", _missing("custom_id"))
+    if not isinstance(custom_id, str):
+        return ("custom_id", _invalid_type("custom_id", "a string", custom_id))
+    if not custom_id.strip():
+        return ("custom_id", "Invalid 'custom_id': it must not be empty.")
+    method = obj.get("method")
+    if method is None:
+        return ("method", _missing("method"))
+    if method != "POST":
+        return ("method", f"Invalid value: {method!r}. Supported values are: 'POST'.")
+    url = obj.get("url")
+    if url is None:
+        return ("url", _missing("url"))
+    endpoint = _ENDPOINTS.get(url) if isinstance(url, str) else None
+    if endpoint is None:
+        return ("url", f"Invalid value: {url!r}. Supported values are: {_SUPPORTED}.")
+    body = obj.get("body")
+    if body is None:
+        return ("body", _missing("body"))
+    if not isinstance(body, dict):
+        return ("body", _invalid_type("body", "an object", body))
+    return (custom_id, endpoint, body)
+
+
+def _check_input(endpoint: Endpoint, body: Mapping[str, Any]) -> Problem | None:
+    """The endpoint's input parameter is present and well formed."""
+    name = _INPUT[endpoint]
+    value = body.get(name)
+    if value is None:
+        if endpoint is Endpoint.RESPONSES and ("prompt" in body or "previous_response_id" in body):
+            return None
+        if endpoint is Endpoint.CHAT:
+            return ("body.messages", "Messages parameter is required.")
+        return (f"body.{name}", _missing(name))
+    if endpoint is Endpoint.CHAT:
+        if not isinstance(value, list):
+            return ("body.messages", _invalid_type("messages", "an array of objects", value))
+        if not value:
+            return (
+                "body.messages",
+                "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+                "but got an empty array instead.",
+            )
+        for i, message in enumerate(value):
+            if not isinstance(message, dict):
+                return ("body.messages", _invalid_type(f"messages[{i}]", "an object", message))
+        return None
+    if endpoint is Endpoint.EMBEDDINGS:
+        if value == "" or value == []:
+            return ("body.input", "Invalid 'input': the input must not be empty.")
+        if not isinstance(value, str | list):
+            return ("body.input", _invalid_type("input", "a string or an array", value))
+        if isinstance(value, list) and not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in value
+        ):
+            if len(value) > EMBEDDING_MAX_ITEMS:
+                return (
+                    "body.input",
+                    f"Invalid 'input': {len(value):,} inputs; an array may hold at most "
+                    f"{EMBEDDING_MAX_ITEMS:,}.",
+                )
+            for i, item in enumerate(value):
+                if item == "" or item == []:
+                    return ("body.input", f"Invalid 'input[{i}]': it must not be empty.")
+                if not isinstance(item, str | list):
+                    return (
+                        "body.input",
+                        _invalid_type(f"input[{i}]", "a string or an array of tokens", item),
+                    )
+    elif endpoint is Endpoint.RESPONSES and not isinstance(value, str | list):
+        return ("body.input", _invalid_type("input", "a string or an array", value))
+    return None
+
+
+def _check_model(
+    endpoint: Endpoint, body: Mapping[str, Any], models: Mapping[str, ModelInfo]
+) -> ModelInfo | Problem:
+    model = body.get("model")
+    if model is None or model == "":
+        return ("body.model", "Model parameter is required.")
+    if not isinstance(model, str):
+        return ("body.model", _invalid_type("model", "a string", model))
+    info = find_model(models, model)
+    if info is None:
+        return (
+            "body.model",
+            f"The model {model!r} is not in batchyard's model table, so its prices and limits "
+            f'are unknown. Add it to batchyard.toml under [models."{model}"] (input, output, '
+            "batch_input and batch_output prices at least).",
+        )
+    if info.embedding and endpoint is not Endpoint.EMBEDDINGS:
+        return (
+            "body.model",
+            f"{model!r} is an embeddings model; it can only be used with /v1/embeddings, "
+            f"not {endpoint.value}.",
+        )
+    if endpoint is Endpoint.EMBEDDINGS and not info.embedding:
+        return (
+            "body.model",
+            f"{model!r} is not an embeddings model; use an embeddings model such as "
+            "'text-embedding-3-small' with /v1/embeddings.",
+        )
+    return info
+
+
+def _rejected(param: str) -> str:
+    if param == "max_tokens":
+        return (
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead."
+        )
+    return f"Unsupported parameter: '{param}' is not supported with this model."
+
+
+def _priority(obj: Mapping[str, Any], body: Mapping[str, Any]) -> int | Problem:
+    top = obj.get("priority")
+    if top is not None:
+        if isinstance(top, int) and not isinstance(top, bool):
+            return top
+        return ("priority", _invalid_type("priority", "an integer", top))
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict) or "priority" not in metadata:
+        return 0
+    value = metadata["priority"]
+    if not isinstance(value, str):
+        # OpenAI metadata values must be strings; the API would reject this line.
+        return ("body.metadata.priority", _invalid_type("metadata.priority", "a string", value))
+    try:
+        return int(value)
+    except ValueError:
+        return (
+            "body.metadata.priority",
+            f"Invalid 'metadata.priority': {value!r} is not a whole number such as \"5\".",
+        )
+
+
+def _context_problem(
+    endpoint: Endpoint, body: Mapping[str, Any], info: ModelInfo, prompt: int, output: int | None
+) -> Problem | None:
+    ctx = info.context_window
+    field = f"body.{_INPUT[endpoint]}"
+    if endpoint is Endpoint.EMBEDDINGS:
+        if prompt > EMBEDDING_MAX_REQUEST_TOKENS:
+            return (
+                field,
+                f"Invalid 'input': {prompt:,} tokens in all; an embeddings request may have at "
+                f"most {EMBEDDING_MAX_REQUEST_TOKENS:,} tokens summed across its inputs.",
+            )
+        if prompt <= ctx:
+            return None
+        enc = encoding_for_model(info.name)
+        for i, item in enumerate(embedding_inputs(body)):
+            n = len(item) if isinstance(item, list) else len(enc.encode_ordinary(item))
+            if n > ctx:
+                return (
+                    field,
+                    f"Invalid 'input[{i}]': {n:,} tokens, more than this model's maximum "
+                    f"context length of {ctx:,} tokens.",
+                )
+        return None
+    if endpoint is Endpoint.MODERATIONS:
+        return None
+    wanted = prompt + (output or 0)
+    if wanted <= ctx:
+        return None
+    where = _INPUT[endpoint]
+    return (
+        field,
+        f"This model's maximum context length is {ctx:,} tokens. However, you requested "
+        f"{wanted:,} tokens ({prompt:,} in the {where}, {output or 0:,} in the completion). "
+        f"Please reduce the length of the {where} or completion.",
+    )
+
+
+def check_line(
+    line: int,
+    obj: Mapping[str, Any],
+    custom_id: str,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    models: Mapping[str, ModelInfo],
+) -> ParsedRequest | list[Problem]:
+    """Check the body of a line whose envelope is valid; the request, or every problem found."""
+    problems: list[Problem] = []
+    if body.get("stream") is True:
+        problems.append(
+            ("body.stream", f"{_LABEL[endpoint]}: Streaming is not supported in the Batch API.")
+        )
+    checked = _check_model(endpoint, body, models)
+    info = checked if isinstance(checked, ModelInfo) else None
+    if isinstance(checked, tuple):
+        problems.append(checked)
+    if info is not None and info.rejects and endpoint is not Endpoint.EMBEDDINGS:
+        problems.extend(
+            (f"body.{p}", _rejected(p)) for p in info.rejects if body.get(p) is not None
+        )
+    bad_input = _check_input(endpoint, body)
+    if bad_input is not None:
+        problems.append(bad_input)
+    priority = _priority(obj, body)
+    if isinstance(priority, tuple):
+        problems.append(priority)
+    if problems or info is None or isinstance(priority, tuple):
+        return problems
+    model: str = body["model"]
+    try:
+        prompt = prompt_tokens(endpoint, body)
+    except (TypeError, ValueError, AttributeError) as exc:
+        return [("body", f"Cannot count this request's tokens ({exc}); check its structure.")]
+    output = output_tokens(endpoint, body)
+    too_long = _context_problem(endpoint, body, info, prompt, output)
+    if too_long is not None:
+        return [too_long]
+    inputs = len(embedding_inputs(body)) if endpoint is Endpoint.EMBEDDINGS else 0
+    try:
+        raw_bytes = len(shard_line(custom_id, endpoint.value, body))
+    except UnicodeEncodeError:
+        return [
+            (
+                None,
+                "This line holds an unpaired surrogate escape (such as \\ud800), "
+                "which is not valid Unicode; fix or remove it.",
+            )
+        ]
+    except ValueError:  # a number such as 1e400 parses as infinity, which JSON cannot carry
+        return [("body", "A number in the body is out of range (such as 1e400); fix it.")]
+    return ParsedRequest(
+        line=line,
+        custom_id=custom_id,
+        endpoint=endpoint,
+        model=model,
+        body=body,
+        raw_bytes=raw_bytes,
+        input_tokens=prompt,
+        output_tokens=output,
+        embedding_inputs=inputs,
+        priority=priority,
+    )

@@ -1,0 +1,352 @@
+"""Submitting a run's batch work: re-queue retryables, plan shards, admit, upload, create.
+
+Owns one submission round (`submit_round`) and the per-shard lifecycle (`submit_shard`),
+each step committed to the store before the remote call it announces:
+
+    create_shard (planned) -> write batchyard-<run>-s<shard>.jsonl -> record_file_intent
+    (uploading) -> files.create -> set_file_remote_id (uploaded; local file deleted) ->
+    set_batch_status(creating) -> batches.create(metadata tag) -> record_batch_remote
+
+A crash between any two steps leaves a state `batch_reconcile` repairs without a second
+upload or a second batch. Admission: a model's shards go out, in order, only while the
+input tokens of every unfinished shard of that model (all runs in this store) stay within
+its queue limit: the model table's `enqueued_token_limit`, or the limit learned from a
+`token_limit_exceeded` failure (recorded as a `batch.limit_learned` event). Shards that do
+not fit are not created; their requests stay routed and are planned again next round.
+It must not poll or apply results (`batch_apply` does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections import defaultdict
+from collections.abc import Awaitable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import openai
+
+from batchyard.models import BatchStatus, RequestStatus, Route, RunState
+from batchyard.orchestrator.batch_lines import NOT_RUN_CODES
+from batchyard.orchestrator.batch_remote import BatchContext, failure_text, shard_filename
+from batchyard.shards import Shard, ShardItem, ShardLimits, admit, plan_shards, shard_line
+from batchyard.store import BatchRow, FileKind
+from batchyard.tokens import embedding_inputs
+
+__all__ = [
+    "IN_QUEUE",
+    "SubmitReport",
+    "learned_limit",
+    "queue_limit",
+    "recover_create",
+    "recover_upload",
+    "submit_round",
+    "submit_shard",
+]
+
+B = BatchStatus
+# Shards whose input tokens count against the model's queue (planned ones are committed).
+IN_QUEUE = frozenset(
+    {
+        B.PLANNED,
+        B.UPLOADING,
+        B.UPLOADED,
+        B.CREATING,
+        B.VALIDATING,
+        B.IN_PROGRESS,
+        B.FINALIZING,
+        B.CANCELLING,
+    }
+)
+TOKENS_KEY = "batchyard_tokens"  # store-only shard metadata; never sent to the provider
+LIMIT_EVENT = "batch.limit_learned"
+
+
+@dataclass
+class SubmitReport:
+    """What one `submit` round did."""
+
+    shards: list[int] = field(default_factory=list)  # created remotely this round
+    requests: int = 0  # requests in those shards
+    requeued: int = 0  # retryable requests put back in the queue for another batch
+    gave_up: int = 0  # retryable requests that ran out of attempts (now failed)
+    waiting: int = 0  # planned shards held back by admission (queue full)
+    waiting_requests: int = 0  # the requests in them
+    unbatchable: list[str] = field(default_factory=list)  # can never fit a batch: re-route
+    errors: list[str] = field(default_factory=list)  # shards whose submission failed
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def submitted(self) -> int:
+        """How many shards were created remotely this round."""
+        return len(self.shards)
+
+
+def learned_limit(ctx: BatchContext, run_id: str, model: str) -> int | None:
+    """The queue limit learned for `model` from this run's token_limit_exceeded failures."""
+    found = None
+    for ev in ctx.store.list_events(run_id, kinds=[LIMIT_EVENT]):
+        if ev.data.get("model") == model and isinstance(ev.data.get("limit"), int):
+            found = int(ev.data["limit"])
+    return found
+
+
+def queue_limit(ctx: BatchContext, run_id: str, model: str) -> int | None:
+    info = ctx.models.get(model)
+    learned = learned_limit(ctx, run_id, model)
+    if learned is not None:
+        return learned
+    return info.enqueued_token_limit if info else None
+
+
+def _shard_tokens(b: BatchRow) -> int:
+    try:
+        return int(b.metadata.get(TOKENS_KEY, "0"))
+    except ValueError:
+        return 0
+
+
+def _requeue(ctx: BatchContext, run_id: str, report: SubmitReport) -> None:
+    """Retryable batch requests from finished shards: back to routed, or failed at the cap.
+
+    `batch_expired` / `batch_cancelled` / not-run lines never executed, so they are allowed
+    twice the attempts (a bound, so a batch that always expires cannot loop forever).
+    Requests of shards cancelled for escalation are left for the caller to re-route.
+    """
+    store = ctx.store
+    done = {b.id for b in store.list_batches(run_id) if b.status in (B.APPLIED,)}
+    escalated = {
+        ev.shard for ev in store.list_events(run_id, kinds=["batch.escalated"]) if ev.shard
+    }
+    cap = ctx.settings.max_attempts
+    again: list[tuple[str, Route, str]] = []
+    give_up: list[str] = []
+    for r in store.iter_requests(run_id, statuses=[RequestStatus.RETRYABLE], routes=[Route.BATCH]):
+        if r.shard is not None and (r.shard not in done or r.shard in escalated):
+            continue
+        limit = cap * 2 if r.error_code in NOT_RUN_CODES else cap
+        if r.attempts < limit:
+            again.append((r.custom_id, Route.BATCH, f"re-submitted to batch after {r.error_code}"))
+        else:
+            give_up.append(r.custom_id)
+    if again:
+        store.set_routes(run_id, again)
+        report.requeued += len(again)
+    if give_up:
+        store.transition_requests(run_id, give_up, RequestStatus.FAILED)
+        report.gave_up += len(give_up)
+        ctx.event(
+            run_id,
+            "batch.gave_up",
+            f"{len(give_up)} request(s) failed after {cap} attempt(s); their last error is kept",
+            {"count": len(give_up), "first": give_up[:5]},
+        )
+
+
+def _items(ctx: BatchContext, run_id: str) -> dict[tuple[str, str], list[ShardItem]]:
+    """Routed batch requests not in any shard, as planning items per (endpoint, model)."""
+    groups: dict[tuple[str, str], list[ShardItem]] = defaultdict(list)
+    rows = ctx.store.iter_requests(
+        run_id, statuses=[RequestStatus.ROUTED], routes=[Route.BATCH], with_body=True
+    )
+    for r in rows:
+        if r.shard is not None or r.body is None:
+            continue
+        size = len(shard_line(r.custom_id, r.endpoint, r.body))
+        inputs = len(embedding_inputs(r.body)) if r.endpoint.endswith("/embeddings") else 0
+        groups[(r.endpoint, r.model)].append(
+            ShardItem(r.custom_id, size, r.est_input_tokens, inputs)
+        )
+    return groups
+
+
+def _plan_group(
+    ctx: BatchContext,
+    run_id: str,
+    endpoint: str,
+    model: str,
+    items: list[ShardItem],
+    in_queue: int,
+    report: SubmitReport,
+) -> list[Shard]:
+    info = ctx.models.get(model)
+    limit = queue_limit(ctx, run_id, model)
+    limits = ShardLimits.for_model(info, limit) if info else ShardLimits(model=model)
+    if ctx.limits is not None:  # tighter caps from the caller; the queue limit still applies
+        limits = replace(
+            ctx.limits,
+            max_input_tokens=_smaller(ctx.limits.max_input_tokens, limits.max_input_tokens),
+            model=model,
+        )
+    fitting = []
+    for item in items:
+        if limits.why_never_fits(item) is not None:
+            report.unbatchable.append(item.custom_id)
+        else:
+            fitting.append(item)
+    planned = list(plan_shards(fitting, limits))
+    admission = admit(planned, in_queue, limits.max_input_tokens, model)
+    held = admission.waiting + admission.too_big
+    if held:
+        report.waiting += len(held)
+        report.waiting_requests += sum(s.requests for s in held)
+        report.reasons.append(admission.reason)
+        ctx.event(run_id, "batch.waiting", admission.reason, {"model": model, "endpoint": endpoint})
+    return list(admission.submit)
+
+
+def _smaller(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _write_shard(ctx: BatchContext, run_id: str, shard: int) -> tuple[Path, int, str]:
+    """Write the shard's JSONL (requests in line order) to the workdir."""
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    path = ctx.workdir / shard_filename(run_id, shard)
+    digest = hashlib.sha256()
+    size = 0
+    rows = ctx.store.iter_requests(run_id, shard=shard, with_body=True)
+    with path.open("wb") as out:
+        for r in rows:
+            assert r.body is not None
+            line = shard_line(r.custom_id, r.endpoint, r.body)
+            out.write(line)
+            digest.update(line)
+            size += len(line)
+    return path, size, digest.hexdigest()
+
+
+async def recover_upload(ctx: BatchContext, run_id: str, file_row: int) -> bool:
+    """An upload intent without a remote id: record the file if it reached the API (True),
+    else abandon the intent so the shard is uploaded again. The caller holds the lease."""
+    store = ctx.store
+    f = next(x for x in store.pending_uploads(run_id) if x.id == file_row)
+    assert f.shard is not None
+    found = await ctx.find_files(shard_filename(run_id, f.shard), f.bytes)
+    if not found:
+        store.abandon_upload(file_row)
+        return False
+    store.set_file_remote_id(file_row, found[0].id)
+    for extra in found[1:]:  # never leave a duplicate upload behind
+        await ctx.delete_file(extra.id)
+    return True
+
+
+async def recover_create(ctx: BatchContext, run_id: str, shard: int) -> bool:
+    """A create intent without a provider id: record the batch if it exists (True), else
+    go back to uploaded so it is created (once) later. The caller holds the lease."""
+    store = ctx.store
+    b = store.get_batch(shard)
+    batch = await ctx.find_batch(run_id, shard, b.created_at)
+    if batch is None:
+        store.set_batch_status(shard, B.UPLOADED, expect=B.CREATING)
+        return False
+    store.record_batch_remote(shard, batch.id, batch.model_dump(mode="json"))
+    return True
+
+
+async def _settle_quietly(recovery: Awaitable[bool]) -> None:
+    """Try to settle an intent right away; if the API is still failing, reconcile will."""
+    with contextlib.suppress(openai.APIError):
+        await recovery
+
+
+async def submit_shard(ctx: BatchContext, run_id: str, shard: int) -> bool:
+    """Take a planned or uploaded shard through upload and create; True once created.
+
+    Returns False (doing nothing) when another process holds the shard's lease or the
+    shard is not in a state this step continues from (reconcile handles the others).
+    """
+    store = ctx.store
+    if not store.claim_batch_for_submit(shard, ctx.owner):
+        return False
+    b = store.get_batch(shard)
+    try:
+        if b.status == B.PLANNED:
+            path, size, sha = _write_shard(ctx, run_id, shard)
+            row = store.record_file_intent(
+                run_id, FileKind.INPUT, local_path=str(path), bytes=size, sha256=sha, shard=shard
+            )
+            ctx.step("upload_intent", shard)
+            try:
+                uploaded = await ctx.upload(path, shard_filename(run_id, shard))
+            except openai.APIError:
+                await _settle_quietly(recover_upload(ctx, run_id, row))
+                raise
+            ctx.step("uploaded", shard)
+            store.set_file_remote_id(row, uploaded.id)
+            path.unlink(missing_ok=True)
+            ctx.event(
+                run_id,
+                "batch.uploaded",
+                f"Shard {shard} uploaded as {uploaded.id}",
+                {"file_id": uploaded.id, "bytes": size},
+                shard=shard,
+                store=False,
+            )
+            b = store.get_batch(shard)
+        if b.status == B.UPLOADED and b.input_file_id:
+            store.set_batch_status(shard, B.CREATING, expect=B.UPLOADED, owner=ctx.owner)
+            ctx.step("create_intent", shard)
+            try:
+                batch = await ctx.create_batch(
+                    run_id, shard, b.input_file_id, b.endpoint, b.created_at
+                )
+            except openai.APIError:
+                await _settle_quietly(recover_create(ctx, run_id, shard))
+                raise
+            ctx.step("created", shard)
+            store.record_batch_remote(shard, batch.id, batch.model_dump(mode="json"))
+            ctx.event(
+                run_id,
+                "batch.submitted",
+                f"Shard {shard}: {b.request_count} {b.model} request(s) submitted as {batch.id}",
+                {"provider_batch_id": batch.id, "requests": b.request_count},
+                shard=shard,
+                store=False,
+            )
+            return True
+        return False
+    finally:
+        store.release_batch_claim(shard, ctx.owner)
+
+
+async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) -> SubmitReport:
+    """One submission round for `run_id` (see the module docstring)."""
+    store = ctx.store
+    report = SubmitReport()
+    run = store.get_run(run_id)
+    if run.state in (RunState.CANCELLING, RunState.CANCELLED, RunState.COMPLETED):
+        report.reasons.append(f"run {run_id} is {run.state}; nothing is submitted")
+        return report
+    if requeue:
+        _requeue(ctx, run_id, report)
+    in_queue: dict[str, int] = defaultdict(int)
+    for b in store.list_active_batches():
+        if b.status in IN_QUEUE:
+            in_queue[b.model] += _shard_tokens(b)
+    todo = [b.id for b in store.list_batches(run_id, statuses=[B.PLANNED, B.UPLOADED])]
+    for (endpoint, model), items in _items(ctx, run_id).items():
+        for shard in _plan_group(ctx, run_id, endpoint, model, items, in_queue[model], report):
+            shard_id = store.create_shard(
+                run_id,
+                endpoint=endpoint,
+                model=model,
+                custom_ids=shard.custom_ids,
+                metadata={TOKENS_KEY: str(shard.input_tokens)},
+            )
+            in_queue[model] += shard.input_tokens
+            todo.append(shard_id)
+    for shard_id in todo:
+        try:
+            created = await submit_shard(ctx, run_id, shard_id)
+        except openai.APIError as exc:  # one shard's failure must not stop the others
+            message = f"Shard {shard_id} could not be submitted: {failure_text(exc)}"
+            report.errors.append(message)
+            ctx.event(run_id, "batch.submit_failed", message, shard=shard_id)
+            continue
+        if created:
+            report.shards.append(shard_id)
+            report.requests += store.get_batch(shard_id).request_count
+    return report

@@ -1,0 +1,118 @@
+"""One real-time SDK call for a stored request body, and reading its answer.
+
+Owns `send` (the stored body through `chat.completions` / `responses` / `embeddings`
+`.with_raw_response.create`, so the rate-limit headers of a success are readable; the body
+goes verbatim as `extra_body`, so keys the SDK does not know reach the API unchanged), `rate_charge` (what OpenAI counts against TPM) and
+`usage_of` (tokens and served tier from a response body). It must not retry, sleep,
+touch the store or decide anything: `realtime.py` does that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from batchyard import tokens
+from batchyard.models import Endpoint, Tier
+
+__all__ = ["Answer", "Usage", "rate_charge", "send", "usage_of"]
+
+CUSTOM_ID_HEADER = "X-Batchyard-Custom-Id"
+
+# The keyword arguments each create() requires (passed as NOT_GIVEN; the body has them).
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    Endpoint.CHAT: ("model", "messages"),
+    Endpoint.RESPONSES: ("model",),
+    Endpoint.EMBEDDINGS: ("model", "input"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A 2xx answer: the JSON body as sent, and the response headers."""
+
+    status_code: int
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    tier: Tier  # the tier that actually served it (a flex ask may be served as default)
+
+
+def rate_charge(endpoint: str, body: Mapping[str, Any]) -> int:
+    """Tokens OpenAI charges against TPM: prompt tokens plus the requested max output."""
+    count = tokens.count_request(endpoint, body)
+    return count.prompt + (count.output or 0)
+
+
+def _resource(client: openai.AsyncOpenAI, endpoint: str) -> Any:
+    if endpoint == Endpoint.CHAT:
+        return client.chat.completions.with_raw_response
+    if endpoint == Endpoint.RESPONSES:
+        return client.responses.with_raw_response
+    if endpoint == Endpoint.EMBEDDINGS:
+        return client.embeddings.with_raw_response
+    raise ValueError(f"The real-time path cannot send {endpoint}; route these requests to batch.")
+
+
+def prepared_body(body: Mapping[str, Any], tier: Tier) -> dict[str, Any]:
+    """The body for this tier: service_tier "flex" set for flex, dropped from standard."""
+    out = dict(body)
+    if tier is Tier.FLEX:
+        out["service_tier"] = "flex"
+    elif out.get("service_tier") == "flex":
+        del out["service_tier"]
+    return out
+
+
+async def send(
+    client: openai.AsyncOpenAI, endpoint: str, body: Mapping[str, Any], custom_id: str
+) -> Answer:
+    """POST one stored body; SDK errors (`openai.APIError` and subclasses) propagate.
+
+    The body goes out verbatim as `extra_body`: the stored JSON is already what the API
+    takes, so the SDK's per-call transform of typed parameters (most of its CPU cost for a
+    chat call) is skipped. Required keyword arguments are passed as NOT_GIVEN.
+    """
+    resource = _resource(client, endpoint)
+    payload = dict(body)
+    if endpoint == Endpoint.EMBEDDINGS and "encoding_format" not in payload:
+        # The SDK asks for base64 unless told; the API's own default is float.
+        payload["encoding_format"] = "float"
+    kwargs: dict[str, Any] = {key: openai.NOT_GIVEN for key in _REQUIRED[endpoint]}
+    raw = await resource.create(
+        **kwargs, extra_body=payload, extra_headers={CUSTOM_ID_HEADER: custom_id}
+    )
+    data = raw.http_response.json()
+    if not isinstance(data, dict):
+        data = {"data": data}
+    return Answer(raw.status_code, data, raw.headers)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def usage_of(endpoint: str, body: Mapping[str, Any], asked: Tier) -> Usage:
+    """Tokens billed for a response body, and the tier that served it."""
+    usage = body.get("usage")
+    usage = usage if isinstance(usage, Mapping) else {}
+    if endpoint == Endpoint.RESPONSES:
+        used_in, used_out = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
+    else:
+        used_in, used_out = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+    served = body.get("service_tier")
+    if served == "flex":
+        tier = Tier.FLEX
+    elif isinstance(served, str):
+        tier = Tier.DEFAULT
+    else:
+        tier = asked
+    return Usage(used_in, used_out, tier)

@@ -1,0 +1,100 @@
+"""The plain records of the real-time path: its options, its report and its progress events.
+
+Owns `RealtimeOptions` (every knob of `RealtimeRunner`, with defaults), `RealtimeReport`
+(what one `run` did), `Progress` (one event for the CLI's progress display), `StopReason`
+and `FlexFallback`. Plain data: no I/O, no SDK, no store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from batchyard.orchestrator.breaker import BreakerState
+from batchyard.orchestrator.retry import RetryPolicy
+
+__all__ = [
+    "FlexFallback",
+    "OnProgress",
+    "Progress",
+    "RealtimeOptions",
+    "RealtimeReport",
+    "StopReason",
+]
+
+
+class FlexFallback(StrEnum):
+    """Where a flex request goes when flex capacity stays unavailable too long."""
+
+    STANDARD = "standard"  # same call, standard tier and price, right away
+    BATCH = "batch"  # re-routed to the Batch API in the store, for the batch path
+
+
+class StopReason(StrEnum):
+    DONE = "done"  # nothing left to send on the real-time routes
+    STOPPED = "stopped"  # the caller's stop event (Ctrl-C)
+    QUOTA = "quota"  # insufficient_quota: dispatch stopped, the rest left routed
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeOptions:
+    """Knobs of the real-time runner. Seconds are the injected clock's seconds."""
+
+    policy: RetryPolicy | None = None  # None: RetryPolicy(max_attempts=settings.max_attempts)
+    grace_seconds: float = 10.0  # after stop: how long in-flight calls may finish
+    claim_chunk: int = 256  # requests claimed from the store at once
+    max_claimed: int | None = None  # claimed at once in total (None: 4 x concurrency)
+    headroom: float = 1.0  # fraction of the rate limits to use
+    breaker_threshold: int = 5  # consecutive failures that open a model's breaker
+    breaker_timeout: float = 30.0  # seconds open before a half-open probe
+    flex_max_wait: float = 300.0  # seconds a flex request waits out "resource unavailable"
+    flex_cooldown: float = 300.0  # after a fallback, the model's flex calls fall back at once
+    idle_poll: float = 1.0  # when only not-yet-due retries remain: re-check this often
+    recover_older_than: float | None = None  # on start; None: flex_timeout + grace
+    provider_time_scale: float = 1.0  # our clock seconds per second in provider headers
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One thing that happened, with running totals (for a progress bar).
+
+    `kind`: succeeded, failed, retry, rate_limited, deferred, fallback, breaker, quota, stopped.
+    """
+
+    kind: str
+    message: str
+    custom_id: str | None
+    model: str | None
+    succeeded: int
+    failed: int
+    in_flight: int
+    cost: float
+
+
+OnProgress = Callable[[str, dict[str, Any]], None]
+"""Progress callback shared with the batch path: ("realtime", fields of a `Progress`)."""
+
+
+@dataclass(slots=True)
+class RealtimeReport:
+    """What one `RealtimeRunner.run` did."""
+
+    run_id: str
+    succeeded: int = 0
+    failed: int = 0
+    retries: int = 0  # calls repeated after a retryable failure
+    rate_limited: int = 0  # 429 rate_limit_exceeded answers seen
+    deferred: int = 0  # set aside for later (breaker open, long retry-after, attempts left)
+    released: int = 0  # claims given back uncalled (stop, quota)
+    abandoned: int = 0  # calls cut off by stop after the grace: retried on resume
+    recovered: int = 0  # in flight at an earlier crash, set to be retried
+    to_standard: int = 0  # flex requests sent at standard tier instead
+    to_batch: int = 0  # flex requests handed to the batch path
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    stopped: StopReason = StopReason.DONE
+    message: str = ""
+    breakers: dict[str, BreakerState] = field(default_factory=dict)

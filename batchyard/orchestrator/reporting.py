@@ -1,0 +1,234 @@
+"""What a run looks like from outside: status, costs, and the merged results file.
+
+Owns reading the store into `RunStatus`, `CostReport` and the `fetch` output (one line per
+input line, in input order, in the OpenAI batch output shape plus a `batchyard` object).
+Reads only; changes nothing in the store and makes no API calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from batchyard.config import ModelInfo
+from batchyard.models import BatchStatus, RequestStatus, RunState
+from batchyard.orchestrator.reports import (
+    BatchInfo,
+    CostReport,
+    CostRow,
+    FetchReport,
+    RunStatus,
+)
+from batchyard.orchestrator.routing import turnarounds
+from batchyard.store import Store
+from batchyard.store.rows import RequestRow, RunRow
+
+__all__ = ["costs", "fetch", "output_line", "status"]
+
+_ERROR_KINDS = ("error", "failed", "quota", "breaker", "refused", "expired", "limit")
+_REASON_PREFIX = "route."
+_FINISHED_BATCH = (
+    BatchStatus.COMPLETED,
+    BatchStatus.FAILED,
+    BatchStatus.EXPIRED,
+    BatchStatus.CANCELLED,
+    BatchStatus.APPLIED,
+)
+
+
+def status(store: Store, run: RunRow, now: float) -> RunStatus:
+    counts = {
+        f"{route.value if route else '-'}/{state.value}": n
+        for (route, state), n in sorted(
+            store.count_requests(run.id).items(), key=lambda kv: (str(kv[0][0]), kv[0][1].value)
+        )
+    }
+    history = turnarounds(store.list_batches())
+    batches = []
+    for b in store.list_batches(run.id):
+        created = b.provider_times.get("created_at") or b.created_at
+        finish = b.provider_times.get("completed_at")
+        if finish is None and b.status not in _FINISHED_BATCH:
+            model = history.get(b.model)
+            median = model.quantile(0.5) if model is not None else None
+            finish = created + median if median is not None else None
+        batches.append(
+            BatchInfo(
+                shard=b.id,
+                provider_batch_id=b.provider_batch_id,
+                model=b.model,
+                status=b.status.value,
+                total=b.counts_total if b.counts_total is not None else b.request_count,
+                completed=b.counts_completed or 0,
+                failed=b.counts_failed or 0,
+                created_at=created,
+                expected_finish=finish,
+            )
+        )
+    events = store.list_events(run.id)
+    last_errors: dict[str, str] = {}
+    reasons: list[str] = []
+    escalation: dict[str, float] = {}
+    for e in events:
+        if any(word in e.kind for word in _ERROR_KINDS):
+            last_errors[e.kind] = e.message
+        if e.kind.startswith(_REASON_PREFIX):
+            reasons.append(e.message)
+        if e.kind == "route.plan":
+            escalation = {
+                k: v for k, v in (e.data.get("escalation_at") or {}).items() if v is not None
+            }
+    open_ = sum(
+        n for key, n in counts.items() if not key.endswith(("/succeeded", "/failed", "/cancelled"))
+    )
+    live = [
+        b.expected_finish for b in batches if b.status not in {s.value for s in _FINISHED_BATCH}
+    ]
+    expected = max([f for f in live if f is not None], default=None)
+    if expected is None and open_:
+        expected = now
+    done = run.state in (RunState.COMPLETED, RunState.CANCELLED)
+    deadline_ok = None
+    if run.deadline_at is not None:
+        finish = run.finished_at if done else expected
+        deadline_ok = finish is None or finish <= run.deadline_at
+    return RunStatus(
+        run_id=run.id,
+        state=run.state.value,
+        source_path=run.source_path,
+        created_at=run.created_at,
+        deadline_at=run.deadline_at,
+        budget=run.budget,
+        route_override=run.route_override.value,
+        requests=run.request_count,
+        counts=counts,
+        batches=batches,
+        estimated_cost=run.estimated_cost,
+        actual_cost=run.actual_cost,
+        expected_finish=run.finished_at if done else expected,
+        deadline_ok=deadline_ok,
+        escalation_at=escalation,
+        last_errors=last_errors,
+        reasons=reasons[-10:],
+        done=done,
+    )
+
+
+def costs(store: Store, models: Mapping[str, ModelInfo], run_id: str | None = None) -> CostReport:
+    """Estimated versus actual per (model, route), and the saving against all-standard."""
+    runs = [store.get_run(run_id)] if run_id else store.list_runs()
+    merged: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        for s in store.summary(run.id):
+            key = (s.model, s.route.value if s.route else "-")
+            info = models.get(s.model)
+            standard = info.cost("standard", s.input_tokens, s.output_tokens) if info else 0.0
+            row = merged.setdefault(key, [0.0] * 7)
+            for i, value in enumerate(
+                (
+                    s.requests,
+                    s.succeeded,
+                    s.input_tokens,
+                    s.output_tokens,
+                    s.estimated_cost,
+                    s.actual_cost,
+                    standard,
+                )
+            ):
+                row[i] += value
+    rows = [
+        CostRow(
+            model=model,
+            route=route,
+            requests=int(v[0]),
+            succeeded=int(v[1]),
+            input_tokens=int(v[2]),
+            output_tokens=int(v[3]),
+            estimated=round(v[4], 6),
+            actual=round(v[5], 6),
+            all_standard=round(v[6], 6),
+        )
+        for (model, route), v in sorted(merged.items())
+    ]
+    reasons = []
+    if run_id:
+        reasons = [e.message for e in store.list_events(run_id) if e.kind.startswith("route.")][
+            -10:
+        ]
+    actual = sum(r.actual for r in rows)
+    standard = sum(r.all_standard for r in rows)
+    return CostReport(
+        run_id=run_id,
+        rows=rows,
+        estimated=round(sum(r.estimated for r in rows), 6),
+        actual=round(actual, 6),
+        all_standard=round(standard, 6),
+        saving=round(standard - actual, 6),
+        reasons=reasons,
+    )
+
+
+def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None]) -> dict[str, Any]:
+    """One request in the OpenAI batch output shape, plus batchyard's own facts."""
+    response: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    if r.status_code is not None and r.response_body is not None:
+        response = {"status_code": r.status_code, "request_id": None, "body": r.response_body}
+    elif r.status is RequestStatus.SUCCEEDED:
+        response = {"status_code": 200, "request_id": None, "body": r.response_body}
+    if r.status is not RequestStatus.SUCCEEDED and response is None:
+        if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
+            code = r.error_code or r.status.value
+            message = r.error_message or f"The request was {r.status.value}."
+        else:
+            code = "not_finished"
+            message = f"The request is still {r.status.value}; fetch again when the run is done."
+        error = {"code": code, "message": message}
+    return {
+        "id": f"batchyard_{run_id}_{r.line}",
+        "custom_id": r.custom_id,
+        "response": response,
+        "error": error,
+        "batchyard": {
+            "line": r.line,
+            "status": r.status.value,
+            "route": r.route.value if r.route else None,
+            "batch_id": batch_ids.get(r.shard) if r.shard is not None else None,
+            "attempts": r.attempts,
+            "cost": r.cost,
+            "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens,
+        },
+    }
+
+
+def fetch(store: Store, run_id: str, output: Path, errors: Path | None = None) -> FetchReport:
+    """Write every input line's outcome to `output` in input order; failures also to `errors`."""
+    store.get_run(run_id)
+    batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
+    succeeded = failed = unfinished = lines = 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".partial")
+    err_tmp = errors.with_name(errors.name + ".partial") if errors else None
+    with tmp.open("w", encoding="utf-8") as out, ExitStack() as stack:
+        err = stack.enter_context(err_tmp.open("w", encoding="utf-8")) if err_tmp else None
+        for r in store.iter_requests(run_id, with_response=True):
+            line = json.dumps(output_line(run_id, r, batch_ids), separators=(",", ":"))
+            out.write(line + "\n")
+            lines += 1
+            if r.status is RequestStatus.SUCCEEDED:
+                succeeded += 1
+                continue
+            if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
+                failed += 1
+            else:
+                unfinished += 1
+            if err is not None:
+                err.write(line + "\n")
+    tmp.replace(output)
+    if errors and err_tmp:
+        err_tmp.replace(errors)
+    return FetchReport(run_id, output, errors, lines, succeeded, failed, unfinished)

@@ -1,0 +1,321 @@
+"""Splitting one (endpoint, model) group of requests into batches, and admitting them to the queue.
+
+Owns the per-batch limits and the pure planning over them: it sees only lightweight
+`ShardItem`s (custom_id, bytes, input tokens, embedding inputs), never bodies, and does no
+I/O, reads no clock and knows nothing of the store or the SDK. The orchestrator feeds it
+items, persists the shards it gets back and asks `admit` before each upload.
+
+Limits, all enforced at once (a shard is closed *before* any would be crossed):
+
+- `MAX_REQUESTS` (50,000) requests per batch file;
+- `MAX_SHARD_BYTES`: 200 MB (taken as 200,000,000 bytes, the smaller reading) times
+  `BYTES_MARGIN` (0.95), i.e. 190,000,000 bytes of JSONL as `shard_line` writes it;
+- `MAX_EMBEDDING_INPUTS` (50,000) embedding inputs per `/v1/embeddings` batch;
+- the model's enqueued-token limit times `TOKEN_MARGIN` (0.95), because our input-token
+  counts are estimates (images, tools) and a shard larger than the whole queue can never
+  run. The limit comes from the model table or, once a batch failed with
+  `token_limit_exceeded`, from `learn_limit`.
+
+Admission control: the queue limit counts the input tokens of every unfinished batch of a
+model, so `admit` submits planned shards in order while they fit beside the tokens already in
+flight; the rest wait (with a reason) for earlier batches to finish instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from batchyard.config import ModelInfo
+from batchyard.errors import InputError
+
+__all__ = [
+    "BYTES_MARGIN",
+    "LEARN_SHRINK",
+    "MAX_EMBEDDING_INPUTS",
+    "MAX_FILE_BYTES",
+    "MAX_REQUESTS",
+    "MAX_SHARD_BYTES",
+    "TOKEN_MARGIN",
+    "Admission",
+    "Shard",
+    "ShardItem",
+    "ShardLimits",
+    "ShardPlanner",
+    "admit",
+    "learn_limit",
+    "plan_groups",
+    "plan_shards",
+    "shard_line",
+    "waves",
+]
+
+MAX_REQUESTS = 50_000
+MAX_FILE_BYTES = 200_000_000
+BYTES_MARGIN = 0.95
+MAX_SHARD_BYTES = int(MAX_FILE_BYTES * BYTES_MARGIN)
+MAX_EMBEDDING_INPUTS = 50_000
+TOKEN_MARGIN = 0.95
+LEARN_SHRINK = 0.8  # without a limit in the provider's message: 80% of the failed shard
+
+# One encoder, built once: json.dumps with keyword arguments builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+K = TypeVar("K", bound=Hashable)
+_LIMIT_RE = re.compile(r"Limit:\s*([\d,]+)\s+enqueued tokens", re.IGNORECASE)
+
+
+def shard_line(custom_id: str, url: str, body: Mapping[str, Any]) -> bytes:
+    """One line of a batch input file, exactly as batchyard uploads it (newline included).
+
+    Ingest measures `raw_bytes` with this function, so whoever writes shard files must use it
+    too, or the byte limit is no longer guaranteed.
+    """
+    line = {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
+    return (_ENCODE(line) + "\n").encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ShardItem:
+    """What planning needs to know about one request."""
+
+    custom_id: str
+    raw_bytes: int
+    input_tokens: int
+    embedding_inputs: int = 0
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One planned batch: its requests in input order, and its totals."""
+
+    index: int  # 0-based, per planner (that is, per (endpoint, model) group)
+    custom_ids: tuple[str, ...]
+    bytes: int
+    input_tokens: int
+    embedding_inputs: int
+    # The limit that closed it: "requests", "bytes", "tokens", "embedding inputs" or "end".
+    closed_by: str
+
+    @property
+    def requests(self) -> int:
+        return len(self.custom_ids)
+
+
+@dataclass(frozen=True)
+class ShardLimits:
+    """The limits one shard must respect; `max_input_tokens=None` means no queue limit."""
+
+    max_requests: int = MAX_REQUESTS
+    max_bytes: int = MAX_SHARD_BYTES
+    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS
+    max_input_tokens: int | None = None
+    model: str = ""
+
+    def __post_init__(self) -> None:
+        values = [self.max_requests, self.max_bytes, self.max_embedding_inputs]
+        if self.max_input_tokens is not None:
+            values.append(self.max_input_tokens)
+        if min(values) < 1:
+            raise InputError(f"Shard limits must be positive, got {self}.")
+
+    @classmethod
+    def for_model(cls, info: ModelInfo, learned_limit: int | None = None) -> ShardLimits:
+        """Limits for `info`'s batches; a learned queue limit replaces the configured one."""
+        queue = learned_limit if learned_limit is not None else info.enqueued_token_limit
+        return cls(max_input_tokens=max(1, int(queue * TOKEN_MARGIN)), model=info.name)
+
+    def why_never_fits(self, item: ShardItem) -> str | None:
+        """Why `item` cannot go in any shard at all, or None when it fits in an empty one."""
+        who = f" for {self.model}" if self.model else ""
+        if item.raw_bytes > self.max_bytes:
+            return (
+                f"Request {item.custom_id!r} is {item.raw_bytes:,} bytes, more than the "
+                f"{self.max_bytes:,} bytes a batch file may hold; send it in real time."
+            )
+        if item.embedding_inputs > self.max_embedding_inputs:
+            return (
+                f"Request {item.custom_id!r} has {item.embedding_inputs:,} embedding inputs, "
+                f"more than the {self.max_embedding_inputs:,} a batch may hold."
+            )
+        if self.max_input_tokens is not None and item.input_tokens > self.max_input_tokens:
+            return (
+                f"Request {item.custom_id!r} has {item.input_tokens:,} input tokens, more than "
+                f"the {self.max_input_tokens:,} the batch queue{who} allows at once; it can "
+                "never be batched. Send it in real time (--route realtime), or raise "
+                "enqueued_token_limit in batchyard.toml if your account's limit is higher."
+            )
+        return None
+
+
+class ShardPlanner:
+    """Incremental planning for one (endpoint, model) group: feed items, get closed shards.
+
+    Holds only the open shard's custom_ids, so memory does not grow with the file.
+    """
+
+    def __init__(self, limits: ShardLimits) -> None:
+        self.limits = limits
+        self._index = 0
+        self._ids: list[str] = []
+        self._bytes = 0
+        self._tokens = 0
+        self._inputs = 0
+
+    def _crossed(self, item: ShardItem) -> str | None:
+        lim = self.limits
+        if len(self._ids) + 1 > lim.max_requests:
+            return "requests"
+        if self._bytes + item.raw_bytes > lim.max_bytes:
+            return "bytes"
+        if self._inputs + item.embedding_inputs > lim.max_embedding_inputs:
+            return "embedding inputs"
+        tokens = self._tokens + item.input_tokens
+        if lim.max_input_tokens is not None and tokens > lim.max_input_tokens:
+            return "tokens"
+        return None
+
+    def _close(self, closed_by: str) -> Shard:
+        shard = Shard(
+            index=self._index,
+            custom_ids=tuple(self._ids),
+            bytes=self._bytes,
+            input_tokens=self._tokens,
+            embedding_inputs=self._inputs,
+            closed_by=closed_by,
+        )
+        self._index += 1
+        self._ids = []
+        self._bytes = self._tokens = self._inputs = 0
+        return shard
+
+    def add(self, item: ShardItem) -> Shard | None:
+        """Add `item`; returns the shard it closed, if it did not fit in the open one.
+
+        Raises InputError when the item cannot fit even in an empty shard.
+        """
+        closed = None
+        crossed = self._crossed(item)
+        if crossed is not None:
+            problem = self.limits.why_never_fits(item)
+            if problem is not None:
+                raise InputError(problem)
+            closed = self._close(crossed)
+        self._ids.append(item.custom_id)
+        self._bytes += item.raw_bytes
+        self._tokens += item.input_tokens
+        self._inputs += item.embedding_inputs
+        return closed
+
+    def finish(self) -> Shard | None:
+        """The last, partly filled shard (None when nothing is open)."""
+        return self._close("end") if self._ids else None
+
+
+def plan_shards(items: Iterable[ShardItem], limits: ShardLimits) -> Iterator[Shard]:
+    """Shards for one group, in input order, each within every limit."""
+    planner = ShardPlanner(limits)
+    for item in items:
+        shard = planner.add(item)
+        if shard is not None:
+            yield shard
+    last = planner.finish()
+    if last is not None:
+        yield last
+
+
+def plan_groups(
+    items: Iterable[tuple[K, ShardItem]], limits_for: Callable[[K], ShardLimits]
+) -> Iterator[tuple[K, Shard]]:
+    """Shards for a stream that mixes groups (a batch holds one endpoint and one model).
+
+    Each group gets its own planner, created on its first item with `limits_for(key)`;
+    a shard is yielded as soon as it closes, so only one open shard per group is in memory.
+    """
+    planners: dict[K, ShardPlanner] = {}
+    for key, item in items:
+        planner = planners.get(key)
+        if planner is None:
+            planner = planners[key] = ShardPlanner(limits_for(key))
+        shard = planner.add(item)
+        if shard is not None:
+            yield key, shard
+    for key, planner in planners.items():
+        last = planner.finish()
+        if last is not None:
+            yield key, last
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Which waiting shards to submit now; the rest wait, `reason` says why."""
+
+    submit: tuple[Shard, ...]
+    waiting: tuple[Shard, ...]
+    too_big: tuple[Shard, ...]  # larger than the whole queue: re-plan them with plan_shards
+    reason: str
+
+
+def admit(
+    waiting: Sequence[Shard], in_flight_tokens: int, limit: int | None, model: str
+) -> Admission:
+    """Submit waiting shards, in order, while they fit beside the tokens already enqueued.
+
+    Order is kept (no smaller shard jumps the queue), so the first shard that does not fit
+    holds back the ones after it. A shard bigger than the whole limit is set aside in
+    `too_big` rather than blocking the queue forever.
+    """
+    if limit is None:
+        return Admission(tuple(waiting), (), (), "")
+    too_big = tuple(s for s in waiting if s.input_tokens > limit)
+    queue = [s for s in waiting if s.input_tokens <= limit]
+    used = in_flight_tokens
+    submit: list[Shard] = []
+    for shard in queue:
+        if used + shard.input_tokens > limit:
+            break
+        submit.append(shard)
+        used += shard.input_tokens
+    held = tuple(queue[len(submit) :])
+    reasons = []
+    if held:
+        reasons.append(
+            f"waiting: {used:,} of {limit:,} enqueued tokens in flight for {model}; "
+            f"{len(held)} shard(s) ({sum(s.input_tokens for s in held):,} tokens) wait for "
+            "earlier batches to finish"
+        )
+    if too_big:
+        reasons.append(
+            f"{len(too_big)} shard(s) exceed {model}'s queue limit of {limit:,} tokens and "
+            "must be re-planned"
+        )
+    return Admission(tuple(submit), held, too_big, "; ".join(reasons))
+
+
+def waves(shard_tokens: Iterable[int], limit: int | None) -> int:
+    """How many rounds the shards need if each round waits for the previous one to finish.
+
+    1 means everything is enqueued at once; more means admission control will hold shards
+    back, which a plan should say.
+    """
+    rounds, used = 0, 0
+    for tokens in shard_tokens:
+        if rounds == 0 or (limit is not None and used + tokens > limit):
+            rounds += 1
+            used = 0
+        used += tokens
+    return rounds
+
+
+def learn_limit(current: int, failed_shard_tokens: int, message: str | None) -> int:
+    """The queue limit to use after a batch failed with `token_limit_exceeded`.
+
+    The provider's message usually states it ("... Limit: 2,000,000 enqueued tokens ...");
+    otherwise shrink to `LEARN_SHRINK` of the failed shard, and never grow past `current`.
+    """
+    found = _LIMIT_RE.search(message or "")
+    if found:
+        return max(1, int(found.group(1).replace(",", "")))
+    return max(1, min(current, int(failed_shard_tokens * LEARN_SHRINK)))

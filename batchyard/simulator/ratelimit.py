@@ -1,0 +1,157 @@
+"""Per-model RPM/TPM token buckets, the `x-ratelimit-*` headers and OpenAI's 429 bodies.
+
+Owns admission of real-time requests: each model has a request bucket and a token bucket
+that hold at most their per-minute limit and refill continuously at limit/60 per simulated
+second (the SimClock's time, so advancing the clock refills them). A request is charged
+1 request and `prompt + requested max output` tokens when admitted; a request turned away
+with a 429 is not charged. It does no HTTP itself and never bills.
+
+Durations in headers and messages are real seconds (simulated seconds / time_scale), so a
+client that sleeps for them is right whatever the clock's scale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from batchyard.simulator.config import ModelSpec
+from batchyard.simulator.errors import ApiError
+from batchyard.simulator.state import SimState
+
+__all__ = ["Bucket", "RateLimiter", "go_duration", "limiter"]
+
+_MORE = "Visit https://platform.openai.com/account/rate-limits to learn more."
+
+
+def go_duration(seconds: float) -> str:
+    """Format like Go's time.Duration at millisecond precision: `114ms`, `1s`, `6m0s`."""
+    ms = math.ceil(seconds * 1000 - 1e-6)
+    if ms <= 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = str(rest // 1000) if rest % 1000 == 0 else f"{rest / 1000:.3f}".rstrip("0")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+@dataclass
+class Bucket:
+    """Holds up to `limit`; refills at limit/60 per simulated second."""
+
+    limit: int
+    level: float
+    updated: float
+
+    def refill(self, now: float) -> None:
+        if now > self.updated:
+            self.level = min(float(self.limit), self.level + (now - self.updated) * self.limit / 60)
+        self.updated = max(now, self.updated)
+
+    def wait_for(self, amount: float) -> float:
+        """Simulated seconds until `amount` fits (0 if it fits now)."""
+        return max(0.0, (amount - self.level) * 60 / self.limit) if self.limit else math.inf
+
+    def until_full(self) -> float:
+        return self.wait_for(self.limit)
+
+    def take(self, amount: float) -> None:
+        self.level = max(0.0, self.level - amount)
+
+
+class RateLimiter:
+    """The buckets of one simulator, keyed by model."""
+
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+        self.buckets: dict[str, tuple[Bucket, Bucket]] = {}
+
+    def _pair(self, model: str, spec: ModelSpec, now: float) -> tuple[Bucket, Bucket]:
+        pair = self.buckets.get(model)
+        if pair is None or pair[0].limit != spec.rpm or pair[1].limit != spec.tpm:
+            pair = (Bucket(spec.rpm, spec.rpm, now), Bucket(spec.tpm, spec.tpm, now))
+            self.buckets[model] = pair
+        return pair
+
+    def _real(self, simulated: float) -> float:
+        return simulated / self.state.clock.time_scale
+
+    def headers(self, model: str, spec: ModelSpec) -> dict[str, str]:
+        """The six `x-ratelimit-*` headers as they stand now."""
+        requests, tokens = self._pair(model, spec, self.state.now())
+        return {
+            "x-ratelimit-limit-requests": str(requests.limit),
+            "x-ratelimit-limit-tokens": str(tokens.limit),
+            "x-ratelimit-remaining-requests": str(max(0, math.floor(requests.level))),
+            "x-ratelimit-remaining-tokens": str(max(0, math.floor(tokens.level))),
+            "x-ratelimit-reset-requests": go_duration(self._real(requests.until_full())),
+            "x-ratelimit-reset-tokens": go_duration(self._real(tokens.until_full())),
+        }
+
+    def admit(self, model: str, spec: ModelSpec, charge: int) -> dict[str, str]:
+        """Charge one request of `charge` tokens, or raise the 429 OpenAI would send.
+
+        Returns the rate-limit headers after the charge; the ApiError carries them too.
+        """
+        now = self.state.now()
+        requests, tokens = self._pair(model, spec, now)
+        requests.refill(now)
+        tokens.refill(now)
+        if self.state.config.rate_limits:
+            self._check(model, requests, tokens, charge)
+        requests.take(1)
+        tokens.take(charge)
+        return self.headers(model, spec)
+
+    def _check(self, model: str, requests: Bucket, tokens: Bucket, charge: int) -> None:
+        org = self.state.config.organization
+        if charge > tokens.limit:
+            raise ApiError(
+                429,
+                f"Request too large for {model} in organization {org} on tokens per min (TPM): "
+                f"Limit {tokens.limit}, Requested {charge}. The input or output tokens must be "
+                f"reduced in order to run successfully. {_MORE}",
+                type="tokens",
+                code="rate_limit_exceeded",
+                headers=self.headers_for(model),
+            )
+        for bucket, amount, kind, label in (
+            (requests, 1, "requests", "requests per min (RPM)"),
+            (tokens, charge, "tokens", "tokens per min (TPM)"),
+        ):
+            wait = self._real(bucket.wait_for(amount))
+            if wait <= 0:
+                continue
+            used = bucket.limit - math.floor(bucket.level)
+            self.state.stats[f"rate_limited|{kind}"] += 1
+            raise ApiError(
+                429,
+                f"Rate limit reached for {model} in organization {org} on {label}: "
+                f"Limit {bucket.limit}, Used {used}, Requested {amount}. "
+                f"Please try again in {go_duration(wait)}. {_MORE}",
+                type=kind,
+                code="rate_limit_exceeded",
+                headers={
+                    **self.headers_for(model),
+                    "retry-after-ms": str(math.ceil(wait * 1000)),
+                    "retry-after": str(max(1, math.ceil(wait))),
+                },
+            )
+
+    def headers_for(self, model: str) -> dict[str, str]:
+        return self.headers(model, self.state.config.models[model])
+
+
+def limiter(state: SimState) -> RateLimiter:
+    """The RateLimiter of `state`, created on first use."""
+    found = state.extra.get("ratelimiter")
+    if not isinstance(found, RateLimiter):
+        found = RateLimiter(state)
+        state.extra["ratelimiter"] = found
+    return found

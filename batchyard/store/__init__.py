@@ -1,0 +1,117 @@
+"""The job store: everything batchyard asked, sent, got back and paid, in one SQLite file.
+
+This subpackage is the only part of batchyard that imports `sqlite_utils` or writes SQL,
+and the only place any status changes. It makes no network calls and never sees the API
+key: no table has a column for one (see docs/store.md for every table and column).
+
+Opening
+    store = Store.open(path | None, now=time.time)
+        path None -> $BATCHYARD_DB, else <platformdirs user data dir>/batchyard.db.
+        The file is created with mode 0600; WAL, busy timeout, foreign keys, migrations
+        (`Migrations("batchyard")`, m001_...). A newer schema raises SchemaTooNew.
+    default_db_path() -> Path
+
+Every write is one transaction opened with BEGIN IMMEDIATE (see base.py for why), so a
+crash leaves each unit fully written or not at all, and two processes on one file are
+serialised. Bulk operations commit every `chunk_size` rows (5,000 by default).
+A Store holds one connection: call it from one thread at a time (it may be used from
+worker threads, e.g. `asyncio.to_thread`, if calls are serialised), or open one per thread.
+
+Runs
+    create_run(*, source_path, source_sha256, endpoint, models, route_override=AUTO,
+               deadline_at=None, budget=None, estimated_cost=0.0, options=None) -> run_id
+    get_run(run_id) -> RunRow                     (NotFound)
+    list_runs(*, limit=None, source_sha256=None) -> list[RunRow]   newest first
+    set_run_state(run_id, RunState) -> RunRow     checked; finished_at on a terminal state
+    set_run_estimate(run_id, cost); add_run_cost(run_id, amount, reason=...)
+        (results add their own cost to runs.actual_cost; do not add it again)
+
+Requests
+    add_requests(run_id, Iterable[NewRequest]) -> int        streamed, chunked, pending
+    set_routes(run_id, Iterable[(custom_id, Route, reason)]) -> int   -> routed (checked)
+    iter_requests(run_id, *, statuses, routes, shard, with_body, with_response)
+        -> Iterator[RequestRow]        line order, paged; never loads the whole run
+    get_request(run_id, custom_id) -> RequestRow;  get_bodies(run_id, ids) -> {id: body}
+    transition_requests(run_id, ids, RequestStatus, *, error_code, error_message) -> int
+    count_requests(run_id) -> {(route | None, status): n}
+    summary(run_id) -> list[SummaryRow]          per (model, route): counts, costs, tokens
+    apply_results(run_id, Iterable[Result]) -> ApplyReport   chunked, idempotent
+
+Real time (claims; intent before the call)
+    claim_realtime(run_id, *, owner, limit, routes=(STANDARD, FLEX)) -> list[Claim]
+        routed/retryable -> in_flight + attempt row, atomically; never double-claimed
+    finish_realtime(run_id, owner, [Result]) -> ApplyReport   stale if no longer ours
+    release_realtime(run_id, owner, ids) -> int     in_flight -> routed, call never made
+    recover_in_flight(run_id, *, older_than=None, owner=None) -> int
+        in_flight -> retryable on resume. A request in flight at a crash may already have
+        reached the API: retrying it may bill it twice (an event records how many).
+    record_attempt(run_id, custom_id, *, route, outcome, started_at, ...) -> attempt no.
+
+Batches (shards) and files
+    create_shard(run_id, *, endpoint, model, custom_ids, metadata=None) -> shard id
+        metadata gains batchyard_run / batchyard_shard: the tag to find it remotely
+    claim_batch_for_submit(shard, owner, lease_seconds=600) -> bool
+    record_file_intent(run_id, FileKind.INPUT, local_path=, bytes=, sha256=, shard=)
+        -> file row id; shard planned -> uploading, committed BEFORE the upload
+    set_file_remote_id(file_row, remote_id)        right after it; shard -> uploaded
+    pending_uploads(run_id=None) -> [FileRow];  abandon_upload(file_row)  (reconcile)
+    set_batch_status(shard, CREATING, expect=UPLOADED, owner=...) -> bool  before create
+    record_batch_remote(shard, provider_batch_id, provider_json=None) -> BatchRow
+        right after create; its requests routed -> submitted, attempt rows written
+    update_batch_from_provider(shard, provider_json) -> BatchRow   mapped, checked
+    list_batches(run_id=None, *, statuses=None); list_active_batches(run_id=None)
+    get_batch(shard); find_batch(provider_batch_id)
+    claim_batch_for_apply(shard, owner, lease_seconds=600) -> bool
+    record_downloaded_file(run_id, shard, kind, remote_id=, local_path=, bytes=, sha256=)
+    mark_applied(shard, owner, *, leftover=RETRYABLE) -> leftover count
+    release_batch_claim(shard, owner);  mark_file_deleted(file_row);  list_files(run_id)
+
+History (append-only; the database refuses updates and deletes of events)
+    add_event(run_id, kind, message, data=None, *, custom_id=None, shard=None) -> id
+    list_events(run_id, *, kinds, custom_id, shard, limit) -> list[EventRow]
+    list_attempts(run_id, custom_id=None) -> list[AttemptRow]
+
+Allowed status changes: `batchyard.store.transitions` (RUN_/REQUEST_/BATCH_TRANSITIONS).
+"""
+
+from __future__ import annotations
+
+from .batches import PROVIDER_STATUS
+from .core import DB_ENV, Store, default_db_path
+from .rows import (
+    ApplyReport,
+    AttemptRow,
+    BatchRow,
+    Claim,
+    EventRow,
+    FileKind,
+    FileRow,
+    NewRequest,
+    RequestRow,
+    Result,
+    RunRow,
+    SummaryRow,
+)
+from .transitions import BATCH_TRANSITIONS, REQUEST_TRANSITIONS, RUN_TRANSITIONS
+
+__all__ = [
+    "BATCH_TRANSITIONS",
+    "DB_ENV",
+    "PROVIDER_STATUS",
+    "REQUEST_TRANSITIONS",
+    "RUN_TRANSITIONS",
+    "ApplyReport",
+    "AttemptRow",
+    "BatchRow",
+    "Claim",
+    "EventRow",
+    "FileKind",
+    "FileRow",
+    "NewRequest",
+    "RequestRow",
+    "Result",
+    "RunRow",
+    "Store",
+    "SummaryRow",
+    "default_db_path",
+]

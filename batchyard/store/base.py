@@ -1,0 +1,122 @@
+"""The connection, clock and write-transaction helper every part of the store shares.
+
+Owns `StoreBase`: the sqlite-utils `Database`, the injected clock, `_write()` (one
+`BEGIN IMMEDIATE` transaction) and the private event writer. It must not know about runs,
+requests or batches; the mixins beside it do.
+
+Why `BEGIN IMMEDIATE` and not `db.atomic()`'s plain `BEGIN`: our write units read state
+(current statuses, claim owners) and then write. A deferred transaction that starts by
+reading can fail with SQLITE_BUSY_SNAPSHOT when another process commits in between, without
+waiting on the busy timeout. Taking the write lock up front makes every unit serialisable
+across processes and makes the busy timeout apply. It is the same all-or-nothing unit as
+`db.atomic()`: commit at the end of the block, roll back on any exception (or crash).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlite_utils import Database
+
+from batchyard.errors import NotFound, StoreError
+
+from .codec import dumps
+
+__all__ = ["StoreBase", "chunked"]
+
+T = TypeVar("T")
+
+# Rows per write transaction for bulk work, and ids per `IN (...)` lookup.
+CHUNK = 5000
+LOOKUP = 500
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of at most `size` items, streaming (never materialises `items`)."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class StoreBase:
+    """Shared state of a `Store`: use `Store.open`, not this class."""
+
+    def __init__(
+        self,
+        db: Database,
+        path: Path,
+        *,
+        now: Callable[[], float] = time.time,
+        compress_min_bytes: int = 2048,
+    ) -> None:
+        self.db = db
+        self.path = path
+        self.now = now
+        self.compress_min_bytes = compress_min_bytes
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed by SQLite on last close)."""
+        self.db.close()
+
+    def __enter__(self) -> StoreBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One all-or-nothing write unit holding the database's write lock."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            raise StoreError("Internal error: a store write was started inside another one.")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self.db.conn.execute(sql, params).fetchone()
+        return row
+
+    def _require_run(self, run_id: str) -> None:
+        if self._one("SELECT 1 FROM runs WHERE id = ?", (run_id,)) is None:
+            raise NotFound(
+                f"No run '{run_id}' in {self.path}. `batchyard list` shows the runs it holds."
+            )
+
+    def _event(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        kind: str,
+        message: str,
+        data: dict[str, Any] | None = None,
+        *,
+        custom_id: str | None = None,
+        shard: int | None = None,
+    ) -> int:
+        cur = conn.execute(
+            "INSERT INTO events (run_id, at, kind, message, data, custom_id, shard) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, self.now(), kind, message, dumps(data or {}), custom_id, shard),
+        )
+        return int(cur.lastrowid or 0)

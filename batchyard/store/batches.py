@@ -1,0 +1,420 @@
+"""Batches (shards): planning, intent before create, provider status, claims to apply.
+
+Owns the `batches` table and the request changes that go with a shard (assignment when
+planned, routed -> submitted when the provider batch exists, leftovers when applied).
+Provider statuses map explicitly onto `BatchStatus` (`PROVIDER_STATUS`); an unknown one
+raises. Leases (`claim_batch_for_submit` / `claim_batch_for_apply`, `BEGIN IMMEDIATE`)
+make sure two processes never submit or apply the same shard. No remote calls here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from batchyard.errors import IllegalTransition, NotFound, ProviderError, StoreError
+from batchyard.models import BatchStatus, RequestStatus
+
+from .base import StoreBase, chunked, placeholders
+from .codec import dumps, loads_dict
+from .files import FilesMixin
+from .rows import BatchRow
+from .transitions import PROVIDER_TERMINAL, check_batch, check_request
+
+__all__ = ["PROVIDER_STATUS", "BatchesMixin"]
+
+B = BatchStatus
+PROVIDER_STATUS: dict[str, BatchStatus] = {
+    "validating": B.VALIDATING,
+    "in_progress": B.IN_PROGRESS,
+    "finalizing": B.FINALIZING,
+    "completed": B.COMPLETED,
+    "failed": B.FAILED,
+    "expired": B.EXPIRED,
+    "cancelling": B.CANCELLING,
+    "cancelled": B.CANCELLED,
+}
+PROVIDER_TIMES = (
+    "in_progress_at",
+    "expires_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
+_SUBMITTABLE = (B.PLANNED, B.UPLOADING, B.UPLOADED, B.CREATING)
+_COLS = (
+    "id, run_id, endpoint, model, status, provider_batch_id, input_file_row, input_file_id, "
+    "output_file_id, error_file_id, request_count, counts_total, counts_completed, "
+    "counts_failed, metadata, errors, raw, claim_owner, claim_expires_at, created_at, "
+    "updated_at, applied_at, provider_created_at, " + ", ".join(PROVIDER_TIMES)
+)
+
+
+def _batch(r: Sequence[Any]) -> BatchRow:
+    times = {"created_at": r[22]} | dict(zip(PROVIDER_TIMES, r[23:], strict=True))
+    return BatchRow(
+        id=r[0],
+        run_id=r[1],
+        endpoint=r[2],
+        model=r[3],
+        status=B(r[4]),
+        provider_batch_id=r[5],
+        input_file_row=r[6],
+        input_file_id=r[7],
+        output_file_id=r[8],
+        error_file_id=r[9],
+        request_count=r[10],
+        counts_total=r[11],
+        counts_completed=r[12],
+        counts_failed=r[13],
+        metadata={k: str(v) for k, v in loads_dict(r[14]).items()},
+        provider_times={k: v for k, v in times.items() if v is not None},
+        errors=loads_dict(r[15]) or None,
+        raw=loads_dict(r[16]) or None,
+        claim_owner=r[17],
+        claim_expires_at=r[18],
+        created_at=r[19],
+        updated_at=r[20],
+        applied_at=r[21],
+    )
+
+
+class BatchesMixin(FilesMixin, StoreBase):
+    def create_shard(
+        self,
+        run_id: str,
+        *,
+        endpoint: str,
+        model: str,
+        custom_ids: Sequence[str],
+        metadata: dict[str, str] | None = None,
+    ) -> int:
+        """Plan a shard of routed batch requests (one transaction); returns its id.
+
+        Every request must be routed to batch, have this model and endpoint, and be in
+        no other shard. The shard's metadata gets `batchyard_run` and `batchyard_shard`,
+        the tag that finds the provider batch again if a crash hides its id.
+        """
+        self._require_run(run_id)
+        if not custom_ids:
+            raise StoreError("A batch shard needs at least one request.")
+        with self._write() as conn:
+            now = self.now()
+            cur = conn.execute(
+                "INSERT INTO batches (run_id, endpoint, model, status, request_count, "
+                "created_at, updated_at) VALUES (?, ?, ?, 'planned', ?, ?, ?)",
+                (run_id, endpoint, model, len(custom_ids), now, now),
+            )
+            shard = int(cur.lastrowid or 0)
+            tag = dict(metadata or {}) | {"batchyard_run": run_id, "batchyard_shard": str(shard)}
+            conn.execute("UPDATE batches SET metadata = ? WHERE id = ?", (dumps(tag), shard))
+            for part in chunked(custom_ids, 500):
+                rows = {
+                    r[0]: r[1:]
+                    for r in conn.execute(
+                        "SELECT custom_id, id, status, route, shard, model, endpoint FROM requests "
+                        f"WHERE run_id = ? AND custom_id IN ({placeholders(len(part))})",
+                        (run_id, *part),
+                    )
+                }
+                for cid in part:
+                    r = rows.get(cid)
+                    if r is None:
+                        raise NotFound(f"Run {run_id} has no request with custom_id '{cid}'.")
+                    if (r[1], r[2], r[3], r[4], r[5]) != ("routed", "batch", None, model, endpoint):
+                        raise StoreError(
+                            f"Request '{cid}' cannot join a {model} {endpoint} batch shard: it is "
+                            f"{r[1]}, route {r[2]}, shard {r[3]}, model {r[4]}, endpoint {r[5]}."
+                        )
+                conn.executemany(
+                    "UPDATE requests SET shard = ?, updated_at = ? WHERE id = ?",
+                    [(shard, now, rows[c][0]) for c in part],
+                )
+            self._event(
+                conn,
+                run_id,
+                "batch.planned",
+                f"Planned shard {shard} of {len(custom_ids)} {model} request(s)",
+                {"requests": len(custom_ids)},
+                shard=shard,
+            )
+        return shard
+
+    def get_batch(self, shard: int) -> BatchRow:
+        r = self._one(f"SELECT {_COLS} FROM batches WHERE id = ?", (shard,))
+        if r is None:
+            raise NotFound(f"No batch shard {shard} in {self.path}.")
+        return _batch(r)
+
+    def find_batch(self, provider_batch_id: str) -> BatchRow | None:
+        """The shard with this provider batch id, if any."""
+        r = self._one(
+            f"SELECT {_COLS} FROM batches WHERE provider_batch_id = ?", (provider_batch_id,)
+        )
+        return _batch(r) if r else None
+
+    def list_batches(
+        self, run_id: str | None = None, *, statuses: Sequence[BatchStatus] | None = None
+    ) -> list[BatchRow]:
+        where, params = ["1"], []
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        if statuses:
+            where.append(f"status IN ({placeholders(len(statuses))})")
+            params.extend(B(s).value for s in statuses)
+        sql = f"SELECT {_COLS} FROM batches WHERE {' AND '.join(where)} ORDER BY id"
+        return [_batch(r) for r in self.db.conn.execute(sql, params)]
+
+    def list_active_batches(self, run_id: str | None = None) -> list[BatchRow]:
+        """Shards with work left: not applied, and not cancelled before reaching the API."""
+        return [
+            b
+            for b in self.list_batches(run_id)
+            if b.status != B.APPLIED and not (b.status == B.CANCELLED and not b.provider_batch_id)
+        ]
+
+    def set_batch_status(
+        self,
+        shard: int,
+        to: BatchStatus,
+        *,
+        expect: BatchStatus | None = None,
+        owner: str | None = None,
+    ) -> bool:
+        """Move a shard to `to` (checked), e.g. uploaded -> creating before batches.create.
+
+        With `expect`, returns False (changing nothing) if the shard is not in that
+        status. With `owner`, raises `StoreError` unless `owner` holds the shard's lease.
+        """
+        with self._write() as conn:
+            b = self._batch_for_update(conn, shard)
+            if expect is not None and b.status != expect:
+                return False
+            if owner is not None:
+                self._check_lease(b, owner)
+            self._set_batch_status(conn, b.run_id, shard, b.status, to)
+        return True
+
+    def _batch_for_update(self, conn: sqlite3.Connection, shard: int) -> BatchRow:
+        r = conn.execute(f"SELECT {_COLS} FROM batches WHERE id = ?", (shard,)).fetchone()
+        if r is None:
+            raise NotFound(f"No batch shard {shard} in {self.path}.")
+        return _batch(r)
+
+    def _check_lease(self, b: BatchRow, owner: str) -> None:
+        if b.claim_owner != owner or (b.claim_expires_at or 0) < self.now():
+            raise StoreError(
+                f"Batch shard {b.id} is not claimed by {owner} (claimed by "
+                f"{b.claim_owner or 'nobody'}); another process may be handling it."
+            )
+
+    def record_batch_remote(
+        self, shard: int, provider_batch_id: str, provider: dict[str, Any] | None = None
+    ) -> BatchRow:
+        """Right after batches.create: record the provider id; the shard's requests go
+        routed -> submitted (attempt rows written) in the same transaction.
+
+        Idempotent for the same id. `provider` (the returned Batch JSON) is stored as
+        by `update_batch_from_provider`; without it the shard becomes validating.
+        """
+        with self._write() as conn:
+            b = self._batch_for_update(conn, shard)
+            if b.provider_batch_id == provider_batch_id:
+                return b
+            if b.provider_batch_id is not None:
+                raise StoreError(
+                    f"Batch shard {shard} already is {b.provider_batch_id}; "
+                    f"refusing to record {provider_batch_id} too."
+                )
+            check_batch(shard, b.status, B.VALIDATING)  # must be creating
+            bad = conn.execute(
+                "SELECT custom_id, status FROM requests WHERE shard = ? AND status != 'routed' "
+                "LIMIT 1",
+                (shard,),
+            ).fetchone()
+            if bad is not None:
+                check_request(b.run_id, bad[0], RequestStatus(bad[1]), RequestStatus.SUBMITTED)
+            now = self.now()
+            conn.execute(
+                "UPDATE batches SET provider_batch_id = ?, updated_at = ? WHERE id = ?",
+                (provider_batch_id, now, shard),
+            )
+            conn.execute(
+                "UPDATE requests SET status = 'submitted', attempts = attempts + 1, "
+                "updated_at = ? WHERE shard = ?",
+                (now, shard),
+            )
+            conn.execute(
+                "INSERT INTO attempts (run_id, custom_id, attempt, route, shard, started_at) "
+                "SELECT run_id, custom_id, attempts, 'batch', shard, ? FROM requests "
+                "WHERE shard = ?",
+                (now, shard),
+            )
+            self._event(
+                conn,
+                b.run_id,
+                "batch.created",
+                f"Shard {shard} is {provider_batch_id}",
+                {"provider_batch_id": provider_batch_id},
+                shard=shard,
+            )
+            self._apply_provider(conn, b, provider or {"status": "validating"})
+            return self._batch_for_update(conn, shard)
+
+    def update_batch_from_provider(self, shard: int, provider: dict[str, Any]) -> BatchRow:
+        """Store a polled Batch JSON: status (mapped, checked), counts, times, file ids, raw.
+
+        An applied shard ignores late polls. A status the map does not know raises
+        `ProviderError`; one the transition table forbids raises `IllegalTransition`.
+        """
+        with self._write() as conn:
+            b = self._batch_for_update(conn, shard)
+            if b.provider_batch_id is None:
+                raise StoreError(
+                    f"Batch shard {shard} has no provider batch id yet; use "
+                    "record_batch_remote first."
+                )
+            if provider.get("id") not in (None, b.provider_batch_id):
+                raise StoreError(
+                    f"Batch shard {shard} is {b.provider_batch_id}, not {provider.get('id')}."
+                )
+            if b.status != B.APPLIED:
+                self._apply_provider(conn, b, provider)
+            return self._batch_for_update(conn, shard)
+
+    def _apply_provider(self, conn: sqlite3.Connection, b: BatchRow, p: dict[str, Any]) -> None:
+        raw_status = p.get("status")
+        new = PROVIDER_STATUS.get(str(raw_status))
+        if new is None:
+            raise ProviderError(
+                f"The API reported status {raw_status!r} for batch {b.provider_batch_id} "
+                f"(shard {b.id}), which this batchyard does not know. Upgrade batchyard."
+            )
+        if new != b.status:
+            self._set_batch_status(conn, b.run_id, b.id, b.status, new)
+        counts = p.get("request_counts") or {}
+        errors = p.get("errors")
+        conn.execute(
+            "UPDATE batches SET counts_total = ?, counts_completed = ?, counts_failed = ?, "
+            "output_file_id = ?, error_file_id = ?, errors = ?, raw = ?, "
+            "provider_created_at = ?, "
+            + ", ".join(f"{t} = ?" for t in PROVIDER_TIMES)
+            + ", updated_at = ? WHERE id = ?",
+            (
+                counts.get("total"),
+                counts.get("completed"),
+                counts.get("failed"),
+                p.get("output_file_id"),
+                p.get("error_file_id"),
+                json.dumps(errors) if errors else None,
+                json.dumps(p),
+                p.get("created_at"),
+                *(p.get(t) for t in PROVIDER_TIMES),
+                self.now(),
+                b.id,
+            ),
+        )
+
+    def _claim(self, shard: int, owner: str, lease: float, allowed: Sequence[BatchStatus]) -> bool:
+        with self._write() as conn:
+            b = self._batch_for_update(conn, shard)
+            now = self.now()
+            held = b.claim_owner not in (None, owner) and (b.claim_expires_at or 0) >= now
+            if b.status not in allowed or held:
+                return False
+            conn.execute(
+                "UPDATE batches SET claim_owner = ?, claim_expires_at = ? WHERE id = ?",
+                (owner, now + lease, shard),
+            )
+            return True
+
+    def claim_batch_for_submit(self, shard: int, owner: str, lease_seconds: float = 600) -> bool:
+        """Take (or renew) the lease to upload/create this shard; False if another holds it
+        or the shard is past creation. Only the holder should make its remote calls."""
+        return self._claim(shard, owner, lease_seconds, _SUBMITTABLE)
+
+    def claim_batch_for_apply(self, shard: int, owner: str, lease_seconds: float = 600) -> bool:
+        """Take (or renew) the lease to download and apply a provider-terminal shard;
+        False if it is not terminal, already applied, or another process holds it."""
+        return self._claim(shard, owner, lease_seconds, tuple(PROVIDER_TERMINAL))
+
+    def release_batch_claim(self, shard: int, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE batches SET claim_owner = NULL, claim_expires_at = NULL "
+                "WHERE id = ? AND claim_owner = ?",
+                (shard, owner),
+            )
+
+    def mark_applied(
+        self,
+        shard: int,
+        owner: str,
+        *,
+        leftover: RequestStatus = RequestStatus.RETRYABLE,
+        error_code: str = "batch_incomplete",
+    ) -> int:
+        """Finish an applied shard (the lease holder only): -> applied, lease released.
+
+        Requests of the shard still `submitted` (no line for them in either file) go to
+        `leftover` (retryable or failed) with `error_code`, so none is left hanging.
+        Returns how many were left over.
+        """
+        if leftover not in (RequestStatus.RETRYABLE, RequestStatus.FAILED):
+            raise IllegalTransition(
+                f"Leftover requests can only become retryable or failed, not {leftover}."
+            )
+        with self._write() as conn:
+            b = self._batch_for_update(conn, shard)
+            self._check_lease(b, owner)
+            self._set_batch_status(conn, b.run_id, shard, b.status, B.APPLIED)
+            now = self.now()
+            terminal = now if leftover == RequestStatus.FAILED else None
+            n = conn.execute(
+                "UPDATE requests SET status = ?, error_code = ?, error_message = ?, "
+                "updated_at = ?, finished_at = ? WHERE shard = ? AND status = 'submitted'",
+                (
+                    leftover.value,
+                    error_code,
+                    f"No result for this request in batch {b.provider_batch_id} ({b.status}).",
+                    now,
+                    terminal,
+                    shard,
+                ),
+            ).rowcount
+            # Close the shard's attempts in two set-based statements (not row by row):
+            # from the request's outcome, or "retryable" if it has moved on since.
+            conn.execute(
+                "UPDATE attempts SET finished_at = ?, outcome = CASE WHEN r.status IN "
+                "('succeeded', 'failed', 'retryable') THEN r.status ELSE 'retryable' END, "
+                "status_code = r.status_code, error_code = r.error_code, cost = r.cost "
+                "FROM requests AS r WHERE attempts.shard = ? AND attempts.finished_at IS NULL "
+                "AND r.run_id = attempts.run_id AND r.custom_id = attempts.custom_id "
+                "AND r.attempts = attempts.attempt",
+                (now, shard),
+            )
+            conn.execute(
+                "UPDATE attempts SET finished_at = ?, outcome = 'retryable' "
+                "WHERE shard = ? AND finished_at IS NULL",
+                (now, shard),
+            )
+            conn.execute(
+                "UPDATE batches SET applied_at = ?, claim_owner = NULL, claim_expires_at = NULL "
+                "WHERE id = ?",
+                (now, shard),
+            )
+            self._event(
+                conn,
+                b.run_id,
+                "batch.applied",
+                f"Shard {shard} applied; {n} request(s) without a result became {leftover}",
+                {"leftover": n},
+                shard=shard,
+            )
+        return n

@@ -1,0 +1,63 @@
+"""`Store`: the one object the rest of batchyard uses to read and change the job database.
+
+Owns opening (path resolution, 0600 file, pragmas, migrations, newer-schema refusal) and
+the composition of the mixins that hold the operations. It must not hold SQL of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import platformdirs
+
+from .batches import BatchesMixin
+from .codec import DEFAULT_MIN_BYTES
+from .requests import RequestsMixin
+from .results import ResultsMixin
+from .runs import RunsMixin
+from .schema import connect, migrate
+
+__all__ = ["DB_ENV", "Store", "default_db_path"]
+
+DB_ENV = "BATCHYARD_DB"
+
+
+def default_db_path() -> Path:
+    """`$BATCHYARD_DB` if set, else batchyard.db in the user's data directory."""
+    env = os.environ.get(DB_ENV)
+    if env:
+        return Path(env).expanduser()
+    return platformdirs.user_data_path("batchyard", appauthor=False) / "batchyard.db"
+
+
+class Store(BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin):
+    """The job store. Open with `Store.open(path)`; see the package docstring."""
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        now: Callable[[], float] = time.time,
+        busy_timeout: float = 30.0,
+        compress_min_bytes: int = DEFAULT_MIN_BYTES,
+    ) -> Store:
+        """Open (creating, mode 0600, and migrating) the database at `path`.
+
+        `path` None means `default_db_path()` (`--db` should be passed as `path`).
+        Raises `SchemaTooNew` for a database from a newer batchyard.
+        """
+        resolved = Path(path).expanduser() if path is not None else default_db_path()
+        db = connect(resolved, busy_timeout=busy_timeout)
+        try:
+            migrate(db, resolved)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, resolved, now=now, compress_min_bytes=compress_min_bytes)
+
+    def __enter__(self) -> Store:
+        return self

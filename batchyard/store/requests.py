@@ -1,0 +1,359 @@
+"""Requests: recording a file's lines, routing them, reading them back, checked changes.
+
+Owns the bulk writes of the `requests` table (chunked, one transaction per chunk), the
+paged reads (never the whole run in memory) and the per-(model, route) summary. Every
+status change here is checked against `transitions.REQUEST_TRANSITIONS`. Results and
+real-time claims are in `results.py`; it must not touch batches beyond reading a shard's
+status.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from batchyard.errors import IllegalTransition, NotFound, StoreError
+from batchyard.models import BatchStatus, RequestStatus, Route
+
+from .base import CHUNK, LOOKUP, StoreBase, chunked, placeholders
+from .codec import decode_body, encode_body
+from .rows import NewRequest, RequestRow, SummaryRow
+from .transitions import PROVIDER_TERMINAL, check_request
+
+__all__ = ["RequestsMixin"]
+
+_COLS = (
+    "run_id, custom_id, line, endpoint, model, priority, est_input_tokens, est_output_tokens, "
+    "est_cost_standard, est_cost_flex, est_cost_batch, route, route_reason, status, attempts, "
+    "shard, owner, not_before, status_code, error_code, error_message, input_tokens, "
+    "output_tokens, cost, updated_at, finished_at"
+)
+_N_COLS = 26
+_INSERT = (
+    "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
+    "est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, est_cost_batch, "
+    "status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
+)
+_SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
+# Estimated cost of a request on the route it was given (standard until routed).
+EST_COST_SQL = (
+    "CASE route WHEN 'flex' THEN coalesce(est_cost_flex, est_cost_standard) "
+    "WHEN 'batch' THEN coalesce(est_cost_batch, est_cost_standard) "
+    "ELSE est_cost_standard END"
+)
+
+
+def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> RequestRow:
+    return RequestRow(
+        run_id=r[0],
+        custom_id=r[1],
+        line=r[2],
+        endpoint=r[3],
+        model=r[4],
+        priority=r[5],
+        est_input_tokens=r[6],
+        est_output_tokens=r[7],
+        est_cost_standard=r[8],
+        est_cost_flex=r[9],
+        est_cost_batch=r[10],
+        route=Route(r[11]) if r[11] is not None else None,
+        route_reason=r[12],
+        status=RequestStatus(r[13]),
+        attempts=r[14],
+        shard=r[15],
+        owner=r[16],
+        not_before=r[17],
+        status_code=r[18],
+        error_code=r[19],
+        error_message=r[20],
+        input_tokens=r[21],
+        output_tokens=r[22],
+        cost=r[23],
+        updated_at=r[24],
+        finished_at=r[25],
+        body=decode_body(body),
+        response_body=decode_body(response),
+    )
+
+
+class RequestsMixin(StoreBase):
+    def add_requests(
+        self, run_id: str, requests: Iterable[NewRequest], *, chunk_size: int = CHUNK
+    ) -> int:
+        """Record input lines (status pending), `chunk_size` rows per transaction.
+
+        Streams: `requests` may be a generator over a file of any size. Each chunk is
+        committed whole or not at all; a duplicate custom_id raises `StoreError` and
+        leaves that chunk unwritten. Returns the number of rows recorded.
+        """
+        self._require_run(run_id)
+        total = 0
+        minimum = self.compress_min_bytes
+        for chunk in chunked(requests, chunk_size):
+            now = self.now()
+            rows = [
+                (
+                    run_id,
+                    r.custom_id,
+                    r.line,
+                    r.endpoint,
+                    r.model,
+                    r.priority,
+                    encode_body(r.body, minimum),
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.cost_standard,
+                    r.cost_flex,
+                    r.cost_batch,
+                    now,
+                )
+                for r in chunk
+            ]
+            try:
+                with self._write() as conn:
+                    conn.executemany(_INSERT, rows)
+                    conn.execute(
+                        "UPDATE runs SET request_count = request_count + ?, updated_at = ? "
+                        "WHERE id = ?",
+                        (len(rows), now, run_id),
+                    )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(self._duplicate_message(run_id, chunk, exc)) from exc
+            total += len(rows)
+        with self._write() as conn:
+            self._event(
+                conn, run_id, "requests.added", f"Recorded {total} request(s)", {"count": total}
+            )
+        return total
+
+    def _duplicate_message(
+        self, run_id: str, chunk: list[NewRequest], exc: sqlite3.IntegrityError
+    ) -> str:
+        seen: dict[str, int] = {}
+        for r in chunk:
+            if r.custom_id in seen:
+                return (
+                    f"custom_id '{r.custom_id}' appears on line {seen[r.custom_id]} and "
+                    f"line {r.line}; each request needs its own custom_id."
+                )
+            seen[r.custom_id] = r.line
+        for part in chunked(list(seen), LOOKUP):
+            hit = self._one(
+                f"SELECT custom_id, line FROM requests WHERE run_id = ? AND custom_id IN "
+                f"({placeholders(len(part))}) LIMIT 1",
+                (run_id, *part),
+            )
+            if hit:
+                return (
+                    f"custom_id '{hit[0]}' (line {seen[hit[0]]}) is already recorded for "
+                    f"run {run_id} at line {hit[1]}; each request needs its own custom_id."
+                )
+        return f"Cannot record requests for run {run_id}: {exc}."
+
+    def _lookup(
+        self, conn: sqlite3.Connection, run_id: str, ids: Sequence[str], cols: str
+    ) -> dict[str, tuple[Any, ...]]:
+        """custom_id -> (cols...) for the ids that exist; raises NotFound for any missing."""
+        found: dict[str, tuple[Any, ...]] = {}
+        for part in chunked(ids, LOOKUP):
+            for row in conn.execute(
+                f"SELECT custom_id, {cols} FROM requests WHERE run_id = ? AND custom_id IN "
+                f"({placeholders(len(part))})",
+                (run_id, *part),
+            ):
+                found[row[0]] = tuple(row[1:])
+        missing = [i for i in ids if i not in found]
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5])
+            raise NotFound(f"Run {run_id} has no request(s) with custom_id {shown}.")
+        return found
+
+    def set_routes(
+        self, run_id: str, routes: Iterable[tuple[str, Route, str]], *, chunk_size: int = CHUNK
+    ) -> int:
+        """Record the router's (custom_id, route, reason) decisions: -> routed, checked.
+
+        A re-route (routed or retryable -> routed) leaves the request's old shard, which
+        must be finished: a request in a live or planned shard cannot be re-routed.
+        """
+        self._require_run(run_id)
+        total = 0
+        for chunk in chunked(routes, chunk_size):
+            with self._write() as conn:
+                ids = [c[0] for c in chunk]
+                cur = self._lookup(conn, run_id, ids, "id, status, shard")
+                shard_status = self._shard_statuses(conn, {v[2] for v in cur.values()})
+                now = self.now()
+                updates = []
+                for custom_id, route, reason in chunk:
+                    row_id, status, shard = cur[custom_id]
+                    check_request(run_id, custom_id, RequestStatus(status), RequestStatus.ROUTED)
+                    if shard is not None and shard_status[shard] not in _SHARD_DONE:
+                        raise IllegalTransition(
+                            f"Request '{custom_id}' of run {run_id} is in batch shard {shard} "
+                            f"({shard_status[shard]}); it cannot be re-routed until that "
+                            "shard is finished or cancelled."
+                        )
+                    updates.append((Route(route).value, reason, now, row_id))
+                conn.executemany(
+                    "UPDATE requests SET route = ?, route_reason = ?, status = 'routed', "
+                    "shard = NULL, updated_at = ? WHERE id = ?",
+                    updates,
+                )
+            total += len(chunk)
+        return total
+
+    def _shard_statuses(self, conn: sqlite3.Connection, shards: set[Any]) -> dict[int, str]:
+        shards.discard(None)
+        if not shards:
+            return {}
+        rows = conn.execute(
+            f"SELECT id, status FROM batches WHERE id IN ({placeholders(len(shards))})",
+            tuple(shards),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def transition_requests(
+        self,
+        run_id: str,
+        custom_ids: Iterable[str],
+        to: RequestStatus,
+        *,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        chunk_size: int = CHUNK,
+    ) -> int:
+        """Move requests to `to`, each change checked; a chunk with one illegal change
+        is not written at all. Terminal targets set finished_at. Returns the count."""
+        self._require_run(run_id)
+        terminal = to in (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
+        total = 0
+        for chunk in chunked(custom_ids, chunk_size):
+            with self._write() as conn:
+                cur = self._lookup(conn, run_id, chunk, "id, status")
+                now = self.now()
+                for custom_id in chunk:
+                    check_request(run_id, custom_id, RequestStatus(cur[custom_id][1]), to)
+                conn.executemany(
+                    "UPDATE requests SET status = ?, updated_at = ?, owner = NULL, "
+                    "finished_at = ?, error_code = coalesce(?, error_code), "
+                    "error_message = coalesce(?, error_message) WHERE id = ?",
+                    [
+                        (
+                            to.value,
+                            now,
+                            now if terminal else None,
+                            error_code,
+                            error_message,
+                            cur[c][0],
+                        )
+                        for c in chunk
+                    ],
+                )
+            total += len(chunk)
+        return total
+
+    def iter_requests(
+        self,
+        run_id: str,
+        *,
+        statuses: Sequence[RequestStatus] | None = None,
+        routes: Sequence[Route] | None = None,
+        shard: int | None = None,
+        with_body: bool = False,
+        with_response: bool = False,
+        page_size: int = 1000,
+    ) -> Iterator[RequestRow]:
+        """The run's requests in line order, filtered, fetched `page_size` at a time."""
+        self._require_run(run_id)
+        where, params = ["run_id = ?"], [run_id]
+        params_any: list[Any] = params
+        if statuses:
+            where.append(f"status IN ({placeholders(len(statuses))})")
+            params.extend(RequestStatus(s).value for s in statuses)
+        if routes:
+            where.append(f"route IN ({placeholders(len(routes))})")
+            params.extend(Route(r).value for r in routes)
+        if shard is not None:
+            where.append("shard = ?")
+            params_any.append(shard)
+        # A shard's rows are a small part of a run: walk its own index, not the run's.
+        hint = "INDEXED BY requests_shard" if shard is not None else ""
+        extra = (", body" if with_body else ", NULL") + (
+            ", response_body" if with_response else ", NULL"
+        )
+        sql = (
+            f"SELECT {_COLS}, id{extra} FROM requests {hint} WHERE {' AND '.join(where)} "
+            "AND (line, id) > (?, ?) ORDER BY line, id LIMIT ?"
+        )
+        after: tuple[int, int] = (-(2**62), 0)
+        while True:
+            page = self.db.conn.execute(sql, (*params, *after, page_size)).fetchall()
+            for r in page:
+                yield request_row(r, r[_N_COLS + 1], r[_N_COLS + 2])
+            if len(page) < page_size:
+                return
+            after = (page[-1][2], page[-1][_N_COLS])
+
+    def get_request(self, run_id: str, custom_id: str, *, with_body: bool = True) -> RequestRow:
+        """One request (with its body and response unless `with_body=False`)."""
+        extra = ", body, response_body" if with_body else ", NULL, NULL"
+        r = self._one(
+            f"SELECT {_COLS}{extra} FROM requests WHERE run_id = ? AND custom_id = ?",
+            (run_id, custom_id),
+        )
+        if r is None:
+            self._require_run(run_id)
+            raise NotFound(f"Run {run_id} has no request with custom_id '{custom_id}'.")
+        return request_row(r, r[_N_COLS], r[_N_COLS + 1])
+
+    def get_bodies(self, run_id: str, custom_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """custom_id -> request body, for the given ids (NotFound if one is missing)."""
+        ids = list(custom_ids)
+        found = self._lookup(self.db.conn, run_id, ids, "body")
+        out: dict[str, dict[str, Any]] = {}
+        for i in ids:
+            body = decode_body(found[i][0])
+            assert body is not None
+            out[i] = body
+        return out
+
+    def count_requests(self, run_id: str) -> dict[tuple[Route | None, RequestStatus], int]:
+        """How many of the run's requests are in each (route, status)."""
+        self._require_run(run_id)
+        rows = self.db.conn.execute(
+            "SELECT route, status, count(*) FROM requests WHERE run_id = ? GROUP BY 1, 2",
+            (run_id,),
+        )
+        return {(Route(r[0]) if r[0] else None, RequestStatus(r[1])): r[2] for r in rows}
+
+    def summary(self, run_id: str) -> list[SummaryRow]:
+        """Per (model, route): requests, outcomes, estimated and actual cost, tokens."""
+        self._require_run(run_id)
+        rows = self.db.conn.execute(
+            "SELECT model, route, count(*), "
+            "sum(status = 'succeeded'), sum(status = 'failed'), "
+            "sum(status NOT IN ('succeeded', 'failed', 'cancelled')), "
+            f"total({EST_COST_SQL}), total(cost), sum(est_input_tokens), "
+            "sum(est_output_tokens), total(input_tokens), total(output_tokens) "
+            "FROM requests WHERE run_id = ? GROUP BY model, route ORDER BY model, route",
+            (run_id,),
+        )
+        return [
+            SummaryRow(
+                model=r[0],
+                route=Route(r[1]) if r[1] else None,
+                requests=r[2],
+                succeeded=r[3],
+                failed=r[4],
+                open=r[5],
+                estimated_cost=r[6],
+                actual_cost=r[7],
+                est_input_tokens=r[8],
+                est_output_tokens=r[9],
+                input_tokens=int(r[10]),
+                output_tokens=int(r[11]),
+            )
+            for r in rows
+        ]

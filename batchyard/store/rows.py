@@ -1,0 +1,258 @@
+"""Typed records that go into and come out of the store.
+
+Owns the frozen dataclasses the store's API takes and returns (one per table, plus the
+inputs `NewRequest` and `Result` and small reports). Plain data: no SQL, no I/O. Times are
+unix seconds (float) from the store's injected clock; money is US dollars (float).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from batchyard.models import BatchStatus, RequestStatus, Route, RouteOverride, RunState
+
+__all__ = [
+    "ApplyReport",
+    "AttemptRow",
+    "BatchRow",
+    "Claim",
+    "EventRow",
+    "FileKind",
+    "FileRow",
+    "NewRequest",
+    "RequestRow",
+    "Result",
+    "RunRow",
+    "SummaryRow",
+]
+
+JSONDict = dict[str, Any]
+
+
+class FileKind(StrEnum):
+    """What a row of the `files` table is."""
+
+    INPUT = "input"  # a shard's JSONL we upload (purpose=batch)
+    OUTPUT = "output"  # a batch's output file we download
+    ERROR = "error"  # a batch's error file we download
+
+
+@dataclass(frozen=True, slots=True)
+class NewRequest:
+    """One input line to record with `Store.add_requests`."""
+
+    custom_id: str
+    line: int
+    endpoint: str
+    model: str
+    body: JSONDict
+    input_tokens: int
+    output_tokens: int
+    cost_standard: float
+    cost_flex: float | None
+    cost_batch: float | None
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of one request, from a real-time call or a batch output/error line.
+
+    `status` is SUCCEEDED, FAILED (terminal) or RETRYABLE. When `shard` is given, the
+    result is only applied if the request still belongs to that shard (a late file from an
+    old shard cannot overwrite a newer attempt).
+    """
+
+    custom_id: str
+    status: RequestStatus
+    status_code: int | None = None
+    response_body: JSONDict | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: float = 0.0
+    shard: int | None = None
+    route: Route | None = None
+    not_before: float | None = None  # retryable: do not claim again before this time
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyReport:
+    """What `apply_results` did. Re-applying the same results yields only duplicates."""
+
+    applied: int = 0
+    duplicates: int = 0  # already had this outcome (or a terminal one): nothing changed
+    stale: int = 0  # result from a shard the request no longer belongs to: ignored
+    unknown: int = 0  # custom_id not in this run: ignored
+    unknown_ids: tuple[str, ...] = ()  # the first few of them, for the message
+    cost: float = 0.0  # sum of cost of the applied results
+
+    def __add__(self, other: ApplyReport) -> ApplyReport:
+        return ApplyReport(
+            applied=self.applied + other.applied,
+            duplicates=self.duplicates + other.duplicates,
+            stale=self.stale + other.stale,
+            unknown=self.unknown + other.unknown,
+            unknown_ids=(self.unknown_ids + other.unknown_ids)[:20],
+            cost=self.cost + other.cost,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: str
+    source_path: str
+    source_sha256: str
+    endpoint: str
+    models: tuple[str, ...]
+    route_override: RouteOverride
+    deadline_at: float | None
+    budget: float | None
+    state: RunState
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    estimated_cost: float
+    actual_cost: float
+    request_count: int
+    options: JSONDict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    """One request. `body`/`response_body` are None unless asked for (they are large)."""
+
+    run_id: str
+    custom_id: str
+    line: int
+    endpoint: str
+    model: str
+    priority: int
+    est_input_tokens: int
+    est_output_tokens: int
+    est_cost_standard: float
+    est_cost_flex: float | None
+    est_cost_batch: float | None
+    route: Route | None
+    route_reason: str | None
+    status: RequestStatus
+    attempts: int
+    shard: int | None
+    owner: str | None
+    not_before: float | None
+    status_code: int | None
+    error_code: str | None
+    error_message: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    updated_at: float
+    finished_at: float | None
+    body: JSONDict | None = None
+    response_body: JSONDict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A real-time request claimed by one owner (status in_flight, attempt row written)."""
+
+    custom_id: str
+    line: int
+    endpoint: str
+    model: str
+    route: Route
+    attempt: int
+    body: JSONDict
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    id: int
+    run_id: str
+    shard: int | None
+    kind: FileKind
+    remote_id: str | None
+    local_path: str | None
+    bytes: int | None
+    sha256: str | None
+    created_at: float
+    remote_at: float | None
+    deleted_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    """One shard: a set of requests sent as one provider batch."""
+
+    id: int
+    run_id: str
+    endpoint: str
+    model: str
+    status: BatchStatus
+    provider_batch_id: str | None
+    input_file_row: int | None
+    input_file_id: str | None
+    output_file_id: str | None
+    error_file_id: str | None
+    request_count: int
+    counts_total: int | None
+    counts_completed: int | None
+    counts_failed: int | None
+    metadata: dict[str, str]
+    provider_times: dict[str, float]  # provider *_at fields that are set, e.g. completed_at
+    errors: JSONDict | None
+    raw: JSONDict | None
+    claim_owner: str | None
+    claim_expires_at: float | None
+    created_at: float
+    updated_at: float
+    applied_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    run_id: str
+    at: float
+    kind: str
+    message: str
+    data: JSONDict
+    custom_id: str | None
+    shard: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    run_id: str
+    custom_id: str
+    attempt: int
+    route: Route
+    shard: int | None
+    owner: str | None
+    started_at: float
+    finished_at: float | None
+    outcome: str | None  # a RequestStatus value, or "released" / "abandoned"
+    status_code: int | None
+    error_code: str | None
+    cost: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """Totals for one (model, route) of a run; route None means not routed yet."""
+
+    model: str
+    route: Route | None
+    requests: int
+    succeeded: int
+    failed: int
+    open: int  # not terminal yet
+    estimated_cost: float
+    actual_cost: float
+    est_input_tokens: int
+    est_output_tokens: int
+    input_tokens: int
+    output_tokens: int

@@ -1,0 +1,249 @@
+"""The job database's schema, its numbered migrations and how a connection is opened.
+
+Owns `MIGRATIONS` (sqlite-utils 4 `Migrations("batchyard")`, functions `m001_...`), the
+pragmas every connection gets (WAL, busy timeout, foreign keys, synchronous=FULL), the
+0600 file creation and the refusal of a database written by a newer batchyard. It must not
+hold any store logic: the schema is documented column by column in docs/store.md, keep both
+in step. There is no column for an API key, and none may be added.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+from sqlite_utils import Database, Migrations
+
+from batchyard.errors import SchemaTooNew, StoreError
+from batchyard.models import BatchStatus, RequestStatus, Route, RunState
+
+__all__ = ["MIGRATIONS", "MIGRATION_NAMES", "SCHEMA_TABLES", "connect", "migrate"]
+
+MIGRATIONS = Migrations("batchyard")
+
+# Tables the current schema defines (tests assert them; docs/store.md documents them).
+SCHEMA_TABLES = ("attempts", "batches", "events", "files", "requests", "runs")
+
+
+MIGRATION_NAMES: list[str] = []  # every migration this version knows, in order
+
+F = TypeVar("F", bound=Callable[[Database], None])
+
+
+def _migration(fn: F) -> F:
+    MIGRATION_NAMES.append(fn.__name__)
+    return MIGRATIONS()(fn)
+
+
+def _in(values: Iterable[StrEnum]) -> str:
+    return ", ".join(f"'{v.value}'" for v in values)
+
+
+@_migration
+def m001_initial(db: Database) -> None:
+    """Runs, requests, files, batches, attempts and events."""
+    statements = [
+        f"""CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            source_path TEXT NOT NULL,
+            source_sha256 TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            models TEXT NOT NULL,
+            route_override TEXT NOT NULL,
+            deadline_at REAL,
+            budget REAL,
+            state TEXT NOT NULL CHECK (state IN ({_in(RunState)})),
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            finished_at REAL,
+            estimated_cost REAL NOT NULL DEFAULT 0,
+            actual_cost REAL NOT NULL DEFAULT 0,
+            request_count INTEGER NOT NULL DEFAULT 0,
+            options TEXT NOT NULL DEFAULT '{{}}'
+        )""",
+        "CREATE INDEX runs_created ON runs(created_at)",
+        f"""CREATE TABLE batches (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ({_in(BatchStatus)})),
+            provider_batch_id TEXT UNIQUE,
+            input_file_row INTEGER REFERENCES files(id),
+            input_file_id TEXT,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            request_count INTEGER NOT NULL DEFAULT 0,
+            counts_total INTEGER,
+            counts_completed INTEGER,
+            counts_failed INTEGER,
+            metadata TEXT NOT NULL DEFAULT '{{}}',
+            errors TEXT,
+            raw TEXT,
+            provider_created_at REAL,
+            in_progress_at REAL,
+            expires_at REAL,
+            finalizing_at REAL,
+            completed_at REAL,
+            failed_at REAL,
+            expired_at REAL,
+            cancelling_at REAL,
+            cancelled_at REAL,
+            claim_owner TEXT,
+            claim_expires_at REAL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            applied_at REAL
+        )""",
+        "CREATE INDEX batches_run_status ON batches(run_id, status)",
+        """CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            shard INTEGER REFERENCES batches(id),
+            kind TEXT NOT NULL CHECK (kind IN ('input', 'output', 'error')),
+            remote_id TEXT,
+            local_path TEXT,
+            bytes INTEGER,
+            sha256 TEXT,
+            created_at REAL NOT NULL,
+            remote_at REAL,
+            deleted_at REAL
+        )""",
+        "CREATE INDEX files_run ON files(run_id)",
+        "CREATE INDEX files_remote ON files(remote_id) WHERE remote_id IS NOT NULL",
+        f"""CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            custom_id TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            body BLOB NOT NULL,
+            est_input_tokens INTEGER NOT NULL,
+            est_output_tokens INTEGER NOT NULL,
+            est_cost_standard REAL NOT NULL,
+            est_cost_flex REAL,
+            est_cost_batch REAL,
+            route TEXT CHECK (route IN ({_in(Route)})),
+            route_reason TEXT,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ({_in(RequestStatus)})),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            shard INTEGER REFERENCES batches(id),
+            owner TEXT,
+            claimed_at REAL,
+            not_before REAL,
+            status_code INTEGER,
+            response_body BLOB,
+            error_code TEXT,
+            error_message TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cost REAL,
+            updated_at REAL NOT NULL,
+            finished_at REAL,
+            UNIQUE (run_id, custom_id)
+        )""",
+        "CREATE INDEX requests_run_line ON requests(run_id, line)",
+        "CREATE INDEX requests_shard ON requests(shard, line) WHERE shard IS NOT NULL",
+        # The real-time dispatch queue: only rows waiting for a real-time call are in it,
+        # so inserting a million pending rows does not touch it.
+        """CREATE INDEX requests_realtime_queue ON requests(run_id, priority DESC, line)
+            WHERE status IN ('routed', 'retryable') AND route IN ('standard', 'flex')""",
+        "CREATE INDEX requests_in_flight ON requests(run_id) WHERE status = 'in_flight'",
+        """CREATE TABLE attempts (
+            run_id TEXT NOT NULL,
+            custom_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            route TEXT NOT NULL,
+            shard INTEGER REFERENCES batches(id),
+            owner TEXT,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            outcome TEXT,
+            status_code INTEGER,
+            error_code TEXT,
+            cost REAL,
+            PRIMARY KEY (run_id, custom_id, attempt),
+            FOREIGN KEY (run_id, custom_id) REFERENCES requests(run_id, custom_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX attempts_shard ON attempts(shard) WHERE shard IS NOT NULL",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}',
+            custom_id TEXT,
+            shard INTEGER REFERENCES batches(id)
+        )""",
+        "CREATE INDEX events_run ON events(run_id, id)",
+        # History is append-only: the database itself refuses to rewrite it.
+        """CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+            BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        """CREATE TRIGGER attempts_closed BEFORE UPDATE ON attempts
+            WHEN OLD.finished_at IS NOT NULL
+            BEGIN SELECT RAISE(ABORT, 'a finished attempt is history and cannot change'); END""",
+        """CREATE TRIGGER attempts_no_delete BEFORE DELETE ON attempts
+            BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END""",
+    ]
+    for sql in statements:
+        db.execute(sql)
+
+
+def _create_private(path: Path) -> None:
+    """Create the file (and its folder) readable by the owner only, if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(path, 0o600)  # the umask may have removed bits, never added; be explicit
+
+
+def connect(path: Path, *, busy_timeout: float = 30.0) -> Database:
+    """Open (creating with mode 0600) the database at `path` with batchyard's pragmas."""
+    _create_private(path)
+    try:
+        conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
+        db = Database(conn)
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.enable_wal()
+        # FULL: a committed intent row survives a power cut, not only a process crash.
+        db.execute("PRAGMA synchronous = FULL")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"Cannot open the job database {path}: {exc}. "
+            "Point --db or BATCHYARD_DB at a batchyard database or a new file."
+        ) from exc
+    return db
+
+
+def migrate(db: Database, path: Path) -> None:
+    """Refuse a newer schema, then apply pending migrations under one write lock."""
+    known = set(MIGRATION_NAMES)
+    db.conn.execute("BEGIN IMMEDIATE")  # two processes opening a blank file: one migrates
+    try:
+        unknown = [m.name for m in MIGRATIONS.applied(db) if m.name not in known]
+        if unknown:
+            raise SchemaTooNew(
+                f"The job database {path} was written by a newer batchyard "
+                f"(it has schema migration(s) {', '.join(unknown)} that this version "
+                "does not know). Upgrade batchyard, or point --db / BATCHYARD_DB at "
+                "another file."
+            )
+        if MIGRATIONS.pending(db):
+            MIGRATIONS.apply(db)
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()

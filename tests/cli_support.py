@@ -1,0 +1,92 @@
+"""Helpers for the CLI tests: invoke the real app, point it at a simulator on a loopback port.
+
+The CLI builds its Orchestrator from the environment exactly as it does for a user, so a
+test only sets `OPENAI_BASE_URL` / `OPENAI_API_KEY` (and fast polling) and runs commands.
+The simulator's clock runs 3600x, so a 30-minute batch returns in half a real second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from batchyard.cli import app
+from batchyard.samples import write_sample
+from batchyard.simulator import SimConfig, load_config
+
+__all__ = [
+    "API_KEY",
+    "fast_config",
+    "invoke",
+    "json_out",
+    "point_at",
+    "run_cli",
+    "sample",
+    "sim_env",
+]
+
+API_KEY = "sk-test-cli-0123456789abcdef"
+
+
+def fast_config(**overrides: Any) -> SimConfig:
+    """Simulator: clock x3600, no rate limits (the CLI tests are about the CLI)."""
+    overrides.setdefault("clock", {"time_scale": 3600.0})
+    overrides.setdefault("rate_limits", False)
+    return load_config(None, **overrides)
+
+
+def sim_env(base_url: str) -> dict[str, str]:
+    """What a user would export to use batchyard against the simulator, plus fast polling
+    and no small-run shortcut (so small test files still go through the Batch API)."""
+    return {
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_API_KEY": API_KEY,
+        "BATCHYARD_POLL_MIN_SECONDS": "0.05",
+        "BATCHYARD_POLL_MAX_SECONDS": "0.3",
+        "BATCHYARD_SMALL_RUN_REQUESTS": "0",
+        "BATCHYARD_SMALL_RUN_USD": "0",
+    }
+
+
+def point_at(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
+    for name, value in sim_env(base_url).items():
+        monkeypatch.setenv(name, value)
+
+
+def sample(tmp_path: Path, count: int = 24, name: str = "requests.jsonl") -> Path:
+    return write_sample(tmp_path / name, count)
+
+
+def invoke(*args: str) -> Result:
+    """Run `batchyard ARGS` in-process; stdout and stderr kept apart."""
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def json_out(result: Result) -> Any:
+    """The one JSON document a `--json` command printed on stdout."""
+    assert result.stdout.strip(), result.stderr
+    return json.loads(result.stdout)
+
+
+def run_cli(
+    args: Sequence[str], env: dict[str, str], *, cwd: Path, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """`python -m batchyard ARGS` in a separate process, as a user (or cron) would run it."""
+    full = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "batchyard", *args],
+        env=full,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,84 @@
+"""Separate processes, as a user's shell or cron would run them: submit in one, watch and
+poll (side by side) in others, fetch in a last one; and Ctrl-C during watch is safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2
+from cli_support import fast_config, run_cli, sample, sim_env
+from simfixtures import running_server
+
+from batchyard.samples import sample_lines
+
+
+def test_submit_watch_and_poll_side_by_side_then_fetch(tmp_path: Path) -> None:
+    file = sample(tmp_path, 60)
+    with running_server(fast_config()) as server:
+        env = {**sim_env(server.base_url), "BATCHYARD_DB": str(tmp_path / "shared.db")}
+        submitted = run_cli(["submit", str(file), "--detach", "--json"], env, cwd=tmp_path)
+        assert submitted.returncode == 0, submitted.stderr
+        run_id = json.loads(submitted.stdout)["submit"]["run_id"]
+
+        full = {**os.environ, **env}
+        args = [sys.executable, "-m", "batchyard"]
+        watcher = subprocess.Popen([*args, "watch", run_id], env=full, cwd=tmp_path,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        poller = subprocess.Popen([*args, "poll", run_id, "--wait"], env=full, cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        w_out, w_err = watcher.communicate(timeout=90)
+        p_out, p_err = poller.communicate(timeout=90)
+        assert watcher.returncode == 0, w_err
+        assert poller.returncode == 0, p_err
+        assert "(done)" in w_out and "60/60 finished" in p_out
+
+        out = tmp_path / "results.jsonl"
+        fetched = run_cli(["fetch", run_id, "-o", str(out), "--json"], env, cwd=tmp_path)
+        assert fetched.returncode == 0, fetched.stderr
+        assert json.loads(fetched.stdout)["succeeded"] == 60
+
+        ledger = httpx2.get(f"{server.root}/_sim/ledger").json()
+        ours = [b for b in server.state.batches.values()
+                if (b.metadata or {}).get("batchyard_run") == run_id]
+        shards = {(b.metadata or {}).get("batchyard_shard") for b in ours}
+    ids = [json.loads(line)["custom_id"] for line in out.read_text().splitlines()]
+    assert ids == [line["custom_id"] for line in sample_lines(60)]  # each once, in order
+    assert ledger["duplicates"] == []
+    assert len(ours) == len(shards)  # never two batches for one shard
+
+
+def test_ctrl_c_during_watch_exits_130_and_resume_carries_on(tmp_path: Path) -> None:
+    file = sample(tmp_path, 8)
+    with running_server(fast_config(clock={"time_scale": 1.0})) as server:
+        env = {**sim_env(server.base_url), "BATCHYARD_DB": str(tmp_path / "shared.db")}
+        submitted = run_cli(["submit", str(file), "--route", "batch", "--detach", "--json"],
+                            env, cwd=tmp_path)
+        assert submitted.returncode == 0, submitted.stderr
+        run_id = json.loads(submitted.stdout)["submit"]["run_id"]
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "batchyard", "watch", run_id],
+            env={**os.environ, **env}, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert watcher.stderr is not None
+        first = watcher.stderr.readline()  # the first progress line: it is working
+        assert run_id in first
+        time.sleep(0.5)
+        watcher.send_signal(signal.SIGINT)
+        _, err = watcher.communicate(timeout=30)
+        assert watcher.returncode == 130, err
+        assert f"batchyard resume {run_id}" in err and "Traceback" not in err
+
+        resumed = run_cli(["resume", run_id, "--detach", "--json"], env, cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["state"] == "running"
+        ours = [b for b in server.state.batches.values()
+                if (b.metadata or {}).get("batchyard_run") == run_id]
+        shards = {(b.metadata or {}).get("batchyard_shard") for b in ours}
+        assert len(ours) == len(shards) == 2  # one per model; resume created none again

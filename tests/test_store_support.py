@@ -1,0 +1,85 @@
+"""Helpers shared by the store tests (no tests here): a fake clock and small builders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from batchyard.models import BatchStatus, RequestStatus, Route
+from batchyard.store import NewRequest, Store
+
+ENDPOINT = "/v1/chat/completions"
+
+
+class Clock:
+    """A settable clock for `Store.open(now=...)`."""
+
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def body(i: int, size: int = 60) -> dict[str, Any]:
+    return {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": f"question {i} " + "word " * (size // 5)}],
+    }
+
+
+def new_request(
+    i: int, *, model: str = "gpt-4o-mini", size: int = 60, priority: int = 0
+) -> NewRequest:
+    return NewRequest(
+        custom_id=f"req-{i}",
+        line=i + 1,
+        endpoint=ENDPOINT,
+        model=model,
+        body=body(i, size),
+        input_tokens=100 + i,
+        output_tokens=50,
+        cost_standard=0.002,
+        cost_flex=0.001,
+        cost_batch=0.001,
+        priority=priority,
+    )
+
+
+def make_run(store: Store, n: int = 0, **kw: Any) -> str:
+    run_id = store.create_run(
+        source_path="requests.jsonl",
+        source_sha256="0" * 64,
+        endpoint=ENDPOINT,
+        models=["gpt-4o-mini"],
+        **kw,
+    )
+    if n:
+        store.add_requests(run_id, (new_request(i) for i in range(n)))
+    return run_id
+
+
+def route_all(store: Store, run_id: str, n: int, route: Route) -> None:
+    store.set_routes(run_id, [(f"req-{i}", route, "test") for i in range(n)])
+
+
+def force_request_status(store: Store, run_id: str, custom_id: str, status: RequestStatus) -> None:
+    """Put a request in a status directly (test set-up only; bypasses the table)."""
+    with store.db.atomic():
+        store.db.execute(
+            "UPDATE requests SET status = ?, route = coalesce(route, 'standard') "
+            "WHERE run_id = ? AND custom_id = ?",
+            [status.value, run_id, custom_id],
+        )
+
+
+def force_batch_status(store: Store, shard: int, status: BatchStatus) -> None:
+    with store.db.atomic():
+        store.db.execute("UPDATE batches SET status = ? WHERE id = ?", [status.value, shard])
+
+
+def open_store(path: Path, clock: Clock | None = None) -> Store:
+    return Store.open(path, now=clock or Clock())
