@@ -43,12 +43,13 @@ from typing import Any
 
 import httpx2
 import openai
+from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from batchyard.config import Settings, model_table
 from batchyard.models import Route
-from batchyard.orchestrator import realtime as realtime_module
+from batchyard.orchestrator import realtime_request
 from batchyard.orchestrator.client import make_client
 from batchyard.orchestrator.realtime import RealtimeRunner
 from batchyard.orchestrator.realtime_call import Answer
@@ -198,7 +199,7 @@ async def batchyard_at_limit(url: str, items: list[dict[str, Any]], scale: float
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp) / "bench.db", now=clock)
         run_id = seed_run(store, items)
-        settings = Settings(api_key="sk-bench", base_url=f"{url}/v1", concurrency=64)
+        settings = Settings(api_key=SecretStr("sk-bench"), base_url=f"{url}/v1", concurrency=64)
         runner = RealtimeRunner(
             store,
             make_client(settings),
@@ -307,7 +308,9 @@ async def ours(
     tmp = tempfile.mkdtemp()
     store = Store.open(Path(tmp) / "bench.db")
     run_id = seed_run(store, items)
-    settings = Settings(api_key="sk-bench", base_url=f"{url}/v1", concurrency=concurrency)
+    settings = Settings(
+        api_key=SecretStr("sk-bench"), base_url=f"{url}/v1", concurrency=concurrency
+    )
     runner = RealtimeRunner(
         store,
         make_client(settings),
@@ -362,18 +365,19 @@ async def part_latency(n: int) -> None:
         "from claim to result committed, minus the SDK call."
     )
     sdk_time: dict[str, float] = {}
-    original = realtime_module.send
+    original = realtime_request.send
 
     async def timed(
         client: openai.AsyncOpenAI, endpoint: str, body: dict[str, Any], custom_id: str
     ) -> Answer:
         t0 = time.time()
         try:
-            return await original(client, endpoint, body, custom_id)
+            answer: Answer = await original(client, endpoint, body, custom_id)
+            return answer
         finally:
             sdk_time[custom_id] = time.time() - t0
 
-    realtime_module.send = timed  # type: ignore[assignment]
+    setattr(realtime_request, "send", timed)  # noqa: B010 - time each SDK call
     try:
         items = bodies(n, seed=13)
         config = {"rate_limits": False}
@@ -382,7 +386,7 @@ async def part_latency(n: int) -> None:
             sdk_time.clear()
             _, store, run_id, _ = await ours(url, items, 1, max_claimed=1)
     finally:
-        realtime_module.send = original  # type: ignore[assignment]
+        setattr(realtime_request, "send", original)  # noqa: B010
     added = []
     for attempt in store.list_attempts(run_id):
         if attempt.finished_at is not None:

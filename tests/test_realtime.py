@@ -124,9 +124,9 @@ async def test_retry_after_is_honoured_and_a_429_pauses_the_whole_model(tmp_path
     later = sorted(e.at for e in bench.state.ledger)[10:]
     assert all(t - start < 1.0 for t in first_wave)
     assert min(later) >= start + 6.0  # retry-after for 1 of 10 RPM: 6 s
-    # The pause held every request back: the 429s were only the first wave's.
-    assert report.rate_limited == 10
-    assert bench.http_status_counts()[429] == 10
+    # The pause held every request back: the 429s were only the first wave's (fewer when
+    # early responses' headers already said the bucket was empty).
+    assert 1 <= report.rate_limited == bench.http_status_counts()[429] <= 10
 
 
 async def test_transient_faults_are_retried_and_billed_once(tmp_path: Path) -> None:

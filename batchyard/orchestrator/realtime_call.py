@@ -2,8 +2,9 @@
 
 Owns `send` (the stored body through `chat.completions` / `responses` / `embeddings`
 `.with_raw_response.create`, so the rate-limit headers of a success are readable; the body
-goes verbatim as `extra_body`, so keys the SDK does not know reach the API unchanged), `rate_charge` (what OpenAI counts against TPM) and
-`usage_of` (tokens and served tier from a response body). It must not retry, sleep,
+goes verbatim as `extra_body`, so keys the SDK does not know reach the API unchanged),
+`rate_charge` (what OpenAI counts against TPM) and `usage_of` (tokens and served tier from
+a response body). It must not retry, sleep,
 touch the store or decide anything: `realtime.py` does that.
 """
 

@@ -10,24 +10,24 @@ store does), never prints (callers render), and reads time only through the inje
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import secrets
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import openai
 
 from batchyard.config import ModelInfo, Settings, load_settings
-from batchyard.errors import ConfigError, QuotaExhausted
-from batchyard.ingest import ParsedRequest, read_requests, validate_file, write_rejects
+from batchyard.errors import QuotaExhausted
 from batchyard.models import RequestStatus, RouteOverride, RunState
 from batchyard.orchestrator import reporting, routing
+from batchyard.orchestrator.batch_submit import SubmitReport
 from batchyard.orchestrator.batches import BatchRunner
 from batchyard.orchestrator.client import make_client
+from batchyard.orchestrator.intake import check_file, sha256_file
 from batchyard.orchestrator.realtime import RealtimeRunner
 from batchyard.orchestrator.reports import (
     CostReport,
@@ -36,19 +36,18 @@ from batchyard.orchestrator.reports import (
     SubmitResult,
     VerifyReport,
 )
+from batchyard.orchestrator.steering import budget_guard, reroute, route_unbatchable
 from batchyard.orchestrator.timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.router import (
     Plan,
-    RequestFeatures,
     RunPolicy,
     decide,
     make_plan,
     parse_deadline,
     plan_from_decision,
-    redecide,
 )
 from batchyard.store import Store
-from batchyard.store.rows import NewRequest, RunRow
+from batchyard.store.rows import RunRow
 
 __all__ = ["Orchestrator", "Progress"]
 
@@ -56,14 +55,6 @@ Progress = Callable[[str, dict[str, Any]], None]
 """Progress callback: (event kind, data). Kinds include "realtime", "batch", "route"."""
 
 _TERMINAL = (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _owner() -> str:
@@ -183,31 +174,6 @@ class Orchestrator:
             small_run_usd=self.settings.small_run_usd,
         )
 
-    def _feature(self, p: ParsedRequest) -> RequestFeatures:
-        return routing.from_new(self._new_request(p))
-
-    def _new_request(self, p: ParsedRequest) -> NewRequest:
-        info = self.models[p.model] if p.model in self.models else _base_model(self.models, p.model)
-        out = routing.expected_output(p.endpoint, p.output_tokens)
-        return NewRequest(
-            custom_id=p.custom_id,
-            line=p.line,
-            endpoint=p.endpoint.value,
-            model=p.model,
-            body=p.body,
-            input_tokens=p.input_tokens,
-            output_tokens=out,
-            cost_standard=info.cost("standard", p.input_tokens, out),
-            cost_flex=info.cost("flex", p.input_tokens, out) if info.flex else None,
-            cost_batch=info.cost("batch", p.input_tokens, out),
-            priority=p.priority,
-        )
-
-    def _valid(self, path: Path) -> Iterator[ParsedRequest]:
-        for item in read_requests(path, self.models):
-            if isinstance(item, ParsedRequest):
-                yield item
-
     def _capacities(self, names: list[str], run_id: str | None = None) -> dict[str, Any]:
         rt = self._realtime
         return routing.capacities(
@@ -230,13 +196,11 @@ class Orchestrator:
         strict: bool = False,
     ) -> Plan:
         """The plan for a file: routes, escalation point, costs. No API calls."""
-        source = Path(path)
-        validate_file(source, self.models).raise_if_invalid()
-        requests = [self._feature(p) for p in self._valid(source)]
+        intake = check_file(Path(path), self.models)
+        requests = intake.features()
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
-        names = sorted({r.model for r in requests})
-        caps = self._capacities(names)
-        history = routing.turnarounds(self.store.list_batches()) if self._store else {}
+        caps = self._capacities(sorted({r.model for r in requests}))
+        history = routing.turnarounds(self.store.list_batches())
         return make_plan(requests, policy, caps, self.clock(), history)
 
     # ---- submit ---------------------------------------------------------------------------
@@ -258,20 +222,14 @@ class Orchestrator:
         real-time share is left routed: run it with `step`/`wait` (the CLI does).
         """
         source = Path(path)
-        checked = validate_file(source, self.models)
-        rejects_path: Path | None = None
-        if not checked.ok:
-            if not skip_invalid:
-                checked.raise_if_invalid()
-            rejects_path = Path(rejects) if rejects else source.with_suffix(".rejects.jsonl")
-            problems = [
-                p for p in read_requests(source, self.models) if not isinstance(p, ParsedRequest)
-            ]
-            write_rejects(problems, rejects_path)
-        if checked.valid == 0:
-            raise ConfigError(f"{source} has no valid request to submit.")
+        intake = check_file(
+            source,
+            self.models,
+            skip_invalid=skip_invalid,
+            rejects=Path(rejects) if rejects else None,
+        )
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
-        requests = [self._feature(p) for p in self._valid(source)]
+        requests = intake.features()
         names = sorted({r.model for r in requests})
         now = self.clock()
         caps = self._capacities(names)
@@ -279,11 +237,11 @@ class Orchestrator:
         decision = decide(requests, policy, caps, now, history)  # may raise PlanRefused
         plan = plan_from_decision(decision, requests, policy, caps, history)
         del requests
-        endpoints = sorted({g[0].value for g in checked.groups})
+        checked = intake.checked
         run_id = self.store.create_run(
             source_path=str(source.resolve()),
-            source_sha256=_sha256(source),
-            endpoint=endpoints[0] if len(endpoints) == 1 else ",".join(endpoints),
+            source_sha256=sha256_file(source),
+            endpoint=intake.endpoint,
             models=names,
             route_override=policy.route,
             deadline_at=policy.deadline,
@@ -293,25 +251,30 @@ class Orchestrator:
                 "strict": strict,
                 "margin_s": policy.margin_s,
                 "rejected": checked.invalid_lines,
-                "rejects_path": str(rejects_path) if rejects_path else None,
+                "rejects_path": str(intake.rejects_path) if intake.rejects_path else None,
             },
         )
-        self.store.add_requests(run_id, (self._new_request(p) for p in self._valid(source)))
+        self.store.add_requests(run_id, intake.new_requests())
         self.store.set_routes(
             run_id, ((a.custom_id, a.route, a.reason) for a in decision.assignments)
         )
         self.store.add_event(run_id, "route.plan", decision.reason, plan.to_dict())
         self.store.set_run_state(run_id, RunState.RUNNING)
-        report = await self.batch.submit(run_id)
+        report = await self._submit_batches(run_id)
         return SubmitResult(
             run_id=run_id,
             plan=plan,
             accepted=checked.valid,
             rejected=checked.invalid_lines,
-            rejects_path=rejects_path,
+            rejects_path=intake.rejects_path,
             shards_submitted=report.submitted,
             waiting_shards=report.waiting,
         )
+
+    async def _submit_batches(self, run_id: str) -> SubmitReport:
+        report = await self.batch.submit(run_id)
+        route_unbatchable(self.store, run_id, report.unbatchable, self.models)
+        return report
 
     # ---- driving a run ------------------------------------------------------------------------
     def _policy_of(self, run: RunRow) -> RunPolicy:
@@ -327,48 +290,28 @@ class Orchestrator:
 
     async def _reroute(self, run: RunRow) -> None:
         """Re-decide the open work: escalate late batches, move work off failing paths."""
-        rows = list(self.store.iter_requests(run.id, statuses=routing.OPEN_STATUSES))
-        movable = [r for r in rows if r.status is not RequestStatus.IN_FLIGHT]
-        if not movable:
-            return
-        names = sorted({r.model for r in rows})
-        shards = routing.shard_states(self.store, run.id)
-        red = redecide(
-            routing.features(movable),
+        await reroute(
+            self.store,
+            self.batch,
+            run,
             self._policy_of(run),
-            self._capacities(names),
+            self._capacities,
             self.clock(),
-            routing.turnarounds(self.store.list_batches()),
-            shards=shards,
-            current_routes=routing.current_routes(movable),
+            self._progress,
         )
-        for change in red.changes:
-            if change.action == "cancel_shard":
-                self.store.add_event(
-                    run.id, "route.escalate", change.reason, shard=int(change.subject)
-                )
-        if red.cancel_shards:
-            await self.batch.cancel_shards(
-                run.id, [int(s) for s in red.cancel_shards], "escalation point reached"
-            )
-        status_of = {r.custom_id: r.status for r in movable}
-        moves = [
-            (c.subject, c.to_route, c.reason)
-            for c in red.changes
-            if c.action == "reroute"
-            and c.to_route is not None
-            and status_of.get(c.subject) in (RequestStatus.ROUTED, RequestStatus.RETRYABLE)
-        ]
-        unrouted = [
-            (a.custom_id, a.route, a.reason)
-            for a in red.decision.assignments
-            if status_of.get(a.custom_id) is RequestStatus.PENDING
-        ]
-        if moves or unrouted:
-            self.store.set_routes(run.id, [*moves, *unrouted])
-            for cid, to, why in moves[:50]:
-                self.store.add_event(run.id, "route.change", f"{cid} -> {to}: {why}", custom_id=cid)
-            self._progress("route", {"run_id": run.id, "moved": len(moves)})
+
+    async def _run_realtime(self, run_id: str) -> None:
+        """The real-time share, unless the budget says stop (the run then says why)."""
+        stop = budget_guard(self.store, self.store.get_run(run_id))
+        if stop is not None:
+            self.store.add_event(run_id, "budget.stop", stop)
+            return
+        try:
+            await self.realtime.run(run_id)
+        except QuotaExhausted as exc:
+            self.store.add_event(run_id, "realtime.quota", str(exc))
+            await self._reroute(self.store.get_run(run_id))
+            await self._submit_batches(run_id)
 
     async def step(self, run_id: str, *, realtime: bool = True) -> RunStatus:
         """One round: poll and apply batches, re-decide, submit shards, run real-time work."""
@@ -377,14 +320,9 @@ class Orchestrator:
             return self.status(run_id)
         await self.batch.poll(run_id)
         await self._reroute(run)
-        await self.batch.submit(run_id)
+        await self._submit_batches(run_id)
         if realtime:
-            try:
-                await self.realtime.run(run_id)
-            except QuotaExhausted as exc:
-                self.store.add_event(run_id, "realtime.quota", str(exc))
-                await self._reroute(run)
-                await self.batch.submit(run_id)
+            await self._run_realtime(run_id)
         self._finish_if_done(run_id)
         return self.status(run_id)
 
@@ -416,13 +354,11 @@ class Orchestrator:
                     break
                 await self.batch.poll(run_id)
                 await self._reroute(run)
-                await self.batch.submit(run_id)
+                await self._submit_batches(run_id)
                 if rt_task is None or rt_task.done():
                     if rt_task is not None and (exc := rt_task.exception()) is not None:
-                        if not isinstance(exc, QuotaExhausted):
-                            raise exc
-                        self.store.add_event(run_id, "realtime.quota", str(exc))
-                    rt_task = asyncio.ensure_future(self.realtime.run(run_id))
+                        raise exc
+                    rt_task = asyncio.ensure_future(self._run_realtime(run_id))
                 self._finish_if_done(run_id)
                 status = self.status(run_id)
                 if on_round is not None:
@@ -494,10 +430,3 @@ class Orchestrator:
             return VerifyReport(base, False, [], f"The API answered {exc.status_code}.", hint)
         names = sorted(m.id for m in page.data)
         return VerifyReport(base, True, names, f"{len(names)} model(s) available.", hint)
-
-
-def _base_model(models: dict[str, ModelInfo], name: str) -> ModelInfo:
-    for known in sorted(models, key=len, reverse=True):
-        if name.startswith(known):
-            return models[known]
-    raise ConfigError(f'Unknown model {name!r}: add [models."{name}"] to batchyard.toml.')
