@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ from batchyard.models import Route
 from batchyard.orchestrator import realtime_request
 from batchyard.orchestrator.client import make_client
 from batchyard.orchestrator.realtime import RealtimeRunner
-from batchyard.orchestrator.realtime_call import Answer
+from batchyard.orchestrator.realtime_call import Answer, send
 from batchyard.orchestrator.realtime_types import RealtimeOptions
 from batchyard.orchestrator.timing import scaled
 from batchyard.store import NewRequest, Store
@@ -269,10 +269,11 @@ async def part_limit(n: int, scale: float) -> None:
         "rate_limits": True,
     }
     with simulator(config) as url:
-        for name, run in (
+        runs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("batchyard", lambda: batchyard_at_limit(url, items, scale)),
             ("gather+semaphore, SDK retry", lambda: baseline_at_limit(url, items)),
-        ):
+        ]
+        for name, run in runs:
             admin(url, "reset", {})
             started = admin(url, "clock")["now"]
             real = time.perf_counter()
@@ -365,7 +366,7 @@ async def part_latency(n: int) -> None:
         "from claim to result committed, minus the SDK call."
     )
     sdk_time: dict[str, float] = {}
-    original = realtime_request.send
+    original = send
 
     async def timed(
         client: openai.AsyncOpenAI, endpoint: str, body: dict[str, Any], custom_id: str

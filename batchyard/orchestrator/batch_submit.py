@@ -100,7 +100,8 @@ def queue_limit(ctx: BatchContext, run_id: str, model: str) -> int | None:
     return info.enqueued_token_limit if info else None
 
 
-def _shard_tokens(b: BatchRow) -> int:
+def shard_tokens(b: BatchRow) -> int:
+    """A shard's estimated input tokens, as recorded when it was planned."""
     try:
         return int(b.metadata.get(TOKENS_KEY, "0"))
     except ValueError:
@@ -325,7 +326,7 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
     in_queue: dict[str, int] = defaultdict(int)
     for b in store.list_active_batches():
         if b.status in IN_QUEUE:
-            in_queue[b.model] += _shard_tokens(b)
+            in_queue[b.model] += shard_tokens(b)
     todo = [b.id for b in store.list_batches(run_id, statuses=[B.PLANNED, B.UPLOADED])]
     for (endpoint, model), items in _items(ctx, run_id).items():
         for shard in _plan_group(ctx, run_id, endpoint, model, items, in_queue[model], report):

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from batchyard.config import ModelInfo
 from batchyard.models import BatchStatus, Endpoint, RequestStatus, Route
 from batchyard.router import ModelCapacity, PathCosts, RequestFeatures, ShardState, Turnaround
+from batchyard.orchestrator.batch_submit import shard_tokens
 from batchyard.store import Store
 from batchyard.store.rows import BatchRow, NewRequest, RequestRow
 
@@ -187,10 +188,8 @@ def in_flight_tokens(store: Store, run_id: str | None = None) -> dict[str, int]:
     """Estimated input tokens enqueued in live batches, per model (all runs by default)."""
     totals: dict[str, int] = defaultdict(int)
     for b in store.list_batches(run_id):
-        if b.status not in _LIVE_BATCH:
-            continue
-        for r in store.iter_requests(b.run_id, shard=b.id):
-            totals[b.model] += r.est_input_tokens
+        if b.status in _LIVE_BATCH:
+            totals[b.model] += shard_tokens(b)
     return dict(totals)
 
 
