@@ -2,20 +2,27 @@
 still meets your deadline, routing each request between real time, flex and the Batch API.
 
 The Python API does everything the CLI does: `Orchestrator` (async) and `Batchyard`
-(a synchronous facade). Importing batchyard does not import typer or rich.
+(a synchronous facade). Names are imported on first use, so `import batchyard.router`
+stays pure and `import batchyard` never imports typer or rich.
 """
 
-from batchyard.config import Settings, load_settings
-from batchyard.errors import BatchyardError
-from batchyard.orchestrator import (
-    CostReport,
-    FetchReport,
-    Orchestrator,
-    RunStatus,
-    SubmitResult,
-)
-from batchyard.router import Plan
-from batchyard.sync import Batchyard
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batchyard.config import Settings, load_settings
+    from batchyard.errors import BatchyardError
+    from batchyard.orchestrator import (
+        CostReport,
+        FetchReport,
+        Orchestrator,
+        RunStatus,
+        SubmitResult,
+    )
+    from batchyard.router import Plan
+    from batchyard.sync import Batchyard
 
 __version__ = "0.1.0"
 
@@ -32,3 +39,29 @@ __all__ = [
     "__version__",
     "load_settings",
 ]
+
+_HOMES = {
+    "Batchyard": "batchyard.sync",
+    "BatchyardError": "batchyard.errors",
+    "CostReport": "batchyard.orchestrator",
+    "FetchReport": "batchyard.orchestrator",
+    "Orchestrator": "batchyard.orchestrator",
+    "Plan": "batchyard.router",
+    "RunStatus": "batchyard.orchestrator",
+    "Settings": "batchyard.config",
+    "SubmitResult": "batchyard.orchestrator",
+    "load_settings": "batchyard.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'batchyard' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

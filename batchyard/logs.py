@@ -25,6 +25,7 @@ LOGGER = "batchyard"
 _HANDLER_NAME = "batchyard-jsonl"
 # sk-..., sk-proj-..., "Bearer ...": enough of each to be useless if shown.
 _SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9_\-\.]{6,})")
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")  # https://user:password@host/
 _SECRET_KEYS = ("api_key", "authorization", "password", "secret", "token")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -37,7 +38,7 @@ def log_path() -> Path:
 def redact(value: Any) -> Any:
     """`value` with key-shaped strings masked, recursively; secret-named fields dropped."""
     if isinstance(value, str):
-        return _SECRET.sub("[redacted]", value)
+        return _URL_USERINFO.sub("[redacted]@", _SECRET.sub("[redacted]", value))
     if isinstance(value, dict):
         return {
             str(k): "[redacted]" if any(s in str(k).lower() for s in _SECRET_KEYS) else redact(v)

@@ -182,8 +182,12 @@ def _exit_code(exc: BatchyardError) -> int:
 
 
 def _interrupted(cli: Cli) -> str:
-    run = cli.run_id or "RUN"
-    return f"Stopped; nothing is lost: run `batchyard resume {run}` to carry on."
+    if cli.run_id is None:
+        return (
+            "Stopped; nothing is lost: `batchyard runs` shows whether the run was recorded, "
+            "and `batchyard resume RUN` carries it on."
+        )
+    return f"Stopped; nothing is lost: run `batchyard resume {cli.run_id}` to carry on."
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import openai
+from aiolimiter import AsyncLimiter
 from openai.pagination import AsyncCursorPage
 from openai.types import Batch, FileObject
 
@@ -106,6 +107,7 @@ class BatchContext:
     limits: ShardLimits | None = None  # per-shard caps below the API's (tests, tuning)
     apply_chunk: int = 1000  # results per store transaction while applying a file
     lookback_seconds: float = 7 * 86_400  # how far back batches.list is searched for a tag
+    limiter: AsyncLimiter | None = None  # created on first call, on the running loop
 
     def event(
         self,
@@ -131,7 +133,18 @@ class BatchContext:
             self.hook(name, shard)
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        return await call_with_retry(fn, self.policy, sleep=self.sleep)
+        """One remote call: paced by the batch-API limiter, retried by the one retry layer."""
+        if self.limiter is None:
+            # Polls, uploads, downloads and lists share one budget per process, so many
+            # shards never hammer the Files and Batches APIs (429s are retried on top).
+            self.limiter = AsyncLimiter(max(1, self.settings.batch_api_rpm), 60)
+        limiter = self.limiter
+
+        async def paced() -> T:
+            async with limiter:
+                return await fn()
+
+        return await call_with_retry(paced, self.policy, sleep=self.sleep)
 
     # ---- files ------------------------------------------------------------------------
     async def find_files(self, filename: str, size: int | None = None) -> list[FileObject]:

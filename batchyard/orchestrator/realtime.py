@@ -19,13 +19,16 @@ Lead-facing API:
 Outcomes. A 2xx is SUCCEEDED with the response body, usage and its cost at the tier that
 served it. 400/401/403/404/422 are FAILED at once with the provider's message verbatim.
 Connection errors, timeouts, 408, 409, 429 and 5xx are retried (jittered backoff, or the
-provider's retry-after); when a request's attempts (`settings.max_attempts`, counted across
-resumes) run out it is FAILED with the last message. A retry-after beyond the policy's cap,
-or an open breaker, leaves the request RETRYABLE with `not_before`, and the run waits for
-it (or for the router to move it to batch). `insufficient_quota` stops dispatch: calls
-on the wire get the grace, every unsent request stays routed, and `run` raises
-`QuotaExhausted` (message to act on; `runner.quota_exhausted` stays True, so later `run`s
-on this runner raise at once without calling; a new process starts afresh).
+provider's retry-after; each failed call is a `realtime.retry` event, the claim's
+attempt row holds the final outcome); when a request's attempts (`settings.max_attempts`,
+counted across resumes) run out it is FAILED with the last message. A retry-after beyond
+the policy's cap, or an open breaker, leaves the request RETRYABLE with `not_before`, and
+the run waits for it (or for the router to move it to batch).
+
+Quota. `insufficient_quota` stops dispatch: calls on the wire get the grace, every unsent
+request stays routed, and `run` raises `QuotaExhausted` (message to act on).
+`runner.quota_exhausted` then stays True, so later `run`s on this runner raise at once
+without calling; a new process starts afresh.
 
 Flex. A flex call that gets the unbilled 429 "resource unavailable" backs off; after
 `flex_max_wait` seconds it falls back as `flex_fallback` says (standard: the same call at

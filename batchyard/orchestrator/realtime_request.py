@@ -159,13 +159,25 @@ class RequestHandler:
         left = max(1, self.policy.max_attempts - (job.claim.attempt - 1))
 
         def on_retry(failure: Failure, number: int, delay: float) -> None:
+            # The claim's attempt row records the final outcome; each failed call within
+            # it is recorded here, in the run's history.
             self._report.retries += 1
-            self._emit(
-                "retry",
-                f"{failure.kind}: {failure.message} (retry in {delay:.2f}s)",
-                job.claim.custom_id,
-                job.claim.model,
+            message = f"{failure.kind}: {failure.message} (retry in {delay:.2f}s)"
+            self.store.add_event(
+                self._run_id,
+                "realtime.retry",
+                message,
+                {
+                    "call": number,
+                    "kind": str(failure.kind),
+                    "status_code": failure.status_code,
+                    "error_code": failure.code,
+                    "delay": delay,
+                    "tier": job.tier.value,
+                },
+                custom_id=job.claim.custom_id,
             )
+            self._emit("retry", message, job.claim.custom_id, job.claim.model)
 
         async for attempt in retrying(
             self.policy,

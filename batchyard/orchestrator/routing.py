@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 
 from batchyard.config import ModelInfo
 from batchyard.models import BatchStatus, Endpoint, RequestStatus, Route
-from batchyard.router import ModelCapacity, PathCosts, RequestFeatures, ShardState, Turnaround
 from batchyard.orchestrator.batch_submit import shard_tokens
+from batchyard.router import ModelCapacity, PathCosts, RequestFeatures, ShardState, Turnaround
 from batchyard.store import Store
 from batchyard.store.rows import BatchRow, NewRequest, RequestRow
 
