@@ -167,3 +167,15 @@ async def test_waits_are_reported_in_real_seconds_under_a_fast_clock() -> None:
     # 20 simulated seconds until one request fits = 1/3 of a real second at 60x.
     assert int(info.value.response.headers["retry-after-ms"]) == pytest.approx(333, abs=40)
     assert info.value.response.headers["retry-after"] == "1"
+
+
+async def test_frozen_clock_still_answers_with_rate_limit_headers() -> None:
+    # time_scale 0 freezes simulated time (tests advance it by hand); headers must not fail.
+    from simfixtures import quiet_config, sim_client
+
+    client, state = sim_client(quiet_config(clock={"time_scale": 0.0}))
+    raw = await client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
+    assert raw.status_code == 200
+    assert raw.headers["x-ratelimit-reset-requests"].endswith("s")

@@ -80,7 +80,9 @@ class RateLimiter:
         return pair
 
     def _real(self, simulated: float) -> float:
-        return simulated / self.state.clock.time_scale
+        """Simulated seconds as real seconds; a frozen clock (scale 0) reports them as is."""
+        scale = self.state.clock.time_scale
+        return simulated / scale if scale > 0 else simulated
 
     def headers(self, model: str, spec: ModelSpec) -> dict[str, str]:
         """The six `x-ratelimit-*` headers as they stand now."""
