@@ -21,7 +21,7 @@ from typing import Any
 import openai
 
 from batchyard.config import ModelInfo, Settings, load_settings
-from batchyard.errors import QuotaExhausted
+from batchyard.errors import InputError, QuotaExhausted
 from batchyard.models import RequestStatus, RouteOverride, RunState
 from batchyard.orchestrator import reporting, routing
 from batchyard.orchestrator.batch_submit import SubmitReport
@@ -250,6 +250,7 @@ class Orchestrator:
             options={
                 "strict": strict,
                 "margin_s": policy.margin_s,
+                "requests": checked.valid,
                 "rejected": checked.invalid_lines,
                 "rejects_path": str(intake.rejects_path) if intake.rejects_path else None,
             },
@@ -315,7 +316,7 @@ class Orchestrator:
 
     async def step(self, run_id: str, *, realtime: bool = True) -> RunStatus:
         """One round: poll and apply batches, re-decide, submit shards, run real-time work."""
-        run = self.store.get_run(run_id)
+        run = self._check_recorded(self.store.get_run(run_id))
         if run.state in (RunState.COMPLETED, RunState.CANCELLED):
             return self.status(run_id)
         await self.batch.poll(run_id)
@@ -349,7 +350,7 @@ class Orchestrator:
         rt_task: asyncio.Task[object] | None = None
         try:
             while True:
-                run = self.store.get_run(run_id)
+                run = self._check_recorded(self.store.get_run(run_id))
                 if run.state in (RunState.COMPLETED, RunState.CANCELLED):
                     break
                 await self.batch.poll(run_id)
@@ -374,7 +375,7 @@ class Orchestrator:
 
     async def resume(self, run_id: str) -> RunStatus:
         """After a crash: reconcile remote batches and in-flight calls, then one round."""
-        run = self.store.get_run(run_id)
+        self._check_recorded(self.store.get_run(run_id))
         recovered = self.store.recover_in_flight(run_id)
         report = await self.batch.reconcile(run_id)
         self.store.add_event(
@@ -382,9 +383,26 @@ class Orchestrator:
             "run.resumed",
             f"Resumed: {recovered} in-flight request(s) will be retried; {report}",
         )
-        if run.state is RunState.PENDING:
-            self.store.set_run_state(run_id, RunState.RUNNING)
         return await self.step(run_id)
+
+    def _check_recorded(self, run: RunRow) -> RunRow:
+        """A run still `pending` was interrupted while `submit` recorded it (nothing was sent
+        yet): carry on if every request and route made it, else close it and say so."""
+        if run.state is not RunState.PENDING:
+            return run
+        expected = int(run.options.get("requests", run.request_count))
+        counts = self.store.count_requests(run.id)
+        unrouted = sum(n for (route, _), n in counts.items() if route is None)
+        if run.request_count == expected and unrouted == 0:
+            return self.store.set_run_state(run.id, RunState.RUNNING)
+        self.store.set_run_state(run.id, RunState.CANCELLED)
+        message = (
+            f"Run {run.id} was interrupted while it was being recorded "
+            f"({run.request_count} of {expected} requests); nothing was sent. "
+            f"Submit {run.source_path} again."
+        )
+        self.store.add_event(run.id, "run.incomplete", message)
+        raise InputError(message)
 
     async def cancel(self, run_id: str) -> RunStatus:
         """Cancel active batches (finished lines kept) and every request not yet finished."""

@@ -1,0 +1,111 @@
+"""The Orchestrator's own guarantees: nothing half-submitted, status and fetch shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+
+from batchyard.config import load_settings
+from batchyard.errors import InputError, ValidationFailed
+from batchyard.models import RunState
+from batchyard.orchestrator import Orchestrator
+from batchyard.samples import write_sample
+from batchyard.simulator import create_app, load_config
+from batchyard.simulator.state import SimState
+from batchyard.store import Store
+
+
+def _orchestrator(tmp_path: Path, app: Any, state: SimState) -> Orchestrator:
+    client = openai.AsyncOpenAI(
+        api_key="sk-test",
+        base_url="http://sim/v1",
+        max_retries=0,
+        http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)),
+    )
+    settings = load_settings(
+        api_key="sk-test", db=tmp_path / "by.db", small_run_requests=0, small_run_usd=0
+    )
+
+    async def sleep(seconds: float) -> None:
+        state.clock.advance(seconds)
+
+    return Orchestrator(
+        settings, client=client, clock=state.clock.now, sleep=sleep, workdir=tmp_path / "work"
+    )
+
+
+@pytest.fixture
+def sim() -> tuple[Any, SimState]:
+    app = create_app(load_config(None, clock={"time_scale": 0.0}, rate_limits=False))
+    return app, app.state.sim
+
+
+async def test_invalid_file_records_nothing(tmp_path: Path, sim: tuple[Any, SimState]) -> None:
+    source = write_sample(tmp_path / "in.jsonl", 5)
+    lines = source.read_text().splitlines()
+    lines[2] = lines[2].replace('"POST"', '"GET"')
+    source.write_text("\n".join(lines) + "\n")
+    orch = _orchestrator(tmp_path, *sim)
+    with pytest.raises(ValidationFailed, match=r"in\.jsonl:3 \(method\)"):
+        await orch.submit(source, route="batch")
+    assert orch.runs() == []
+    assert sim[1].files == {} and sim[1].batches == {}
+    await orch.aclose()
+
+
+async def test_crash_while_recording_is_never_half_submitted(
+    tmp_path: Path, sim: tuple[Any, SimState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_sample(tmp_path / "in.jsonl", 40)
+    orch = _orchestrator(tmp_path, *sim)
+    real_add = Store.add_requests
+
+    def crash_after_some(self: Store, run_id: str, rows: Any, **kw: Any) -> int:
+        kept = [row for _, row in zip(range(15), rows, strict=False)]
+        real_add(self, run_id, kept, **kw)
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(Store, "add_requests", crash_after_some)
+    with pytest.raises(KeyboardInterrupt):
+        await orch.submit(source, route="batch")
+    monkeypatch.undo()
+    (run,) = orch.runs()
+    assert run.state is RunState.PENDING and run.request_count == 15
+
+    again = _orchestrator(tmp_path, *sim)
+    with pytest.raises(InputError, match=r"Submit .* again"):
+        await again.resume(run.id)
+    assert again.store.get_run(run.id).state is RunState.CANCELLED
+    assert sim[1].files == {} and sim[1].batches == {}, "nothing may reach the API"
+    await orch.aclose()
+    await again.aclose()
+
+
+async def test_fetch_writes_every_line_in_input_order(
+    tmp_path: Path, sim: tuple[Any, SimState]
+) -> None:
+    source = write_sample(tmp_path / "in.jsonl", 12)
+    orch = _orchestrator(tmp_path, *sim)
+    result = await orch.submit(source, route="batch")
+    status = await orch.wait(result.run_id)
+    assert status.done and status.succeeded == 12
+    report = orch.fetch(result.run_id, tmp_path / "out.jsonl", tmp_path / "err.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [x["custom_id"] for x in lines] == [f"req-{i:06d}" for i in range(12)]
+    first = lines[0]
+    assert first["error"] is None and first["response"]["status_code"] == 200
+    assert first["response"]["body"]["object"] == "chat.completion"
+    assert first["batchyard"]["route"] == "batch"
+    assert first["batchyard"]["batch_id"].startswith("batch_")
+    assert first["batchyard"]["line"] == 1 and first["batchyard"]["cost"] > 0
+    assert report.failed == 0 and (tmp_path / "err.jsonl").read_text() == ""
+    billed = sorted(e.custom_id or "" for e in sim[1].ledger)
+    assert billed == sorted(x["custom_id"] for x in lines)
+    costs = orch.costs(result.run_id)
+    assert costs.saving == pytest.approx(costs.all_standard / 2, rel=0.01)
+    await orch.aclose()
