@@ -125,17 +125,17 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("api_key", "OPENAI_API_KEY", "BATCHYARD_API_KEY"),
+        validation_alias=AliasChoices("OPENAI_API_KEY", "BATCHYARD_API_KEY"),
     )
     base_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("base_url", "OPENAI_BASE_URL", "BATCHYARD_BASE_URL"),
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "BATCHYARD_BASE_URL"),
     )
     organization: str | None = Field(
-        default=None, validation_alias=AliasChoices("organization", "OPENAI_ORG_ID")
+        default=None, validation_alias=AliasChoices("OPENAI_ORG_ID", "BATCHYARD_ORGANIZATION")
     )
     project: str | None = Field(
-        default=None, validation_alias=AliasChoices("project", "OPENAI_PROJECT_ID")
+        default=None, validation_alias=AliasChoices("OPENAI_PROJECT_ID", "BATCHYARD_PROJECT")
     )
     db: Path | None = None  # None: default_db_path()
     deadline: str | None = None  # default deadline for submit, e.g. "24h"

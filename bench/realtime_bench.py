@@ -155,16 +155,17 @@ def sustained(times: list[float], charges: list[float], limit: float, started: f
     """Utilisation of one limit once its start-up burst is spent.
 
     Replays the provider's bucket (full at `started`, refilling at limit/min) over the billed
-    requests; from the moment it first runs dry, divides what was consumed by what the
+    requests; from the moment it first runs (nearly) dry, divides what was consumed by what the
     bucket held then plus what it refilled until the end. At most 1 by construction.
     """
     rate = limit / 60
     level, last = float(limit), started
-    mean = sum(charges) / max(1, len(charges))
+    # "Dry": under 5% of the bucket. Billing times trail admission by the latency, so the
+    # replayed bucket never quite reaches zero; what is left is counted as allowed below.
     for i, (t, c) in enumerate(zip(times, charges, strict=True)):
         level = min(float(limit), level + (t - last) * rate) - c
         last = t
-        if level < 2 * mean:
+        if level < 0.05 * limit:
             after = sum(charges[i + 1 :])
             window = times[-1] - t
             return after / max(1e-9, max(0.0, level) + window * rate) if window > 0 else 0.0

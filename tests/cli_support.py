@@ -24,6 +24,7 @@ from batchyard.simulator import SimConfig, load_config
 
 __all__ = [
     "API_KEY",
+    "ROOT",
     "fast_config",
     "invoke",
     "json_out",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 API_KEY = "sk-test-cli-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def fast_config(**overrides: Any) -> SimConfig:
@@ -77,12 +79,21 @@ def json_out(result: Result) -> Any:
 
 
 def run_cli(
-    args: Sequence[str], env: dict[str, str], *, cwd: Path, timeout: float = 60.0
+    args: Sequence[str],
+    env: dict[str, str],
+    *,
+    cwd: Path,
+    timeout: float = 60.0,
+    python: Sequence[str] = ("-m", "batchyard"),
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m batchyard ARGS` in a separate process, as a user (or cron) would run it."""
+    """`python -m batchyard ARGS` in a separate process, as a user (or cron) would run it
+    (`python` replaces `-m batchyard`, e.g. with a script path)."""
     full = {**os.environ, **env}
+    # The batchyard under test, whatever is installed (an old editable install may predate
+    # the package's __init__).
+    full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "batchyard", *args],
+        [sys.executable, *python, *args],
         env=full,
         cwd=cwd,
         capture_output=True,

@@ -183,10 +183,14 @@ def test_logs_are_json_lines_without_secrets(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_redact_masks_keys_and_secret_fields() -> None:
-    assert logs.redact({"api_key": "x", "note": "Bearer abcdef123456", "n": 3}) == {
+    assert logs.redact(
+        {"api_key": "x", "note": "Bearer abcdef123456", "n": 3,
+         "url": ["https://me:hunter2@proxy.example.com/v1"]}
+    ) == {
         "api_key": "[redacted]",
         "note": "[redacted]",
         "n": 3,
+        "url": ["https://[redacted]@proxy.example.com/v1"],
     }
 
 
@@ -222,3 +226,9 @@ def test_metrics_are_served_in_prometheus_text_format() -> None:
     # a later round replaces the request gauges rather than adding to them
     metrics.observe_status(_status({"batch/succeeded": 10}))
     assert 'status="submitted"' not in metrics.render()
+
+
+def test_metrics_port_serves_while_the_command_runs() -> None:
+    result = invoke("--metrics-port", "0", "runs")
+    assert result.exit_code == 0
+    assert "Metrics on http://127.0.0.1:" in result.stderr

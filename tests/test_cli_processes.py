@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx2
-from cli_support import fast_config, run_cli, sample, sim_env
+from cli_support import ROOT, fast_config, run_cli, sample, sim_env
 from simfixtures import running_server
 
 from batchyard.samples import sample_lines
@@ -26,7 +27,7 @@ def test_submit_watch_and_poll_side_by_side_then_fetch(tmp_path: Path) -> None:
         assert submitted.returncode == 0, submitted.stderr
         run_id = json.loads(submitted.stdout)["submit"]["run_id"]
 
-        full = {**os.environ, **env}
+        full = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         args = [sys.executable, "-m", "batchyard"]
         watcher = subprocess.Popen([*args, "watch", run_id], env=full, cwd=tmp_path,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -63,7 +64,7 @@ def test_ctrl_c_during_watch_exits_130_and_resume_carries_on(tmp_path: Path) -> 
         run_id = json.loads(submitted.stdout)["submit"]["run_id"]
         watcher = subprocess.Popen(
             [sys.executable, "-m", "batchyard", "watch", run_id],
-            env={**os.environ, **env}, cwd=tmp_path,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         assert watcher.stderr is not None
@@ -82,3 +83,31 @@ def test_ctrl_c_during_watch_exits_130_and_resume_carries_on(tmp_path: Path) -> 
                 if (b.metadata or {}).get("batchyard_run") == run_id]
         shards = {(b.metadata or {}).get("batchyard_shard") for b in ours}
         assert len(ours) == len(shards) == 2  # one per model; resume created none again
+
+
+def test_sim_serve_answers_like_the_api_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "batchyard", "sim", "serve", "--port", str(port),
+         "--time-scale", "600"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stderr is not None
+        banner = server.stderr.readline()
+        assert f"http://127.0.0.1:{port}/v1" in banner and "x600" in banner
+        env = {"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1", "OPENAI_API_KEY": "sk-any"}
+        for _ in range(100):
+            verified = run_cli(["verify", "--json"], env, cwd=tmp_path)
+            if verified.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "gpt-4o-mini" in json.loads(verified.stdout)["models"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    assert server.returncode in (0, 130)

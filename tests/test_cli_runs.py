@@ -214,6 +214,8 @@ def test_cancel_and_resume_a_running_run(
             if (b.metadata or {}).get("batchyard_run") == first]
     shards = {(b.metadata or {}).get("batchyard_shard") for b in ours}
     assert len(ours) == len(shards) == 2  # one per model, none created twice by resume
+    again = invoke("resume", first, "--detach")
+    assert again.exit_code == 0 and f"run {first}: running" in again.stdout
     human = invoke("cancel", first)
     assert human.exit_code == 0, human.stderr
     assert first in human.stdout

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import typer
+from cli_support import fast_config, run_cli, sample, sim_env
+from simfixtures import running_server
 
 from batchyard.cli import app
 
@@ -65,3 +67,22 @@ def test_the_readme_follows_the_agreed_order() -> None:
     assert headings[:3] == ["Quick start", "Python API", "Commands"]
     for section in ("Configuration", "The job store", "Durability", "Benchmarks"):
         assert section in headings
+
+
+def test_the_readme_python_examples_run(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(blocks) == 2
+    sample(tmp_path, 12)
+    with running_server(fast_config()) as server:
+        for i, code in enumerate(blocks):
+            script = tmp_path / f"example{i}.py"
+            script.write_text(code)
+            done = run_cli([], sim_env(server.base_url), cwd=tmp_path, python=[str(script)])
+            assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(lines) == 12
+
+
+def test_every_benchmark_has_a_line_in_the_readme() -> None:
+    for script in sorted((ROOT / "bench").glob("[!_]*.py")):
+        assert f"python bench/{script.name}" in README, script.name

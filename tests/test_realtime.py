@@ -138,6 +138,9 @@ async def test_transient_faults_are_retried_and_billed_once(tmp_path: Path) -> N
     assert bench.billed() == {f"r{i}": 1 for i in range(60)}
     faults = bench.state.stats["fault|error"] + bench.state.stats["fault|drop"]
     assert report.retries == faults
+    recorded = bench.store.list_events(run_id, kinds=["realtime.retry"])
+    assert len(recorded) == faults  # every failed call is in the run's history
+    assert {e.data["kind"] for e in recorded} == {"server", "connection"}
 
 
 async def test_attempts_are_bounded(tmp_path: Path) -> None:
