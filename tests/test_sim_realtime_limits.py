@@ -173,7 +173,7 @@ async def test_frozen_clock_still_answers_with_rate_limit_headers() -> None:
     # time_scale 0 freezes simulated time (tests advance it by hand); headers must not fail.
     from simfixtures import quiet_config, sim_client
 
-    client, state = sim_client(quiet_config(clock={"time_scale": 0.0}))
+    client, _ = sim_client(quiet_config(clock={"time_scale": 0.0}))
     raw = await client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=5
     )
