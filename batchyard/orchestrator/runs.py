@@ -21,7 +21,7 @@ from typing import Any
 import openai
 
 from batchyard.config import ModelInfo, Settings, load_settings
-from batchyard.errors import InputError, QuotaExhausted
+from batchyard.errors import ConfigError, InputError, ProviderError, QuotaExhausted
 from batchyard.models import RequestStatus, RouteOverride, RunState
 from batchyard.orchestrator import reporting, routing
 from batchyard.orchestrator.batch_submit import SubmitReport
@@ -36,6 +36,7 @@ from batchyard.orchestrator.reports import (
     SubmitResult,
     VerifyReport,
 )
+from batchyard.orchestrator.retry import RetryPolicy, call_with_retry
 from batchyard.orchestrator.steering import budget_guard, reroute, route_unbatchable
 from batchyard.orchestrator.timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.router import (
@@ -231,6 +232,7 @@ class Orchestrator:
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         requests = intake.features()
         names = sorted({r.model for r in requests})
+        await self._preflight()
         now = self.clock()
         caps = self._capacities(names)
         history = routing.turnarounds(self.store.list_batches())
@@ -262,6 +264,11 @@ class Orchestrator:
         self.store.add_event(run_id, "route.plan", decision.reason, plan.to_dict())
         self.store.set_run_state(run_id, RunState.RUNNING)
         report = await self._submit_batches(run_id)
+        if report.errors and not report.submitted:
+            raise ProviderError(
+                f"{report.errors[0]} The run {run_id} is recorded: run "
+                f"`batchyard resume {run_id}` once the API can be reached."
+            )
         return SubmitResult(
             run_id=run_id,
             plan=plan,
@@ -276,6 +283,24 @@ class Orchestrator:
         report = await self.batch.submit(run_id)
         route_unbatchable(self.store, run_id, report.unbatchable, self.models)
         return report
+
+    async def _preflight(self) -> None:
+        """One models call before anything is recorded, so a wrong key or URL fails fast."""
+        base = str(self.client.base_url)
+        try:
+            await call_with_retry(
+                self.client.models.list, RetryPolicy(max_attempts=3), sleep=self.sleep
+            )
+        except openai.AuthenticationError as exc:
+            raise ConfigError(
+                f"The API at {base} refused the key (401); check OPENAI_API_KEY. "
+                "Nothing was recorded."
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise ProviderError(
+                f"Cannot reach the API at {base}; check OPENAI_BASE_URL and the network. "
+                "Nothing was recorded."
+            ) from exc
 
     # ---- driving a run ------------------------------------------------------------------------
     def _policy_of(self, run: RunRow) -> RunPolicy:
