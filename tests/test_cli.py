@@ -73,6 +73,7 @@ def test_unknown_run_is_one_message_exit_1() -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: ")
     assert "run_20990101_000000" in result.stderr
+    assert "`batchyard runs`" in result.stderr  # a command that exists
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2
 

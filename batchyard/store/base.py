@@ -100,7 +100,7 @@ class StoreBase:
     def _require_run(self, run_id: str) -> None:
         if self._one("SELECT 1 FROM runs WHERE id = ?", (run_id,)) is None:
             raise NotFound(
-                f"No run '{run_id}' in {self.path}. `batchyard list` shows the runs it holds."
+                f"No run '{run_id}' in {self.path}. `batchyard runs` lists the runs it holds."
             )
 
     def _event(
