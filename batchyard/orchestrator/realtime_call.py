@@ -28,6 +28,8 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     Endpoint.CHAT: ("model", "messages"),
     Endpoint.RESPONSES: ("model",),
     Endpoint.EMBEDDINGS: ("model", "input"),
+    Endpoint.COMPLETIONS: ("model", "prompt"),
+    Endpoint.MODERATIONS: ("input",),
 }
 
 
@@ -60,6 +62,10 @@ def _resource(client: openai.AsyncOpenAI, endpoint: str) -> Any:
         return client.responses.with_raw_response
     if endpoint == Endpoint.EMBEDDINGS:
         return client.embeddings.with_raw_response
+    if endpoint == Endpoint.COMPLETIONS:
+        return client.completions.with_raw_response
+    if endpoint == Endpoint.MODERATIONS:
+        return client.moderations.with_raw_response
     raise ValueError(f"The real-time path cannot send {endpoint}; route these requests to batch.")
 
 
