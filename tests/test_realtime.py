@@ -249,3 +249,30 @@ async def test_stop_releases_unsent_work_and_resume_finishes(tmp_path: Path) -> 
     again = await bench.runner(owner="resumed").run(run_id)
     assert again.succeeded == 100 - statuses["succeeded"]
     assert bench.billed() == {f"r{i}": 1 for i in range(100)}
+
+
+async def test_hard_cancel_leaves_nothing_claimed_and_a_new_run_carries_on(
+    tmp_path: Path,
+) -> None:
+    # A second Ctrl-C cancels the task outright: no grace, but no request may stay
+    # "in flight" (it would be skipped by the next `watch` until its claim goes stale).
+    import asyncio
+
+    bench = make_bench(tmp_path, sim_config(rpm=60, rate_limits=True), seeded=(60, 10**8))
+    run_id = bench.add_run([chat_body(i) for i in range(80)])
+    runner = bench.runner()
+    task = asyncio.ensure_future(runner.run(run_id))
+    while bench.statuses(run_id)["succeeded"] < 20:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    statuses = bench.statuses(run_id)
+    assert "in_flight" not in statuses
+    assert statuses["succeeded"] + statuses["routed"] + statuses["retryable"] == 80
+    again = await bench.runner(owner="next-watch").run(run_id)
+    assert again.succeeded == 80 - statuses["succeeded"]
+    billed = bench.billed()
+    assert set(billed) == {f"r{i}" for i in range(80)}
+    # Only calls cut off on the wire may have been billed twice.
+    assert sum(n - 1 for n in billed.values()) <= statuses["retryable"]

@@ -180,35 +180,43 @@ class RealtimeRunner(RequestHandler):
         halt_wait: asyncio.Task[None] = asyncio.create_task(_wait(self._halt))
         bug: BaseException | None = None
         try:
-            while not (stop.is_set() or self._halt.is_set()):
-                room = max_claimed - len(jobs)
-                if room >= refill_at or not jobs:
-                    claims = self.store.claim_realtime(
-                        run_id,
-                        owner=self.owner,
-                        limit=min(room, self.options.claim_chunk),
-                        routes=routes,
-                    )
-                    for claim in claims:
-                        job = Job(claim)
-                        jobs[asyncio.create_task(self._process(job))] = job
-                    if claims and len(jobs) < max_claimed:
+            try:
+                while not (stop.is_set() or self._halt.is_set()):
+                    room = max_claimed - len(jobs)
+                    if room >= refill_at or not jobs:
+                        claims = self.store.claim_realtime(
+                            run_id,
+                            owner=self.owner,
+                            limit=min(room, self.options.claim_chunk),
+                            routes=routes,
+                        )
+                        for claim in claims:
+                            job = Job(claim)
+                            jobs[asyncio.create_task(self._process(job))] = job
+                        if claims and len(jobs) < max_claimed:
+                            continue
+                    if not jobs:
+                        if not self._open_work(run_id, routes):
+                            break
+                        idle = asyncio.create_task(self._idle())
+                        await asyncio.wait(
+                            {idle, stop_wait, halt_wait}, return_when="FIRST_COMPLETED"
+                        )
+                        idle.cancel()
                         continue
-                if not jobs:
-                    if not self._open_work(run_id, routes):
-                        break
-                    idle = asyncio.create_task(self._idle())
-                    await asyncio.wait({idle, stop_wait, halt_wait}, return_when="FIRST_COMPLETED")
-                    idle.cancel()
-                    continue
-                done, _ = await asyncio.wait(
-                    {*jobs, stop_wait, halt_wait}, return_when="FIRST_COMPLETED"
-                )
-                for task in done:
-                    job_done = jobs.pop(task, None)
-                    if job_done is not None and not task.cancelled() and task.exception():
-                        bug = bug or task.exception()
-                        self._halt.set()
+                    done, _ = await asyncio.wait(
+                        {*jobs, stop_wait, halt_wait}, return_when="FIRST_COMPLETED"
+                    )
+                    for task in done:
+                        job_done = jobs.pop(task, None)
+                        if job_done is not None and not task.cancelled() and task.exception():
+                            bug = bug or task.exception()
+                            self._halt.set()
+            except asyncio.CancelledError:
+                # Cancelled from outside (a hard Ctrl-C): no grace, but nothing is left
+                # claimed: unsent requests are released, calls on the wire become retryable.
+                await self._shutdown(jobs, grace=0.0)
+                raise
             if stop.is_set() and report.stopped is StopReason.DONE:
                 report.stopped = StopReason.STOPPED
                 report.message = "Stopped: unsent requests were left for `batchyard resume`."
@@ -242,17 +250,22 @@ class RealtimeRunner(RequestHandler):
         self._flush()
         await self.sleep(self.options.idle_poll)
 
-    async def _shutdown(self, jobs: dict[asyncio.Task[None], Job]) -> None:
+    async def _shutdown(
+        self, jobs: dict[asyncio.Task[None], Job], *, grace: float | None = None
+    ) -> None:
         """Release what waits; give calls on the wire a grace; abandon the rest."""
+        grace = self.options.grace_seconds if grace is None else grace
         waiting = [t for t, j in jobs.items() if j.phase is Phase.WAITING]
         for task in waiting:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
         calling = [t for t in jobs if t not in waiting and not t.done()]
-        if calling:
-            timer: asyncio.Task[None] = asyncio.create_task(
-                _sleep(self.sleep, self.options.grace_seconds)
-            )
+        if calling and grace <= 0:
+            for task in calling:
+                task.cancel()
+            await asyncio.gather(*calling, return_exceptions=True)
+        elif calling:
+            timer: asyncio.Task[None] = asyncio.create_task(_sleep(self.sleep, grace))
             pending = set(calling)
             while pending and not timer.done():
                 _, pending = await asyncio.wait({*pending, timer}, return_when="FIRST_COMPLETED")
