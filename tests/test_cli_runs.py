@@ -147,11 +147,15 @@ def test_failed_requests_exit_5(env: RunningServer, tmp_path: Path) -> None:
     # gpt-4.1 is in batchyard's model table but the simulator does not serve it: 404s.
     file = tmp_path / "r.jsonl"
     body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}
-    file.write_text(json.dumps(
-        {"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": body}
-    ) + "\n")
-    result = invoke("submit", str(file), "--route", "realtime", "--wait", "-o",
-                    str(tmp_path / "o.jsonl"))
+    file.write_text(
+        json.dumps(
+            {"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": body}
+        )
+        + "\n"
+    )
+    result = invoke(
+        "submit", str(file), "--route", "realtime", "--wait", "-o", str(tmp_path / "o.jsonl")
+    )
     assert result.exit_code == 5, result.stderr
     assert "0 succeeded, 1 failed" in result.stdout
 
@@ -164,8 +168,19 @@ def test_skip_invalid_submits_the_rest(env: RunningServer, tmp_path: Path) -> No
     assert refused.exit_code == 3 and f"{file}:7" in refused.stderr
     assert json_out(invoke("runs", "--json")) == []
     rejects = tmp_path / "rejects.jsonl"
-    doc = json_out(invoke("submit", str(file), "--skip-invalid", "--rejects", str(rejects),
-                          "--detach", "--json", "--route", "batch"))
+    doc = json_out(
+        invoke(
+            "submit",
+            str(file),
+            "--skip-invalid",
+            "--rejects",
+            str(rejects),
+            "--detach",
+            "--json",
+            "--route",
+            "batch",
+        )
+    )
     assert doc["submit"]["accepted"] == 6 and doc["submit"]["rejected"] == 1
     assert "broken" in rejects.read_text()
 
@@ -177,8 +192,9 @@ def test_budget_that_cannot_be_met_exits_4(env: RunningServer, tmp_path: Path) -
     assert json_out(invoke("runs", "--json")) == []
 
 
-def test_missing_key_is_one_sentence(sim: RunningServer, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_key_is_one_sentence(
+    sim: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     point_at(monkeypatch, sim.base_url)
     monkeypatch.delenv("OPENAI_API_KEY")
     result = invoke("submit", str(sample(tmp_path, 3)), "--detach")
@@ -210,8 +226,11 @@ def test_cancel_and_resume_a_running_run(
     resumed = invoke("resume", first, "--detach", "--json")
     assert resumed.exit_code == 0, resumed.stderr
     assert json_out(resumed)["state"] == "running"
-    ours = [b for b in slow_sim.state.batches.values()
-            if (b.metadata or {}).get("batchyard_run") == first]
+    ours = [
+        b
+        for b in slow_sim.state.batches.values()
+        if (b.metadata or {}).get("batchyard_run") == first
+    ]
     shards = {(b.metadata or {}).get("batchyard_shard") for b in ours}
     assert len(ours) == len(shards) == 2  # one per model, none created twice by resume
     again = invoke("resume", first, "--detach")
@@ -222,3 +241,36 @@ def test_cancel_and_resume_a_running_run(
     status = json_out(invoke("status", first, "--json"))
     assert status["state"] in ("cancelling", "cancelled")
     assert json_out(invoke("cancel", first, "--json"))["state"] in ("cancelling", "cancelled")
+
+
+def test_db_after_the_command_and_run_id_at_the_top_of_submit_json(
+    env: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BATCHYARD_DB", raising=False)
+    db = tmp_path / "elsewhere.db"
+    file = sample(tmp_path, 6)
+    result = invoke("submit", str(file), "--route", "batch", "--detach", "--json", "--db", str(db))
+    assert result.exit_code == 0, result.stderr
+    doc = json_out(result)
+    run_id = doc["run_id"]
+    assert doc["submit"]["run_id"] == run_id
+    assert db.exists()
+    listed = json_out(invoke("runs", "--json", f"--db={db}"))
+    assert [r["id"] for r in listed] == [run_id]
+
+
+def test_route_flex_sends_flex_requests_at_flex_prices(env: RunningServer, tmp_path: Path) -> None:
+    lines = [
+        {**line, "custom_id": f"f{i}"}
+        for i, line in enumerate(sample_lines(4, models=("gpt-5-mini",)))
+    ]
+    file = tmp_path / "flex.jsonl"
+    file.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    billed_before = len(env.state.ledger)
+    result = invoke("submit", str(file), "--route", "flex", "--wait", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json_out(result)
+    assert doc["status"]["counts"] == {"flex/succeeded": 4}
+    new = env.state.ledger[billed_before:]
+    assert sorted(e.custom_id or "" for e in new) == ["f0", "f1", "f2", "f3"]
+    assert {e.path for e in new} == {"flex"}

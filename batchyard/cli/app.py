@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from batchyard import logs
 from batchyard.config import Settings, load_settings
@@ -65,7 +66,40 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTERRUPTED: "stopped with Ctrl-C; nothing is lost, `batchyard resume RUN` carries on",
 }
 
+_GLOBAL_VALUES = ("--db", "--base-url", "--metrics-port")
+_GLOBAL_FLAGS = ("--debug",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Global options may also follow the command (`batchyard submit F --db x.db`):
+    move them in front of it, where click expects them. Stops at `--`."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in _GLOBAL_FLAGS or (name in _GLOBAL_VALUES and "=" in arg):
+            front.append(arg)
+        elif name in _GLOBAL_VALUES and i + 1 < len(args):
+            front.extend(args[i : i + 2])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class _Group(TyperGroup):
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(list(args)))
+
+
 app = typer.Typer(
+    cls=_Group,
     name="batchyard",
     help=(
         "Get large files of OpenAI API requests answered at the lowest cost that still "

@@ -143,7 +143,9 @@ def submit(
             target = output or file.with_suffix(".results.jsonl")
             fetched = orch.fetch(result.run_id, target)
         if json_:
-            emit_json({"submit": result, "status": status, "fetch": fetched})
+            emit_json(
+                {"run_id": result.run_id, "submit": result, "status": status, "fetch": fetched}
+            )
             return finished_code(status)
         if fetched is not None:
             for line in fetch_lines(fetched):
