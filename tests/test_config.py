@@ -76,3 +76,16 @@ def test_model_table_prices_and_overrides() -> None:
     assert custom["my-model"].cost("batch", 2_000_000, 0) == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="model table"):
         model_table({"broken": {"input": 1.0}})
+
+
+def test_every_model_the_simulator_serves_is_priced() -> None:
+    from batchyard.simulator.config import default_models
+
+    table = model_table()
+    for name, spec in default_models().items():
+        assert name in table, name
+        info = table[name]
+        assert info.encoding == spec.encoding
+        assert info.flex == spec.flex and info.reasoning == spec.reasoning
+        assert info.input == pytest.approx(spec.input_price)
+        assert info.batch_input == pytest.approx(spec.input_price * spec.batch_discount)
