@@ -309,3 +309,10 @@ def test_all_is_sorted_and_exported() -> None:
     names = batchyard.router.__all__
     assert all(hasattr(batchyard.router, n) for n in names)
     assert len(names) == len(set(names))
+
+
+def test_plan_dict_without_assignments_keeps_the_totals() -> None:
+    plan = make_plan(MIXED, RunPolicy(deadline=NOW + 6 * HOUR), caps(*ALL), NOW)
+    slim = plan.to_dict(assignments=False)
+    assert "assignments" not in slim
+    assert slim == {k: v for k, v in plan.to_dict().items() if k != "assignments"}

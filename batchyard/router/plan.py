@@ -54,9 +54,10 @@ class Plan:
     def requests(self) -> int:
         return sum(r.requests for r in self.rows)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (`plan --json`)."""
-        return {
+    def to_dict(self, *, assignments: bool = True) -> dict[str, Any]:
+        """A JSON-ready view (`plan --json`); `assignments=False` leaves out the per-request
+        routes (one entry per request: large for big files, and kept in the store anyway)."""
+        data = {
             "now": self.now,
             "deadline": self.deadline,
             "budget_usd": self.budget_usd,
@@ -76,7 +77,9 @@ class Plan:
             "cannot_meet": list(self.cannot_meet),
             "reason": self.reason,
             "reasons": dict(self.reasons),
-            "assignments": [
+        }
+        if assignments:
+            data["assignments"] = [
                 {
                     "custom_id": a.custom_id,
                     "route": a.route.value,
@@ -84,8 +87,8 @@ class Plan:
                     "deferred": a.deferred,
                 }
                 for a in self.decision.assignments
-            ],
-        }
+            ]
+        return data
 
     def summary_lines(self) -> list[str]:
         """Plain-text lines for a terminal; the CLI may render a richer table from `rows`."""
