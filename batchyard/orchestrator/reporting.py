@@ -8,6 +8,7 @@ Reads only; changes nothing in the store and makes no API calls.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
@@ -23,13 +24,25 @@ from batchyard.orchestrator.reports import (
     RunStatus,
 )
 from batchyard.orchestrator.routing import turnarounds
+from batchyard.router import Turnaround
 from batchyard.store import Store
 from batchyard.store.rows import RequestRow, RunRow
 
 __all__ = ["costs", "fetch", "output_line", "status"]
 
-_ERROR_KINDS = ("error", "failed", "quota", "breaker", "refused", "expired", "limit")
+_ERROR_KINDS = (
+    "error",
+    "failed",
+    "quota",
+    "breaker",
+    "refused",
+    "expired",
+    "limit",
+    "budget",
+    "stall",
+)
 _REASON_PREFIX = "route."
+_PRIOR = Turnaround.prior()  # a model's turnaround before any of its batches finished
 _FINISHED_BATCH = (
     BatchStatus.COMPLETED,
     BatchStatus.FAILED,
@@ -52,16 +65,15 @@ def status(store: Store, run: RunRow, now: float) -> RunStatus:
         created = b.provider_times.get("created_at") or b.created_at
         finish = b.provider_times.get("completed_at")
         if finish is None and b.status not in _FINISHED_BATCH:
-            model = history.get(b.model)
-            median = model.quantile(0.5) if model is not None else None
-            finish = created + median if median is not None else None
+            median = history.get(b.model, _PRIOR).quantile(0.5)
+            finish = created + median if math.isfinite(median) else None
         batches.append(
             BatchInfo(
                 shard=b.id,
                 provider_batch_id=b.provider_batch_id,
                 model=b.model,
                 status=b.status.value,
-                total=b.counts_total if b.counts_total is not None else b.request_count,
+                total=b.counts_total or b.request_count,  # 0 while validating
                 completed=b.counts_completed or 0,
                 failed=b.counts_failed or 0,
                 created_at=created,

@@ -7,15 +7,26 @@ per-model output estimate for requests that give no maximum. It decides nothing 
 
 from __future__ import annotations
 
+import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from batchyard.config import ModelInfo
-from batchyard.models import BatchStatus, Endpoint, RequestStatus, Route
+from batchyard.config import ModelInfo, Settings
+from batchyard.models import BatchStatus, Endpoint, RequestStatus, Route, RouteOverride
 from batchyard.orchestrator.batch_submit import shard_tokens
-from batchyard.router import ModelCapacity, PathCosts, RequestFeatures, ShardState, Turnaround
+from batchyard.orchestrator.realtime import RealtimeRunner
+from batchyard.router import (
+    ModelCapacity,
+    PathCosts,
+    RequestFeatures,
+    RunPolicy,
+    ShardState,
+    Turnaround,
+    parse_deadline,
+)
 from batchyard.store import Store
-from batchyard.store.rows import BatchRow, NewRequest, RequestRow
+from batchyard.store.rows import BatchRow, NewRequest, RequestRow, RunRow
 
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
@@ -25,9 +36,12 @@ __all__ = [
     "features",
     "from_new",
     "in_flight_tokens",
+    "live_capacities",
     "current_routes",
+    "run_policy",
     "shard_states",
     "turnarounds",
+    "user_policy",
 ]
 
 # Used when a request sets no maximum output and nothing has been learned yet.
@@ -50,6 +64,50 @@ _LIVE_BATCH = frozenset(
     }
 )
 _DONE_BATCH = frozenset({BatchStatus.COMPLETED, BatchStatus.APPLIED})
+
+
+def user_policy(
+    settings: Settings,
+    now: float,
+    *,
+    deadline: str | float | None,
+    budget: float | None,
+    route: RouteOverride | str,
+    strict: bool,
+) -> RunPolicy:
+    """The policy a user asks for at submit (a deadline string is relative to `now`)."""
+    when = deadline if deadline is not None else settings.deadline
+    at = when if isinstance(when, float | int) or when is None else parse_deadline(when, now)
+    return RunPolicy(
+        deadline=float(at) if at is not None else None,
+        budget_usd=budget,
+        route=RouteOverride(route),
+        margin_s=settings.margin_seconds,
+        strict=strict,
+        small_run_requests=settings.small_run_requests,
+        small_run_usd=settings.small_run_usd,
+    )
+
+
+def run_policy(run: RunRow, settings: Settings) -> RunPolicy:
+    """The recorded run's policy, for re-deciding its open work mid-run.
+
+    Whether the run is small was decided once, at submit, on the whole run: the handful of
+    requests left over late in a big run (lines to retry, say) must not count as a small
+    run and jump to real time, nor may a small run's leftovers start waiting for a batch.
+    """
+    small = run.options.get("small_run")
+    if small is None:  # recorded before this was kept
+        small = run.request_count <= settings.small_run_requests
+    return RunPolicy(
+        deadline=run.deadline_at,
+        budget_usd=run.budget,
+        route=run.route_override,
+        margin_s=float(run.options.get("margin_s", settings.margin_seconds)),
+        strict=False,
+        small_run_requests=sys.maxsize if small else -1,
+        small_run_usd=math.inf if small else -1.0,
+    )
 
 
 def expected_output(endpoint: str, max_output: int | None) -> int:
@@ -145,6 +203,24 @@ def capacities(
     return out
 
 
+def live_capacities(
+    models: Mapping[str, ModelInfo],
+    names: Iterable[str],
+    store: Store | None,
+    rt: RealtimeRunner | None,
+) -> dict[str, ModelCapacity]:
+    """`capacities` with what the store and the real-time runner know right now."""
+    return capacities(
+        models,
+        names,
+        in_flight_tokens=in_flight_tokens(store) if store is not None else None,
+        breaker_open=rt.open_breakers() if rt else (),
+        quota_exhausted=bool(rt and rt.quota_exhausted),
+        flex_unavailable=rt.flex_unavailable() if rt else (),
+        rate_views=rt.rate_views() if rt else None,
+    )
+
+
 def turnarounds(batches: Iterable[BatchRow]) -> dict[str, Turnaround]:
     """The configured prior per model, updated with the store's finished batches."""
     observed: dict[str, list[float]] = defaultdict(list)
@@ -159,29 +235,45 @@ def turnarounds(batches: Iterable[BatchRow]) -> dict[str, Turnaround]:
     return {model: prior.updated_with(seconds) for model, seconds in observed.items()}
 
 
-def shard_states(store: Store, run_id: str) -> list[ShardState]:
-    """Live shards of a run with the lines each has already finished."""
-    states = []
-    for b in store.list_batches(run_id):
-        if b.status not in _LIVE_BATCH:
-            continue
-        ids = []
-        done = []
-        for r in store.iter_requests(run_id, shard=b.id):
-            ids.append(r.custom_id)
-            if r.status is RequestStatus.SUCCEEDED:
-                done.append(r.custom_id)
-        submitted = b.provider_times.get("created_at") or b.created_at
-        states.append(
-            ShardState(
-                shard_id=str(b.id),
-                model=b.model,
-                custom_ids=frozenset(ids),
-                submitted_at=submitted,
-                completed_ids=frozenset(done),
-            )
+def shard_states(
+    store: Store, run_id: str, open_rows: Iterable[RequestRow] | None = None
+) -> list[ShardState]:
+    """Live shards of a run with the lines each has already finished.
+
+    `open_rows`: the run's open requests (`OPEN_STATUSES`), when the caller has read them
+    already; each shard's open lines then come from them instead of a second read of the
+    whole run, and only its succeeded lines are read per shard (usually none while live).
+    """
+    live = {b.id: b for b in store.list_batches(run_id) if b.status in _LIVE_BATCH}
+    if not live:
+        return []
+    members: dict[int, list[str]] = defaultdict(list)
+    done: dict[int, list[str]] = defaultdict(list)
+    if open_rows is None:
+        for shard in live:
+            for r in store.iter_requests(run_id, shard=shard):
+                (done if r.status is RequestStatus.SUCCEEDED else members)[shard].append(
+                    r.custom_id
+                )
+    else:
+        for r in open_rows:
+            if r.shard in live:
+                members[r.shard].append(r.custom_id)
+        for shard in live:
+            succeeded = (RequestStatus.SUCCEEDED,)
+            done[shard] = [
+                r.custom_id for r in store.iter_requests(run_id, statuses=succeeded, shard=shard)
+            ]
+    return [
+        ShardState(
+            shard_id=str(b.id),
+            model=b.model,
+            custom_ids=frozenset(members[b.id]) | frozenset(done[b.id]),
+            submitted_at=b.provider_times.get("created_at") or b.created_at,
+            completed_ids=frozenset(done[b.id]),
         )
-    return states
+        for b in live.values()
+    ]
 
 
 def in_flight_tokens(store: Store, run_id: str | None = None) -> dict[str, int]:

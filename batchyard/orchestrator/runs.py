@@ -21,8 +21,8 @@ from typing import Any
 import openai
 
 from batchyard.config import ModelInfo, Settings, load_settings
-from batchyard.errors import ConfigError, InputError, ProviderError, QuotaExhausted
-from batchyard.models import RequestStatus, RouteOverride, RunState
+from batchyard.errors import ConfigError, ProviderError, QuotaExhausted
+from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import reporting, routing
 from batchyard.orchestrator.batch_submit import SubmitReport
 from batchyard.orchestrator.batches import BatchRunner
@@ -37,14 +37,25 @@ from batchyard.orchestrator.reports import (
     VerifyReport,
 )
 from batchyard.orchestrator.retry import RetryPolicy, call_with_retry
-from batchyard.orchestrator.steering import budget_guard, reroute, route_unbatchable
+from batchyard.orchestrator.steering import (
+    budget_guard,
+    cancel_realtime,
+    check_recorded,
+    finish_if_done,
+    reroute,
+    route_unbatchable,
+    set_state,
+    stall_reason,
+    watch_cancels,
+)
 from batchyard.orchestrator.timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.router import (
+    ModelCapacity,
     Plan,
     RunPolicy,
     decide,
+    is_small_run,
     make_plan,
-    parse_deadline,
     plan_from_decision,
 )
 from batchyard.store import Store
@@ -54,8 +65,6 @@ __all__ = ["Orchestrator", "Progress"]
 
 Progress = Callable[[str, dict[str, Any]], None]
 """Progress callback: (event kind, data). Kinds include "realtime", "batch", "route"."""
-
-_TERMINAL = (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
 
 
 def _owner() -> str:
@@ -91,6 +100,8 @@ class Orchestrator:
         self._workdir = workdir
         self._batch: BatchRunner | None = None
         self._realtime: RealtimeRunner | None = None
+        self._blocked: dict[str, str] = {}  # run -> why real-time dispatch stopped
+        self._said: dict[tuple[str, str], str] = {}  # (run, kind) -> last message recorded
 
     # ---- parts, created on first use ----------------------------------------------------
     @property
@@ -162,30 +173,17 @@ class Orchestrator:
         route: RouteOverride | str = RouteOverride.AUTO,
         strict: bool = False,
     ) -> RunPolicy:
-        now = self.clock()
-        when = deadline if deadline is not None else self.settings.deadline
-        at = when if isinstance(when, float | int) or when is None else parse_deadline(when, now)
-        return RunPolicy(
-            deadline=float(at) if at is not None else None,
-            budget_usd=budget,
-            route=RouteOverride(route),
-            margin_s=self.settings.margin_seconds,
+        return routing.user_policy(
+            self.settings,
+            self.clock(),
+            deadline=deadline,
+            budget=budget,
+            route=route,
             strict=strict,
-            small_run_requests=self.settings.small_run_requests,
-            small_run_usd=self.settings.small_run_usd,
         )
 
-    def _capacities(self, names: list[str], run_id: str | None = None) -> dict[str, Any]:
-        rt = self._realtime
-        return routing.capacities(
-            self.models,
-            names,
-            in_flight_tokens=routing.in_flight_tokens(self.store) if self._store else None,
-            breaker_open=rt.open_breakers() if rt else (),
-            quota_exhausted=bool(rt and rt.quota_exhausted),
-            flex_unavailable=rt.flex_unavailable() if rt else (),
-            rate_views=rt.rate_views() if rt else None,
-        )
+    def _capacities(self, names: list[str]) -> dict[str, ModelCapacity]:
+        return routing.live_capacities(self.models, names, self._store, self._realtime)
 
     def plan(
         self,
@@ -238,6 +236,7 @@ class Orchestrator:
         history = routing.turnarounds(self.store.list_batches())
         decision = decide(requests, policy, caps, now, history)  # may raise PlanRefused
         plan = plan_from_decision(decision, requests, policy, caps, history)
+        small = is_small_run(requests, policy)
         del requests
         checked = intake.checked
         run_id = self.store.create_run(
@@ -252,6 +251,7 @@ class Orchestrator:
             options={
                 "strict": strict,
                 "margin_s": policy.margin_s,
+                "small_run": small,
                 "requests": checked.valid,
                 "rejected": checked.invalid_lines,
                 "rejects_path": str(intake.rejects_path) if intake.rejects_path else None,
@@ -303,65 +303,61 @@ class Orchestrator:
             ) from exc
 
     # ---- driving a run ------------------------------------------------------------------------
-    def _policy_of(self, run: RunRow) -> RunPolicy:
-        return RunPolicy(
-            deadline=run.deadline_at,
-            budget_usd=run.budget,
-            route=run.route_override,
-            margin_s=float(run.options.get("margin_s", self.settings.margin_seconds)),
-            strict=False,
-            small_run_requests=self.settings.small_run_requests,
-            small_run_usd=self.settings.small_run_usd,
-        )
-
     async def _reroute(self, run: RunRow) -> None:
         """Re-decide the open work: escalate late batches, move work off failing paths."""
         await reroute(
             self.store,
             self.batch,
             run,
-            self._policy_of(run),
+            routing.run_policy(run, self.settings),
             self._capacities,
             self.clock(),
             self._progress,
         )
 
+    def _say(self, run_id: str, kind: str, message: str) -> None:
+        """Record an event unless it repeats the last one of its kind (rounds repeat)."""
+        if self._said.get((run_id, kind)) != message:
+            self._said[(run_id, kind)] = message
+            self.store.add_event(run_id, kind, message)
+
     async def _run_realtime(self, run_id: str) -> None:
         """The real-time share, unless the budget says stop (the run then says why)."""
         stop = budget_guard(self.store, self.store.get_run(run_id))
         if stop is not None:
-            self.store.add_event(run_id, "budget.stop", stop)
+            self._blocked[run_id] = stop
+            self._say(run_id, "budget.stop", stop)
             return
         try:
             await self.realtime.run(run_id)
+            self._blocked.pop(run_id, None)
         except QuotaExhausted as exc:
-            self.store.add_event(run_id, "realtime.quota", str(exc))
+            self._blocked[run_id] = str(exc)
+            self._say(run_id, "realtime.quota", str(exc))
             await self._reroute(self.store.get_run(run_id))
             await self._submit_batches(run_id)
 
+    async def _batch_round(self, run: RunRow) -> bool:
+        """Poll, re-decide, submit. False while the run is being cancelled: then only the
+        cancelled shards are still applied and nothing new starts."""
+        await self.batch.poll(run.id)
+        if run.state is RunState.CANCELLING:
+            return False
+        await self._reroute(run)
+        await self._submit_batches(run.id)
+        return True
+
     async def step(self, run_id: str, *, realtime: bool = True) -> RunStatus:
         """One round: poll and apply batches, re-decide, submit shards, run real-time work."""
-        run = self._check_recorded(self.store.get_run(run_id))
+        run = check_recorded(self.store, self.store.get_run(run_id))
         if run.state in (RunState.COMPLETED, RunState.CANCELLED):
             return self.status(run_id)
-        await self.batch.poll(run_id)
-        await self._reroute(run)
-        await self._submit_batches(run_id)
-        if realtime:
+        if await self._batch_round(run) and realtime:
             await self._run_realtime(run_id)
-        self._finish_if_done(run_id)
+            if stalled := stall_reason(self.store, run_id, self._blocked.get(run_id)):
+                self._say(run_id, "run.stalled", stalled)
+        finish_if_done(self.store, run_id)
         return self.status(run_id)
-
-    def _finish_if_done(self, run_id: str) -> None:
-        counts = self.store.count_requests(run_id)
-        open_ = sum(n for (_, status), n in counts.items() if status not in _TERMINAL)
-        active = self.store.list_active_batches(run_id)
-        run = self.store.get_run(run_id)
-        if open_ == 0 and not active and run.state in (RunState.RUNNING, RunState.PENDING):
-            self.store.set_run_state(run_id, RunState.COMPLETED)
-            self.store.add_event(run_id, "run.completed", "Every request is finished.")
-        elif open_ == 0 and not active and run.state is RunState.CANCELLING:
-            self.store.set_run_state(run_id, RunState.CANCELLED)
 
     async def wait(
         self,
@@ -370,28 +366,38 @@ class Orchestrator:
         on_round: Callable[[RunStatus], None] | None = None,
         max_rounds: int | None = None,
     ) -> RunStatus:
-        """Drive the run until every request is finished (real time and batch together)."""
+        """Drive the run until every request is finished (real time and batch together).
+
+        Returns early, the run still open, when it cannot progress without the user (real
+        time stopped for the quota or the budget, nothing else left): a `run.stalled` event
+        and `status().last_errors` say why.
+        """
         rounds = 0
         rt_task: asyncio.Task[object] | None = None
         try:
             while True:
-                run = self._check_recorded(self.store.get_run(run_id))
+                run = check_recorded(self.store, self.store.get_run(run_id))
                 if run.state in (RunState.COMPLETED, RunState.CANCELLED):
                     break
-                await self.batch.poll(run_id)
-                await self._reroute(run)
-                await self._submit_batches(run_id)
-                if rt_task is None or rt_task.done():
+                if await self._batch_round(run) and (rt_task is None or rt_task.done()):
                     if rt_task is not None and (exc := rt_task.exception()) is not None:
                         raise exc
                     rt_task = asyncio.ensure_future(self._run_realtime(run_id))
-                self._finish_if_done(run_id)
+                # Let the real-time task run even when the injected sleep never yields
+                # (a simulated clock): otherwise it would only start once the loop ends.
+                await asyncio.sleep(0)
+                finish_if_done(self.store, run_id)
                 status = self.status(run_id)
                 if on_round is not None:
                     on_round(status)
                 rounds += 1
                 if status.done or (max_rounds is not None and rounds >= max_rounds):
                     break
+                if rt_task is None or rt_task.done():
+                    stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))
+                    if stalled is not None:
+                        self._say(run_id, "run.stalled", stalled)
+                        break
                 await self.sleep(self.batch.next_poll_in(run_id))
         finally:
             if rt_task is not None and not rt_task.done():
@@ -400,7 +406,7 @@ class Orchestrator:
 
     async def resume(self, run_id: str) -> RunStatus:
         """After a crash: reconcile remote batches and in-flight calls, then one round."""
-        self._check_recorded(self.store.get_run(run_id))
+        check_recorded(self.store, self.store.get_run(run_id))
         recovered = self.store.recover_in_flight(run_id)
         report = await self.batch.reconcile(run_id)
         self.store.add_event(
@@ -410,34 +416,19 @@ class Orchestrator:
         )
         return await self.step(run_id)
 
-    def _check_recorded(self, run: RunRow) -> RunRow:
-        """A run still `pending` was interrupted while `submit` recorded it (nothing was sent
-        yet): carry on if every request and route made it, else close it and say so."""
-        if run.state is not RunState.PENDING:
-            return run
-        expected = int(run.options.get("requests", run.request_count))
-        counts = self.store.count_requests(run.id)
-        unrouted = sum(n for (route, _), n in counts.items() if route is None)
-        if run.request_count == expected and unrouted == 0:
-            return self.store.set_run_state(run.id, RunState.RUNNING)
-        self.store.set_run_state(run.id, RunState.CANCELLED)
-        message = (
-            f"Run {run.id} was interrupted while it was being recorded "
-            f"({run.request_count} of {expected} requests); nothing was sent. "
-            f"Submit {run.source_path} again."
-        )
-        self.store.add_event(run.id, "run.incomplete", message)
-        raise InputError(message)
-
     async def cancel(self, run_id: str) -> RunStatus:
         """Cancel active batches (finished lines kept) and every request not yet finished."""
         run = self.store.get_run(run_id)
         if run.state in (RunState.COMPLETED, RunState.CANCELLED):
             return self.status(run_id)
         if run.state is not RunState.CANCELLING:
-            self.store.set_run_state(run_id, RunState.CANCELLING)
-        await self.batch.cancel(run_id)
-        self._finish_if_done(run_id)
+            set_state(self.store, run_id, RunState.CANCELLING)
+        if cancelled := cancel_realtime(self.store, run_id):
+            self.store.add_event(
+                run_id, "run.cancel", f"{cancelled} real-time request(s) cancelled before sending"
+            )
+        watch_cancels(self.batch, await self.batch.cancel(run_id), self.clock())
+        finish_if_done(self.store, run_id)
         return self.status(run_id)
 
     # ---- reading ------------------------------------------------------------------------------

@@ -13,16 +13,28 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from batchyard.config import ModelInfo
-from batchyard.models import RequestStatus, Route
+from batchyard.errors import IllegalTransition, InputError
+from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator import routing
-from batchyard.orchestrator.batches import BatchRunner
+from batchyard.orchestrator.batches import BatchRunner, CancelReport
 from batchyard.router import ModelCapacity, RunPolicy, budget_stop_reason, redecide
 from batchyard.store import Store
 from batchyard.store.rows import RunRow
 
-__all__ = ["budget_guard", "reroute", "route_unbatchable"]
+__all__ = [
+    "budget_guard",
+    "cancel_realtime",
+    "check_recorded",
+    "finish_if_done",
+    "reroute",
+    "route_unbatchable",
+    "stall_reason",
+    "watch_cancels",
+]
 
 _MOVABLE = (RequestStatus.ROUTED, RequestStatus.RETRYABLE)
+_TERMINAL = (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
+_REALTIME = (Route.STANDARD, Route.FLEX)
 _EVENTS_PER_ROUND = 50  # per-request change events kept per round (the rest are counted)
 
 
@@ -46,16 +58,17 @@ async def reroute(
         capacities(sorted({r.model for r in rows})),
         now,
         routing.turnarounds(store.list_batches()),
-        shards=routing.shard_states(store, run.id),
+        shards=routing.shard_states(store, run.id, rows),
         current_routes=routing.current_routes(movable),
     )
     for change in red.changes:
         if change.action == "cancel_shard":
             store.add_event(run.id, "route.escalate", change.reason, shard=int(change.subject))
     if red.cancel_shards:
-        await batch.cancel_shards(
+        report = await batch.cancel_shards(
             run.id, [int(s) for s in red.cancel_shards], "escalation point reached"
         )
+        watch_cancels(batch, report, now)
     status_of = {r.custom_id: r.status for r in movable}
     moves = [
         (c.subject, c.to_route, c.reason)
@@ -76,6 +89,16 @@ async def reroute(
             store.add_event(run.id, "route.change", f"... and {extra} more request(s) re-routed")
         progress("route", {"run_id": run.id, "moved": len(moves)})
     return len(moves)
+
+
+def watch_cancels(batch: BatchRunner, report: CancelReport, now: float) -> None:
+    """Poll shards just asked to cancel at the short `cancelling` interval, and shards that
+    finished first at once: their lines are wanted elsewhere, so waiting out an
+    in-progress poll interval would eat the margin kept before the deadline."""
+    for shard in report.cancelling:
+        batch.schedule.polled(shard, BatchStatus.CANCELLING, now)
+    for shard in report.finished:
+        batch.schedule.forget(shard)
 
 
 def route_unbatchable(
@@ -111,3 +134,92 @@ def budget_guard(store: Store, run: RunRow) -> str | None:
         for r in store.iter_requests(run.id, statuses=(RequestStatus.SUBMITTED,))
     )
     return budget_stop_reason(run.budget, run.actual_cost + reserved, pending)
+
+
+def set_state(store: Store, run_id: str, state: RunState) -> bool:
+    """Move the run to `state`; False if another process moved it first (a race, not a bug:
+    `watch` and `poll --wait` may drive one run side by side)."""
+    try:
+        store.set_run_state(run_id, state)
+    except IllegalTransition:
+        return False
+    return True
+
+
+def finish_if_done(store: Store, run_id: str) -> None:
+    """Close the run once every request is finished and no batch has work left."""
+    counts = store.count_requests(run_id)
+    if any(n for (_, status), n in counts.items() if status not in _TERMINAL):
+        return
+    if store.list_active_batches(run_id):
+        return
+    state = store.get_run(run_id).state
+    if state in (RunState.RUNNING, RunState.PENDING):
+        if set_state(store, run_id, RunState.COMPLETED):
+            store.add_event(run_id, "run.completed", "Every request is finished.")
+    elif state is RunState.CANCELLING:
+        set_state(store, run_id, RunState.CANCELLED)
+
+
+def check_recorded(store: Store, run: RunRow) -> RunRow:
+    """A run still `pending` was interrupted while `submit` recorded it (nothing was sent
+    yet): carry on if every request and route made it, else close it and say so."""
+    if run.state is not RunState.PENDING:
+        return run
+    expected = int(run.options.get("requests", run.request_count))
+    counts = store.count_requests(run.id)
+    unrouted = sum(n for (route, _), n in counts.items() if route is None)
+    if run.request_count == expected and unrouted == 0:
+        set_state(store, run.id, RunState.RUNNING)
+        return store.get_run(run.id)
+    set_state(store, run.id, RunState.CANCELLED)
+    message = (
+        f"Run {run.id} was interrupted while it was being recorded "
+        f"({run.request_count} of {expected} requests); nothing was sent. "
+        f"Submit {run.source_path} again."
+    )
+    store.add_event(run.id, "run.incomplete", message)
+    raise InputError(message)
+
+
+def cancel_realtime(store: Store, run_id: str) -> int:
+    """Cancel the run's real-time (and unrouted) requests not yet sent; in-flight calls
+    finish and are recorded (they may already have reached the API)."""
+    ids = [
+        r.custom_id
+        for r in store.iter_requests(run_id, statuses=(RequestStatus.PENDING, *_MOVABLE))
+        if r.route is None or r.route in _REALTIME
+    ]
+    if not ids:
+        return 0
+    return store.transition_requests(
+        run_id,
+        ids,
+        RequestStatus.CANCELLED,
+        error_code="run_cancelled",
+        error_message="The run was cancelled before this request was sent.",
+    )
+
+
+def stall_reason(store: Store, run_id: str, blocked: str | None) -> str | None:
+    """Why the run cannot progress in this process, or None.
+
+    `blocked` says why real-time dispatch stopped (quota, budget). The run is stalled when
+    that is so and nothing else can move: no batch has work left, no call is in flight and
+    every open request waits for real time.
+    """
+    if blocked is None or store.list_active_batches(run_id):
+        return None
+    waiting = 0
+    for (route, status), n in store.count_requests(run_id).items():
+        if status in _TERMINAL or not n:
+            continue
+        if status is RequestStatus.IN_FLIGHT or route not in _REALTIME:
+            return None
+        waiting += n
+    if not waiting:
+        return None
+    return (
+        f"{waiting} request(s) wait for real time, which has stopped ({blocked.rstrip('.')}). "
+        f"Run `batchyard resume {run_id}` once that is fixed."
+    )
