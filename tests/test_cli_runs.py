@@ -274,3 +274,16 @@ def test_route_flex_sends_flex_requests_at_flex_prices(env: RunningServer, tmp_p
     new = env.state.ledger[billed_before:]
     assert sorted(e.custom_id or "" for e in new) == ["f0", "f1", "f2", "f3"]
     assert {e.path for e in new} == {"flex"}
+
+
+def test_quota_exhausted_realtime_run_stops_with_a_reason_instead_of_looping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_server(fast_config(faults={"quota_exhausted": True})) as server:
+        point_at(monkeypatch, server.base_url)
+        file = sample(tmp_path, 5)
+        result = invoke("submit", str(file), "--route", "realtime")
+        assert result.exit_code == 1, result.stderr
+        assert "Stalled:" in result.stderr and "resume" in result.stderr
+        assert "quota" in result.stderr.lower()
+        assert not server.state.ledger

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from batchyard.cli.app import EXIT_FAILED_REQUESTS, EXIT_OK, app, execute, state
+from batchyard.cli.app import EXIT_ERROR, EXIT_FAILED_REQUESTS, EXIT_OK, app, execute, state
 from batchyard.cli.live import Progress
 from batchyard.cli.options import (
     Budget,
@@ -54,6 +54,8 @@ def realtime_open(status: RunStatus) -> int:
 
 
 def finished_code(status: RunStatus) -> int:
+    if status.stalled:
+        return EXIT_ERROR
     return EXIT_FAILED_REQUESTS if status.done and status.failed else EXIT_OK
 
 
@@ -61,10 +63,10 @@ async def drive_realtime_share(orch: Orchestrator, run_id: str, progress: Progre
     """Rounds of `step` until no real-time work is left (batches carry on without us)."""
     status = orch.status(run_id)
     progress(status)
-    while not status.done and realtime_open(status):
+    while not status.done and not status.stalled and realtime_open(status):
         status = await orch.step(run_id)
         progress(status)
-        if not status.done and realtime_open(status):
+        if not status.done and not status.stalled and realtime_open(status):
             await orch.sleep(orch.settings.poll_min_seconds)
     return status
 
@@ -150,14 +152,16 @@ def submit(
         if fetched is not None:
             for line in fetch_lines(fetched):
                 cli.out.print(line, markup=False)
-        elif not status.done:
+        if status.stalled:
+            cli.err.print(f"Stalled: {status.stalled}", markup=False)
+        elif fetched is None and not status.done:
             cli.err.print(
                 f"Batches are running. Follow them with `batchyard watch {result.run_id}` "
                 f"(or `batchyard poll {result.run_id} --wait`), then "
                 f"`batchyard fetch {result.run_id} -o results.jsonl`.",
                 markup=False,
             )
-        else:
+        elif fetched is None:
             cli.err.print(
                 f"Done. Fetch the results with `batchyard fetch {result.run_id} -o results.jsonl`.",
                 markup=False,

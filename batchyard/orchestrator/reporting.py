@@ -52,7 +52,7 @@ _FINISHED_BATCH = (
 )
 
 
-def status(store: Store, run: RunRow, now: float) -> RunStatus:
+def status(store: Store, run: RunRow, now: float, stalled: str | None = None) -> RunStatus:
     counts = {
         f"{route.value if route else '-'}/{state.value}": n
         for (route, state), n in sorted(
@@ -126,6 +126,7 @@ def status(store: Store, run: RunRow, now: float) -> RunStatus:
         last_errors=last_errors,
         reasons=reasons[-10:],
         done=done,
+        stalled=None if done else stalled,
     )
 
 

@@ -85,6 +85,7 @@ class RunStatus:
     last_errors: dict[str, str]  # error kind -> latest message
     reasons: list[str]  # latest routing reasons and changes of course, newest last
     done: bool  # every request terminal and every batch applied
+    stalled: str | None = None  # why this process cannot move the run on (quota, budget)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -436,7 +436,8 @@ class Orchestrator:
         return self.store.list_runs(limit=limit)
 
     def status(self, run_id: str) -> RunStatus:
-        return reporting.status(self.store, self.store.get_run(run_id), self.clock())
+        stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))
+        return reporting.status(self.store, self.store.get_run(run_id), self.clock(), stalled)
 
     def costs(self, run_id: str | None = None) -> CostReport:
         return reporting.costs(self.store, self.models, run_id)
