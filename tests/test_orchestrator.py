@@ -109,3 +109,36 @@ async def test_fetch_writes_every_line_in_input_order(
     costs = orch.costs(result.run_id)
     assert costs.saving == pytest.approx(costs.all_standard / 2, rel=0.01)
     await orch.aclose()
+
+
+async def test_resume_takes_back_only_the_claims_of_processes_that_are_gone(
+    tmp_path: Path, sim: tuple[Any, SimState]
+) -> None:
+    import os
+    import socket
+
+    from batchyard.models import Route
+
+    source = write_sample(tmp_path / "in.jsonl", 6)
+    orch = _orchestrator(tmp_path, *sim)
+    run_id = (await orch.submit(source, route="realtime")).run_id
+    host = socket.gethostname()
+    alive = f"{host}:{os.getpid()}:watch"  # a `watch` still running (this very process)
+    dead = f"{host}:999999:crashed"  # no such process
+    store = orch.store
+    live_claims = store.claim_realtime(run_id, owner=alive, limit=2, routes=(Route.STANDARD,))
+    dead_claims = store.claim_realtime(run_id, owner=dead, limit=2, routes=(Route.STANDARD,))
+    assert len(live_claims) == len(dead_claims) == 2
+
+    resumer = _orchestrator(tmp_path, *sim)
+    await resumer.resume(run_id)
+    rows = {r.custom_id: r for r in resumer.store.iter_requests(run_id)}
+    for claim in live_claims:  # the live watch keeps its work: no second purchase
+        assert rows[claim.custom_id].status.value == "in_flight"
+    for claim in dead_claims:  # the crashed process's work was taken back and done
+        assert rows[claim.custom_id].status.value == "succeeded"
+    billed = [e.custom_id for e in sim[1].ledger]
+    assert not {c.custom_id for c in live_claims} & set(billed)
+    assert len(billed) == len(set(billed)) == 4
+    await orch.aclose()
+    await resumer.aclose()

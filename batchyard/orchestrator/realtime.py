@@ -147,6 +147,14 @@ class RealtimeRunner(RequestHandler):
             out[model] = (rpm, tpm)
         return out
 
+    @property
+    def stale_claim_seconds(self) -> float:
+        """A claim older than this cannot belong to a live call (the longest timeout, flex,
+        plus the stop grace and a minute): its process is gone."""
+        if self.options.recover_older_than is not None:
+            return self.options.recover_older_than
+        return self.settings.flex_timeout + self.options.grace_seconds + 60.0
+
     def recover(self, run_id: str, *, older_than: float | None = None) -> int:
         """Requests left in flight by a crashed process go back to retryable (see module doc)."""
         return self.store.recover_in_flight(run_id, older_than=older_than)
@@ -168,10 +176,7 @@ class RealtimeRunner(RequestHandler):
         if self.quota_exhausted:
             raise QuotaExhausted(self._quota_message or QUOTA_MESSAGE)
         stop = stop or asyncio.Event()
-        stale = self.options.recover_older_than
-        if stale is None:
-            stale = self.settings.flex_timeout + self.options.grace_seconds + 60.0
-        report.recovered = self.store.recover_in_flight(run_id, older_than=stale)
+        report.recovered = self.store.recover_in_flight(run_id, older_than=self.stale_claim_seconds)
         max_claimed = self.options.max_claimed or self.settings.concurrency * 4
         refill_at = max(1, max_claimed // 4)
         jobs: dict[asyncio.Task[None], Job] = {}

@@ -42,6 +42,7 @@ from batchyard.orchestrator.steering import (
     cancel_realtime,
     check_recorded,
     finish_if_done,
+    recover_claims,
     reroute,
     route_unbatchable,
     set_state,
@@ -407,7 +408,9 @@ class Orchestrator:
     async def resume(self, run_id: str) -> RunStatus:
         """After a crash: reconcile remote batches and in-flight calls, then one round."""
         check_recorded(self.store, self.store.get_run(run_id))
-        recovered = self.store.recover_in_flight(run_id)
+        recovered = recover_claims(
+            self.store, run_id, self.owner, self.realtime.stale_claim_seconds
+        )
         report = await self.batch.reconcile(run_id)
         self.store.add_event(
             run_id,

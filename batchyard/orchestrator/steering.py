@@ -16,6 +16,7 @@ from batchyard.config import ModelInfo
 from batchyard.errors import IllegalTransition, InputError
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator import routing
+from batchyard.orchestrator.batch_remote import owner_is_dead
 from batchyard.orchestrator.batches import BatchRunner, CancelReport
 from batchyard.router import ModelCapacity, RunPolicy, budget_stop_reason, redecide
 from batchyard.store import Store
@@ -27,6 +28,7 @@ __all__ = [
     "check_recorded",
     "finish_if_done",
     "reroute",
+    "recover_claims",
     "route_unbatchable",
     "stall_reason",
     "watch_cancels",
@@ -223,3 +225,14 @@ def stall_reason(store: Store, run_id: str, blocked: str | None) -> str | None:
         f"{waiting} request(s) wait for real time, which has stopped ({blocked.rstrip('.')}). "
         f"Run `batchyard resume {run_id}` once that is fixed."
     )
+
+
+def recover_claims(store: Store, run_id: str, me: str, stale_seconds: float) -> int:
+    """On resume, take back the in-flight claims of processes that are gone: ours, those of
+    a dead process on this host, and any older than a live call could be. A `watch` still
+    running elsewhere keeps its claims, so its answers are not thrown away and re-bought."""
+    recovered = 0
+    for owner in store.in_flight_owners(run_id):
+        if owner == me or owner_is_dead(owner):
+            recovered += store.recover_in_flight(run_id, owner=owner)
+    return recovered + store.recover_in_flight(run_id, older_than=stale_seconds)

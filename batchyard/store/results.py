@@ -205,6 +205,15 @@ class ResultsMixin(StoreBase):
         ids = list(custom_ids)
         return self._unclaim(run_id, ids, RequestStatus.ROUTED, "released", owner=owner)
 
+    def in_flight_owners(self, run_id: str) -> dict[str, int]:
+        """Who holds the run's in-flight claims, and how many each."""
+        rows = self.db.conn.execute(
+            "SELECT owner, count(*) FROM requests WHERE run_id = ? AND status = 'in_flight' "
+            "GROUP BY owner",
+            (run_id,),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def recover_in_flight(
         self, run_id: str, *, older_than: float | None = None, owner: str | None = None
     ) -> int:
