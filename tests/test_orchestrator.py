@@ -142,3 +142,23 @@ async def test_resume_takes_back_only_the_claims_of_processes_that_are_gone(
     assert len(billed) == len(set(billed)) == 4
     await orch.aclose()
     await resumer.aclose()
+
+
+async def test_a_client_handed_in_never_retries_on_its_own(
+    tmp_path: Path, sim: tuple[Any, SimState]
+) -> None:
+    app, state = sim
+    client = openai.AsyncOpenAI(  # the SDK's default: 2 retries of its own
+        api_key="sk-test",
+        base_url="http://sim/v1",
+        http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)),
+    )
+    settings = load_settings(api_key="sk-test", db=tmp_path / "by.db", max_attempts=1)
+    orch = Orchestrator(settings, client=client, clock=state.clock.now, workdir=tmp_path)
+    source = write_sample(tmp_path / "in.jsonl", 1)
+    run_id = (await orch.submit(source, route="realtime")).run_id
+    state.faults.error_5xx_rate = 1.0
+    await orch.step(run_id)
+    calls = sum(n for key, n in state.stats.items() if key.startswith("request|/v1/chat"))
+    assert calls == 1, "only our retry layer may retry"
+    await orch.aclose()

@@ -97,7 +97,9 @@ class Orchestrator:
         self.on_progress = on_progress
         self.owner = _owner()
         self._store = store
-        self._client = client
+        # One retry layer: ours. A client handed in keeps its transport and settings,
+        # but never retries on its own.
+        self._client = client.with_options(max_retries=0) if client is not None else None
         self._workdir = workdir
         self._batch: BatchRunner | None = None
         self._realtime: RealtimeRunner | None = None
@@ -262,7 +264,7 @@ class Orchestrator:
         self.store.set_routes(
             run_id, ((a.custom_id, a.route, a.reason) for a in decision.assignments)
         )
-        self.store.add_event(run_id, "route.plan", decision.reason, plan.to_dict())
+        self.store.add_event(run_id, "route.plan", decision.reason, plan.to_dict(assignments=False))
         self.store.set_run_state(run_id, RunState.RUNNING)
         report = await self._submit_batches(run_id)
         if report.errors and not report.submitted:
