@@ -15,7 +15,7 @@ from batchyard.models import Route
 __all__ = ["Assignment", "Change", "Decision", "ModelDecision", "Redecision"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Assignment:
     """One request's route. `deferred`: batch, but waiting for enqueued-token headroom."""
 

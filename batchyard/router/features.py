@@ -22,7 +22,7 @@ __all__ = [
 DEFAULT_MARGIN_S = 600.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PathCosts:
     """What one request costs, in USD, on each path; `flex` is None where the model has none."""
 
@@ -44,7 +44,7 @@ class PathCosts:
         return self.standard
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestFeatures:
     """One request as the router sees it.
 
