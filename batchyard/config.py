@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     request_timeout: float = 120.0  # seconds, standard tier
     flex_timeout: float = 900.0  # seconds, flex tier (OpenAI advises 15 minutes)
     concurrency: int = 64  # real-time calls in flight per model
+    batch_turnaround_median_seconds: float = 3600.0  # prior for a batch's turnaround ...
+    batch_turnaround_p95_seconds: float = 43200.0  # ... updated from finished batches
     batch_api_rpm: int = 300  # Files/Batches API calls per minute (polls, uploads, lists)
     poll_min_seconds: float = 5.0
     poll_max_seconds: float = 300.0

@@ -52,20 +52,27 @@ _FINISHED_BATCH = (
 )
 
 
-def status(store: Store, run: RunRow, now: float, stalled: str | None = None) -> RunStatus:
+def status(
+    store: Store,
+    run: RunRow,
+    now: float,
+    stalled: str | None = None,
+    prior: Turnaround | None = None,
+) -> RunStatus:
     counts = {
         f"{route.value if route else '-'}/{state.value}": n
         for (route, state), n in sorted(
             store.count_requests(run.id).items(), key=lambda kv: (str(kv[0][0]), kv[0][1].value)
         )
     }
-    history = turnarounds(store.list_batches())
+    prior = prior or _PRIOR
+    history = turnarounds(store.list_batches(), prior=prior)
     batches = []
     for b in store.list_batches(run.id):
         created = b.provider_times.get("created_at") or b.created_at
         finish = b.provider_times.get("completed_at")
         if finish is None and b.status not in _FINISHED_BATCH:
-            median = history.get(b.model, _PRIOR).quantile(0.5)
+            median = history.get(b.model, prior).quantile(0.5)
             finish = created + median if math.isfinite(median) else None
         batches.append(
             BatchInfo(

@@ -221,8 +221,18 @@ def live_capacities(
     )
 
 
-def turnarounds(batches: Iterable[BatchRow]) -> dict[str, Turnaround]:
-    """The configured prior per model, updated with the store's finished batches."""
+def turnarounds(
+    batches: Iterable[BatchRow],
+    models: Iterable[str] = (),
+    prior: Turnaround | None = None,
+) -> dict[str, Turnaround]:
+    """The configured prior for each of `models`, updated with the store's finished batches.
+
+    A batch that expired counts as taking the whole window: it is the slow outcome the
+    escalation point must allow for, and leaving it out would make the estimate optimistic.
+    Batches we cancelled ourselves tell nothing about when they would have finished.
+    """
+    base = prior or Turnaround.prior()
     observed: dict[str, list[float]] = defaultdict(list)
     for b in batches:
         if b.status not in _DONE_BATCH:
@@ -231,8 +241,11 @@ def turnarounds(batches: Iterable[BatchRow]) -> dict[str, Turnaround]:
         done = b.provider_times.get("completed_at") or b.provider_times.get("finalizing_at")
         if done is not None and done >= created:
             observed[b.model].append(done - created)
-    prior = Turnaround.prior()
-    return {model: prior.updated_with(seconds) for model, seconds in observed.items()}
+        elif "expired_at" in b.provider_times:
+            observed[b.model].append(base.max_s)
+    out = {model: base for model in models}
+    out.update({model: base.updated_with(seconds) for model, seconds in observed.items()})
+    return out
 
 
 def shard_states(

@@ -54,6 +54,7 @@ from batchyard.router import (
     ModelCapacity,
     Plan,
     RunPolicy,
+    Turnaround,
     decide,
     is_small_run,
     make_plan,
@@ -92,6 +93,10 @@ class Orchestrator:
     ) -> None:
         self.settings = settings or load_settings()
         self.models: dict[str, ModelInfo] = self.settings.model_table()
+        self.prior = Turnaround.from_median_p95(
+            self.settings.batch_turnaround_median_seconds,
+            self.settings.batch_turnaround_p95_seconds,
+        )
         self.clock = clock
         self.sleep = sleep
         self.on_progress = on_progress
@@ -201,8 +206,9 @@ class Orchestrator:
         intake = check_file(Path(path), self.models)
         requests = intake.features()
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
-        caps = self._capacities(sorted({r.model for r in requests}))
-        history = routing.turnarounds(self.store.list_batches())
+        names = sorted({r.model for r in requests})
+        caps = self._capacities(names)
+        history = routing.turnarounds(self.store.list_batches(), names, self.prior)
         return make_plan(requests, policy, caps, self.clock(), history)
 
     # ---- submit ---------------------------------------------------------------------------
@@ -236,7 +242,7 @@ class Orchestrator:
         await self._preflight()
         now = self.clock()
         caps = self._capacities(names)
-        history = routing.turnarounds(self.store.list_batches())
+        history = routing.turnarounds(self.store.list_batches(), names, self.prior)
         decision = decide(requests, policy, caps, now, history)  # may raise PlanRefused
         plan = plan_from_decision(decision, requests, policy, caps, history)
         small = is_small_run(requests, policy)
@@ -316,6 +322,7 @@ class Orchestrator:
             self._capacities,
             self.clock(),
             self._progress,
+            self.prior,
         )
 
     def _say(self, run_id: str, kind: str, message: str) -> None:
@@ -442,7 +449,8 @@ class Orchestrator:
 
     def status(self, run_id: str) -> RunStatus:
         stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))
-        return reporting.status(self.store, self.store.get_run(run_id), self.clock(), stalled)
+        run = self.store.get_run(run_id)
+        return reporting.status(self.store, run, self.clock(), stalled, self.prior)
 
     def costs(self, run_id: str | None = None) -> CostReport:
         return reporting.costs(self.store, self.models, run_id)

@@ -18,7 +18,7 @@ from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator import routing
 from batchyard.orchestrator.batch_remote import owner_is_dead
 from batchyard.orchestrator.batches import BatchRunner, CancelReport
-from batchyard.router import ModelCapacity, RunPolicy, budget_stop_reason, redecide
+from batchyard.router import ModelCapacity, RunPolicy, Turnaround, budget_stop_reason, redecide
 from batchyard.store import Store
 from batchyard.store.rows import RunRow
 
@@ -48,18 +48,20 @@ async def reroute(
     capacities: Callable[[list[str]], Mapping[str, ModelCapacity]],
     now: float,
     progress: Callable[[str, dict[str, Any]], None],
+    prior: Turnaround | None = None,
 ) -> int:
     """Re-decide the open work of `run`; returns how many requests changed route."""
     rows = list(store.iter_requests(run.id, statuses=routing.OPEN_STATUSES))
     movable = [r for r in rows if r.status is not RequestStatus.IN_FLIGHT]
     if not movable:
         return 0
+    names = sorted({r.model for r in rows})
     red = redecide(
         routing.features(movable),
         policy,
-        capacities(sorted({r.model for r in rows})),
+        capacities(names),
         now,
-        routing.turnarounds(store.list_batches()),
+        routing.turnarounds(store.list_batches(), names, prior),
         shards=routing.shard_states(store, run.id, rows),
         current_routes=routing.current_routes(movable),
     )
