@@ -162,3 +162,24 @@ async def test_a_client_handed_in_never_retries_on_its_own(
     calls = sum(n for key, n in state.stats.items() if key.startswith("request|/v1/chat"))
     assert calls == 1, "only our retry layer may retry"
     await orch.aclose()
+
+
+async def test_uncapped_requests_are_estimated_from_finished_ones(
+    tmp_path: Path, sim: tuple[Any, SimState]
+) -> None:
+    orch = _orchestrator(tmp_path, *sim)
+    uncapped = tmp_path / "uncapped.jsonl"
+    lines = [json.loads(x) for x in write_sample(tmp_path / "s.jsonl", 25).read_text().splitlines()]
+    for line in lines:
+        line["body"].pop("max_completion_tokens")
+        line["body"]["model"] = "gpt-4o-mini"
+    uncapped.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    before = orch.plan(uncapped, route="batch").rows[0].output_tokens
+    assert before == 25 * 256  # nothing learned yet: the default estimate
+    run_id = (await orch.submit(uncapped, route="batch")).run_id
+    await orch.wait(run_id)
+    actual = [r.output_tokens or 0 for r in orch.store.iter_requests(run_id)]
+    after = orch.plan(uncapped, route="batch").rows[0].output_tokens
+    assert after == 25 * round(sum(actual) / len(actual))
+    assert after != before
+    await orch.aclose()

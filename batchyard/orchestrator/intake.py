@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchyard.config import ModelInfo
@@ -47,6 +47,7 @@ class Intake:
     models: Mapping[str, ModelInfo]
     checked: Validated
     rejects_path: Path | None
+    learned_output: Mapping[str, float] = field(default_factory=dict)  # per-model mean
 
     def parsed(self) -> Iterator[ParsedRequest]:
         for item in read_requests(self.path, self.models):
@@ -55,7 +56,7 @@ class Intake:
 
     def new_request(self, p: ParsedRequest) -> NewRequest:
         info = _model_info(self.models, p.model)
-        out = routing.expected_output(p.endpoint, p.output_tokens)
+        out = routing.expected_output(p.endpoint, p.output_tokens, self.learned_output.get(p.model))
         return NewRequest(
             custom_id=p.custom_id,
             line=p.line,
@@ -88,6 +89,7 @@ def check_file(
     *,
     skip_invalid: bool = False,
     rejects: Path | None = None,
+    learned_output: Mapping[str, float] | None = None,
 ) -> Intake:
     """Validate the whole file first, so nothing is recorded when a line is bad.
 
@@ -104,4 +106,4 @@ def check_file(
         write_rejects(problems, rejects_path, source=path)
     if checked.valid == 0:
         raise ConfigError(f"{path} has no valid request to submit.")
-    return Intake(path, models, checked, rejects_path)
+    return Intake(path, models, checked, rejects_path, dict(learned_output or {}))

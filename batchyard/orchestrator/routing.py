@@ -110,10 +110,13 @@ def run_policy(run: RunRow, settings: Settings) -> RunPolicy:
     )
 
 
-def expected_output(endpoint: str, max_output: int | None) -> int:
+def expected_output(endpoint: str, max_output: int | None, learned: float | None = None) -> int:
+    """The request's own maximum; else the model's mean over finished requests; else 256."""
     if endpoint.endswith(("/embeddings", "/moderations")):
         return 0
-    return max_output if max_output is not None else DEFAULT_OUTPUT_TOKENS
+    if max_output is not None:
+        return max_output
+    return round(learned) if learned is not None else DEFAULT_OUTPUT_TOKENS
 
 
 def _feature(

@@ -203,7 +203,7 @@ class Orchestrator:
         strict: bool = False,
     ) -> Plan:
         """The plan for a file: routes, escalation point, costs. No API calls."""
-        intake = check_file(Path(path), self.models)
+        intake = check_file(Path(path), self.models, learned_output=self.store.mean_output_tokens())
         requests = intake.features()
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         names = sorted({r.model for r in requests})
@@ -235,6 +235,7 @@ class Orchestrator:
             self.models,
             skip_invalid=skip_invalid,
             rejects=Path(rejects) if rejects else None,
+            learned_output=self.store.mean_output_tokens(),
         )
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         requests = intake.features()

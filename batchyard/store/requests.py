@@ -328,6 +328,15 @@ class RequestsMixin(StoreBase):
         )
         return {(Route(r[0]) if r[0] else None, RequestStatus(r[1])): r[2] for r in rows}
 
+    def mean_output_tokens(self, *, min_samples: int = 20) -> dict[str, float]:
+        """Per model, the mean output tokens of succeeded requests (across runs), where at
+        least `min_samples` requests have finished: the estimate for uncapped requests."""
+        rows = self.db.conn.execute(
+            "SELECT model, avg(output_tokens), count(*) FROM requests "
+            "WHERE status = 'succeeded' AND output_tokens IS NOT NULL GROUP BY model"
+        )
+        return {r[0]: float(r[1]) for r in rows if r[2] >= min_samples}
+
     def summary(self, run_id: str) -> list[SummaryRow]:
         """Per (model, route): requests, outcomes, estimated and actual cost, tokens."""
         self._require_run(run_id)
