@@ -20,6 +20,7 @@ from batchyard.cli.app import app, guarded, state
 from batchyard.cli.options import Json
 from batchyard.cli.render import config_table, emit_json
 from batchyard.config import Settings, config_files, prices_date
+from batchyard.orchestrator.checks import key_hint
 
 __all__ = ["config_app", "sources"]
 
@@ -32,6 +33,7 @@ app.add_typer(config_app, name="config")
 @config_app.callback()
 def _group() -> None:
     """Inspect batchyard's configuration."""
+
 
 _OPTIONS = {"db": "--db", "base_url": "--base-url"}
 
@@ -78,17 +80,10 @@ def sources(explicit: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def _hint(settings: Settings) -> str:
-    key = settings.api_key.get_secret_value() if settings.api_key else ""
-    if not key:
-        return "(not set)"
-    return f"{key[:3]}...{key[-4:]}" if len(key) > 12 else "(set)"
-
-
 def _shown(name: str, settings: Settings) -> Any:
     value = getattr(settings, name)
     if name == "api_key":
-        return _hint(settings)
+        return key_hint(settings)
     if name == "base_url" and value is None:
         return "(OpenAI: https://api.openai.com/v1)"
     if name == "db" and value is None:
@@ -137,7 +132,7 @@ def show(ctx: typer.Context, json_: Json = False) -> None:
         cli.out.print(config_table(rows))
         cli.out.print(
             f"config files, first wins: {', '.join(files)}\n"
-            f"model prices as of {prices_date()} (override under [models.\"NAME\"])",
+            f'model prices as of {prices_date()} (override under [models."NAME"])',
             markup=False,
         )
 

@@ -21,9 +21,9 @@ from typing import Any
 import openai
 
 from batchyard.config import ModelInfo, Settings, load_settings
-from batchyard.errors import ConfigError, ProviderError, QuotaExhausted
+from batchyard.errors import ProviderError, QuotaExhausted
 from batchyard.models import RouteOverride, RunState
-from batchyard.orchestrator import reporting, routing
+from batchyard.orchestrator import checks, reporting, routing
 from batchyard.orchestrator.batch_submit import SubmitReport
 from batchyard.orchestrator.batches import BatchRunner
 from batchyard.orchestrator.client import make_client
@@ -36,7 +36,6 @@ from batchyard.orchestrator.reports import (
     SubmitResult,
     VerifyReport,
 )
-from batchyard.orchestrator.retry import RetryPolicy, call_with_retry
 from batchyard.orchestrator.steering import (
     budget_guard,
     cancel_realtime,
@@ -240,7 +239,7 @@ class Orchestrator:
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         requests = intake.features()
         names = sorted({r.model for r in requests})
-        await self._preflight()
+        await checks.preflight(self.client, self.sleep)
         now = self.clock()
         caps = self._capacities(names)
         history = routing.turnarounds(self.store.list_batches(), names, self.prior)
@@ -293,24 +292,6 @@ class Orchestrator:
         report = await self.batch.submit(run_id)
         route_unbatchable(self.store, run_id, report.unbatchable, self.models)
         return report
-
-    async def _preflight(self) -> None:
-        """One models call before anything is recorded, so a wrong key or URL fails fast."""
-        base = str(self.client.base_url)
-        try:
-            await call_with_retry(
-                self.client.models.list, RetryPolicy(max_attempts=3), sleep=self.sleep
-            )
-        except openai.AuthenticationError as exc:
-            raise ConfigError(
-                f"The API at {base} refused the key (401); check OPENAI_API_KEY. "
-                "Nothing was recorded."
-            ) from exc
-        except openai.APIConnectionError as exc:
-            raise ProviderError(
-                f"Cannot reach the API at {base}; check OPENAI_BASE_URL and the network. "
-                "Nothing was recorded."
-            ) from exc
 
     # ---- driving a run ------------------------------------------------------------------------
     async def _reroute(self, run: RunRow) -> None:
@@ -466,16 +447,4 @@ class Orchestrator:
 
     async def verify(self) -> VerifyReport:
         """Check the key and base URL with a models call; the key is never shown."""
-        base = str(self.client.base_url)
-        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
-        hint = f"{key[:3]}...{key[-4:]}" if len(key) > 12 else "(set)" if key else "(missing)"
-        try:
-            page = await self.client.models.list()
-        except openai.AuthenticationError:
-            return VerifyReport(base, False, [], "The API key was refused (401).", hint)
-        except openai.APIConnectionError:
-            return VerifyReport(base, False, [], f"Cannot connect to {base}.", hint)
-        except openai.APIStatusError as exc:
-            return VerifyReport(base, False, [], f"The API answered {exc.status_code}.", hint)
-        names = sorted(m.id for m in page.data)
-        return VerifyReport(base, True, names, f"{len(names)} model(s) available.", hint)
+        return await checks.verify(self.client, self.settings)
