@@ -111,3 +111,43 @@ def test_sim_serve_answers_like_the_api_and_stops_on_ctrl_c(tmp_path: Path) -> N
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)
     assert server.returncode in (0, 130)
+
+
+def test_ctrl_c_during_real_time_work_lets_calls_finish_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    import re
+    import sqlite3
+
+    file = sample(tmp_path, 60)
+    # Each call takes ~0.3 s, so several are on the wire when Ctrl-C comes.
+    config = fast_config(clock={"time_scale": 1.0}, latency={"fixed_ms": 300.0})
+    with running_server(config) as server:
+        env = {
+            **sim_env(server.base_url),
+            "BATCHYARD_DB": str(tmp_path / "rt.db"),
+            "BATCHYARD_CONCURRENCY": "4",
+        }
+        submitter = subprocess.Popen(
+            [sys.executable, "-m", "batchyard", "submit", str(file), "--route", "realtime"],
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 30
+        while len(server.state.ledger) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        submitter.send_signal(signal.SIGINT)
+        _, err = submitter.communicate(timeout=30)
+        assert submitter.returncode == 130, err
+        assert "Stopping" in err and "batchyard resume" in err and "Traceback" not in err
+        with sqlite3.connect(tmp_path / "rt.db") as db:
+            statuses = dict(db.execute("SELECT status, count(*) FROM requests GROUP BY status"))
+        assert "in_flight" not in statuses  # calls on the wire finished within the grace
+        assert statuses.get("succeeded", 0) == len(server.state.ledger) < 60
+        found = re.search(r"batchyard resume (run_\w+)", err)
+        assert found is not None, err
+        run_id = found.group(1)
+        resumed = run_cli(["resume", run_id, "--json"], env, cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+        billed = [e.custom_id for e in server.state.ledger]
+        assert sorted(billed) == sorted(f"req-{i:06d}" for i in range(60))  # each once

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -269,13 +270,38 @@ def execute(
 ) -> None:
     """Build the Orchestrator, run `body` under one `asyncio.run()`, exit with its code."""
     cli = state(ctx)
+    stopped = False
 
     async def main() -> int | None:
+        nonlocal stopped
         orch = cli.orchestrator(**parts)
+        task = asyncio.current_task()
+
+        def on_interrupt() -> None:
+            # First Ctrl-C: stop gracefully (calls on the wire get their grace, nothing
+            # new starts). A second one: stop at once (still nothing is lost).
+            nonlocal stopped
+            if stopped and task is not None:
+                task.cancel()
+                return
+            stopped = True
+            cli.err.print("Stopping: letting calls in flight finish (Ctrl-C again to stop now).")
+            orch.stop()
+
+        loop = asyncio.get_running_loop()
+        with suppress(NotImplementedError, RuntimeError):  # no signal handlers: plain ^C
+            loop.add_signal_handler(signal.SIGINT, on_interrupt)
         try:
             return await body(orch)
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
         finally:
+            with suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
             await orch.aclose()
 
     code = guarded(cli, lambda: asyncio.run(main()))
+    if stopped:
+        cli.err.print(_interrupted(cli))
+        raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(code or EXIT_OK)

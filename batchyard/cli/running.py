@@ -63,10 +63,18 @@ async def drive_realtime_share(orch: Orchestrator, run_id: str, progress: Progre
     """Rounds of `step` until no real-time work is left (batches carry on without us)."""
     status = orch.status(run_id)
     progress(status)
-    while not status.done and not status.stalled and realtime_open(status):
+    def more() -> bool:
+        return (
+            not status.done
+            and not status.stalled
+            and realtime_open(status)
+            and not orch.stopping.is_set()
+        )
+
+    while more():
         status = await orch.step(run_id)
         progress(status)
-        if not status.done and not status.stalled and realtime_open(status):
+        if more():
             await orch.sleep(orch.settings.poll_min_seconds)
     return status
 

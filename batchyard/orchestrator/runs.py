@@ -100,6 +100,7 @@ class Orchestrator:
         self.sleep = sleep
         self.on_progress = on_progress
         self.owner = _owner()
+        self.stopping = asyncio.Event()  # set by stop(): finish gracefully
         self._store = store
         # One retry layer: ours. A client handed in keeps its transport and settings,
         # but never retries on its own.
@@ -321,7 +322,7 @@ class Orchestrator:
             self._say(run_id, "budget.stop", stop)
             return
         try:
-            await self.realtime.run(run_id)
+            await self.realtime.run(run_id, stop=self.stopping)
             self._blocked.pop(run_id, None)
         except QuotaExhausted as exc:
             self._blocked[run_id] = str(exc)
@@ -344,7 +345,7 @@ class Orchestrator:
         run = check_recorded(self.store, self.store.get_run(run_id))
         if run.state in (RunState.COMPLETED, RunState.CANCELLED):
             return self.status(run_id)
-        if await self._batch_round(run) and realtime:
+        if await self._batch_round(run) and realtime and not self.stopping.is_set():
             await self._run_realtime(run_id)
             if stalled := stall_reason(self.store, run_id, self._blocked.get(run_id)):
                 self._say(run_id, "run.stalled", stalled)
@@ -367,7 +368,7 @@ class Orchestrator:
         rounds = 0
         rt_task: asyncio.Task[object] | None = None
         try:
-            while True:
+            while not self.stopping.is_set():
                 run = check_recorded(self.store, self.store.get_run(run_id))
                 if run.state in (RunState.COMPLETED, RunState.CANCELLED):
                     break
@@ -390,11 +391,24 @@ class Orchestrator:
                     if stalled is not None:
                         self._say(run_id, "run.stalled", stalled)
                         break
-                await self.sleep(self.batch.next_poll_in(run_id))
+                await self._pause(self.batch.next_poll_in(run_id))
         finally:
             if rt_task is not None and not rt_task.done():
                 await rt_task
         return self.status(run_id)
+
+    def stop(self) -> None:
+        """Stop gracefully (Ctrl-C): no new calls or rounds; calls on the wire get the
+        real-time grace to finish, the rest is left pending for `resume`."""
+        self.stopping.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """The injected sleep, cut short by `stop()`."""
+        pause = asyncio.ensure_future(self.sleep(seconds))
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({pause, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (pause, stopped):
+            task.cancel()
 
     async def resume(self, run_id: str) -> RunStatus:
         """After a crash: reconcile remote batches and in-flight calls, then one round."""
