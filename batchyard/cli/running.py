@@ -67,7 +67,7 @@ async def drive_realtime_share(orch: Orchestrator, run_id: str, progress: Progre
         return (
             not status.done
             and not status.stalled
-            and realtime_open(status)
+            and realtime_open(status) > 0
             and not orch.stopping.is_set()
         )
 
