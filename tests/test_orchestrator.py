@@ -183,3 +183,20 @@ async def test_uncapped_requests_are_estimated_from_finished_ones(
     assert after == 25 * round(sum(actual) / len(actual))
     assert after != before
     await orch.aclose()
+
+
+async def test_fetch_carries_the_provider_request_ids(
+    tmp_path: Path, sim: tuple[Any, SimState]
+) -> None:
+    source = write_sample(tmp_path / "in.jsonl", 6)
+    orch = _orchestrator(tmp_path, *sim)
+    batch_run = (await orch.submit(source, route="batch")).run_id
+    realtime_run = (await orch.submit(source, route="realtime")).run_id
+    for run_id in (batch_run, realtime_run):
+        await orch.wait(run_id)
+        orch.fetch(run_id, tmp_path / f"{run_id}.jsonl")
+        lines = [json.loads(x) for x in (tmp_path / f"{run_id}.jsonl").read_text().splitlines()]
+        ids = [line["response"]["request_id"] for line in lines]
+        assert all(isinstance(i, str) and i.startswith("req_") for i in ids), ids
+        assert len(set(ids)) == len(ids)
+    await orch.aclose()

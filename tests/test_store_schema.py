@@ -64,6 +64,7 @@ EXPECTED_COLUMNS = {
         "cost",
         "updated_at",
         "finished_at",
+        "request_id",
     },
     "batches": {
         "id",
@@ -232,3 +233,20 @@ def test_history_cannot_be_rewritten(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             store.db.execute("DELETE FROM events")
         assert [e.message for e in store.list_events(run_id, kinds=["note"])] == ["hello"]
+
+
+def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with Store.open(path) as store:
+        run_id = store.create_run(
+            source_path="in.jsonl", source_sha256="0" * 64, endpoint="/v1/embeddings",
+            models=["m"],
+        )  # fmt: skip
+    with sqlite3.connect(path) as db:  # roll the file back to what m001 alone made
+        db.execute("ALTER TABLE requests DROP COLUMN request_id")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm002_request_id'")
+    with Store.open(path) as store:
+        assert "request_id" in store.db["requests"].columns_dict
+        assert store.get_run(run_id).id == run_id  # the data is still there

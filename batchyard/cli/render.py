@@ -198,9 +198,12 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
     if status.batches:
         parts.append(_batches(status, now))
     if status.last_errors:
-        parts.append(Text("last errors:\n" + "\n".join(
-            f"  {kind}: {message}" for kind, message in status.last_errors.items()
-        )))
+        parts.append(
+            Text(
+                "last errors:\n"
+                + "\n".join(f"  {kind}: {message}" for kind, message in status.last_errors.items())
+            )
+        )
     if status.reasons:
         parts.append(Text("routing:\n" + "\n".join(f"  {r}" for r in status.reasons[-5:])))
     return Group(*parts)
@@ -245,8 +248,17 @@ def runs_table(rows: Sequence[RunRow]) -> Table:
 def costs_view(report: CostReport) -> RenderableType:
     scope = f"run {report.run_id}" if report.run_id else "all runs"
     table = Table(title=f"costs, {scope}", title_justify="left")
-    for name in ("model", "route", "requests", "succeeded", "input tok", "output tok",
-                 "estimated", "actual", "all-standard"):
+    for name in (
+        "model",
+        "route",
+        "requests",
+        "succeeded",
+        "input tok",
+        "output tok",
+        "estimated",
+        "actual",
+        "all-standard",
+    ):
         table.add_column(name, justify="left" if name in ("model", "route") else "right")
     for r in report.rows:
         table.add_row(

@@ -63,6 +63,7 @@ async def drive_realtime_share(orch: Orchestrator, run_id: str, progress: Progre
     """Rounds of `step` until no real-time work is left (batches carry on without us)."""
     status = orch.status(run_id)
     progress(status)
+
     def more() -> bool:
         return (
             not status.done

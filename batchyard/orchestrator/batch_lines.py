@@ -90,6 +90,8 @@ def result_from_line(line: Mapping[str, Any], *, shard: int, model: ModelInfo | 
     response = line.get("response")
     error = line.get("error")
     if isinstance(response, Mapping):
+        request_id = response.get("request_id")
+        request_id = request_id if isinstance(request_id, str) else None
         status_code = _int(response.get("status_code"))
         body = response.get("body")
         body = dict(body) if isinstance(body, Mapping) else None
@@ -106,6 +108,7 @@ def result_from_line(line: Mapping[str, Any], *, shard: int, model: ModelInfo | 
                 cost=cost,
                 shard=shard,
                 route=Route.BATCH,
+                request_id=request_id,
             )
         code, message = error_text(body, status_code)
         retryable = status_code >= 500 or status_code in RETRYABLE_STATUS or status_code == 0
@@ -118,6 +121,7 @@ def result_from_line(line: Mapping[str, Any], *, shard: int, model: ModelInfo | 
             error_message=message,
             shard=shard,
             route=Route.BATCH,
+            request_id=request_id,
         )
     if isinstance(error, Mapping):
         code = str(error.get("code") or "") or None

@@ -298,6 +298,7 @@ class RequestHandler:
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
                 cost=cost,
+                request_id=answer.headers.get("x-request-id"),
             ),
         )
         self._emit("succeeded", f"{claim.custom_id} succeeded", claim.custom_id, claim.model)

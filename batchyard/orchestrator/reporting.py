@@ -196,9 +196,13 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
     response: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     if r.status_code is not None and r.response_body is not None:
-        response = {"status_code": r.status_code, "request_id": None, "body": r.response_body}
+        response = {
+            "status_code": r.status_code,
+            "request_id": r.request_id,
+            "body": r.response_body,
+        }
     elif r.status is RequestStatus.SUCCEEDED:
-        response = {"status_code": 200, "request_id": None, "body": r.response_body}
+        response = {"status_code": 200, "request_id": r.request_id, "body": r.response_body}
     if r.status is not RequestStatus.SUCCEEDED and response is None:
         if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
             code = r.error_code or r.status.value

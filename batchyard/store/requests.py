@@ -27,9 +27,9 @@ _COLS = (
     "run_id, custom_id, line, endpoint, model, priority, est_input_tokens, est_output_tokens, "
     "est_cost_standard, est_cost_flex, est_cost_batch, route, route_reason, status, attempts, "
     "shard, owner, not_before, status_code, error_code, error_message, input_tokens, "
-    "output_tokens, cost, updated_at, finished_at"
+    "output_tokens, cost, updated_at, finished_at, request_id"
 )
-_N_COLS = 26
+_N_COLS = 27
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
     "est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, est_cost_batch, "
@@ -74,6 +74,7 @@ def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> Req
         finished_at=r[25],
         body=decode_body(body),
         response_body=decode_body(response),
+        request_id=r[26],
     )
 
 

@@ -29,7 +29,7 @@ _REALTIME = (Route.STANDARD, Route.FLEX)
 _UPDATE = (
     "UPDATE requests SET status = ?, status_code = ?, response_body = ?, error_code = ?, "
     "error_message = ?, input_tokens = ?, output_tokens = ?, cost = ?, not_before = ?, "
-    "owner = NULL, updated_at = ?, finished_at = ? WHERE id = ?"
+    "owner = NULL, updated_at = ?, finished_at = ?, request_id = ? WHERE id = ?"
 )
 _CLOSE_ATTEMPT = (
     "UPDATE attempts SET finished_at = ?, outcome = ?, status_code = ?, error_code = ?, "
@@ -111,6 +111,7 @@ class ResultsMixin(StoreBase):
                     res.not_before,
                     now,
                     now if terminal else None,
+                    res.request_id,
                     row_id,
                 )
             )

@@ -76,6 +76,7 @@ class Result:
     cost: float = 0.0
     shard: int | None = None
     route: Route | None = None
+    request_id: str | None = None  # the provider's id of the answer
     not_before: float | None = None  # retryable: do not claim again before this time
 
 
@@ -153,6 +154,7 @@ class RequestRow:
     finished_at: float | None
     body: JSONDict | None = None
     response_body: JSONDict | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

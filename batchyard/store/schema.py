@@ -198,6 +198,13 @@ def m001_initial(db: Database) -> None:
         db.execute(sql)
 
 
+@_migration
+def m002_request_id(db: Database) -> None:
+    """The provider's request id of each answer (`x-request-id`, or a batch line's
+    `response.request_id`), so results can be traced at OpenAI."""
+    db.execute("ALTER TABLE requests ADD COLUMN request_id TEXT")
+
+
 def _create_private(path: Path) -> None:
     """Create the file (and its folder) readable by the owner only, if missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
