@@ -45,6 +45,10 @@ from batchyard.simulator.state import LedgerEntry
 
 __all__ = ["START", "Harness", "RunOutcome", "Scenario", "VirtualTime"]
 
+# batchyard paces Files/Batches API calls with aiolimiter, which sleeps on the event loop's
+# real clock, not the injected one: on virtual time that would only add real waits (time
+# stands still meanwhile), so the harness lifts that pace unless a test sets it.
+_HARNESS_SETTINGS: dict[str, Any] = {"batch_api_rpm": 1_000_000}
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z: every scenario starts here, in virtual time
 T = TypeVar("T")
 
@@ -131,7 +135,11 @@ class Scenario:
     seed: int = 0
 
     def sim_config(self) -> dict[str, Any]:
-        limits = {"rpm": self.rpm, "tpm": self.tpm, "enqueued_token_limit": self.enqueued_token_limit}
+        limits = {
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "enqueued_token_limit": self.enqueued_token_limit,
+        }
         return {
             "models": {m: dict(limits) for m in self.models},
             "batch": {"turnaround_seconds": self.turnaround_s, "turnaround_sigma": 0.0},
@@ -153,9 +161,11 @@ class RunOutcome:
     tokens: dict[str, tuple[int, int]]  # custom_id -> (input, output) as billed
     succeeded: int
     failed: int
+    not_done_by_model: dict[str, int]  # model -> requests failed or unfinished
     finished_by_model: dict[str, float]  # model -> when its last request finished
     finished_at: float
     deadline_at: float | None
+    unfinished: int  # requests not finished when measured (only with `stop_at`)
     billed_twice: int  # custom_ids billed more than once
     real_seconds: float
     ledger: list[LedgerEntry]
@@ -164,7 +174,7 @@ class RunOutcome:
     def deadline_met(self) -> bool | None:
         if self.deadline_at is None:
             return None
-        return self.failed == 0 and self.finished_at <= self.deadline_at
+        return self.failed == 0 and self.unfinished == 0 and self.finished_at <= self.deadline_at
 
 
 class Harness:
@@ -199,7 +209,7 @@ class Harness:
             api_key="sk-eval",
             base_url="http://simulator/v1",
             models={m: dict(limits) for m in scenario.models},
-            **(settings or {}),
+            **{**_HARNESS_SETTINGS, **(settings or {})},
         )
         http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app))
         self.orch = Orchestrator(
@@ -224,9 +234,15 @@ class Harness:
         *,
         budget: float | None = None,
         during: Callable[[Harness, str], Awaitable[None]] | None = None,
+        stop_at: float | None = None,
     ) -> RunOutcome:
-        """Submit the scenario's file and wait until the run is done; measure it."""
-        return asyncio.run(self.vt.run(self.arun(route, budget=budget, during=during)))
+        """Submit the scenario's file and wait until the run is done; measure it.
+
+        `stop_at`: stop waiting at this simulated time even if the run is not done (its
+        unfinished requests then count as missing the deadline).
+        """
+        coro = self.arun(route, budget=budget, during=during, stop_at=stop_at)
+        return asyncio.run(self.vt.run(coro))
 
     async def arun(
         self,
@@ -234,13 +250,14 @@ class Harness:
         *,
         budget: float | None = None,
         during: Callable[[Harness, str], Awaitable[None]] | None = None,
+        stop_at: float | None = None,
     ) -> RunOutcome:
         started = time.perf_counter()
         try:
             submitted = await self.orch.submit(
                 self.path, deadline=self.deadline_at, budget=budget, route=route
             )
-            waiting = self.orch.wait(submitted.run_id)
+            waiting = self._wait(submitted.run_id, stop_at)
             if during is not None:
                 await asyncio.gather(waiting, during(self, submitted.run_id))
             else:
@@ -248,6 +265,14 @@ class Harness:
         finally:
             await self.orch.client.close()  # the store stays open for inspection
         return self.measure(str(RouteOverride(route).value), submitted, started)
+
+    async def _wait(self, run_id: str, stop_at: float | None) -> None:
+        if stop_at is None:
+            await self.orch.wait(run_id)
+            return
+        while self.vt.now() < stop_at:
+            if (await self.orch.wait(run_id, max_rounds=20)).done:
+                return
 
     def measure(self, route: str, submitted: SubmitResult, started: float) -> RunOutcome:
         run_id = submitted.run_id
@@ -263,14 +288,19 @@ class Harness:
                 billed[e.custom_id] += 1
                 tokens[e.custom_id] = (e.input_tokens, e.output_tokens)
         finished: dict[str, float] = {}
-        ok = bad = 0
+        ok = bad = open_ = 0
+        not_done: dict[str, int] = defaultdict(int)
         for r in self.orch.store.iter_requests(run_id):
-            if r.status is RequestStatus.SUCCEEDED:
-                ok += 1
-            else:
-                bad += 1
             at = r.finished_at if r.finished_at is not None else float("inf")
             finished[r.model] = max(finished.get(r.model, START), at)
+            if r.status is RequestStatus.SUCCEEDED:
+                ok += 1
+                continue
+            not_done[r.model] += 1
+            if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
+                bad += 1
+            else:
+                open_ += 1
         return RunOutcome(
             route=route,
             run_id=run_id,
@@ -281,9 +311,11 @@ class Harness:
             tokens=tokens,
             succeeded=ok,
             failed=bad,
+            not_done_by_model=dict(not_done),
             finished_by_model=finished,
             finished_at=max(finished.values(), default=START),
             deadline_at=self.deadline_at,
+            unfinished=open_,
             billed_twice=sum(1 for n in billed.values() if n > 1),
             real_seconds=time.perf_counter() - started,
             ledger=ledger,

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import openai
-from aiolimiter import AsyncLimiter
 from openai.pagination import AsyncCursorPage
 from openai.types import Batch, FileObject
 
 from batchyard.config import ModelInfo, Settings
+from batchyard.orchestrator.admission import Bucket
 from batchyard.orchestrator.retry import RetryPolicy, call_with_retry, classify
 from batchyard.orchestrator.timing import Clock, Sleep
 from batchyard.shards import ShardLimits
@@ -107,7 +107,7 @@ class BatchContext:
     limits: ShardLimits | None = None  # per-shard caps below the API's (tests, tuning)
     apply_chunk: int = 1000  # results per store transaction while applying a file
     lookback_seconds: float = 7 * 86_400  # how far back batches.list is searched for a tag
-    limiter: AsyncLimiter | None = None  # created on first call, on the running loop
+    pacer: Bucket | None = None  # batch-API calls per minute, created on first call
 
     def event(
         self,
@@ -134,15 +134,18 @@ class BatchContext:
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """One remote call: paced by the batch-API limiter, retried by the one retry layer."""
-        if self.limiter is None:
+        if self.pacer is None:
             # Polls, uploads, downloads and lists share one budget per process, so many
             # shards never hammer the Files and Batches APIs (429s are retried on top).
-            self.limiter = AsyncLimiter(max(1, self.settings.batch_api_rpm), 60)
-        limiter = self.limiter
+            # A leaky bucket on the injected clock, so simulated time paces it too.
+            self.pacer = Bucket(max(1, self.settings.batch_api_rpm), 60.0, self.clock())
+        pacer = self.pacer
 
         async def paced() -> T:
-            async with limiter:
-                return await fn()
+            while (wait := pacer.wait_for(1, self.clock())) > 0:
+                await self.sleep(wait)
+            pacer.take(1, self.clock())
+            return await fn()
 
         return await call_with_retry(paced, self.policy, sleep=self.sleep)
 
