@@ -101,6 +101,7 @@ class Orchestrator:
         self.on_progress = on_progress
         self.owner = _owner()
         self.stopping = asyncio.Event()  # set by stop(): finish gracefully
+        self._escalation: dict[str, float | None] = {}  # run -> next escalation point
         self._store = store
         # One retry layer: ours. A client handed in keeps its transport and settings,
         # but never retries on its own.
@@ -297,7 +298,7 @@ class Orchestrator:
     # ---- driving a run ------------------------------------------------------------------------
     async def _reroute(self, run: RunRow) -> None:
         """Re-decide the open work: escalate late batches, move work off failing paths."""
-        await reroute(
+        self._escalation[run.id] = await reroute(
             self.store,
             self.batch,
             run,
@@ -391,11 +392,20 @@ class Orchestrator:
                     if stalled is not None:
                         self._say(run_id, "run.stalled", stalled)
                         break
-                await self._pause(self.batch.next_poll_in(run_id))
+                await self._pause(self._next_round_in(run_id))
         finally:
             if rt_task is not None and not rt_task.done():
                 await rt_task
         return self.status(run_id)
+
+    def _next_round_in(self, run_id: str) -> float:
+        """Until the next batch poll is due, or the next escalation point if sooner (so
+        late batch work is moved the moment it must be, not a poll interval later)."""
+        wait = self.batch.next_poll_in(run_id)
+        escalation = self._escalation.get(run_id)
+        if escalation is not None:
+            wait = min(wait, max(0.0, escalation - self.clock()))
+        return wait
 
     def stop(self) -> None:
         """Stop gracefully (Ctrl-C): no new calls or rounds; calls on the wire get the

@@ -49,21 +49,25 @@ async def reroute(
     now: float,
     progress: Callable[[str, dict[str, Any]], None],
     prior: Turnaround | None = None,
-) -> int:
-    """Re-decide the open work of `run`; returns how many requests changed route."""
+) -> float | None:
+    """Re-decide the open work of `run`; returns the next escalation point still ahead.
+
+    Requests in flight are not moved, but they are work real time still has to finish, so
+    they count when the router works out how long real time needs.
+    """
     rows = list(store.iter_requests(run.id, statuses=routing.OPEN_STATUSES))
     movable = [r for r in rows if r.status is not RequestStatus.IN_FLIGHT]
     if not movable:
-        return 0
+        return None
     names = sorted({r.model for r in rows})
     red = redecide(
-        routing.features(movable),
+        routing.features(rows),
         policy,
         capacities(names),
         now,
         routing.turnarounds(store.list_batches(), names, prior),
         shards=routing.shard_states(store, run.id, rows),
-        current_routes=routing.current_routes(movable),
+        current_routes=routing.current_routes(rows),
     )
     for change in red.changes:
         if change.action == "cancel_shard":
@@ -92,7 +96,8 @@ async def reroute(
             extra = len(moves) - _EVENTS_PER_ROUND
             store.add_event(run.id, "route.change", f"... and {extra} more request(s) re-routed")
         progress("route", {"run_id": run.id, "moved": len(moves)})
-    return len(moves)
+    ahead = [t for t in red.decision.escalation_at.values() if t is not None and t > now]
+    return min(ahead, default=None)
 
 
 def watch_cancels(batch: BatchRunner, report: CancelReport, now: float) -> None:
