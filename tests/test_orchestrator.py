@@ -200,3 +200,27 @@ async def test_fetch_carries_the_provider_request_ids(
         assert all(isinstance(i, str) and i.startswith("req_") for i in ids), ids
         assert len(set(ids)) == len(ids)
     await orch.aclose()
+
+
+async def test_flex_that_stays_unavailable_falls_back_as_the_run_says(
+    tmp_path: Path, sim: tuple[Any, SimState]
+) -> None:
+    from batchyard.samples import sample_lines
+
+    source = tmp_path / "flex.jsonl"
+    lines = sample_lines(8, models=("gpt-5-mini",))
+    source.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    app, state = sim
+    state.faults.flex_unavailable_rate = 1.0
+    orch = _orchestrator(tmp_path, app, state)
+    auto = (await orch.submit(source)).run_id  # the router picks flex for gpt-5-mini
+    await orch.step(auto)
+    assert {e.path for e in state.ledger} <= {"batch"}  # never bought at standard price
+    routes = {r.route.value for r in orch.store.iter_requests(auto) if r.route}
+    assert routes == {"batch"}
+    forced = (await orch.submit(source, route="flex")).run_id  # the user wants answers now
+    await orch.wait(forced)
+    paths = {e.path for e in state.ledger if e.custom_id and e.batch_id is None}
+    assert paths == {"standard"}
+    assert orch.status(forced).succeeded == 8
+    await orch.aclose()

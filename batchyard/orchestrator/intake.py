@@ -15,11 +15,13 @@ from pathlib import Path
 from batchyard.config import ModelInfo
 from batchyard.errors import ConfigError, LineProblem
 from batchyard.ingest import ParsedRequest, Validated, read_requests, validate_file, write_rejects
+from batchyard.models import RunState
 from batchyard.orchestrator import routing
-from batchyard.router import RequestFeatures
+from batchyard.router import Decision, Plan, RequestFeatures, RunPolicy
+from batchyard.store import Store
 from batchyard.store.rows import NewRequest
 
-__all__ = ["Intake", "check_file", "sha256_file"]
+__all__ = ["Intake", "check_file", "record_run", "sha256_file"]
 
 
 def sha256_file(path: Path) -> str:
@@ -107,3 +109,40 @@ def check_file(
     if checked.valid == 0:
         raise ConfigError(f"{path} has no valid request to submit.")
     return Intake(path, models, checked, rejects_path, dict(learned_output or {}))
+
+
+def record_run(
+    store: Store,
+    intake: Intake,
+    policy: RunPolicy,
+    decision: Decision,
+    plan: Plan,
+    *,
+    small: bool,
+) -> str:
+    """Record the run, its requests and their routes; the run stays `pending` until all of
+    it is written (an interrupted recording is closed on resume, never half-submitted)."""
+    checked = intake.checked
+    run_id = store.create_run(
+        source_path=str(intake.path.resolve()),
+        source_sha256=sha256_file(intake.path),
+        endpoint=intake.endpoint,
+        models=sorted({key[1] for key in checked.groups}),
+        route_override=policy.route,
+        deadline_at=policy.deadline,
+        budget=policy.budget_usd,
+        estimated_cost=plan.expected,
+        options={
+            "strict": policy.strict,
+            "margin_s": policy.margin_s,
+            "small_run": small,
+            "requests": checked.valid,
+            "rejected": checked.invalid_lines,
+            "rejects_path": str(intake.rejects_path) if intake.rejects_path else None,
+        },
+    )
+    store.add_requests(run_id, intake.new_requests())
+    store.set_routes(run_id, ((a.custom_id, a.route, a.reason) for a in decision.assignments))
+    store.add_event(run_id, "route.plan", decision.reason, plan.to_dict(assignments=False))
+    store.set_run_state(run_id, RunState.RUNNING)
+    return run_id

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,11 +22,13 @@ from batchyard.config import ModelInfo, Settings, load_settings
 from batchyard.errors import ProviderError, QuotaExhausted
 from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import checks, reporting, routing
+from batchyard.orchestrator.batch_remote import new_owner
 from batchyard.orchestrator.batch_submit import SubmitReport
 from batchyard.orchestrator.batches import BatchRunner
 from batchyard.orchestrator.client import make_client
-from batchyard.orchestrator.intake import check_file, sha256_file
+from batchyard.orchestrator.intake import check_file, record_run
 from batchyard.orchestrator.realtime import RealtimeRunner
+from batchyard.orchestrator.realtime_types import FlexFallback
 from batchyard.orchestrator.reports import (
     CostReport,
     FetchReport,
@@ -48,7 +48,7 @@ from batchyard.orchestrator.steering import (
     stall_reason,
     watch_cancels,
 )
-from batchyard.orchestrator.timing import Clock, Sleep, real_clock, real_sleep
+from batchyard.orchestrator.timing import Clock, Sleep, real_clock, real_sleep, sleep_unless
 from batchyard.router import (
     ModelCapacity,
     Plan,
@@ -66,10 +66,6 @@ __all__ = ["Orchestrator", "Progress"]
 
 Progress = Callable[[str, dict[str, Any]], None]
 """Progress callback: (event kind, data). Kinds include "realtime", "batch", "route"."""
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Orchestrator:
@@ -99,7 +95,7 @@ class Orchestrator:
         self.clock = clock
         self.sleep = sleep
         self.on_progress = on_progress
-        self.owner = _owner()
+        self.owner = new_owner()
         self.stopping = asyncio.Event()  # set by stop(): finish gracefully
         self._escalation: dict[str, float | None] = {}  # run -> next escalation point
         self._store = store
@@ -129,33 +125,26 @@ class Orchestrator:
     def batch(self) -> BatchRunner:
         if self._batch is None:
             workdir = self._workdir or Path(tempfile.mkdtemp(prefix="batchyard-"))
-            self._batch = BatchRunner(
-                self.store,
-                self.client,
-                self.models,
-                self.settings,
-                clock=self.clock,
-                sleep=self.sleep,
-                owner=self.owner,
-                workdir=workdir,
-                on_progress=self._progress,
-            )
+            self._batch = BatchRunner(*self._parts(), workdir=workdir, **self._timing())
         return self._batch
 
     @property
     def realtime(self) -> RealtimeRunner:
         if self._realtime is None:
-            self._realtime = RealtimeRunner(
-                self.store,
-                self.client,
-                self.models,
-                self.settings,
-                clock=self.clock,
-                sleep=self.sleep,
-                owner=self.owner,
-                on_progress=self._progress,
-            )
+            self._realtime = RealtimeRunner(*self._parts(), **self._timing())
         return self._realtime
+
+    def _parts(self) -> tuple[Store, openai.AsyncOpenAI, dict[str, ModelInfo], Settings]:
+        """What both executors share: the store, the client, the models, the settings."""
+        return self.store, self.client, self.models, self.settings
+
+    def _timing(self) -> dict[str, Any]:
+        return {
+            "clock": self.clock,
+            "sleep": self.sleep,
+            "owner": self.owner,
+            "on_progress": self._progress,
+        }
 
     def _progress(self, kind: str, data: dict[str, Any]) -> None:
         if self.on_progress is not None:
@@ -250,30 +239,7 @@ class Orchestrator:
         small = is_small_run(requests, policy)
         del requests
         checked = intake.checked
-        run_id = self.store.create_run(
-            source_path=str(source.resolve()),
-            source_sha256=sha256_file(source),
-            endpoint=intake.endpoint,
-            models=names,
-            route_override=policy.route,
-            deadline_at=policy.deadline,
-            budget=policy.budget_usd,
-            estimated_cost=plan.expected,
-            options={
-                "strict": strict,
-                "margin_s": policy.margin_s,
-                "small_run": small,
-                "requests": checked.valid,
-                "rejected": checked.invalid_lines,
-                "rejects_path": str(intake.rejects_path) if intake.rejects_path else None,
-            },
-        )
-        self.store.add_requests(run_id, intake.new_requests())
-        self.store.set_routes(
-            run_id, ((a.custom_id, a.route, a.reason) for a in decision.assignments)
-        )
-        self.store.add_event(run_id, "route.plan", decision.reason, plan.to_dict(assignments=False))
-        self.store.set_run_state(run_id, RunState.RUNNING)
+        run_id = record_run(self.store, intake, policy, decision, plan, small=small)
         report = await self._submit_batches(run_id)
         if report.errors and not report.submitted:
             raise ProviderError(
@@ -316,14 +282,22 @@ class Orchestrator:
             self.store.add_event(run_id, kind, message)
 
     async def _run_realtime(self, run_id: str) -> None:
-        """The real-time share, unless the budget says stop (the run then says why)."""
-        stop = budget_guard(self.store, self.store.get_run(run_id))
+        """The real-time share, unless the budget says stop (the run then says why). Flex
+        that stays unavailable falls back as the run's policy says: standard for `--route
+        flex` (answers now), else batch at the same price (the router escalates if needed)."""
+        run = self.store.get_run(run_id)
+        fallback = (
+            FlexFallback.STANDARD
+            if run.route_override is RouteOverride.FLEX
+            else FlexFallback.BATCH
+        )
+        stop = budget_guard(self.store, run)
         if stop is not None:
             self._blocked[run_id] = stop
             self._say(run_id, "budget.stop", stop)
             return
         try:
-            await self.realtime.run(run_id, stop=self.stopping)
+            await self.realtime.run(run_id, stop=self.stopping, flex_fallback=fallback)
             self._blocked.pop(run_id, None)
         except QuotaExhausted as exc:
             self._blocked[run_id] = str(exc)
@@ -392,7 +366,7 @@ class Orchestrator:
                     if stalled is not None:
                         self._say(run_id, "run.stalled", stalled)
                         break
-                await self._pause(self._next_round_in(run_id))
+                await sleep_unless(self.sleep, self._next_round_in(run_id), self.stopping)
         finally:
             if rt_task is not None and not rt_task.done():
                 await rt_task
@@ -411,14 +385,6 @@ class Orchestrator:
         """Stop gracefully (Ctrl-C): no new calls or rounds; calls on the wire get the
         real-time grace to finish, the rest is left pending for `resume`."""
         self.stopping.set()
-
-    async def _pause(self, seconds: float) -> None:
-        """The injected sleep, cut short by `stop()`."""
-        pause = asyncio.ensure_future(self.sleep(seconds))
-        stopped = asyncio.ensure_future(self.stopping.wait())
-        await asyncio.wait({pause, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (pause, stopped):
-            task.cancel()
 
     async def resume(self, run_id: str) -> RunStatus:
         """After a crash: reconcile remote batches and in-flight calls, then one round."""

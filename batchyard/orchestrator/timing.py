@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-__all__ = ["Clock", "ManualClock", "Sleep", "real_clock", "real_sleep", "scaled"]
+__all__ = ["Clock", "ManualClock", "Sleep", "real_clock", "real_sleep", "scaled", "sleep_unless"]
 
 Clock = Callable[[], float]
 """Unix seconds now (float)."""
@@ -25,6 +25,15 @@ real_clock: Clock = time.time
 
 async def real_sleep(seconds: float) -> None:
     await asyncio.sleep(max(0.0, seconds))
+
+
+async def sleep_unless(sleep: Sleep, seconds: float, event: asyncio.Event) -> None:
+    """`sleep(seconds)`, cut short when `event` is set (a graceful stop)."""
+    pause = asyncio.ensure_future(sleep(seconds))
+    woken = asyncio.ensure_future(event.wait())
+    await asyncio.wait({pause, woken}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (pause, woken):
+        task.cancel()
 
 
 def scaled(time_scale: float, *, start: float | None = None) -> tuple[Clock, Sleep]:
