@@ -44,7 +44,7 @@ class SubmitResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: _jsonable(v) for k, v in asdict(self).items() if k != "plan"}
-        data["plan"] = self.plan.to_dict()
+        data["plan"] = self.plan.to_dict(assignments=False)  # routes are in the store
         return data
 
 
