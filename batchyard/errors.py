@@ -13,7 +13,8 @@ prints its message and exits non-zero; nothing below it prints.
     ├── NotFound               no such run, batch or request in the store
     ├── PlanRefused            the deadline or budget cannot be met (with the numbers)
     └── ProviderError          the API refused in a way retrying cannot fix
-        └── QuotaExhausted     insufficient_quota: real-time dispatch stops
+        └── DispatchStopped    real-time dispatch stopped (key or URL refused)
+            └── QuotaExhausted insufficient_quota: real-time dispatch stops
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 __all__ = [
     "BatchyardError",
     "ConfigError",
+    "DispatchStopped",
     "IllegalTransition",
     "InputError",
     "LineProblem",
@@ -106,5 +108,10 @@ class ProviderError(BatchyardError):
     """The API refused in a way that retrying cannot fix."""
 
 
-class QuotaExhausted(ProviderError):
+class DispatchStopped(ProviderError):
+    """Real-time calls cannot succeed until the user fixes something (key, URL, quota);
+    the requests stay pending for `resume`."""
+
+
+class QuotaExhausted(DispatchStopped):
     """The account's quota is used up (insufficient_quota)."""

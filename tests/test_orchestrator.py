@@ -224,3 +224,51 @@ async def test_flex_that_stays_unavailable_falls_back_as_the_run_says(
     assert paths == {"standard"}
     assert orch.status(forced).succeeded == 8
     await orch.aclose()
+
+
+async def test_a_wrong_base_url_stops_real_time_instead_of_failing_every_request(
+    tmp_path: Path, sim: tuple[Any, SimState]
+) -> None:
+    app, state = sim
+    source = write_sample(tmp_path / "in.jsonl", 5)
+    orch = _orchestrator(tmp_path, app, state)
+    run_id = (await orch.submit(source, route="realtime")).run_id
+    wrong = Orchestrator(
+        orch.settings,
+        client=openai.AsyncOpenAI(
+            api_key="sk-test",
+            base_url="http://sim/wrong",
+            http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)),
+        ),
+        clock=state.clock.now,
+        workdir=tmp_path / "w2",
+    )
+    status = await wrong.step(run_id)
+    assert status.failed == 0 and not status.done
+    assert status.stalled and "OPENAI_BASE_URL" in status.stalled
+    assert "run.stalled" in status.last_errors
+    await wrong.aclose()
+    fixed = await orch.resume(run_id)  # the right URL again: everything is sent
+    assert fixed.done and fixed.succeeded == 5
+    await orch.aclose()
+
+
+async def test_submit_to_a_wrong_base_url_says_so_and_records_nothing(
+    tmp_path: Path, sim: tuple[Any, SimState]
+) -> None:
+    from batchyard.errors import ConfigError
+
+    app, state = sim
+    orch = Orchestrator(
+        load_settings(api_key="sk-test", db=tmp_path / "by.db"),
+        client=openai.AsyncOpenAI(
+            api_key="sk-test",
+            base_url="http://sim/wrong",
+            http_client=httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app)),
+        ),
+        clock=state.clock.now,
+    )
+    with pytest.raises(ConfigError, match=r"OPENAI_BASE_URL.*/v1\. Nothing was recorded"):
+        await orch.submit(write_sample(tmp_path / "in.jsonl", 3))
+    assert orch.runs() == []
+    await orch.aclose()

@@ -109,12 +109,18 @@ async def failure_of(response: httpx2.Response | Exception) -> BaseException:
             FailureKind.CLIENT,
             False,
         ),
+        # The key or the URL is wrong: every call would fail alike, so dispatch stops.
         (
             error(401, "Incorrect API key", "invalid_api_key", "invalid_request_error"),
-            FailureKind.CLIENT,
+            FailureKind.SETUP,
             False,
         ),
-        (error(403, "Forbidden", None, "invalid_request_error"), FailureKind.CLIENT, False),
+        (error(403, "Forbidden", None, "invalid_request_error"), FailureKind.SETUP, False),
+        (
+            error(404, "Invalid URL (POST /v2/chat/completions)", None, "invalid_request_error"),
+            FailureKind.SETUP,
+            False,
+        ),
         (
             error(404, "The model `x` does not exist", "model_not_found", "invalid_request_error"),
             FailureKind.CLIENT,

@@ -32,10 +32,20 @@ async def preflight(client: openai.AsyncOpenAI, sleep: Sleep) -> None:
         raise ConfigError(
             f"The API at {base} refused the key (401); check OPENAI_API_KEY. Nothing was recorded."
         ) from exc
+    except openai.NotFoundError as exc:
+        raise ConfigError(
+            f"The API at {base} has no /models (404): check OPENAI_BASE_URL, which usually "
+            "ends in /v1. Nothing was recorded."
+        ) from exc
     except openai.APIConnectionError as exc:
         raise ProviderError(
             f"Cannot reach the API at {base}; check OPENAI_BASE_URL and the network. "
             "Nothing was recorded."
+        ) from exc
+    except openai.APIStatusError as exc:
+        raise ProviderError(
+            f"The API at {base} answered {exc.status_code} to a models call; check "
+            "OPENAI_API_KEY and OPENAI_BASE_URL. Nothing was recorded."
         ) from exc
 
 

@@ -53,7 +53,7 @@ from collections.abc import Mapping, Sequence
 import openai
 
 from batchyard.config import ModelInfo, Settings
-from batchyard.errors import QuotaExhausted
+from batchyard.errors import DispatchStopped, QuotaExhausted
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator.admission import AdmissionTable
 from batchyard.orchestrator.breaker import BreakerState, CircuitBreaker
@@ -113,8 +113,8 @@ class RealtimeRunner(RequestHandler):
         self._buffer: list[Result] = []
         self._flush_wanted = asyncio.Event()
         self._halt = asyncio.Event()
-        self.quota_exhausted = False
-        self._quota_message = ""
+        self.quota_exhausted = False  # dispatch stopped (quota, or key/URL refused)
+        self._stop_error: DispatchStopped | None = None
         self._fallback = FlexFallback.STANDARD
         self._report = RealtimeReport(run_id="")
         self._run_id = ""
@@ -174,7 +174,7 @@ class RealtimeRunner(RequestHandler):
         self._report = report = RealtimeReport(run_id=run_id)
         self._halt = asyncio.Event()
         if self.quota_exhausted:
-            raise QuotaExhausted(self._quota_message or QUOTA_MESSAGE)
+            raise self._stop_error or QuotaExhausted(QUOTA_MESSAGE)
         stop = stop or asyncio.Event()
         report.recovered = self.store.recover_in_flight(run_id, older_than=self.stale_claim_seconds)
         max_claimed = self.options.max_claimed or self.settings.concurrency * 4
@@ -238,7 +238,7 @@ class RealtimeRunner(RequestHandler):
         if bug is not None:
             raise bug
         if report.stopped is StopReason.QUOTA:
-            raise QuotaExhausted(report.message)
+            raise self._stop_error or QuotaExhausted(report.message)
         return report
 
     # ---- dispatch ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import openai
 
 from batchyard import tokens
 from batchyard.config import ModelInfo, Settings
+from batchyard.errors import DispatchStopped
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator.admission import AdmissionTable, ModelAdmission
 from batchyard.orchestrator.breaker import CircuitBreaker
@@ -32,13 +33,14 @@ from batchyard.orchestrator.realtime_types import (
     StopReason,
 )
 from batchyard.orchestrator.retry import (
+    STOP_KINDS,
     Failure,
     FailureKind,
     RetryPolicy,
     backoff,
     classify,
-    quota_error,
     retrying,
+    stop_error,
 )
 from batchyard.orchestrator.timing import Clock, Sleep
 from batchyard.store import Claim, Result, Store
@@ -103,8 +105,8 @@ class RequestHandler:
     policy: RetryPolicy
     admission: AdmissionTable
     breakers: dict[str, CircuitBreaker]
-    quota_exhausted: bool
-    _quota_message: str
+    quota_exhausted: bool  # dispatch stopped: quota used up, or the key or URL refused
+    _stop_error: DispatchStopped | None
     _flex_down_until: dict[str, float]
     _buffer: list[Result]
     _flush_wanted: asyncio.Event
@@ -264,10 +266,10 @@ class RequestHandler:
             self._emit("rate_limited", failure.message, job.claim.custom_id, job.claim.model)
         elif headers:
             admission.observe(headers)
-        if failure.kind is FailureKind.QUOTA and not self._halt.is_set():
-            error = quota_error(failure)
+        if failure.kind in STOP_KINDS and not self._halt.is_set():
+            error = stop_error(failure)
             self.quota_exhausted = True
-            self._quota_message = str(error)
+            self._stop_error = error
             self._report.stopped = StopReason.QUOTA
             self._report.message = str(error)
             self._emit("quota", str(error), job.claim.custom_id, job.claim.model)
@@ -304,7 +306,7 @@ class RequestHandler:
         self._emit("succeeded", f"{claim.custom_id} succeeded", claim.custom_id, claim.model)
 
     def _after_retries(self, job: Job, failure: Failure) -> None:
-        if failure.kind is FailureKind.QUOTA:
+        if failure.kind in STOP_KINDS:
             self._release_now(job)
             return
         if failure.retryable and failure.retry_after is not None:

@@ -28,7 +28,7 @@ from typing import TypeVar
 import openai
 import tenacity
 
-from batchyard.errors import QuotaExhausted
+from batchyard.errors import DispatchStopped, QuotaExhausted
 from batchyard.orchestrator.timing import Sleep, real_sleep
 
 __all__ = [
@@ -40,7 +40,9 @@ __all__ = [
     "call_with_retry",
     "classify",
     "delay_for",
+    "STOP_KINDS",
     "quota_error",
+    "stop_error",
     "retry_after",
     "retrying",
 ]
@@ -62,6 +64,7 @@ class FailureKind(StrEnum):
     FLEX_UNAVAILABLE = "flex_unavailable"  # 429 resource unavailable on flex (unbilled)
     SERVER = "server"  # 5xx
     QUOTA = "quota"  # 429 insufficient_quota: stop dispatch
+    SETUP = "setup"  # 401, 403, or 404 "Invalid URL": the key or base URL is wrong
     CLIENT = "client"  # any other 4xx: the request itself is wrong
     OTHER = "other"  # not an API error at all: a bug, never retried
 
@@ -176,9 +179,24 @@ def classify(exc: BaseException) -> Failure:
         kind = FailureKind.CONFLICT
     elif status >= 500:
         kind = FailureKind.SERVER
+    elif status in (401, 403) or (status == 404 and text.startswith("Invalid URL")):
+        kind = FailureKind.SETUP  # every call would fail alike: not the request's fault
     else:
         kind = FailureKind.CLIENT
     return Failure(kind, status, code, text, wait, body)
+
+
+STOP_KINDS = frozenset({FailureKind.QUOTA, FailureKind.SETUP})
+
+
+def stop_error(failure: Failure) -> DispatchStopped:
+    """The error that stops real-time dispatch for a QUOTA or SETUP failure."""
+    if failure.kind is FailureKind.QUOTA:
+        return quota_error(failure)
+    return DispatchStopped(
+        f"The API refused the call ({failure.status_code}: {failure.message}); check "
+        "OPENAI_API_KEY and OPENAI_BASE_URL (it should end in /v1)."
+    )
 
 
 def quota_error(failure: Failure) -> QuotaExhausted:

@@ -19,7 +19,7 @@ from typing import Any
 import openai
 
 from batchyard.config import ModelInfo, Settings, load_settings
-from batchyard.errors import ProviderError, QuotaExhausted
+from batchyard.errors import DispatchStopped, ProviderError
 from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import checks, reporting, routing
 from batchyard.orchestrator.batch_remote import new_owner
@@ -299,7 +299,7 @@ class Orchestrator:
         try:
             await self.realtime.run(run_id, stop=self.stopping, flex_fallback=fallback)
             self._blocked.pop(run_id, None)
-        except QuotaExhausted as exc:
+        except DispatchStopped as exc:
             self._blocked[run_id] = str(exc)
             self._say(run_id, "realtime.quota", str(exc))
             await self._reroute(self.store.get_run(run_id))
