@@ -19,8 +19,22 @@ from batchyard.orchestrator.reports import BatchInfo, RunStatus
 def test_help_lists_every_command() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
-    for name in ("submit", "plan", "watch", "poll", "status", "runs", "fetch", "costs",
-                 "cancel", "resume", "verify", "config", "sim", "demo"):
+    for name in (
+        "submit",
+        "plan",
+        "watch",
+        "poll",
+        "status",
+        "runs",
+        "fetch",
+        "costs",
+        "cancel",
+        "resume",
+        "verify",
+        "config",
+        "sim",
+        "demo",
+    ):
         assert f" {name} " in result.stdout, name
 
 
@@ -58,8 +72,12 @@ def test_detach_and_wait_together_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_invalid_file_names_the_line_and_exits_3(tmp_path: Path) -> None:
     file = tmp_path / "bad.jsonl"
-    good = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}}
+    good = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+    }
     file.write_text(json.dumps(good) + "\n" + '{"custom_id": "b", "method": "POST"}\n')
     result = invoke("plan", str(file))
     assert result.exit_code == 3
@@ -185,8 +203,12 @@ def test_logs_are_json_lines_without_secrets(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_redact_masks_keys_and_secret_fields() -> None:
     assert logs.redact(
-        {"api_key": "x", "note": "Bearer abcdef123456", "n": 3,
-         "url": ["https://me:hunter2@proxy.example.com/v1"]}
+        {
+            "api_key": "x",
+            "note": "Bearer abcdef123456",
+            "n": 3,
+            "url": ["https://me:hunter2@proxy.example.com/v1"],
+        }
     ) == {
         "api_key": "[redacted]",
         "note": "[redacted]",
@@ -198,11 +220,24 @@ def test_redact_masks_keys_and_secret_fields() -> None:
 def _status(counts: dict[str, int]) -> RunStatus:
     batch = BatchInfo(1, "batch_1", "gpt-4o-mini", "in_progress", 10, 4, 1, 0.0, None)
     return RunStatus(
-        run_id="run_1", state="running", source_path="r.jsonl", created_at=0.0,
-        deadline_at=None, budget=None, route_override="auto", requests=sum(counts.values()),
-        counts=counts, batches=[batch], estimated_cost=0.5, actual_cost=0.25,
-        expected_finish=None, deadline_ok=None, escalation_at={}, last_errors={},
-        reasons=[], done=False,
+        run_id="run_1",
+        state="running",
+        source_path="r.jsonl",
+        created_at=0.0,
+        deadline_at=None,
+        budget=None,
+        route_override="auto",
+        requests=sum(counts.values()),
+        counts=counts,
+        batches=[batch],
+        estimated_cost=0.5,
+        actual_cost=0.25,
+        expected_finish=None,
+        deadline_ok=None,
+        escalation_at={},
+        last_errors={},
+        reasons=[],
+        done=False,
     )
 
 
@@ -233,3 +268,40 @@ def test_metrics_port_serves_while_the_command_runs() -> None:
     result = invoke("--metrics-port", "0", "runs")
     assert result.exit_code == 0
     assert "Metrics on http://127.0.0.1:" in result.stderr
+
+
+def test_a_bad_budget_is_a_sentence_not_a_traceback(tmp_path: Path) -> None:
+    file = tmp_path / "r.jsonl"
+    file.write_text(
+        json.dumps(
+            {
+                "custom_id": "a",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            }
+        )
+        + "\n"
+    )
+    for command in ("plan", "submit"):
+        result = invoke(command, str(file), "--budget", "abc")
+        assert result.exit_code == 1, (command, result.stderr)
+        assert result.stderr.startswith("Error: ") and "budget" in result.stderr.lower()
+        assert "Traceback" not in result.stderr
+
+
+def test_demo_keeps_its_runs_out_of_the_users_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    db = tmp_path / "mine.db"
+    monkeypatch.setenv("BATCHYARD_DB", str(db))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("demo", "-n", "20", "--json")
+    assert result.exit_code == 0, result.stderr
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    shown = json_out(invoke("config", "show", "--json"))
+    assert "BATCHYARD_DB" in shown["settings"]["db"]["source"]  # from the environment

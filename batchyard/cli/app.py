@@ -174,8 +174,8 @@ def _global(
         Path | None,
         typer.Option(
             "--db",
-            envvar="BATCHYARD_DB",
-            help="The job database (default: batchyard.db in the user data directory).",
+            help="The job database (default: $BATCHYARD_DB, else batchyard.db in the user "
+            "data directory).",
         ),
     ] = None,
     base_url: Annotated[

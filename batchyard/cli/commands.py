@@ -57,9 +57,8 @@ def plan(
     Example: batchyard plan requests.jsonl --deadline 3h
     """
     cli = state(ctx)
-    money = budget_value(budget)
-
     async def body(orch: Orchestrator) -> int:
+        money = budget_value(budget)  # inside: a bad value is a message, not a traceback
         result = orch.plan(file, deadline=deadline, budget=money, route=route, strict=strict)
         if json_:
             emit_json(result.to_dict())

@@ -125,9 +125,8 @@ def submit(
     if detach and wait:
         raise typer.BadParameter("choose one of --detach and --wait.", param_hint="--detach")
     cli = state(ctx)
-    money = budget_value(budget)
-
     async def body(orch: Orchestrator) -> int:
+        money = budget_value(budget)  # inside: a bad value is a message, not a traceback
         result = await orch.submit(
             file,
             deadline=deadline,
