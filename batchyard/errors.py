@@ -77,8 +77,12 @@ class ValidationFailed(InputError):
         more = len(self.problems) - len(lines)
         if more > 0:
             lines.append(f"... and {more} more")
+        bad_lines = len({(p.path, p.line) for p in self.problems})
+        found = f"{len(self.problems)} problem(s) on {bad_lines} line(s)"
+        if len(self.problems) == bad_lines:
+            found = f"{bad_lines} invalid line(s)"
         head = (
-            f"{len(self.problems)} invalid line(s); nothing was submitted. "
+            f"{found}; nothing was submitted. "
             "Fix them, or pass --skip-invalid to submit the rest."
         )
         super().__init__("\n".join([head, *lines]))

@@ -287,3 +287,18 @@ def test_quota_exhausted_realtime_run_stops_with_a_reason_instead_of_looping(
         assert "Stalled:" in result.stderr and "resume" in result.stderr
         assert "quota" in result.stderr.lower()
         assert not server.state.ledger
+
+
+def test_resume_detach_does_not_run_the_real_time_share(env: RunningServer, tmp_path: Path) -> None:
+    file = sample(tmp_path, 6)
+    submitted = invoke("submit", str(file), "--route", "realtime", "--detach", "--json")
+    assert submitted.exit_code == 0, submitted.stderr
+    assert "Real-time work is waiting" not in submitted.stdout  # --json: data only
+    run_id = json_out(submitted)["run_id"]
+    billed = len(env.state.ledger)
+    resumed = invoke("resume", run_id, "--detach", "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert len(env.state.ledger) == billed  # nothing sent
+    assert json_out(resumed)["counts"] == {"standard/routed": 6}
+    human = invoke("submit", str(file), "--route", "realtime", "--detach")
+    assert "Real-time work is waiting" in human.stderr

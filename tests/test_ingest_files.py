@@ -159,3 +159,17 @@ def test_duplicates_found_across_a_large_file(tmp_path: Path, models: dict[str, 
         f"line {n} already uses it",
         "line 12346 already uses it",
     ]
+
+
+def test_the_summary_counts_lines_not_problems() -> None:
+    from batchyard.errors import LineProblem, ValidationFailed
+
+    problems = [
+        LineProblem("f.jsonl", 2, "body.model", "Model parameter is required."),
+        LineProblem("f.jsonl", 2, "body.messages", "Messages parameter is required."),
+        LineProblem("f.jsonl", 5, "method", "Only POST is supported."),
+    ]
+    message = str(ValidationFailed(problems))
+    assert message.startswith("3 problem(s) on 2 line(s); nothing was submitted.")
+    assert "f.jsonl:2 (body.messages)" in message and "f.jsonl:5 (method)" in message
+    assert str(ValidationFailed(problems[2:])).startswith("1 invalid line(s);")

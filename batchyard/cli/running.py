@@ -163,8 +163,9 @@ def submit(
         if status.stalled:
             cli.err.print(f"Stalled: {status.stalled}", markup=False)
         elif fetched is None and not status.done:
+            what = "Batches are running" if status.batches else "Real-time work is waiting"
             cli.err.print(
-                f"Batches are running. Follow them with `batchyard watch {result.run_id}` "
+                f"{what}. Follow the run with `batchyard watch {result.run_id}` "
                 f"(or `batchyard poll {result.run_id} --wait`), then "
                 f"`batchyard fetch {result.run_id} -o results.jsonl`.",
                 markup=False,
@@ -245,7 +246,11 @@ def resume(
     run_id: RunArg,
     detach: Annotated[
         bool,
-        typer.Option("--detach", help="Only reconcile and do one round; do not stay."),
+        typer.Option(
+            "--detach",
+            help="Only reconcile and do one round of batch work; real-time work waits for "
+            "`watch` or `poll`.",
+        ),
     ] = False,
     json_: Json = False,
 ) -> None:
@@ -260,7 +265,7 @@ def resume(
     cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
-        status = await orch.resume(run_id)
+        status = await orch.resume(run_id, realtime=not detach)
         if not detach and not status.done:
             with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
                 status = await orch.wait(run_id, on_round=progress)

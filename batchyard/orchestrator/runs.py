@@ -386,8 +386,9 @@ class Orchestrator:
         real-time grace to finish, the rest is left pending for `resume`."""
         self.stopping.set()
 
-    async def resume(self, run_id: str) -> RunStatus:
-        """After a crash: reconcile remote batches and in-flight calls, then one round."""
+    async def resume(self, run_id: str, *, realtime: bool = True) -> RunStatus:
+        """After a crash: reconcile remote batches and in-flight calls, then one round
+        (without its real-time share when `realtime` is False)."""
         check_recorded(self.store, self.store.get_run(run_id))
         recovered = recover_claims(
             self.store, run_id, self.owner, self.realtime.stale_claim_seconds
@@ -398,7 +399,7 @@ class Orchestrator:
             "run.resumed",
             f"Resumed: {recovered} in-flight request(s) will be retried; {report}",
         )
-        return await self.step(run_id)
+        return await self.step(run_id, realtime=realtime)
 
     async def cancel(self, run_id: str) -> RunStatus:
         """Cancel active batches (finished lines kept) and every request not yet finished."""
