@@ -305,3 +305,11 @@ def test_demo_keeps_its_runs_out_of_the_users_database(
             assert conn.execute("SELECT count(*) FROM runs").fetchone() == (0,)
     shown = json_out(invoke("config", "show", "--json"))
     assert "BATCHYARD_DB" in shown["settings"]["db"]["source"]  # from the environment
+
+
+def test_the_progress_line_counts_cancelled_requests_apart() -> None:
+    from batchyard.cli.render import status_line
+
+    line = status_line(_status({"batch/succeeded": 170, "batch/cancelled": 330}))
+    assert "500/500 finished (100%), 170 ok, 0 failed, 330 cancelled;" in line
+    assert "cancelled" not in status_line(_status({"batch/succeeded": 2}))

@@ -216,7 +216,9 @@ def status_line(status: RunStatus) -> str:
     pct = 100.0 * status.finished / status.requests if status.requests else 100.0
     line = (
         f"{status.run_id} {status.state}: {status.finished:,}/{status.requests:,} finished "
-        f"({pct:.0f}%), {status.succeeded:,} ok, {status.failed:,} failed; "
+        f"({pct:.0f}%), {status.succeeded:,} ok, {status.failed:,} failed"
+        + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
+        + "; "
         f"{active} batch(es) active; cost {format_usd(status.actual_cost)} of "
         f"{format_usd(status.estimated_cost)} est."
     )

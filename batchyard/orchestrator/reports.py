@@ -101,6 +101,10 @@ class RunStatus:
         return sum(n for key, n in self.counts.items() if key.endswith("/failed"))
 
     @property
+    def cancelled(self) -> int:
+        return sum(n for key, n in self.counts.items() if key.endswith("/cancelled"))
+
+    @property
     def finished(self) -> int:
         terminal = ("/succeeded", "/failed", "/cancelled")
         return sum(n for key, n in self.counts.items() if key.endswith(terminal))
