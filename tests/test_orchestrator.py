@@ -272,3 +272,15 @@ async def test_submit_to_a_wrong_base_url_says_so_and_records_nothing(
         await orch.submit(write_sample(tmp_path / "in.jsonl", 3))
     assert orch.runs() == []
     await orch.aclose()
+
+
+async def test_pending_real_time_work_expects_to_finish_when_the_plan_said(
+    tmp_path: Path, sim: tuple[Any, SimState]
+) -> None:
+    source = write_sample(tmp_path / "in.jsonl", 8)
+    orch = _orchestrator(tmp_path, *sim)
+    result = await orch.submit(source, route="realtime")
+    planned = result.plan.expected_finish
+    assert planned is not None and planned > orch.clock()
+    assert orch.status(result.run_id).expected_finish == pytest.approx(planned)
+    await orch.aclose()

@@ -91,6 +91,7 @@ def status(
     last_errors: dict[str, str] = {}
     reasons: list[str] = []
     escalation: dict[str, float] = {}
+    planned_finish: Any = None
     for e in events:
         if any(word in e.kind for word in _ERROR_KINDS):
             last_errors[e.kind] = e.message
@@ -100,6 +101,7 @@ def status(
             escalation = {
                 k: v for k, v in (e.data.get("escalation_at") or {}).items() if v is not None
             }
+            planned_finish = e.data.get("expected_finish")
     open_ = sum(
         n for key, n in counts.items() if not key.endswith(("/succeeded", "/failed", "/cancelled"))
     )
@@ -107,7 +109,17 @@ def status(
         b.expected_finish for b in batches if b.status not in {s.value for s in _FINISHED_BATCH}
     ]
     expected = max([f for f in live if f is not None], default=None)
-    if expected is None and open_:
+    open_realtime = any(
+        n
+        and key.startswith(("standard/", "flex/"))
+        and not key.endswith(("/succeeded", "/failed", "/cancelled"))
+        for key, n in counts.items()
+    )
+    if open_realtime:
+        # Real-time work: the plan's expected finish while it is still ahead, else now.
+        ahead = planned_finish if isinstance(planned_finish, float | int) else now
+        expected = max(expected or now, float(ahead), now)
+    elif expected is None and open_:
         expected = now
     done = run.state in (RunState.COMPLETED, RunState.CANCELLED)
     deadline_ok = None
