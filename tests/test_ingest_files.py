@@ -173,3 +173,17 @@ def test_the_summary_counts_lines_not_problems() -> None:
     assert message.startswith("3 problem(s) on 2 line(s); nothing was submitted.")
     assert "f.jsonl:2 (body.messages)" in message and "f.jsonl:5 (method)" in message
     assert str(ValidationFailed(problems[2:])).startswith("1 invalid line(s);")
+
+
+def test_a_json_error_names_the_column_within_the_line(tmp_path: Path) -> None:
+    from batchyard.config import model_table
+    from batchyard.errors import LineProblem
+    from batchyard.ingest import read_requests
+
+    good = '{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}'
+    broken = good[:-2]  # the closing braces are missing
+    path = tmp_path / "broken.jsonl"
+    path.write_text(broken + "\n")
+    (problem,) = [p for p in read_requests(path, model_table()) if isinstance(p, LineProblem)]
+    assert problem.line == 1
+    assert f"at column {len(broken) + 1}" in problem.message

@@ -102,7 +102,7 @@ def status(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
     so far against the estimate, the deadline and whether it will be met, and the last
     error of each kind.
 
-    Example: batchyard status 01J8Z3...
+    Example: batchyard status run_20261121_ab12cd
     """
     cli = state(ctx)
 
@@ -134,7 +134,7 @@ def fetch(
 
     Lines have the Batch API's output shape plus a `batchyard` object (route, cost, ...).
 
-    Example: batchyard fetch 01J8Z3... -o results.jsonl --errors errors.jsonl
+    Example: batchyard fetch run_20261121_ab12cd -o results.jsonl --errors errors.jsonl
     """
     cli = state(ctx)
     cli.run_id = run_id
@@ -158,7 +158,7 @@ def cancel(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
     Active batches are cancelled (lines they finished are kept); requests not yet
     finished are not sent.
 
-    Example: batchyard cancel 01J8Z3...
+    Example: batchyard cancel run_20261121_ab12cd
     """
     cli = state(ctx)
     cli.run_id = run_id
@@ -186,7 +186,7 @@ def costs(
 
     The saving is against sending every finished request at standard prices.
 
-    Example: batchyard costs 01J8Z3...
+    Example: batchyard costs run_20261121_ab12cd
     """
     cli = state(ctx)
 

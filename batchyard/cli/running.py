@@ -187,7 +187,7 @@ def watch(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
     Polls batches, runs pending real-time work and escalates near the deadline. Safe to
     stop and start again, and next to another `watch`.
 
-    Example: batchyard watch 01J8Z3...
+    Example: batchyard watch run_20261121_ab12cd
     """
     cli = state(ctx)
     cli.run_id = run_id
@@ -218,7 +218,7 @@ def poll(
 
     The scripted twin of `watch`, for cron jobs and CI.
 
-    Example: batchyard poll 01J8Z3... --wait
+    Example: batchyard poll run_20261121_ab12cd --wait
     """
     cli = state(ctx)
     cli.run_id = run_id
@@ -259,7 +259,7 @@ def resume(
     Remote batches are matched to the store and in-flight calls are retried; no batch is
     submitted twice.
 
-    Example: batchyard resume 01J8Z3...
+    Example: batchyard resume run_20261121_ab12cd
     """
     cli = state(ctx)
     cli.run_id = run_id

@@ -74,7 +74,7 @@ def read_requests(
                 )
                 continue
             try:
-                obj = _DECODE(text)
+                obj = _DECODE(text.rstrip("\r\n"))  # columns count within the line
             except ValueError as exc:
                 detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
                 where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
