@@ -242,6 +242,30 @@ BAD_LINES: list[tuple[str, object, str | None, str]] = [
         "body",
         "Cannot count this request's tokens",
     ),
+    (
+        "temperature above 2",
+        line({"model": "gpt-4o-mini", "messages": MESSAGES, "temperature": 5}),
+        "body.temperature",
+        "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 5",
+    ),
+    (
+        "top_p below 0",
+        line({"model": "gpt-4o-mini", "messages": MESSAGES, "top_p": -0.1}),
+        "body.top_p",
+        "decimal below minimum value. Expected a value >= 0",
+    ),
+    (
+        "max_completion_tokens zero",
+        line({"model": "gpt-4o-mini", "messages": MESSAGES, "max_completion_tokens": 0}),
+        "body.max_completion_tokens",
+        "integer below minimum value",
+    ),
+    (
+        "n not an integer",
+        line({"model": "gpt-4o-mini", "messages": MESSAGES, "n": 1.5}),
+        "body.n",
+        "Invalid type for 'n': expected an integer, but got a number instead.",
+    ),
 ]
 
 

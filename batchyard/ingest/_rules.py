@@ -6,6 +6,7 @@ reads no files and keeps no state across lines except what the caller passes in.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -287,6 +288,60 @@ def _context_problem(
     )
 
 
+# Numeric parameters the API checks, with its bounds: (low, high, integer?).
+_RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "temperature": (0, 2, False),
+    "top_p": (0, 1, False),
+    "presence_penalty": (-2, 2, False),
+    "frequency_penalty": (-2, 2, False),
+    "top_logprobs": (0, 20, True),
+    "n": (1, 128, True),
+    "max_tokens": (1, None, True),
+    "max_completion_tokens": (1, None, True),
+    "max_output_tokens": (1, None, True),
+}
+
+
+def _check_ranges(body: Mapping[str, Any]) -> list[Problem]:
+    """Out-of-range numbers, in the API's own wording (e.g. temperature above 2)."""
+    problems: list[Problem] = []
+    for name, (low, high, integer) in _RANGES.items():
+        value = body.get(name)
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            continue  # absent, or out of any range: reported as such elsewhere
+        kind = "integer" if integer else "decimal"
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (integer and not isinstance(value, int))
+        ):
+            expected = "an integer" if integer else "a number"
+            problems.append(
+                (
+                    f"body.{name}",
+                    f"Invalid type for '{name}': expected {expected}, but got "
+                    f"{type_name(value)} instead.",
+                )
+            )
+        elif value < low:
+            problems.append(
+                (
+                    f"body.{name}",
+                    f"Invalid '{name}': {kind} below minimum value. Expected a value >= "
+                    f"{low}, but got {value} instead.",
+                )
+            )
+        elif high is not None and value > high:
+            problems.append(
+                (
+                    f"body.{name}",
+                    f"Invalid '{name}': {kind} above maximum value. Expected a value <= "
+                    f"{high}, but got {value} instead.",
+                )
+            )
+    return problems
+
+
 def check_line(
     line: int,
     obj: Mapping[str, Any],
@@ -312,6 +367,7 @@ def check_line(
     bad_input = _check_input(endpoint, body)
     if bad_input is not None:
         problems.append(bad_input)
+    problems.extend(_check_ranges(body))
     priority = _priority(obj, body)
     if isinstance(priority, tuple):
         problems.append(priority)
