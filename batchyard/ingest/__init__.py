@@ -29,7 +29,7 @@ Memory: one line at a time, plus a compact `custom_id → first line` index for 
 (digests, 40 to 80 bytes per request; see bench/ingest_bench.py for figures).
 """
 
-from batchyard.ingest._reader import read_requests
+from batchyard.ingest._reader import read_requests, reread_lines
 from batchyard.ingest._rules import (
     EMBEDDING_MAX_ITEMS,
     EMBEDDING_MAX_REQUEST_TOKENS,
@@ -53,6 +53,7 @@ __all__ = [
     "Validated",
     "find_model",
     "read_requests",
+    "reread_lines",
     "validate_file",
     "write_rejects",
 ]

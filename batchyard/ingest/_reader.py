@@ -8,17 +8,17 @@ at a time plus the index of custom_ids seen; never writes anything.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from os import PathLike
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from batchyard.config import ModelInfo
 from batchyard.errors import InputError, LineProblem
 from batchyard.ingest._ids import IdIndex
 from batchyard.ingest._rules import ParsedRequest, check_envelope, check_line
 
-__all__ = ["open_request_file", "read_requests"]
+__all__ = ["open_request_file", "read_requests", "reread_lines"]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -112,3 +112,22 @@ def read_requests(
                     yield LineProblem(name, lineno, field, message, custom_id)
     if not seen_any:
         raise InputError(f"{name} is empty: it holds no request lines.")
+
+
+def reread_lines(path: str | PathLike[str], lines: Iterable[int]) -> Iterator[tuple[int, Any]]:
+    """The decoded JSON of the given (ascending, already validated) line numbers, read again
+    without validating or counting tokens: for a second pass over a checked file."""
+    wanted = iter(lines)
+    next_line = next(wanted, None)
+    with open_request_file(path) as f:
+        for lineno, raw in enumerate(f, 1):
+            if next_line is None:
+                break
+            if lineno != next_line:
+                continue
+            if lineno == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            yield lineno, _DECODE(raw.decode("utf-8").rstrip("\r\n"))
+            next_line = next(wanted, None)
+    if next_line is not None:
+        raise InputError(f"{path} changed while it was being read; submit it again.")

@@ -8,13 +8,22 @@ estimate for requests that set no maximum. Reads the file; writes only the rejec
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from batchyard.config import ModelInfo
 from batchyard.errors import ConfigError, LineProblem
-from batchyard.ingest import ParsedRequest, Validated, read_requests, validate_file, write_rejects
+from batchyard.ingest import (
+    MAX_PROBLEMS_KEPT,
+    GroupSummary,
+    Validated,
+    read_requests,
+    reread_lines,
+    write_rejects,
+)
 from batchyard.models import RunState
 from batchyard.orchestrator import routing
 from batchyard.router import Decision, Plan, RequestFeatures, RunPolicy
@@ -41,43 +50,78 @@ def _model_info(models: Mapping[str, ModelInfo], name: str) -> ModelInfo:
     raise ConfigError(f'Unknown model {name!r}: add [models."{name}"] to batchyard.toml.')
 
 
+def _new_request(
+    models: Mapping[str, ModelInfo],
+    learned_output: Mapping[str, float],
+    p: _Line,
+) -> NewRequest:
+    info = _model_info(models, p.model)
+    out = routing.expected_output(p.endpoint, p.max_output, learned_output.get(p.model))
+    return NewRequest(
+        custom_id=p.custom_id,
+        line=p.line,
+        endpoint=p.endpoint,
+        model=p.model,
+        body=p.body,
+        input_tokens=p.input_tokens,
+        output_tokens=out,
+        cost_standard=info.cost("standard", p.input_tokens, out),
+        cost_flex=info.cost("flex", p.input_tokens, out) if info.flex else None,
+        cost_batch=info.cost("batch", p.input_tokens, out),
+        priority=p.priority,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """What recording needs of one valid line."""
+
+    line: int
+    custom_id: str
+    endpoint: str
+    model: str
+    body: dict[str, Any]
+    input_tokens: int
+    max_output: int | None
+    priority: int
+
+
 @dataclass(frozen=True)
 class Intake:
-    """A checked request file, read again as often as needed (never held in memory)."""
+    """A checked request file: its summary, the router's view of every valid request, and a
+    small per-line cache (line number, tokens, priority: 32 bytes a line) so that recording
+    reads the file once more without validating or counting tokens again."""
 
     path: Path
     models: Mapping[str, ModelInfo]
     checked: Validated
     rejects_path: Path | None
-    learned_output: Mapping[str, float] = field(default_factory=dict)  # per-model mean
-
-    def parsed(self) -> Iterator[ParsedRequest]:
-        for item in read_requests(self.path, self.models):
-            if isinstance(item, ParsedRequest):
-                yield item
-
-    def new_request(self, p: ParsedRequest) -> NewRequest:
-        info = _model_info(self.models, p.model)
-        out = routing.expected_output(p.endpoint, p.output_tokens, self.learned_output.get(p.model))
-        return NewRequest(
-            custom_id=p.custom_id,
-            line=p.line,
-            endpoint=p.endpoint.value,
-            model=p.model,
-            body=p.body,
-            input_tokens=p.input_tokens,
-            output_tokens=out,
-            cost_standard=info.cost("standard", p.input_tokens, out),
-            cost_flex=info.cost("flex", p.input_tokens, out) if info.flex else None,
-            cost_batch=info.cost("batch", p.input_tokens, out),
-            priority=p.priority,
-        )
-
-    def new_requests(self) -> Iterator[NewRequest]:
-        return (self.new_request(p) for p in self.parsed())
+    learned_output: Mapping[str, float]
+    requests: list[RequestFeatures]
+    cache: tuple[array[int], array[int], array[int], array[int]]
 
     def features(self) -> list[RequestFeatures]:
-        return [routing.from_new(n) for n in self.new_requests()]
+        return self.requests
+
+    def new_requests(self) -> Iterator[NewRequest]:
+        lines, inputs, outputs, priorities = self.cache
+        rows = zip(reread_lines(self.path, lines), inputs, outputs, priorities, strict=True)
+        for (line, obj), tokens_in, tokens_out, priority in rows:
+            body = obj["body"]
+            yield _new_request(
+                self.models,
+                self.learned_output,
+                _Line(
+                    line,
+                    obj["custom_id"],
+                    obj["url"],
+                    body["model"],
+                    body,
+                    tokens_in,
+                    tokens_out if tokens_out >= 0 else None,
+                    priority,
+                ),
+            )
 
     @property
     def endpoint(self) -> str:
@@ -93,12 +137,56 @@ def check_file(
     rejects: Path | None = None,
     learned_output: Mapping[str, float] | None = None,
 ) -> Intake:
-    """Validate the whole file first, so nothing is recorded when a line is bad.
+    """Validate the whole file in one pass before anything is recorded, keeping what the
+    router needs of every valid line.
 
     With `skip_invalid`, the invalid lines go to `rejects` (default FILE.rejects.jsonl)
     and the rest is used. Raises `ValidationFailed` naming file, line and field otherwise.
     """
-    checked = validate_file(path, models)
+    learned = dict(learned_output or {})
+    checked = Validated(path=str(path))
+    requests: list[RequestFeatures] = []
+    cache: tuple[array[int], array[int], array[int], array[int]] = (
+        array("q"),
+        array("q"),
+        array("q"),
+        array("q"),
+    )
+    last_line = 0
+    for item in read_requests(path, models):
+        if item.line != last_line:
+            checked.lines += 1
+            last_line = item.line
+        if isinstance(item, LineProblem):
+            checked.problem_count += 1
+            if len(checked.problems) < MAX_PROBLEMS_KEPT:
+                checked.problems.append(item)
+            continue
+        checked.valid += 1
+        group = checked.groups.setdefault(item.group, GroupSummary(item.endpoint, item.model))
+        group.requests += 1
+        line = _Line(
+            item.line,
+            item.custom_id,
+            item.endpoint.value,
+            item.model,
+            item.body,
+            item.input_tokens,
+            item.output_tokens,
+            item.priority,
+        )
+        requests.append(routing.from_new(_new_request(models, learned, line)))
+        for column, value in zip(
+            cache,
+            (
+                item.line,
+                item.input_tokens,
+                -1 if item.output_tokens is None else item.output_tokens,
+                item.priority,
+            ),
+            strict=True,
+        ):
+            column.append(value)
     rejects_path: Path | None = None
     if not checked.ok:
         if not skip_invalid:
@@ -108,7 +196,7 @@ def check_file(
         write_rejects(problems, rejects_path, source=path)
     if checked.valid == 0:
         raise ConfigError(f"{path} has no valid request to submit.")
-    return Intake(path, models, checked, rejects_path, dict(learned_output or {}))
+    return Intake(path, models, checked, rejects_path, learned, requests, cache)
 
 
 def record_run(
