@@ -8,7 +8,7 @@ open shard of custom_ids per group; never the bodies.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -78,11 +78,13 @@ def validate_file(
     path: str | PathLike[str],
     models: Mapping[str, ModelInfo],
     learned_limits: Mapping[str, int] | None = None,
+    on_valid: Callable[[ParsedRequest], None] | None = None,
 ) -> Validated:
     """Check every line of `path` in one streaming pass, and plan its shards per group.
 
     `learned_limits` maps a model to the queue limit learned from an earlier
-    `token_limit_exceeded`, replacing the configured one.
+    `token_limit_exceeded`, replacing the configured one. `on_valid` sees each valid
+    request as it passes, for callers that keep something of it (the same single pass).
     """
     result = Validated(path=str(path))
     planners: dict[tuple[Endpoint, str], ShardPlanner] = {}
@@ -98,6 +100,8 @@ def validate_file(
             continue
         result.valid += 1
         _add(result, planners, item, models, learned_limits or {})
+        if on_valid is not None:
+            on_valid(item)
     for key, planner in planners.items():
         last = planner.finish()
         if last is not None:

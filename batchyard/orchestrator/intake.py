@@ -17,11 +17,11 @@ from typing import Any
 from batchyard.config import ModelInfo
 from batchyard.errors import ConfigError, LineProblem
 from batchyard.ingest import (
-    MAX_PROBLEMS_KEPT,
-    GroupSummary,
+    ParsedRequest,
     Validated,
     read_requests,
     reread_lines,
+    validate_file,
     write_rejects,
 )
 from batchyard.models import RunState
@@ -144,7 +144,6 @@ def check_file(
     and the rest is used. Raises `ValidationFailed` naming file, line and field otherwise.
     """
     learned = dict(learned_output or {})
-    checked = Validated(path=str(path))
     requests: list[RequestFeatures] = []
     cache: tuple[array[int], array[int], array[int], array[int]] = (
         array("q"),
@@ -152,19 +151,8 @@ def check_file(
         array("q"),
         array("q"),
     )
-    last_line = 0
-    for item in read_requests(path, models):
-        if item.line != last_line:
-            checked.lines += 1
-            last_line = item.line
-        if isinstance(item, LineProblem):
-            checked.problem_count += 1
-            if len(checked.problems) < MAX_PROBLEMS_KEPT:
-                checked.problems.append(item)
-            continue
-        checked.valid += 1
-        group = checked.groups.setdefault(item.group, GroupSummary(item.endpoint, item.model))
-        group.requests += 1
+
+    def keep(item: ParsedRequest) -> None:
         line = _Line(
             item.line,
             item.custom_id,
@@ -176,17 +164,16 @@ def check_file(
             item.priority,
         )
         requests.append(routing.from_new(_new_request(models, learned, line)))
-        for column, value in zip(
-            cache,
-            (
-                item.line,
-                item.input_tokens,
-                -1 if item.output_tokens is None else item.output_tokens,
-                item.priority,
-            ),
-            strict=True,
-        ):
+        cached = (
+            item.line,
+            item.input_tokens,
+            -1 if item.output_tokens is None else item.output_tokens,
+            item.priority,
+        )
+        for column, value in zip(cache, cached, strict=True):
             column.append(value)
+
+    checked = validate_file(path, models, on_valid=keep)
     rejects_path: Path | None = None
     if not checked.ok:
         if not skip_invalid:
