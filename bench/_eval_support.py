@@ -43,7 +43,7 @@ from batchyard.simulator import SimState, create_app, load_config
 from batchyard.simulator.clock import SimClock
 from batchyard.simulator.state import LedgerEntry
 
-__all__ = ["START", "Harness", "RunOutcome", "Scenario", "VirtualTime"]
+__all__ = ["START", "Harness", "RunOutcome", "Scenario", "VirtualTime", "batch_line_times"]
 
 # batchyard paces Files/Batches API calls with aiolimiter, which sleeps on the event loop's
 # real clock, not the injected one: on virtual time that would only add real waits (time
@@ -121,6 +121,9 @@ class Scenario:
 
     `turnaround_s` is every batch's fixed time in progress (no spread); past 24 h batches
     expire. `rpm`/`tpm` apply to every model, in the simulator and in batchyard's table.
+    `batch` overrides the simulator's batch settings (e.g. `cancelling_seconds`).
+    `history`: how many identical runs go first in the same store and simulator, so the
+    measured run starts with what the store learned from them; only the last is measured.
     """
 
     name: str
@@ -133,6 +136,8 @@ class Scenario:
     enqueued_token_limit: int = 20_000_000
     faults: dict[str, float] = field(default_factory=dict)
     seed: int = 0
+    batch: dict[str, float] = field(default_factory=dict)
+    history: int = 0
 
     def sim_config(self) -> dict[str, Any]:
         limits = {
@@ -142,7 +147,11 @@ class Scenario:
         }
         return {
             "models": {m: dict(limits) for m in self.models},
-            "batch": {"turnaround_seconds": self.turnaround_s, "turnaround_sigma": 0.0},
+            "batch": {
+                "turnaround_seconds": self.turnaround_s,
+                "turnaround_sigma": 0.0,
+                **self.batch,
+            },
             "faults": dict(self.faults),
             "seed": self.seed,
         }
@@ -159,6 +168,8 @@ class RunOutcome:
     cost_by_path: dict[str, float]
     cost_by_model: dict[str, float]
     tokens: dict[str, tuple[int, int]]  # custom_id -> (input, output) as billed
+    finished: dict[str, float]  # custom_id -> when the store recorded its answer
+    started_at: float  # when it was submitted
     succeeded: int
     failed: int
     not_done_by_model: dict[str, int]  # model -> requests failed or unfinished
@@ -167,6 +178,7 @@ class RunOutcome:
     deadline_at: float | None
     unfinished: int  # requests not finished when measured (only with `stop_at`)
     billed_twice: int  # custom_ids billed more than once
+    paid_twice_usd: float  # what billing a custom_id more than once added
     real_seconds: float
     ledger: list[LedgerEntry]
 
@@ -223,10 +235,9 @@ class Harness:
             self.workdir / "requests.jsonl", scenario.requests, scenario.models
         )
 
-    @property
-    def deadline_at(self) -> float | None:
+    def deadline_from(self, start: float) -> float | None:
         d = self.scenario.deadline_s
-        return None if d is None else START + d
+        return None if d is None else start + d
 
     def run(
         self,
@@ -254,8 +265,14 @@ class Harness:
     ) -> RunOutcome:
         started = time.perf_counter()
         try:
+            for _ in range(self.scenario.history):
+                earlier = await self.orch.submit(
+                    self.path, deadline=self.deadline_from(self.vt.now()), route=route
+                )
+                await self.orch.wait(earlier.run_id)
+            mark, begun = len(self.state.ledger), self.vt.now()
             submitted = await self.orch.submit(
-                self.path, deadline=self.deadline_at, budget=budget, route=route
+                self.path, deadline=self.deadline_from(begun), budget=budget, route=route
             )
             waiting = self._wait(submitted.run_id, stop_at)
             if during is not None:
@@ -264,7 +281,7 @@ class Harness:
                 await waiting
         finally:
             await self.orch.client.close()  # the store stays open for inspection
-        return self.measure(str(RouteOverride(route).value), submitted, started)
+        return self.measure(str(RouteOverride(route).value), submitted, started, mark, begun)
 
     async def _wait(self, run_id: str, stop_at: float | None) -> None:
         if stop_at is None:
@@ -274,25 +291,38 @@ class Harness:
             if (await self.orch.wait(run_id, max_rounds=20)).done:
                 return
 
-    def measure(self, route: str, submitted: SubmitResult, started: float) -> RunOutcome:
+    def measure(
+        self,
+        route: str,
+        submitted: SubmitResult,
+        started: float,
+        mark: int = 0,
+        begun: float = START,
+    ) -> RunOutcome:
+        """Measure the run `submitted` at `begun`: ledger entries from index `mark` on."""
         run_id = submitted.run_id
-        ledger = list(self.state.ledger)
+        ledger = list(self.state.ledger[mark:])
         by_path: dict[str, float] = defaultdict(float)
         by_model: dict[str, float] = defaultdict(float)
         tokens: dict[str, tuple[int, int]] = {}
         billed = Counter[str]()
+        cheapest: dict[str, float] = {}
         for e in ledger:
             by_path[e.path] += e.cost
             by_model[e.model] += e.cost
             if e.custom_id is not None:
                 billed[e.custom_id] += 1
                 tokens[e.custom_id] = (e.input_tokens, e.output_tokens)
+                cheapest[e.custom_id] = min(cheapest.get(e.custom_id, e.cost), e.cost)
+        total_billed = sum(e.cost for e in ledger if e.custom_id is not None)
         finished: dict[str, float] = {}
+        per_line: dict[str, float] = {}
         ok = bad = open_ = 0
         not_done: dict[str, int] = defaultdict(int)
         for r in self.orch.store.iter_requests(run_id):
             at = r.finished_at if r.finished_at is not None else float("inf")
-            finished[r.model] = max(finished.get(r.model, START), at)
+            per_line[r.custom_id] = at
+            finished[r.model] = max(finished.get(r.model, begun), at)
             if r.status is RequestStatus.SUCCEEDED:
                 ok += 1
                 continue
@@ -309,14 +339,44 @@ class Harness:
             cost_by_path=dict(by_path),
             cost_by_model=dict(by_model),
             tokens=tokens,
+            finished=per_line,
+            started_at=begun,
             succeeded=ok,
             failed=bad,
             not_done_by_model=dict(not_done),
             finished_by_model=finished,
-            finished_at=max(finished.values(), default=START),
-            deadline_at=self.deadline_at,
+            finished_at=max(finished.values(), default=begun),
+            deadline_at=self.deadline_from(begun),
             unfinished=open_,
             billed_twice=sum(1 for n in billed.values() if n > 1),
+            paid_twice_usd=total_billed - sum(cheapest.values()),
             real_seconds=time.perf_counter() - started,
             ledger=ledger,
         )
+
+
+def batch_line_times(state: SimState) -> dict[str, float]:
+    """When each batch line's answer could first be had, from the simulator's own schedule.
+
+    A line finishes at its place in the batch's completion order (lines finish evenly over
+    the turnaround); its answer can be had no sooner than a cancel right after it takes
+    (`cancelling_seconds`), nor later than the batch's own end (completed, expired or
+    cancelled). Only lines that succeeded count; a line that succeeded in several batches
+    keeps the earliest.
+    """
+    cancel_s = state.config.batch.cancelling_seconds
+    times: dict[str, float] = {}
+    for rec in state.batches.values():
+        start = rec.times.get("in_progress_at")
+        if start is None or not rec.lines:
+            continue
+        ends = ("completed_at", "expired_at", "cancelled_at")
+        ended = min((rec.times[k] for k in ends if k in rec.times), default=float("inf"))
+        n = len(rec.lines)
+        for k, result in enumerate(rec.results):
+            if not result.succeeded:
+                continue
+            done = start + (k + 1) * rec.turnaround / n
+            at = min(ended, done + cancel_s)
+            times[result.custom_id] = min(times.get(result.custom_id, at), at)
+    return times

@@ -24,7 +24,6 @@ from batchyard.router import (
     Turnaround,
     budget_stop_reason,
     decide,
-    estimate,
     make_plan,
     parse_budget,
     parse_deadline,
@@ -117,13 +116,32 @@ def test_tighter_deadline_means_likelier_escalation_and_higher_expected_cost(
 def test_escalation_probability_follows_the_turnaround_model() -> None:
     policy = RunPolicy(deadline=NOW + 3 * HOUR)
     plan = make_plan(many(2000), policy, caps("gpt-4o-mini"), NOW)
-    esc = plan.escalation_at["gpt-4o-mini"]
-    assert esc is not None
-    assert plan.p_escalation == pytest.approx(1 - Turnaround.prior().cdf(esc - NOW))
     fast = Turnaround.prior().updated_with([600.0] * 50)
     quick = make_plan(many(2000), policy, caps("gpt-4o-mini"), NOW, {"gpt-4o-mini": fast})
-    assert quick.p_escalation < 0.01 < plan.p_escalation
-    assert quick.expected < plan.expected
+    slow = Turnaround.prior().updated_with([20 * HOUR] * 50)
+    late = make_plan(many(2000), policy, caps("gpt-4o-mini"), NOW, {"gpt-4o-mini": slow})
+    assert quick.p_escalation < 0.01 < plan.p_escalation < late.p_escalation
+    assert quick.expected < plan.expected < late.expected
+    # Only the outlook changes: all three try batch first.
+    assert {r.route for p in (plan, quick, late) for r in p.rows} == {Route.BATCH}
+
+
+def test_expected_cost_keeps_the_lines_a_batch_finished_before_the_point() -> None:
+    # Every batch takes 2 h in progress; the deadline is 1 h away and real time is quick,
+    # so the batch runs until the last safe moment and keeps what it finished by then:
+    # lines finish evenly, so that share is (point - start) / 2 h.
+    turnaround = Turnaround(mu=math.log(2 * HOUR), sigma=0.05)
+    policy = RunPolicy(deadline=NOW + HOUR, small_run_requests=0, small_run_usd=0.0)
+    work = many(300)
+    plan = make_plan(work, policy, caps("gpt-4o-mini"), NOW, {"gpt-4o-mini": turnaround})
+    (row,) = plan.rows
+    esc = row.escalation_at
+    assert esc is not None
+    kept = (esc - (NOW + policy.batch_setup_s)) / (2 * HOUR)
+    standard, batch = 300 * 0.00045, 300 * 0.000225
+    assert row.expected == pytest.approx(kept * batch + (1 - kept) * standard, rel=0.03)
+    assert row.p_escalation == pytest.approx(1.0)
+    assert row.worst == pytest.approx(standard) and row.best == pytest.approx(batch)
 
 
 def test_deferred_lines_wait_and_are_likelier_to_escalate() -> None:
@@ -155,8 +173,7 @@ POLICIES = {
 @pytest.mark.parametrize("name", list(POLICIES))
 def test_best_le_expected_le_worst_le_all_standard(name: str) -> None:
     capacities = caps(*ALL, breaker_open=name == "breaker")
-    decision = decide(MIXED, POLICIES[name], capacities, NOW)
-    est = estimate(decision, MIXED, capacities, {})
+    _, est = decide(MIXED, POLICIES[name], capacities, NOW)
     assert est.best <= est.expected + 1e-12 <= est.worst + 2e-12
     assert est.worst <= est.all_standard + 1e-9
     for row in est.rows:
@@ -190,6 +207,26 @@ def test_turnaround_learns_from_finished_batches() -> None:
     lots = prior.updated_with([7200.0] * 500)
     assert lots.median_s == pytest.approx(7200.0, rel=0.02)
     assert lots.weight == prior.weight + 500
+
+
+def test_turnaround_learns_from_batches_cancelled_before_they_finished() -> None:
+    # A batch cancelled after 3 h with nothing finished took longer than 3 h: the
+    # estimate moves up, and further the longer it was seen running.
+    prior = Turnaround.prior()
+    after_3h = prior.updated_with([], longer_than=[3 * HOUR])
+    after_9h = prior.updated_with([], longer_than=[9 * HOUR])
+    assert prior.median_s < after_3h.median_s < after_9h.median_s
+    # Short censored runs say little: nearly every batch takes longer than 10 s.
+    assert prior.updated_with([], longer_than=[10.0]).median_s == pytest.approx(
+        prior.median_s, rel=0.25
+    )
+
+
+def test_cancel_latency_prior_is_median_1m_p95_10m() -> None:
+    c = Turnaround.cancel_prior()
+    assert c.median_s == pytest.approx(60.0)
+    assert c.quantile(0.95) == pytest.approx(600.0)
+    assert c.median_s < c.mean_s < c.quantile(0.9) < 600.0
 
 
 def test_turnaround_rejects_nonsense() -> None:

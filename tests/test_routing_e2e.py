@@ -126,9 +126,22 @@ def test_far_deadline_and_fast_batches_cost_half_of_all_standard(tmp_path: Path)
     assert out.finished_at < START + 2 * H  # a 10-minute batch is not waited on for hours
 
 
+def test_short_deadline_with_fast_batches_ends_in_batch(tmp_path: Path) -> None:
+    # A 10-minute deadline is far shorter than the fresh store's turnaround prior (1 h),
+    # but there is room to try: the batch comes back in a minute, so everything is billed
+    # at batch price and the deadline holds.
+    sc = Scenario("short-fast", 300, (MINI,), deadline_s=600, turnaround_s=60)
+    h = Harness(sc, tmp_path)
+    out = h.run()
+    assert {e.path for e in out.ledger} == {"batch"}
+    assert out.succeeded == 300 and out.deadline_met is True and out.billed_twice == 0
+    assert "batch until the escalation point" in out.submit.plan.reason
+    assert out.cost == pytest.approx(_standard_price(h, out) / 2, rel=1e-9)
+
+
 def test_no_slack_starts_real_time_at_once(tmp_path: Path) -> None:
-    # The deadline is inside the safety margin: nothing can wait for a batch.
-    sc = Scenario("no-slack", 300, (MINI,), deadline_s=600, turnaround_s=60)
+    # The deadline leaves real time no room for a batch to be tried first.
+    sc = Scenario("no-slack", 300, (MINI,), deadline_s=150, turnaround_s=60)
     h = Harness(sc, tmp_path)
     out = h.run()
     assert not h.state.batches

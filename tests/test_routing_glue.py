@@ -55,13 +55,16 @@ def test_the_prior_comes_from_settings() -> None:
     assert orch.prior.quantile(0.95) == pytest.approx(900)
 
 
-def test_a_slow_configured_prior_sends_a_tight_run_to_real_time(tmp_path: Any) -> None:
+def test_the_turnaround_prior_weighs_outcomes_but_never_stops_batch_being_tried(
+    tmp_path: Any,
+) -> None:
     from batchyard.models import Route
+    from batchyard.router import Plan
     from batchyard.samples import write_sample
 
     source = write_sample(tmp_path / "in.jsonl", 200, models=("gpt-4o-mini",))
 
-    def routes(median: float, p95: float) -> set[Route]:
+    def plan(median: float, p95: float) -> Plan:
         settings = load_settings(
             api_key="sk-test",
             small_run_requests=0,
@@ -69,8 +72,14 @@ def test_a_slow_configured_prior_sends_a_tight_run_to_real_time(tmp_path: Any) -
             batch_turnaround_median_seconds=median,
             batch_turnaround_p95_seconds=p95,
         )
-        plan = Orchestrator(settings).plan(source, deadline="2h")
-        return {row.route for row in plan.rows}
+        return Orchestrator(settings).plan(source, deadline="2h")
 
-    assert routes(300, 1800) == {Route.BATCH}  # batches usually back in minutes
-    assert routes(10 * 3600, 22 * 3600) == {Route.STANDARD}  # hours: batch cannot make 2h
+    fast, slow = plan(300, 1800), plan(10 * 3600, 22 * 3600)
+    # Either way the batch is tried: the escalation point is two hours minus the safety
+    # away, far more than a new shard needs.
+    assert {row.route for row in fast.rows} == {row.route for row in slow.rows} == {Route.BATCH}
+    # What the prior changes is the outlook: minutes-long batches are expected back at half
+    # price; hours-long ones are expected to escalate and cost nearly all-standard.
+    assert fast.expected == pytest.approx(fast.best, rel=0.02)
+    assert slow.p_escalation > 0.9 > 0.1 > fast.p_escalation
+    assert fast.expected < slow.expected <= slow.worst

@@ -210,6 +210,9 @@ def record_run(
         options={
             "strict": policy.strict,
             "margin_s": policy.margin_s,
+            "realtime_spread": policy.realtime_spread,
+            "cancel_quantile": policy.cancel_quantile,
+            "batch_setup_s": policy.batch_setup_s,
             "small_run": small,
             "requests": checked.valid,
             "rejected": checked.invalid_lines,

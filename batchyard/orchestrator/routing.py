@@ -17,12 +17,14 @@ from batchyard.models import BatchStatus, Endpoint, RequestStatus, Route, RouteO
 from batchyard.orchestrator.batch_submit import shard_tokens
 from batchyard.orchestrator.realtime import RealtimeRunner
 from batchyard.router import (
+    NO_WORK,
     ModelCapacity,
     PathCosts,
     RequestFeatures,
     RunPolicy,
     ShardState,
     Turnaround,
+    Work,
     parse_deadline,
 )
 from batchyard.store import Store
@@ -31,6 +33,7 @@ from batchyard.store.rows import BatchRow, NewRequest, RequestRow, RunRow
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
     "OPEN_STATUSES",
+    "cancel_latency",
     "capacities",
     "expected_output",
     "features",
@@ -61,6 +64,7 @@ _LIVE_BATCH = frozenset(
         BatchStatus.VALIDATING,
         BatchStatus.IN_PROGRESS,
         BatchStatus.FINALIZING,
+        BatchStatus.CANCELLING,
     }
 )
 _DONE_BATCH = frozenset({BatchStatus.COMPLETED, BatchStatus.APPLIED})
@@ -82,11 +86,21 @@ def user_policy(
         deadline=float(at) if at is not None else None,
         budget_usd=budget,
         route=RouteOverride(route),
-        margin_s=settings.margin_seconds,
         strict=strict,
         small_run_requests=settings.small_run_requests,
         small_run_usd=settings.small_run_usd,
+        **_safety(settings),
     )
+
+
+def _safety(settings: Settings) -> dict[str, float]:
+    """The deadline's safety settings, as `RunPolicy` fields."""
+    return {
+        "margin_s": settings.margin_seconds,
+        "realtime_spread": settings.realtime_spread,
+        "cancel_quantile": settings.cancel_quantile,
+        "batch_setup_s": settings.batch_setup_seconds,
+    }
 
 
 def run_policy(run: RunRow, settings: Settings) -> RunPolicy:
@@ -99,14 +113,18 @@ def run_policy(run: RunRow, settings: Settings) -> RunPolicy:
     small = run.options.get("small_run")
     if small is None:  # recorded before this was kept
         small = run.request_count <= settings.small_run_requests
+    safety = _safety(settings)
+    for key in safety:
+        if key in run.options:
+            safety[key] = float(run.options[key])
     return RunPolicy(
         deadline=run.deadline_at,
         budget_usd=run.budget,
         route=run.route_override,
-        margin_s=float(run.options.get("margin_s", settings.margin_seconds)),
         strict=False,
         small_run_requests=sys.maxsize if small else -1,
         small_run_usd=math.inf if small else -1.0,
+        **safety,
     )
 
 
@@ -126,6 +144,7 @@ def _feature(
     tokens: tuple[int, int],
     costs: tuple[float, float | None, float | None],
     priority: int,
+    shard: str | None = None,
 ) -> RequestFeatures:
     standard, flex, batch = costs
     return RequestFeatures(
@@ -138,22 +157,28 @@ def _feature(
             standard=standard, batch=batch if batch is not None else standard, flex=flex
         ),
         priority=priority,
+        shard=shard,
     )
 
 
-def features(rows: Iterable[RequestRow]) -> list[RequestFeatures]:
+def feature(r: RequestRow, live_shards: frozenset[int] = frozenset()) -> RequestFeatures:
+    """Router features of one stored request (`shard` set when it is in a live shard)."""
+    return _feature(
+        r.custom_id,
+        r.endpoint,
+        r.model,
+        (r.est_input_tokens, r.est_output_tokens),
+        (r.est_cost_standard, r.est_cost_flex, r.est_cost_batch),
+        r.priority,
+        str(r.shard) if r.shard is not None and r.shard in live_shards else None,
+    )
+
+
+def features(
+    rows: Iterable[RequestRow], live_shards: frozenset[int] = frozenset()
+) -> list[RequestFeatures]:
     """Router features of stored requests."""
-    return [
-        _feature(
-            r.custom_id,
-            r.endpoint,
-            r.model,
-            (r.est_input_tokens, r.est_output_tokens),
-            (r.est_cost_standard, r.est_cost_flex, r.est_cost_batch),
-            r.priority,
-        )
-        for r in rows
-    ]
+    return [feature(r, live_shards) for r in rows]
 
 
 def from_new(n: NewRequest) -> RequestFeatures:
@@ -229,64 +254,92 @@ def turnarounds(
     models: Iterable[str] = (),
     prior: Turnaround | None = None,
 ) -> dict[str, Turnaround]:
-    """The configured prior for each of `models`, updated with the store's finished batches.
+    """The configured prior for each of `models`, updated with the store's batches.
 
-    A batch that expired counts as taking the whole window: it is the slow outcome the
-    escalation point must allow for, and leaving it out would make the estimate optimistic.
-    Batches we cancelled ourselves tell nothing about when they would have finished.
+    A batch's turnaround is its time in progress (`in_progress_at` to `finalizing_at`, or
+    creation to completion where those are missing). A batch that expired counts as taking
+    the whole window: the slow outcome the escalation point must allow for. A batch we
+    cancelled before it finished teaches too: from the share it had finished, its pace (its
+    time in progress over that share); with nothing finished, only that it takes longer
+    than it ran (a censored observation).
     """
     base = prior or Turnaround.prior()
     observed: dict[str, list[float]] = defaultdict(list)
+    longer: dict[str, list[float]] = defaultdict(list)
     for b in batches:
-        if b.status not in _DONE_BATCH:
-            continue
-        created = b.provider_times.get("created_at") or b.created_at
-        done = b.provider_times.get("completed_at") or b.provider_times.get("finalizing_at")
-        if done is not None and done >= created:
-            observed[b.model].append(done - created)
-        elif "expired_at" in b.provider_times:
+        times = b.provider_times
+        start = times.get("in_progress_at") or times.get("created_at") or b.created_at
+        if b.status in _DONE_BATCH and "completed_at" in times:
+            done = times.get("finalizing_at") or times["completed_at"]
+            if done >= start:
+                observed[b.model].append(done - start)
+        elif "expired_at" in times:
             observed[b.model].append(base.max_s)
+        elif "cancelling_at" in times and "finalizing_at" not in times:
+            ran = times["cancelling_at"] - start
+            total, done_ = b.counts_total or b.request_count, b.counts_completed or 0
+            if ran <= 0:
+                continue
+            if done_ > 0 and total > 0 and "in_progress_at" in times:
+                observed[b.model].append(ran * total / done_)
+            else:
+                longer[b.model].append(ran)
     out = {model: base for model in models}
-    out.update({model: base.updated_with(seconds) for model, seconds in observed.items()})
+    for model in set(observed) | set(longer):
+        out[model] = base.updated_with(observed.get(model, ()), longer.get(model, ()))
     return out
+
+
+def cancel_latency(batches: Iterable[BatchRow], prior: Turnaround | None = None) -> Turnaround:
+    """The configured cancel-latency prior, updated with how long the store's cancelled
+    batches stayed `cancelling` (all models: cancelling is the provider's own work)."""
+    base = prior or Turnaround.cancel_prior()
+    seen = [
+        b.provider_times["cancelled_at"] - b.provider_times["cancelling_at"]
+        for b in batches
+        if "cancelling_at" in b.provider_times and "cancelled_at" in b.provider_times
+    ]
+    return base.updated_with(s for s in seen if s >= 0)
+
+
+def live_shard_ids(store: Store, run_id: str) -> frozenset[int]:
+    return frozenset(b.id for b in store.list_batches(run_id) if b.status in _LIVE_BATCH)
 
 
 def shard_states(
     store: Store, run_id: str, open_rows: Iterable[RequestRow] | None = None
 ) -> list[ShardState]:
-    """Live shards of a run with the lines each has already finished.
+    """Live shards of a run: the sum of their open lines and the provider's progress.
 
     `open_rows`: the run's open requests (`OPEN_STATUSES`), when the caller has read them
-    already; each shard's open lines then come from them instead of a second read of the
-    whole run, and only its succeeded lines are read per shard (usually none while live).
+    already; else they are read per shard.
     """
     live = {b.id: b for b in store.list_batches(run_id) if b.status in _LIVE_BATCH}
     if not live:
         return []
-    members: dict[int, list[str]] = defaultdict(list)
-    done: dict[int, list[str]] = defaultdict(list)
-    if open_rows is None:
-        for shard in live:
-            for r in store.iter_requests(run_id, shard=shard):
-                (done if r.status is RequestStatus.SUCCEEDED else members)[shard].append(
-                    r.custom_id
-                )
-    else:
-        for r in open_rows:
-            if r.shard in live:
-                members[r.shard].append(r.custom_id)
-        for shard in live:
-            succeeded = (RequestStatus.SUCCEEDED,)
-            done[shard] = [
-                r.custom_id for r in store.iter_requests(run_id, statuses=succeeded, shard=shard)
-            ]
+    work: dict[int, Work] = defaultdict(lambda: NO_WORK)
+    rows = (
+        open_rows
+        if open_rows is not None
+        else (
+            r
+            for shard in live
+            for r in store.iter_requests(run_id, shard=shard, statuses=OPEN_STATUSES)
+        )
+    )
+    for r in rows:
+        if r.shard in live:
+            work[r.shard] = work[r.shard] + Work.of(feature(r))
     return [
         ShardState(
             shard_id=str(b.id),
             model=b.model,
-            custom_ids=frozenset(members[b.id]) | frozenset(done[b.id]),
+            work=work[b.id],
             submitted_at=b.provider_times.get("created_at") or b.created_at,
-            completed_ids=frozenset(done[b.id]),
+            completed=b.counts_completed or 0,
+            started_at=b.provider_times.get("in_progress_at"),
+            cancelling_at=b.provider_times.get("cancelling_at")
+            or (b.updated_at if b.status is BatchStatus.CANCELLING else None),
         )
         for b in live.values()
     ]

@@ -64,6 +64,10 @@ from batchyard.store.rows import RunRow
 
 __all__ = ["Orchestrator", "Progress"]
 
+# The priors count as this many observed batches (or cancels): the first few of this
+# store's own move the estimate most of the way.
+_PRIOR_WEIGHT = 2.0
+
 Progress = Callable[[str, dict[str, Any]], None]
 """Progress callback: (event kind, data). Kinds include "realtime", "batch", "route"."""
 
@@ -91,6 +95,13 @@ class Orchestrator:
         self.prior = Turnaround.from_median_p95(
             self.settings.batch_turnaround_median_seconds,
             self.settings.batch_turnaround_p95_seconds,
+            weight=_PRIOR_WEIGHT,
+        )
+        self.cancel_prior = Turnaround.from_median_p95(
+            self.settings.cancel_latency_median_seconds,
+            self.settings.cancel_latency_p95_seconds,
+            max_s=3600.0,
+            weight=_PRIOR_WEIGHT,
         )
         self.clock = clock
         self.sleep = sleep
@@ -198,8 +209,10 @@ class Orchestrator:
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         names = sorted({r.model for r in requests})
         caps = self._capacities(names)
-        history = routing.turnarounds(self.store.list_batches(), names, self.prior)
-        return make_plan(requests, policy, caps, self.clock(), history)
+        batches = self.store.list_batches()
+        history = routing.turnarounds(batches, names, self.prior)
+        cancel = routing.cancel_latency(batches, self.cancel_prior)
+        return make_plan(requests, policy, caps, self.clock(), history, cancel=cancel)
 
     # ---- submit ---------------------------------------------------------------------------
     async def submit(
@@ -233,9 +246,12 @@ class Orchestrator:
         await checks.preflight(self.client, self.sleep)
         now = self.clock()
         caps = self._capacities(names)
-        history = routing.turnarounds(self.store.list_batches(), names, self.prior)
-        decision = decide(requests, policy, caps, now, history)  # may raise PlanRefused
-        plan = plan_from_decision(decision, requests, policy, caps, history)
+        batches = self.store.list_batches()
+        history = routing.turnarounds(batches, names, self.prior)
+        cancel = routing.cancel_latency(batches, self.cancel_prior)
+        # may raise PlanRefused
+        decision, est = decide(requests, policy, caps, now, history, cancel=cancel)
+        plan = plan_from_decision(decision, est, policy)
         small = is_small_run(requests, policy)
         del requests
         checked = intake.checked
@@ -273,6 +289,7 @@ class Orchestrator:
             self.clock(),
             self._progress,
             self.prior,
+            self.cancel_prior,
         )
 
     def _say(self, run_id: str, kind: str, message: str) -> None:

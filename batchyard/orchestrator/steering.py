@@ -49,25 +49,37 @@ async def reroute(
     now: float,
     progress: Callable[[str, dict[str, Any]], None],
     prior: Turnaround | None = None,
+    cancel_prior: Turnaround | None = None,
 ) -> float | None:
     """Re-decide the open work of `run`; returns the next escalation point still ahead.
 
     Requests in flight are not moved, but they are work real time still has to finish, so
-    they count when the router works out how long real time needs.
+    they count when the router works out how long real time needs. Lines of a shard the
+    provider has finished but not yet applied are answered: they are not open work.
     """
     rows = list(store.iter_requests(run.id, statuses=routing.OPEN_STATUSES))
     movable = [r for r in rows if r.status is not RequestStatus.IN_FLIGHT]
     if not movable:
         return None
     names = sorted({r.model for r in rows})
+    shards = routing.shard_states(store, run.id, rows)
+    live = frozenset(int(s.shard_id) for s in shards)
+    open_work = [
+        routing.feature(r, live)
+        for r in movable
+        if r.status is not RequestStatus.SUBMITTED or r.shard in live
+    ]
+    batches = store.list_batches()
     red = redecide(
-        routing.features(rows),
+        open_work,
         policy,
         capacities(names),
         now,
-        routing.turnarounds(store.list_batches(), names, prior),
-        shards=routing.shard_states(store, run.id, rows),
-        current_routes=routing.current_routes(rows),
+        routing.turnarounds(batches, names, prior),
+        shards=shards,
+        current_routes=routing.current_routes(movable),
+        in_flight=[routing.feature(r) for r in rows if r.status is RequestStatus.IN_FLIGHT],
+        cancel=routing.cancel_latency(batches, cancel_prior),
     )
     for change in red.changes:
         if change.action == "cancel_shard":

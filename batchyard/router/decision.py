@@ -1,8 +1,10 @@
-"""The router's outputs: where each request goes, why, and when to change course.
+"""The router's outputs: where each model's work goes, why, and when to change course.
 
-Owns frozen result records only; the rules in `rules.py` build them and the orchestrator
-reads them. Every record carries a short human-readable reason, meant to be stored as an
-event and shown by `status` and `costs`.
+Owns frozen result records only; the rules in `rules.py` build them, `assign.py` turns them
+into one `Assignment` per line as the lines stream past, and the orchestrator reads them.
+Every record carries a short human-readable reason, meant to be stored as an event and
+shown by `status` and `costs`. Reasons name absolute times, never "in 7m": they are read
+long after they were written.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from batchyard.models import Route
+from batchyard.router.work import NO_WORK, Work
 
 __all__ = ["Assignment", "Change", "Decision", "ModelDecision", "Redecision"]
 
@@ -27,21 +30,43 @@ class Assignment:
 
 @dataclass(frozen=True)
 class ModelDecision:
-    """The decision for one model's open work; assignments are in dispatch order.
+    """The decision for one model's open work.
 
-    `escalation_at` (unix s) is the last safe moment to move unfinished batch work to
+    `route` is where the model's routable open work goes. `escalation_at` (unix s) is the
+    last safe moment to cancel the model's batches and move their unfinished work to
     `escalation_route`; None when nothing will escalate. `realtime_s` is how long real time
-    needs for all of this model's open work on `escalation_route` at current limits.
-    `cannot_meet` lists requests that miss the deadline even in real time from now.
+    needs for all of the model's open work at current limits. `late` counts the requests
+    that miss the deadline even in real time from now.
+
+    How single lines are assigned (`assign.Assigner`): in batch, a line whose input alone
+    exceeds `queue_limit` goes to `escalation_route`, and lines past `queue_room` (input
+    tokens, in dispatch order) wait for headroom; in real time, a line is late when its
+    place in dispatch order (after `in_flight`, then higher priorities) finishes past
+    `slack_s` seconds from now (`classes`: the open work by priority).
+
+    `cancel_shards`: live shards to cancel now; `release_shards`: shards still cancelling
+    whose lines go to real time now. `routed`/`deferred` sum the work per route (exact
+    once the lines are assigned), for estimates.
     """
 
     model: str
-    assignments: tuple[Assignment, ...]
+    route: Route
     escalation_at: float | None
     escalation_route: Route
     realtime_s: float
     reason: str
     rule: str
+    late: int = 0
+    queue_room: int | None = None
+    queue_limit: int | None = None
+    slack_s: float | None = None
+    in_flight: Work = NO_WORK
+    classes: Mapping[int, Work] = field(default_factory=dict)
+    cancel_shards: tuple[str, ...] = ()
+    release_shards: tuple[str, ...] = ()
+    routed: Mapping[Route, Work] = field(default_factory=dict)
+    deferred: Work = NO_WORK
+    assignments: tuple[Assignment, ...] = ()
     cannot_meet: tuple[str, ...] = ()
 
     def ids(self, route: Route) -> tuple[str, ...]:
@@ -50,7 +75,11 @@ class ModelDecision:
 
 @dataclass(frozen=True)
 class Decision:
-    """The decision for a whole run at `now`: one `ModelDecision` per model, sorted."""
+    """The decision for a whole run at `now`: one `ModelDecision` per model, sorted.
+
+    Built from aggregates, a decision names no request; `policy.route` (for callers that
+    hold the requests) fills in each model's `assignments` and `cannot_meet`.
+    """
 
     now: float
     models: tuple[ModelDecision, ...]
@@ -70,8 +99,20 @@ class Decision:
         return tuple(c for m in self.models for c in m.cannot_meet)
 
     @property
+    def late(self) -> int:
+        return sum(m.late for m in self.models)
+
+    @property
     def escalation_at(self) -> dict[str, float | None]:
         return {m.model: m.escalation_at for m in self.models}
+
+    @property
+    def cancel_shards(self) -> tuple[str, ...]:
+        return tuple(s for m in self.models for s in m.cancel_shards)
+
+    @property
+    def release_shards(self) -> tuple[str, ...]:
+        return tuple(s for m in self.models for s in m.release_shards)
 
     def assignment(self, custom_id: str) -> Assignment:
         return self._by_id[custom_id]
@@ -90,7 +131,9 @@ class Decision:
 class Change:
     """A change of course mid-run, to be stored as an event.
 
-    `action` is "cancel_shard" (subject: shard id) or "reroute" (subject: custom_id).
+    `action` is "cancel_shard" (subject: shard id), "release_shard" (subject: shard id: a
+    cancel that has not finished in time; its lines go to real time anyway) or "reroute"
+    (subject: custom_id).
     """
 
     action: str
@@ -105,11 +148,12 @@ class Redecision:
     """What to do now for work already under way.
 
     `cancel_shards`: batch shards to cancel now (their finished lines are kept);
-    `kept`: lines already finished in a batch, never sent again; `decision`: routes for
-    the open work; `changes`: every change of course, each with its reason.
+    `release_shards`: shards still cancelling whose lines go to real time now;
+    `decision`: routes for the open work; `changes`: every change of course, each with
+    its reason.
     """
 
     decision: Decision
     cancel_shards: tuple[str, ...]
-    kept: tuple[str, ...]
+    release_shards: tuple[str, ...]
     changes: tuple[Change, ...]

@@ -13,13 +13,14 @@ from batchyard.models import Endpoint, Route, RouteOverride
 
 __all__ = [
     "DEFAULT_MARGIN_S",
+    "ZERO_COST",
     "ModelCapacity",
     "PathCosts",
     "RequestFeatures",
     "RunPolicy",
 ]
 
-DEFAULT_MARGIN_S = 600.0
+DEFAULT_MARGIN_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +44,25 @@ class PathCosts:
             return self.flex
         return self.standard
 
+    def __add__(self, other: PathCosts) -> PathCosts:
+        """Costs of two pieces of work together; flex only where both have a flex price."""
+        flex = None if self.flex is None or other.flex is None else self.flex + other.flex
+        return PathCosts(self.standard + other.standard, self.batch + other.batch, flex)
+
+
+ZERO_COST = PathCosts(0.0, 0.0, 0.0)
+
 
 @dataclass(frozen=True, slots=True)
 class RequestFeatures:
     """One request as the router sees it.
 
-    `output_tokens` is the expected output (the request's max, or a per-model estimate);
-    `max_output_tokens` is what OpenAI counts against TPM, defaulting to `output_tokens`.
-    Higher `priority` goes first when real time cannot do everything.
+    `output_tokens` is the expected output (the store's evidence for the model, capped by
+    the request's own limit) and `cost` its price on each path; `output_worst`/`cost_worst`
+    are the worst case (the request's cap, or a high quantile of the evidence), defaulting
+    to the expected figures. `max_output_tokens` is what OpenAI counts against TPM,
+    defaulting to the worst-case output. Higher `priority` goes first when real time cannot
+    do everything. `shard` names the live batch shard the request is already in, if any.
     """
 
     custom_id: str
@@ -61,29 +73,35 @@ class RequestFeatures:
     cost: PathCosts
     priority: int = 0
     max_output_tokens: int | None = None
+    output_worst: int | None = None
+    cost_worst: PathCosts | None = None
+    shard: str | None = None
 
     @property
     def rate_limit_tokens(self) -> int:
         """Tokens charged against TPM: input plus the maximum output (OpenAI's accounting)."""
-        out = self.output_tokens if self.max_output_tokens is None else self.max_output_tokens
+        out = self.max_output_tokens
+        if out is None:
+            out = self.output_tokens if self.output_worst is None else self.output_worst
         return self.input_tokens + max(out, 0)
-
-    @property
-    def saving_per_token(self) -> float:
-        """USD saved per rate-limit token by the cheapest deferred path instead of standard."""
-        cheapest = min(self.cost.batch, self.cost.flex if self.cost.flex is not None else 1e18)
-        return (self.cost.standard - cheapest) / max(self.rate_limit_tokens, 1)
 
 
 @dataclass(frozen=True)
 class RunPolicy:
-    """What the user asked of the run.
+    """What the user asked of the run, and how much safety the deadline keeps.
 
-    `deadline` is unix seconds (None: no deadline); `margin_s` is kept free before it.
+    `deadline` is unix seconds (None: no deadline). The safety kept before it is what the
+    deadline needs, not one constant: `margin_s` (a small floor), plus `realtime_spread`
+    (real time may run this share slower than its rate limits say), plus the cancel
+    latency (a learned distribution the caller passes to the router: its mean where
+    nothing of a batch is known finished, its `cancel_quantile` where the batch's own
+    progress is counted on). `batch_setup_s`: how long a new shard needs before it can
+    make progress (upload, create, validation); batch is tried whenever the escalation
+    point is at least that far away.
+    `escalation_step_s`: an escalation point closer than this counts as reached (as a batch
+    progresses the point moves later by ever smaller steps; this ends the chase).
     A run with at most `small_run_requests` requests, or whose all-standard cost is at most
     `small_run_usd`, is too small for batching to matter and goes to real time.
-    `min_batch_chance`: below this probability of a batch returning before the escalation
-    point, real time starts at once (batching would only delay the same spend).
     `breaker_margin_s`: how much earlier the escalation point moves while a model's
     real-time circuit breaker is open.
     """
@@ -95,16 +113,25 @@ class RunPolicy:
     strict: bool = False
     small_run_requests: int = 20
     small_run_usd: float = 0.05
-    min_batch_chance: float = 0.05
     breaker_margin_s: float = 300.0
+    realtime_spread: float = 0.05
+    cancel_quantile: float = 0.9
+    batch_setup_s: float = 60.0
+    escalation_step_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.budget_usd is not None and self.budget_usd < 0:
             raise ConfigError(f"--budget must be zero or more, got {self.budget_usd}.")
         if self.margin_s < 0:
             raise ConfigError(f"The safety margin must be zero or more, got {self.margin_s}s.")
-        if not 0.0 <= self.min_batch_chance <= 1.0:
-            raise ConfigError(f"min_batch_chance must be within 0..1, got {self.min_batch_chance}.")
+        if self.realtime_spread < 0:
+            raise ConfigError(f"realtime_spread must be zero or more, got {self.realtime_spread}.")
+        if not 0.0 < self.cancel_quantile < 1.0:
+            raise ConfigError(
+                f"cancel_quantile must be strictly within 0..1, got {self.cancel_quantile}."
+            )
+        if self.batch_setup_s < 0:
+            raise ConfigError(f"batch_setup_s must be zero or more, got {self.batch_setup_s}.")
 
 
 @dataclass(frozen=True)

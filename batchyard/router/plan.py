@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchyard.models import RouteOverride
-from batchyard.router.costs import PlanRow, estimate
+from batchyard.router.costs import Estimate, PlanRow
 from batchyard.router.decision import Decision
 from batchyard.router.features import ModelCapacity, RequestFeatures, RunPolicy
 from batchyard.router.parse import format_duration, format_time, format_usd
@@ -54,6 +54,11 @@ class Plan:
     def requests(self) -> int:
         return sum(r.requests for r in self.rows)
 
+    @property
+    def late(self) -> int:
+        """Requests that cannot make the deadline even in real time from now."""
+        return self.decision.late
+
     def to_dict(self, *, assignments: bool = True) -> dict[str, Any]:
         """A JSON-ready view (`plan --json`); `assignments=False` leaves out the per-request
         routes (one entry per request: large for big files, and kept in the store anyway)."""
@@ -75,6 +80,7 @@ class Plan:
             "expected_finish": self.expected_finish,
             "escalation_at": dict(self.escalation_at),
             "cannot_meet": list(self.cannot_meet),
+            "late": self.late,
             "reason": self.reason,
             "reasons": dict(self.reasons),
         }
@@ -103,20 +109,20 @@ class Plan:
             for r in self.rows
         ]
         lines.append(
-            f"cost: expected {format_usd(self.expected)}, best {format_usd(self.best)}, worst "
-            f"{format_usd(self.worst)}; all-standard {format_usd(self.all_standard)}, saving "
-            f"{format_usd(self.saving)}; escalation {self.p_escalation:.0%} likely"
+            f"cost: expected {format_usd(self.expected)}, worst case {format_usd(self.worst)}, "
+            f"best {format_usd(self.best)}; all-standard {format_usd(self.all_standard)}, "
+            f"expected saving {format_usd(self.saving)}; escalation {self.p_escalation:.0%} likely"
         )
         if self.expected_finish is not None:
             lines.append(
                 f"expected finish {format_time(self.expected_finish)} "
                 f"(in {format_duration(self.expected_finish - self.now)})"
             )
-        if self.cannot_meet:
+        if self.late:
             lines.append(
-                f"{len(self.cannot_meet)} request(s) cannot make the deadline: "
+                f"{self.late} request(s) cannot make the deadline: "
                 + ", ".join(self.cannot_meet[:10])
-                + (", ..." if len(self.cannot_meet) > 10 else "")
+                + (", ..." if self.late > 10 else "")
             )
         lines.extend(f"{m}: {why}" for m, why in self.reasons.items())
         return lines
@@ -139,18 +145,12 @@ def _row_dict(r: PlanRow) -> dict[str, Any]:
         "all_standard": r.all_standard,
         "saving": r.saving,
         "deferred": r.deferred,
+        "output_tokens_worst": r.output_worst,
     }
 
 
-def plan_from_decision(
-    decision: Decision,
-    requests: Sequence[RequestFeatures],
-    policy: RunPolicy,
-    capacities: Mapping[str, ModelCapacity],
-    turnarounds: Mapping[str, Turnaround] | None = None,
-) -> Plan:
-    """Cost an existing decision (for example a mid-run re-decision) as a plan."""
-    est = estimate(decision, requests, capacities, turnarounds or {})
+def plan_from_decision(decision: Decision, est: Estimate, policy: RunPolicy) -> Plan:
+    """A decision and its estimate as a plan."""
     return Plan(
         now=decision.now,
         deadline=policy.deadline,
@@ -178,7 +178,9 @@ def make_plan(
     now: float,
     turnarounds: Mapping[str, Turnaround] | None = None,
     rules: Rule = DEFAULT_RULES,
+    *,
+    cancel: Turnaround | None = None,
 ) -> Plan:
     """Decide and cost a run; raises `PlanRefused` (with the numbers) like `decide`."""
-    decision = decide(requests, policy, capacities, now, turnarounds, rules)
-    return plan_from_decision(decision, requests, policy, capacities, turnarounds)
+    decision, est = decide(requests, policy, capacities, now, turnarounds, rules, cancel=cancel)
+    return plan_from_decision(decision, est, policy)

@@ -1,60 +1,176 @@
 """Deciding routes for a run, and re-deciding them while it runs.
 
-Owns `route` (rules only), `decide` (rules, then `--strict` and the budget, which may force
-a batch-only plan or refuse with the numbers) and `redecide` (the mid-run view: at the
-escalation point, cancel the model's batch shards, keep their finished lines, finish the
-rest in real time; before it, shards stay and real time that can wait goes back to batch).
+Owns `route_work` (rules on per-model sums: the decision names no request), `route`
+(the same for callers holding the requests: it also assigns each line, see `assign.py`),
+`decide` (rules, then `--strict` and the budget, which may force a batch-only plan or
+refuse with the numbers) and `redecide` (the mid-run view: at the escalation point, cancel
+the model's batch shards, keep their finished lines, finish the rest in real time; a shard
+whose cancel has not finished by its release point goes to real time anyway).
 Pure: no I/O, no clock; the caller passes `now` and everything it knows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from batchyard.errors import InputError, PlanRefused
 from batchyard.models import Route, RouteOverride
+from batchyard.router.assign import Assigner
 from batchyard.router.costs import Estimate, estimate
 from batchyard.router.decision import Assignment, Change, Decision, ModelDecision, Redecision
 from batchyard.router.features import ModelCapacity, RequestFeatures, RunPolicy
 from batchyard.router.parse import format_duration, format_time, format_usd
-from batchyard.router.rules import BATCH_ONLY_RULES, DEFAULT_RULES, Rule, make_context
+from batchyard.router.rules import (
+    BATCH_ONLY_RULES,
+    DEFAULT_RULES,
+    ModelContext,
+    Rule,
+    make_context,
+    release_point,
+)
 from batchyard.router.turnaround import Turnaround
+from batchyard.router.work import NO_WORK, ModelWork, ShardState, Tally, Work
 
-__all__ = ["ShardState", "decide", "is_small_run", "redecide", "route"]
+__all__ = [
+    "ShardState",
+    "decide",
+    "is_small_run",
+    "redecide",
+    "route",
+    "route_work",
+]
 
 _EPS = 1e-9
 
 
-@dataclass(frozen=True)
-class ShardState:
-    """A batch shard that is still live remotely (not yet terminal and applied).
-
-    `completed_ids`: its lines already known finished (from partial output); they are kept.
-    """
-
-    shard_id: str
-    model: str
-    custom_ids: frozenset[str]
-    submitted_at: float
-    completed_ids: frozenset[str] = field(default_factory=frozenset)
-
-
-def is_small_run(requests: Sequence[RequestFeatures], policy: RunPolicy) -> bool:
+def is_small_run(
+    work: Mapping[str, ModelWork] | Sequence[RequestFeatures], policy: RunPolicy
+) -> bool:
     """Too small for batching to matter: few requests, or little money at standard price."""
-    standard = sum(r.cost.standard for r in requests)
-    return len(requests) <= policy.small_run_requests or standard <= policy.small_run_usd
+    if isinstance(work, Mapping):
+        total = sum((w.total for w in work.values()), NO_WORK)
+    else:
+        total = sum((Work.of(r) for r in work), NO_WORK)
+    return total.count <= policy.small_run_requests or total.cost.standard <= policy.small_run_usd
 
 
-def _by_model(requests: Sequence[RequestFeatures]) -> dict[str, list[RequestFeatures]]:
-    groups: dict[str, list[RequestFeatures]] = {}
+def _shard_actions(ctx: ModelContext, md: ModelDecision) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(shards to cancel now, cancelling shards to release to real time now)."""
+    esc = md.escalation_at
+    if esc is None:
+        return (), ()
+    now = ctx.now
+    reached = now >= esc - ctx.policy.escalation_step_s
+    cancel = tuple(s.shard_id for s in ctx.shards if not s.cancelling and reached)
+    deadline = ctx.policy.deadline
+    release: list[str] = []
+    if deadline is not None:
+        for s in ctx.shards:
+            if not s.cancelling:
+                continue
+            point = release_point(
+                deadline, ctx.work, ctx.shards, s, ctx.capacity, ctx.escalation_route, ctx.safety
+            )
+            if now >= point:
+                release.append(s.shard_id)
+    return cancel, tuple(release)
+
+
+def route_work(
+    work: Mapping[str, ModelWork],
+    policy: RunPolicy,
+    capacities: Mapping[str, ModelCapacity],
+    now: float,
+    turnarounds: Mapping[str, Turnaround] | None = None,
+    rules: Rule = DEFAULT_RULES,
+    *,
+    shards: Sequence[ShardState] = (),
+    cancel: Turnaround | None = None,
+    small_run: bool | None = None,
+) -> tuple[Decision, dict[str, ModelContext]]:
+    """Apply `rules` to each model's sums. No budget or `--strict` check.
+
+    `shards`: the run's live batch shards (their lines are not in `work`); `cancel`: the
+    learned cancel latency; `small_run`: decided by the caller when the run's size is
+    fixed (mid-run), else from `work`. Returns the decision and each model's context.
+    """
+    turnarounds = turnarounds or {}
+    latency = cancel or Turnaround.cancel_prior()
+    small = is_small_run(work, policy) if small_run is None else small_run
+    names = sorted(set(work) | {s.model for s in shards})
+    models: list[ModelDecision] = []
+    contexts: dict[str, ModelContext] = {}
+    for model in names:
+        ctx = make_context(
+            model,
+            work.get(model) or ModelWork(model),
+            [s for s in shards if s.model == model],
+            capacities.get(model) or ModelCapacity(model=model),
+            policy,
+            now,
+            turnarounds.get(model) or Turnaround.prior(),
+            latency,
+            small,
+        )
+        decided = rules(ctx)
+        if decided is None:
+            raise ValueError(
+                f"rules {rules!r} decided nothing for {model}; end them with a catch-all"
+            )
+        cancel_ids, release_ids = _shard_actions(ctx, decided)
+        models.append(replace(decided, cancel_shards=cancel_ids, release_shards=release_ids))
+        contexts[model] = ctx
+    reason = "; ".join(f"{m.model}: {m.reason}" for m in models) or "nothing to route"
+    return Decision(now=now, models=tuple(models), reason=reason), contexts
+
+
+def _assigned(
+    decision: Decision,
+    requests: Iterable[RequestFeatures],
+    capacities: Mapping[str, ModelCapacity],
+) -> Decision:
+    """The decision with every request assigned, and exact sums per route."""
+    caps = {
+        m.model: capacities.get(m.model) or ModelCapacity(model=m.model) for m in decision.models
+    }
+    assigner = Assigner(decision, caps, keep_late=10**9)
+    lines: dict[str, list[Assignment]] = {m.model: [] for m in decision.models}
+    routed: dict[str, dict[Route, Work]] = {m.model: {} for m in decision.models}
+    deferred: dict[str, Work] = {m.model: NO_WORK for m in decision.models}
+    late: dict[str, list[str]] = {m.model: [] for m in decision.models}
+    for r in requests:
+        before = assigner.late_count
+        a = assigner.assign(r)
+        lines[r.model].append(a)
+        if assigner.late_count > before:
+            late[r.model].append(r.custom_id)
+        if r.shard is not None:
+            continue
+        per = routed[r.model]
+        per[a.route] = per.get(a.route, NO_WORK) + Work.of(r)
+        if a.deferred:
+            deferred[r.model] = deferred[r.model] + Work.of(r)
+    models = tuple(
+        replace(
+            m,
+            assignments=tuple(lines[m.model]),
+            cannot_meet=tuple(late[m.model]),
+            late=len(late[m.model]),
+            routed=routed[m.model],
+            deferred=deferred[m.model],
+        )
+        for m in decision.models
+    )
+    return Decision(now=decision.now, models=models, reason=decision.reason)
+
+
+def _check_unique(requests: Sequence[RequestFeatures]) -> None:
     seen: set[str] = set()
     for r in requests:
         if r.custom_id in seen:
             raise InputError(f"custom_id {r.custom_id!r} appears more than once; make each unique.")
         seen.add(r.custom_id)
-        groups.setdefault(r.model, []).append(r)
-    return dict(sorted(groups.items()))
 
 
 def route(
@@ -64,35 +180,52 @@ def route(
     now: float,
     turnarounds: Mapping[str, Turnaround] | None = None,
     rules: Rule = DEFAULT_RULES,
-    in_shard: frozenset[str] = frozenset(),
+    *,
+    shards: Sequence[ShardState] = (),
+    in_flight: Sequence[RequestFeatures] = (),
+    cancel: Turnaround | None = None,
+    small_run: bool | None = None,
 ) -> Decision:
-    """Apply `rules` to each model's open work. No budget or `--strict` check.
+    """`route_work` for a list of requests, each of them assigned (in the order given).
 
-    `in_shard`: lines already inside live batch shards (their tokens are already counted in
-    `enqueued_tokens_in_flight`, so they take no new queue room).
+    Requests with `shard` set are inside a live shard; `in_flight` are real-time calls on
+    the wire (counted as real-time work, not routed).
     """
-    turnarounds = turnarounds or {}
-    small = is_small_run(requests, policy)
-    models: list[ModelDecision] = []
-    for model, reqs in _by_model(requests).items():
-        ctx = make_context(
-            model,
-            reqs,
-            capacities.get(model) or ModelCapacity(model=model),
-            policy,
-            now,
-            turnarounds.get(model) or Turnaround.prior(),
-            small,
-            in_shard,
-        )
-        decided = rules(ctx)
-        if decided is None:
-            raise ValueError(
-                f"rules {rules!r} decided nothing for {model}; end them with a catch-all"
-            )
-        models.append(decided)
-    reason = "; ".join(f"{m.model}: {m.reason}" for m in models) or "nothing to route"
-    return Decision(now=now, models=tuple(models), reason=reason)
+    return _route(
+        requests, policy, capacities, now, turnarounds, rules, shards, in_flight, cancel, small_run
+    )[0]
+
+
+def _route(
+    requests: Sequence[RequestFeatures],
+    policy: RunPolicy,
+    capacities: Mapping[str, ModelCapacity],
+    now: float,
+    turnarounds: Mapping[str, Turnaround] | None,
+    rules: Rule,
+    shards: Sequence[ShardState],
+    in_flight: Sequence[RequestFeatures],
+    cancel: Turnaround | None,
+    small_run: bool | None,
+) -> tuple[Decision, dict[str, ModelContext]]:
+    _check_unique(requests)
+    tally = Tally().extend(requests)
+    for r in in_flight:
+        tally.add(r, in_flight=True)
+    if small_run is None:
+        small_run = is_small_run([r for r in requests if r.shard is None], policy)
+    decision, contexts = route_work(
+        tally.result(),
+        policy,
+        capacities,
+        now,
+        turnarounds,
+        rules,
+        shards=shards,
+        cancel=cancel,
+        small_run=small_run,
+    )
+    return _assigned(decision, requests, capacities), contexts
 
 
 def _refuse_strict(decision: Decision, policy: RunPolicy, total: int) -> None:
@@ -101,7 +234,7 @@ def _refuse_strict(decision: Decision, policy: RunPolicy, total: int) -> None:
         return
     needs = max(m.realtime_s for m in decision.models if m.cannot_meet)
     sample = ", ".join(late[:5]) + (", ..." if len(late) > 5 else "")
-    earliest = decision.now + needs + policy.margin_s
+    earliest = decision.now + needs * (1 + policy.realtime_spread) + policy.margin_s
     raise PlanRefused(
         f"--strict: {len(late)} of {total} requests cannot finish by the deadline "
         f"{format_time(policy.deadline)} even in real time from now ({sample}); real time needs "
@@ -150,23 +283,26 @@ def decide(
     now: float,
     turnarounds: Mapping[str, Turnaround] | None = None,
     rules: Rule = DEFAULT_RULES,
-) -> Decision:
-    """Route a run before it starts; raise `PlanRefused` when `--strict` or the budget says no.
+    *,
+    cancel: Turnaround | None = None,
+) -> tuple[Decision, Estimate]:
+    """Route a run before it starts, and cost it; raise `PlanRefused` when `--strict` or the
+    budget says no.
 
-    If the worst case exceeds the budget but batch-only fits and can still finish before the
-    deadline (or there is none), the budget forces batch-only and the reason says so.
+    The budget is checked against the worst case. If it does not fit but batch-only does
+    and can still finish before the deadline (or there is none), the budget forces
+    batch-only and the reason says so.
     """
     turnarounds = turnarounds or {}
-    decision = route(requests, policy, capacities, now, turnarounds, rules)
+    args = (policy, capacities, now, turnarounds)
+    decision, contexts = _route(requests, *args, rules, (), (), cancel, None)
     _refuse_strict(decision, policy, len(requests))
+    est = estimate(decision, contexts)
     budget = policy.budget_usd
-    if budget is None:
-        return decision
-    est = estimate(decision, requests, capacities, turnarounds)
-    if est.worst <= budget + _EPS:
-        return decision
-    cheap = route(requests, policy, capacities, now, turnarounds, BATCH_ONLY_RULES)
-    cheap_est = estimate(cheap, requests, capacities, turnarounds)
+    if budget is None or est.worst <= budget + _EPS:
+        return decision, est
+    cheap, cheap_ctx = _route(requests, *args, BATCH_ONLY_RULES, (), (), cancel, None)
+    cheap_est = estimate(cheap, cheap_ctx)
     models = [m.model for m in decision.models]
     if cheap_est.worst <= budget + _EPS and _batch_only_allowed(policy, now, turnarounds, models):
         note = (
@@ -176,29 +312,9 @@ def decide(
         )
         if policy.deadline is not None:
             note += "; lines of a batch that expires would miss the deadline"
-        return replace(cheap, reason=f"{note}; {cheap.reason}")
+        return replace(cheap, reason=f"{note}; {cheap.reason}"), cheap_est
     window = max((turnarounds.get(m) or Turnaround.prior()).max_s for m in models)
     raise _refuse_budget(budget, policy, est, cheap_est, now, window)
-
-
-def _shard_line(md: ModelDecision, a: Assignment, shard: ShardState, now: float) -> Assignment:
-    """The route of a line inside a live shard: it stays, unless the shard is cancelled."""
-    esc = md.escalation_at
-    if esc is not None and now >= esc:
-        reason = (
-            f"batch shard {shard.shard_id} cancelled at the escalation point "
-            f"{format_time(esc)}; {a.reason}"
-        )
-        route_ = a.route if a.route is not Route.BATCH else md.escalation_route
-        return Assignment(a.custom_id, route_, reason)
-    until = (
-        f"until the escalation point {format_time(esc)}" if esc is not None else "(no escalation)"
-    )
-    return Assignment(a.custom_id, Route.BATCH, f"stays in batch shard {shard.shard_id} {until}")
-
-
-def _to_cancel(md: ModelDecision, now: float) -> bool:
-    return md.escalation_at is not None and now >= md.escalation_at
 
 
 def redecide(
@@ -210,44 +326,50 @@ def redecide(
     shards: Sequence[ShardState] = (),
     current_routes: Mapping[str, Route] | None = None,
     rules: Rule = DEFAULT_RULES,
+    *,
+    in_flight: Sequence[RequestFeatures] = (),
+    cancel: Turnaround | None = None,
+    small_run: bool | None = None,
 ) -> Redecision:
     """Re-decide the run's open work at `now` with current limits, failures and shards.
 
-    `requests`: the run's non-terminal requests; lines a shard reports finished are kept and
-    dropped from the open work. `current_routes`: each open request's route so far (lines in
-    a live shard count as batch), used to report changes of course. No budget refusal here:
+    `requests`: the run's open requests not on the wire (those inside a live shard have
+    `shard` set); `in_flight`: real-time calls on the wire. `current_routes`: each open
+    request's route so far, used to report changes of course. No budget refusal here:
     mid-run, `costs.budget_stop_reason` guards each dispatch instead.
     """
-    kept = {c for s in shards for c in s.completed_ids}
-    open_work = [r for r in requests if r.custom_id not in kept]
-    shard_of = {c: s for s in shards for c in s.custom_ids if c not in kept}
-    base = route(open_work, policy, capacities, now, turnarounds, rules, frozenset(shard_of))
+    decision = route(
+        requests,
+        policy,
+        capacities,
+        now,
+        turnarounds,
+        rules,
+        shards=shards,
+        in_flight=in_flight,
+        cancel=cancel,
+        small_run=small_run,
+    )
     current = dict(current_routes or {})
-    current.update({c: Route.BATCH for c in shard_of})
-    models: list[ModelDecision] = []
-    cancel: list[str] = []
     changes: list[Change] = []
-    for md in base.models:
-        if _to_cancel(md, now):
-            for s in shards:
-                if s.model == md.model and s.shard_id not in cancel:
-                    cancel.append(s.shard_id)
-                    when = format_time(md.escalation_at or now)
-                    why = f"escalation point {when} reached; finished lines are kept"
-                    changes.append(
-                        Change("cancel_shard", s.shard_id, Route.BATCH, md.escalation_route, why)
-                    )
-        lines = tuple(
-            _shard_line(md, a, shard_of[a.custom_id], now) if a.custom_id in shard_of else a
-            for a in md.assignments
-        )
-        models.append(replace(md, assignments=lines))
-        for a in lines:
+    for md in decision.models:
+        when = format_time(md.escalation_at or now)
+        for shard in md.cancel_shards:
+            why = f"escalation point {when} reached; finished lines are kept"
+            changes.append(Change("cancel_shard", shard, Route.BATCH, md.escalation_route, why))
+        for shard in md.release_shards:
+            why = (
+                f"cancel of shard {shard} not finished at the last moment real time can start; "
+                "its lines go to real time (those the batch finished are paid twice)"
+            )
+            changes.append(Change("release_shard", shard, Route.BATCH, md.escalation_route, why))
+        for a in md.assignments:
             before = current.get(a.custom_id)
             if before is not None and before is not a.route:
                 changes.append(Change("reroute", a.custom_id, before, a.route, a.reason))
-    decision = Decision(now=now, models=tuple(models), reason=base.reason)
-    kept_ids = tuple(sorted(c for c in kept if any(c in s.custom_ids for s in shards)))
     return Redecision(
-        decision=decision, cancel_shards=tuple(cancel), kept=kept_ids, changes=tuple(changes)
+        decision=decision,
+        cancel_shards=decision.cancel_shards,
+        release_shards=decision.release_shards,
+        changes=tuple(changes),
     )

@@ -1,10 +1,12 @@
-"""The routing rules for one model's open work, and the timing arithmetic they share.
+"""The routing rules for one model's open work, and the escalation arithmetic they share.
 
-Owns `realtime_seconds`, `escalation_point` and the rules. A rule looks at a
+Owns `ModelContext` (one model's work, shards, capacity and derived timings),
+`make_context`, `escalation_point`, `release_point` and the rules. A rule looks at a
 `ModelContext` and either decides (returns a `ModelDecision`) or passes (returns None).
 Rules compose like tenacity's stop/wait objects: `a | b` tries `a`, then `b`.
-`DEFAULT_RULES` is the policy of the issue: batch first, escalate at the last safe moment.
-Pure: no I/O, no clock; `now` comes in through the context.
+`DEFAULT_RULES` is the policy: batch first whenever there is room to try, escalate at the
+last safe moment. Rules see only per-model sums (`batchyard.router.work`), never single
+requests. Pure: no I/O, no clock; `now` comes in through the context.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from dataclasses import dataclass
 
 from batchyard.errors import ConfigError
 from batchyard.models import Route, RouteOverride
-from batchyard.router.decision import Assignment, ModelDecision
-from batchyard.router.features import ModelCapacity, RequestFeatures, RunPolicy
+from batchyard.router.costs import try_batch_cost
+from batchyard.router.decision import ModelDecision
+from batchyard.router.features import ModelCapacity, RunPolicy
+from batchyard.router.pace import Safety, latest_start, realtime_seconds
 from batchyard.router.parse import format_duration, format_time
 from batchyard.router.turnaround import Turnaround
+from batchyard.router.work import NO_WORK, ModelWork, ShardState, Work
 
 __all__ = [
     "BATCH_ONLY_RULES",
@@ -26,117 +31,149 @@ __all__ = [
     "Rule",
     "batch_only_rule",
     "deadline_rule",
-    "dispatch_order",
     "escalation_point",
-    "finish_offsets",
     "flex_bargain_rule",
+    "late_count",
     "make_context",
     "no_deadline_rule",
     "override_rule",
     "quota_rule",
-    "realtime_seconds",
+    "release_point",
     "small_run_rule",
 ]
 
 
-def dispatch_order(requests: Sequence[RequestFeatures]) -> tuple[RequestFeatures, ...]:
-    """Priority first (higher first), then saving per token (higher first), then file order."""
-    indexed = sorted(
-        enumerate(requests), key=lambda p: (-p[1].priority, -p[1].saving_per_token, p[0])
-    )
-    return tuple(r for _, r in indexed)
-
-
-def finish_offsets(
-    work: Sequence[RequestFeatures], capacity: ModelCapacity, route: Route = Route.STANDARD
-) -> list[float]:
-    """Seconds from now until each request, sent in order, has its answer.
-
-    Requests are paced by RPM and by TPM counted as OpenAI counts it (input plus maximum
-    output), whichever binds; each answer then takes the route's latency.
-    """
-    rpm, tpm, latency = capacity.limits(route)
-    offsets: list[float] = []
-    tokens = 0
-    for count, r in enumerate(work, start=1):
-        tokens += r.rate_limit_tokens
-        offsets.append(max(count / rpm, tokens / tpm) * 60.0 + latency)
-    return offsets
-
-
-def realtime_seconds(
-    work: Sequence[RequestFeatures], capacity: ModelCapacity, route: Route = Route.STANDARD
-) -> float:
-    """Seconds real time needs to finish all of `work` on `route` at the current limits."""
-    offsets = finish_offsets(work, capacity, route)
-    return offsets[-1] if offsets else 0.0
-
-
-def escalation_point(deadline: float | None, realtime_s: float, margin_s: float) -> float | None:
-    """The last safe moment to move unfinished batch work to real time (None: no deadline)."""
-    if deadline is None:
-        return None
-    return deadline - realtime_s - margin_s
-
-
 @dataclass(frozen=True)
 class ModelContext:
-    """Everything a rule may look at for one model, with the derived timings."""
+    """Everything a rule may look at for one model, with the derived timings.
+
+    `open` is the routable open work (not in a shard); `unanswered` everything real time
+    would have to do if the model escalated now: calls in flight, the open work, and each
+    live shard's lines the provider has not finished (by its own count).
+    """
 
     model: str
-    requests: tuple[RequestFeatures, ...]  # dispatch order
+    work: ModelWork
+    shards: tuple[ShardState, ...]
     capacity: ModelCapacity
     policy: RunPolicy
     now: float
     turnaround: Turnaround
+    safety: Safety
     small_run: bool
     escalation_route: Route
     realtime_s: float
     escalation_at: float | None
-    in_shard: frozenset[str] = frozenset()  # already in a live batch shard, already enqueued
+
+    @property
+    def open(self) -> Work:
+        return self.work.total
+
+    @property
+    def unanswered(self) -> Work:
+        return sum((s.remaining for s in self.shards), self.work.in_flight + self.open)
 
 
-def _flex_fits(
-    work: Sequence[RequestFeatures], capacity: ModelCapacity, policy: RunPolicy, now: float
-) -> bool:
+def escalation_point(
+    deadline: float | None,
+    work: ModelWork,
+    shards: Sequence[ShardState],
+    capacity: ModelCapacity,
+    route: Route,
+    safety: Safety,
+) -> float | None:
+    """The last safe moment to cancel the model's batches and finish their work in real time.
+
+    Two bounds, the later wins. Counting every line not known finished, real time could
+    start on all of them once the cancel is done, so the point allows for the cancel's mean
+    latency. Counting on the provider's own progress (`request_counts.completed`), real time
+    needs only the unfinished lines, but cannot tell which they are until the cancel is
+    done, so the point allows for a high quantile of the cancel latency. As a batch makes
+    progress, the point moves later. None without a deadline.
+    """
+    if deadline is None:
+        return None
+    base = work.in_flight + work.total
+    every = sum((s.work for s in shards), base)
+    unanswered = sum((s.remaining for s in shards), base)
+    all_lines = latest_start(deadline, every, capacity, route, safety) - safety.cancel_mean_s
+    counted = latest_start(deadline, unanswered, capacity, route, safety) - safety.cancel_high_s
+    return max(all_lines, counted)
+
+
+def release_point(
+    deadline: float,
+    work: ModelWork,
+    shards: Sequence[ShardState],
+    shard: ShardState,
+    capacity: ModelCapacity,
+    route: Route,
+    safety: Safety,
+) -> float:
+    """When the lines of `shard`, still cancelling, go to real time anyway.
+
+    Real time then sends lines whose fate the batch has not told yet, and those the batch
+    did finish are paid twice: that is the price of the deadline. If the cancel was asked
+    before real time's latest start for every line not known finished, the lines go then
+    (all of them fit); otherwise at the latest start for the lines the provider counts as
+    unfinished.
+    """
+    base = work.in_flight + work.total
+    every = latest_start(deadline, sum((s.work for s in shards), base), capacity, route, safety)
+    unanswered = sum((s.remaining for s in shards), base)
+    if shard.cancelling_at is not None and shard.cancelling_at <= every:
+        return every
+    return latest_start(deadline, unanswered, capacity, route, safety)
+
+
+def _flex_fits(work: Work, capacity: ModelCapacity, policy: RunPolicy, now: float) -> bool:
     if policy.deadline is None:
         return True
-    return now + realtime_seconds(work, capacity, Route.FLEX) + policy.margin_s <= policy.deadline
+    needs = realtime_seconds(work, capacity, Route.FLEX, policy.realtime_spread)
+    return now + needs + policy.margin_s <= policy.deadline
 
 
 def make_context(
     model: str,
-    requests: Sequence[RequestFeatures],
+    work: ModelWork,
+    shards: Sequence[ShardState],
     capacity: ModelCapacity,
     policy: RunPolicy,
     now: float,
     turnaround: Turnaround,
+    cancel: Turnaround,
     small_run: bool,
-    in_shard: frozenset[str] = frozenset(),
 ) -> ModelContext:
-    """Order the work and compute the real-time route, its duration and the escalation point.
+    """Work out the real-time route, how long it needs and the escalation point.
 
     Real time means flex where the model allows it, flex is no dearer than standard and its
     latency fits the deadline; else standard. An open breaker pulls the point earlier.
     """
-    ordered = dispatch_order(requests)
-    flex_cheaper = all(r.cost.flex is not None and r.cost.flex <= r.cost.standard for r in ordered)
-    use_flex = capacity.flex_usable and flex_cheaper and _flex_fits(ordered, capacity, policy, now)
+    safety = Safety.of(policy, cancel)
+    total = work.total
+    unanswered = sum((s.remaining for s in shards), work.in_flight + total)
+    flex_price = unanswered.cost.flex
+    flex_cheaper = flex_price is not None and flex_price <= unanswered.cost.standard + 1e-12
+    use_flex = (
+        capacity.flex_usable and flex_cheaper and _flex_fits(unanswered, capacity, policy, now)
+    )
     route = Route.FLEX if use_flex else Route.STANDARD
-    rt_s = realtime_seconds(ordered, capacity, route)
-    margin = policy.margin_s + (policy.breaker_margin_s if capacity.breaker_open else 0.0)
+    esc = escalation_point(policy.deadline, work, shards, capacity, route, safety)
+    if esc is not None and capacity.breaker_open:
+        esc -= policy.breaker_margin_s
     return ModelContext(
         model=model,
-        requests=ordered,
+        work=work,
+        shards=tuple(shards),
         capacity=capacity,
         policy=policy,
         now=now,
         turnaround=turnaround,
+        safety=safety,
         small_run=small_run,
         escalation_route=route,
-        realtime_s=rt_s,
-        escalation_at=escalation_point(policy.deadline, rt_s, margin),
-        in_shard=in_shard,
+        realtime_s=realtime_seconds(unanswered, capacity, route),
+        escalation_at=esc,
     )
 
 
@@ -164,46 +201,65 @@ class Rule:
         return f"Rule({self.name})"
 
 
+def late_count(ctx: ModelContext, route: Route) -> int:
+    """How many open requests finish past the deadline on `route`, sent in dispatch order
+    after the calls in flight (requests of one priority taken as equal in size)."""
+    deadline = ctx.policy.deadline
+    if deadline is None:
+        return 0
+    rpm, tpm, latency = ctx.capacity.limits(route)
+    budget = (deadline - ctx.now - latency) / 60.0  # minutes of pacing that still fit
+    count, tokens = ctx.work.in_flight.count, ctx.work.in_flight.rate_tokens
+    late = 0
+    for _, w in ctx.work.ordered():
+        if w.count == 0:
+            continue
+        per = w.rate_tokens / w.count
+        by_rpm = budget * rpm - count
+        by_tpm = (budget * tpm - tokens) / per if per > 0 else float(w.count)
+        fits = int(max(0.0, min(float(w.count), by_rpm, by_tpm)) + 1e-9)
+        late += w.count - fits
+        count, tokens = count + w.count, tokens + w.rate_tokens
+    return late
+
+
 def _decided(
     ctx: ModelContext,
     rule: str,
-    assignments: Sequence[Assignment],
+    route: Route,
     reason: str,
     *,
     escalation_at: float | None,
-    cannot_meet: Sequence[str] = (),
+    late: int = 0,
+    deferred: Work = NO_WORK,
 ) -> ModelDecision:
+    deadline = ctx.policy.deadline
+    open_ = ctx.open
     return ModelDecision(
         model=ctx.model,
-        assignments=tuple(assignments),
+        route=route,
         escalation_at=escalation_at,
         escalation_route=ctx.escalation_route,
         realtime_s=ctx.realtime_s,
         reason=reason,
         rule=rule,
-        cannot_meet=tuple(cannot_meet),
+        late=late,
+        queue_room=ctx.capacity.enqueued_headroom if route is Route.BATCH else None,
+        queue_limit=ctx.capacity.enqueued_token_limit if route is Route.BATCH else None,
+        slack_s=None if deadline is None else deadline - ctx.now,
+        in_flight=ctx.work.in_flight,
+        classes=dict(ctx.work.classes),
+        routed={route: open_} if open_ else {},
+        deferred=deferred,
     )
 
 
 def _realtime_now(ctx: ModelContext, rule: str, route: Route, reason: str) -> ModelDecision:
-    """Everything to `route` in dispatch order; names the requests that finish too late."""
-    offsets = finish_offsets(ctx.requests, ctx.capacity, route)
-    deadline = ctx.policy.deadline
-    assignments: list[Assignment] = []
-    late: list[str] = []
-    for r, offset in zip(ctx.requests, offsets, strict=True):
-        why = reason
-        if deadline is not None and ctx.now + offset > deadline:
-            late.append(r.custom_id)
-            late_by = format_duration(ctx.now + offset - deadline)
-            why = f"{reason}; cannot make the deadline: ~{late_by} late"
-        assignments.append(Assignment(r.custom_id, route, why))
+    """Everything to `route` now, in dispatch order; counts the requests that finish late."""
+    late = late_count(ctx, route)
     if late:
-        reason = f"{reason}; {len(late)} of {len(ctx.requests)} cannot make the deadline"
-    escalation_at = (
-        ctx.escalation_at if ctx.escalation_at is not None and route is not Route.BATCH else None
-    )
-    return _decided(ctx, rule, assignments, reason, escalation_at=escalation_at, cannot_meet=late)
+        reason = f"{reason}; about {late:,} of {ctx.open.count:,} cannot make the deadline"
+    return _decided(ctx, rule, route, reason, escalation_at=ctx.escalation_at, late=late)
 
 
 def _batch_all(
@@ -212,34 +268,15 @@ def _batch_all(
     """Everything to batch within the enqueued-token headroom; the rest waits for room."""
     cap = ctx.capacity
     room = cap.enqueued_headroom
-    waiting = False
-    assignments: list[Assignment] = []
-    for r in ctx.requests:
-        if r.custom_id in ctx.in_shard:
-            assignments.append(Assignment(r.custom_id, Route.BATCH, reason))
-            continue
-        if cap.enqueued_token_limit is not None and r.input_tokens > cap.enqueued_token_limit:
-            why = (
-                f"{r.input_tokens:,} input tokens exceed the enqueued-token limit "
-                f"({cap.enqueued_token_limit:,}) on their own: real time"
-            )
-            assignments.append(Assignment(r.custom_id, ctx.escalation_route, why))
-            continue
-        if not waiting and (room is None or r.input_tokens <= room):
-            if room is not None:
-                room -= r.input_tokens
-            assignments.append(Assignment(r.custom_id, Route.BATCH, reason))
-            continue
-        waiting = True
-        why = (
-            f"{reason}; waits for enqueued-token headroom (limit {cap.enqueued_token_limit:,}, "
-            f"{cap.enqueued_tokens_in_flight:,} in flight)"
+    open_ = ctx.open
+    deferred = NO_WORK
+    if room is not None and open_.input_tokens > room:
+        deferred = open_.share((open_.input_tokens - room) / max(open_.input_tokens, 1))
+        reason = (
+            f"{reason}; about {deferred.count:,} wait for enqueued-token headroom (limit "
+            f"{cap.enqueued_token_limit:,}, {cap.enqueued_tokens_in_flight:,} in flight)"
         )
-        assignments.append(Assignment(r.custom_id, Route.BATCH, why, deferred=True))
-    if waiting:
-        n = sum(a.deferred for a in assignments)
-        reason = f"{reason}; {n} wait for enqueued-token headroom"
-    return _decided(ctx, rule, assignments, reason, escalation_at=escalation_at)
+    return _decided(ctx, rule, Route.BATCH, reason, escalation_at=escalation_at, deferred=deferred)
 
 
 def _override(ctx: ModelContext) -> ModelDecision | None:
@@ -282,11 +319,12 @@ def _flex_bargain(ctx: ModelContext) -> ModelDecision | None:
     cap = ctx.capacity
     if not cap.flex_usable:
         return None
-    if not all(r.cost.flex is not None and r.cost.flex <= r.cost.batch for r in ctx.requests):
+    costs = ctx.open.cost
+    if costs.flex is None or costs.flex > costs.batch + 1e-12:
         return None
-    if not _flex_fits(ctx.requests, cap, ctx.policy, ctx.now):
+    if not _flex_fits(ctx.open + ctx.work.in_flight, cap, ctx.policy, ctx.now):
         return None
-    needs = realtime_seconds(ctx.requests, cap, Route.FLEX)
+    needs = realtime_seconds(ctx.open, cap, Route.FLEX)
     reason = (
         f"flex costs what batch costs and answers in ~{format_duration(needs)}, no turnaround risk"
     )
@@ -304,23 +342,39 @@ def _deadline(ctx: ModelContext) -> ModelDecision | None:
     if esc is None:  # no deadline: no_deadline_rule's case
         return None
     route = ctx.escalation_route
-    needs = f"real time ({route}) needs {format_duration(ctx.realtime_s)} for {len(ctx.requests)}"
+    needs = (
+        f"real time ({route}) needs {format_duration(ctx.realtime_s)} for {ctx.unanswered.count:,}"
+    )
     breaker = (
         "; real-time breaker open, escalation pulled earlier" if ctx.capacity.breaker_open else ""
     )
-    if esc > ctx.now:
-        chance = ctx.turnaround.cdf(esc - ctx.now)
-        ahead = f"escalation point {format_time(esc)} (in {format_duration(esc - ctx.now)})"
-        if chance < ctx.policy.min_batch_chance:
-            reason = f"only {chance:.0%} chance a batch returns before the {ahead}: real time now"
-            return _realtime_now(ctx, "deadline", route, reason + breaker)
-        reason = f"batch until the {ahead}: {needs}; {chance:.0%} chance it returns first{breaker}"
+    point = f"escalation point {format_time(esc)}"
+    setup = ctx.policy.batch_setup_s
+    if not ctx.open or esc - ctx.now >= setup:
+        tried = try_batch_cost(ctx)
+        now_cost = ctx.open.cost.on(route)
+        if ctx.open and tried > now_cost + 1e-12:
+            reason = (
+                f"trying batch until the {point} is expected to cost more than real time now "
+                f"(lines paid twice on a slow cancel): real time now{breaker}"
+            )
+            return _realtime_now(ctx, "deadline", route, reason)
+        chance = ctx.turnaround.cdf(esc - ctx.now - setup)
+        reason = (
+            f"batch until the {point}: {needs}; {chance:.0%} chance a batch is back before it, "
+            f"finished lines are kept either way{breaker}"
+        )
         return _batch_all(ctx, "deadline", reason, escalation_at=esc)
-    left = ctx.policy.deadline - ctx.now if ctx.policy.deadline is not None else 0.0
-    reason = (
-        f"no slack: {needs} with {format_duration(max(left, 0.0))} to the deadline; "
-        f"real time now, highest priority first{breaker}"
-    )
+    if esc > ctx.now:
+        reason = (
+            f"no room to try batch: the {point} comes before a new batch could start "
+            f"(~{format_duration(setup)}); {needs}; real time now{breaker}"
+        )
+    else:
+        reason = (
+            f"no slack: {needs} before the deadline {format_time(ctx.policy.deadline or esc)}; "
+            f"real time now, highest priority first{breaker}"
+        )
     return _realtime_now(ctx, "deadline", route, reason)
 
 

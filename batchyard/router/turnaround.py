@@ -1,10 +1,13 @@
-"""How long a batch takes to come back, as a distribution per model.
+"""How long something at the provider takes, as a distribution: a batch's turnaround, a cancel.
 
-Owns the turnaround model: a log-normal in seconds, truncated at the Batch API's 24 h
-completion window (what has not finished by then expires). The configured prior is
-updated from the store's history of finished batches by treating the prior as a few
-pseudo-observations in log space. It decides only how likely each outcome is; it never
-picks a route. No I/O, no clock.
+Owns `Turnaround`: a log-normal in seconds, truncated at `max_s` (for a batch, the Batch
+API's 24 h completion window: what has not finished by then expires). The configured prior
+is updated from the store's history by treating the prior as a few pseudo-observations in
+log space. An observation may be censored ("took longer than t": a batch cancelled at the
+escalation point before it finished); it then counts as the expected log-duration beyond t
+under the current estimate. The same class models cancel latency (how long a batch stays
+`cancelling`). It decides only how likely each outcome is; it never picks a route.
+No I/O, no clock.
 """
 
 from __future__ import annotations
@@ -56,6 +59,17 @@ class Turnaround:
         """The configured default: median 1 h, 95% within 12 h, nothing past 24 h."""
         return cls.from_median_p95(3600.0, 12 * 3600.0)
 
+    @classmethod
+    def cancel_prior(cls) -> Turnaround:
+        """The default cancel latency: median 1 min, 95% within 10 min (OpenAI documents that
+        cancelling can take up to 10 minutes), nothing past 1 h."""
+        return cls.from_median_p95(60.0, 600.0, max_s=3600.0)
+
+    @property
+    def mean_s(self) -> float:
+        """The mean in seconds (of the untruncated log-normal, capped at `max_s`)."""
+        return min(math.exp(self.mu + self.sigma**2 / 2), self.max_s)
+
     @property
     def median_s(self) -> float:
         return min(math.exp(self.mu), self.max_s)
@@ -79,9 +93,13 @@ class Turnaround:
         t = math.exp(self.mu + self.sigma * NormalDist().inv_cdf(p))
         return t if t <= self.max_s else math.inf
 
-    def updated_with(self, observed_seconds: Iterable[float]) -> Turnaround:
-        """This estimate combined with observed turnarounds of finished batches."""
+    def updated_with(
+        self, observed_seconds: Iterable[float], longer_than: Iterable[float] = ()
+    ) -> Turnaround:
+        """This estimate combined with observed durations, and with censored ones: each of
+        `longer_than` is known only to have taken more than that many seconds."""
         logs = [math.log(min(max(s, 1.0), self.max_s)) for s in observed_seconds]
+        logs += [self._beyond(t) for t in longer_than]
         if not logs:
             return self
         n = len(logs)
@@ -90,3 +108,12 @@ class Turnaround:
         second = (self.weight * (self.sigma**2 + self.mu**2) + sum(x * x for x in logs)) / total
         sigma = math.sqrt(max(second - mu * mu, _MIN_SIGMA**2))
         return Turnaround(mu=mu, sigma=sigma, max_s=self.max_s, weight=total)
+
+    def _beyond(self, seconds: float) -> float:
+        """E[ln T | T > seconds] under this estimate (the mean of a truncated normal)."""
+        lower = math.log(min(max(seconds, 1.0), self.max_s))
+        alpha = (lower - self.mu) / self.sigma
+        tail = 1.0 - NormalDist().cdf(alpha)
+        if tail < 1e-12:
+            return lower
+        return min(self.mu + self.sigma * NormalDist().pdf(alpha) / tail, math.log(self.max_s))

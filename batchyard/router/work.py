@@ -1,0 +1,175 @@
+"""Work as the router decides on it: per-model aggregates, never one record per request.
+
+Owns `Work` (how many requests, their tokens and their costs on each path, expected and
+worst case), `ModelWork` (one model's open work by priority class, plus what real time
+already has on the wire) and `Tally`, which builds them from requests as they stream past.
+The router's rules look only at these sums, so planning a file holds O(models x priorities)
+state whatever its length; `batchyard.router.assign` then gives each line its route as it
+streams past a second time. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from batchyard.router.features import ZERO_COST, PathCosts, RequestFeatures
+
+__all__ = ["NO_WORK", "ModelWork", "ShardState", "Tally", "Work"]
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """The sum of some requests: counts, tokens, and costs on each path.
+
+    `rate_tokens` is what the requests charge against TPM (input plus maximum output);
+    `cost` is at the expected output, `worst` at the worst-case output.
+    """
+
+    count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_worst: int = 0
+    rate_tokens: int = 0
+    cost: PathCosts = ZERO_COST
+    worst: PathCosts = ZERO_COST
+
+    @classmethod
+    def of(cls, r: RequestFeatures) -> Work:
+        worst_out = r.output_tokens if r.output_worst is None else r.output_worst
+        return cls(
+            count=1,
+            input_tokens=r.input_tokens,
+            output_tokens=r.output_tokens,
+            output_worst=worst_out,
+            rate_tokens=r.rate_limit_tokens,
+            cost=r.cost,
+            worst=r.cost if r.cost_worst is None else r.cost_worst,
+        )
+
+    def __add__(self, other: Work) -> Work:
+        return Work(
+            count=self.count + other.count,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            output_worst=self.output_worst + other.output_worst,
+            rate_tokens=self.rate_tokens + other.rate_tokens,
+            cost=self.cost + other.cost,
+            worst=self.worst + other.worst,
+        )
+
+    def share(self, fraction: float) -> Work:
+        """A `fraction` of this work, spread evenly (for estimates of partly done work)."""
+        f = min(max(fraction, 0.0), 1.0)
+
+        def part(c: PathCosts) -> PathCosts:
+            flex = None if c.flex is None else c.flex * f
+            return PathCosts(c.standard * f, c.batch * f, flex)
+
+        return Work(
+            count=round(self.count * f),
+            input_tokens=round(self.input_tokens * f),
+            output_tokens=round(self.output_tokens * f),
+            output_worst=round(self.output_worst * f),
+            rate_tokens=round(self.rate_tokens * f),
+            cost=part(self.cost),
+            worst=part(self.worst),
+        )
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+
+NO_WORK = Work()
+
+
+@dataclass(frozen=True)
+class ModelWork:
+    """One model's work: open requests by priority, and real-time calls already on the wire.
+
+    `classes` maps a priority to the sum of the model's open requests with that priority
+    that are not inside a live batch shard (the work the router may route). `in_flight`
+    is real-time work already sent or claimed: it cannot move, but real time has to finish
+    it, so it counts when the router works out how long real time needs.
+    """
+
+    model: str
+    classes: Mapping[int, Work] = field(default_factory=dict)
+    in_flight: Work = NO_WORK
+
+    @property
+    def total(self) -> Work:
+        return sum(self.classes.values(), NO_WORK)
+
+    def ordered(self) -> list[tuple[int, Work]]:
+        """Priority classes in dispatch order: highest priority first."""
+        return sorted(self.classes.items(), key=lambda item: -item[0])
+
+
+@dataclass(frozen=True)
+class ShardState:
+    """A batch shard that is still live remotely (not yet terminal and applied).
+
+    `work` is the sum of its lines not yet known finished; `completed` how many of them the
+    provider reports finished (`request_counts.completed`: their answers arrive with the
+    output file). `started_at` is when the provider started it (`in_progress_at`), and
+    `cancelling_at` when batchyard asked to cancel it (None: not asked).
+    """
+
+    shard_id: str
+    model: str
+    work: Work
+    submitted_at: float
+    completed: int = 0
+    started_at: float | None = None
+    cancelling_at: float | None = None
+
+    @property
+    def remaining(self) -> Work:
+        """The part of its work still unanswered, by the provider's own count."""
+        if self.work.count <= 0:
+            return NO_WORK
+        done = min(max(self.completed, 0), self.work.count)
+        return self.work.share(1.0 - done / self.work.count)
+
+    @property
+    def cancelling(self) -> bool:
+        return self.cancelling_at is not None
+
+
+class Tally:
+    """Builds `ModelWork` per model from requests as they stream past (O(models) memory).
+
+    Requests inside a live shard (`shard` set) are not routable work and are not counted
+    here; `in_flight=True` adds a request to the real-time work already on the wire.
+    """
+
+    def __init__(self) -> None:
+        self._classes: dict[str, dict[int, Work]] = {}
+        self._in_flight: dict[str, Work] = {}
+
+    def add(self, r: RequestFeatures, *, in_flight: bool = False) -> None:
+        if in_flight:
+            self._in_flight[r.model] = self._in_flight.get(r.model, NO_WORK) + Work.of(r)
+            return
+        if r.shard is not None:
+            self._classes.setdefault(r.model, {})
+            return
+        classes = self._classes.setdefault(r.model, {})
+        classes[r.priority] = classes.get(r.priority, NO_WORK) + Work.of(r)
+
+    def extend(self, requests: Iterable[RequestFeatures]) -> Tally:
+        for r in requests:
+            self.add(r)
+        return self
+
+    def result(self) -> dict[str, ModelWork]:
+        names = sorted(set(self._classes) | set(self._in_flight))
+        return {
+            name: ModelWork(
+                model=name,
+                classes=dict(self._classes.get(name, {})),
+                in_flight=self._in_flight.get(name, NO_WORK),
+            )
+            for name in names
+        }
