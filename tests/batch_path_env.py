@@ -104,8 +104,8 @@ class Bench:
                 NewRequest(
                     custom_id=cid, line=i + 1, endpoint=CHAT, model=MODEL, body=body,
                     input_tokens=tokens, output_tokens=16,
-                    cost_standard=info.cost("standard", tokens, 16),
-                    cost_flex=None, cost_batch=info.cost("batch", tokens, 16),
+                    cost_standard=info.estimate(Route.STANDARD, tokens, 16),
+                    cost_flex=None, cost_batch=info.estimate(Route.BATCH, tokens, 16),
                 )
             )
         self.store.add_requests(self.run_id, new)

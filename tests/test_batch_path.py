@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from batch_path_env import MODEL, Bench, chat_body, make_bench, sim_config
 
-from batchyard.models import BatchStatus, RequestStatus
+from batchyard.models import BatchStatus, RequestStatus, Route
 from batchyard.shards import ShardLimits, shard_line
 from batchyard.store import FileKind
 
@@ -28,7 +28,7 @@ async def test_small_run_completes_with_batch_prices_and_shuffled_output(tmp_pat
         assert row.response_body is not None
         assert row.input_tokens and row.input_tokens > 0
         info = bench.models[MODEL]
-        assert row.cost == pytest.approx(info.cost("batch", row.input_tokens, row.output_tokens))
+        assert row.cost == pytest.approx(info.estimate(Route.BATCH, row.input_tokens, row.output_tokens))
     entries = {e.custom_id: e for e in bench.state.ledger}
     run = bench.store.get_run(bench.run_id)
     assert run.actual_cost == pytest.approx(sum(e.cost for e in entries.values()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchyard.config import model_table
-from batchyard.models import BatchStatus, RequestStatus
+from batchyard.models import BatchStatus, RequestStatus, Route
 from batchyard.orchestrator.batch_lines import line_errors, result_from_line
 from batchyard.orchestrator.batch_schedule import PollSchedule
 
@@ -36,8 +36,8 @@ def test_success_is_priced_at_batch_rates(
     result = result_from_line(_ok("a", usage), shard=3, model=MINI)
     assert result.status == RequestStatus.SUCCEEDED
     assert (result.input_tokens, result.output_tokens) == expected
-    assert result.cost == pytest.approx(MINI.cost("batch", *expected))
-    assert result.cost < MINI.cost("standard", *expected)
+    assert result.cost == pytest.approx(MINI.estimate(Route.BATCH, *expected))
+    assert result.cost < MINI.estimate(Route.STANDARD, *expected)
     assert result.shard == 3
 
 

@@ -57,6 +57,7 @@ def plan(
     Example: batchyard plan requests.jsonl --deadline 3h
     """
     cli = state(ctx)
+
     async def body(orch: Orchestrator) -> int:
         money = budget_value(budget)  # inside: a bad value is a message, not a traceback
         result = orch.plan(file, deadline=deadline, budget=money, route=route, strict=strict)

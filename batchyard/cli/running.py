@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["drive_realtime_share", "finished_code", "realtime_open"]
 
-_REALTIME = ("standard", "flex")
+_REALTIME = ("standard", "flex", "fast")
 _TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -125,6 +125,7 @@ def submit(
     if detach and wait:
         raise typer.BadParameter("choose one of --detach and --wait.", param_hint="--detach")
     cli = state(ctx)
+
     async def body(orch: Orchestrator) -> int:
         money = budget_value(budget)  # inside: a bad value is a message, not a traceback
         result = await orch.submit(

@@ -7,12 +7,11 @@ reads no files and keeps no state across lines except what the caller passes in.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchyard.config import ModelInfo
+from batchyard.catalog import ModelInfo, lookup
 from batchyard.models import Endpoint
 from batchyard.shards import ShardItem, shard_line
 from batchyard.tokens import embedding_inputs, encoding_for_model, output_tokens, prompt_tokens
@@ -41,7 +40,6 @@ _INPUT = {
     Endpoint.COMPLETIONS: "prompt",
     Endpoint.MODERATIONS: "input",
 }
-_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",
@@ -97,11 +95,8 @@ def _missing(name: str) -> str:
 
 
 def find_model(models: Mapping[str, ModelInfo], name: str) -> ModelInfo | None:
-    """The table entry for `name`, or for its base name when it is a dated snapshot."""
-    info = models.get(name)
-    if info is None:
-        info = models.get(_SNAPSHOT.sub("", name.removeprefix("ft:").split(":")[0]))
-    return info
+    """The table row `name` resolves to (see `batchyard.catalog`), or None."""
+    return lookup(models, name)
 
 
 def check_envelope(obj: object) -> tuple[str, Endpoint, dict[str, Any]] | Problem:
@@ -143,8 +138,6 @@ def _check_input(endpoint: Endpoint, body: Mapping[str, Any]) -> Problem | None:
     name = _INPUT[endpoint]
     value = body.get(name)
     if value is None:
-        if endpoint is Endpoint.RESPONSES and ("prompt" in body or "previous_response_id" in body):
-            return None
         if endpoint is Endpoint.CHAT:
             return ("body.messages", "Messages parameter is required.")
         return (f"body.{name}", _missing(name))

@@ -33,7 +33,7 @@ from batchyard.router.turnaround import Turnaround
 __all__ = ["Estimate", "PlanRow", "budget_stop_reason", "estimate", "estimate_model"]
 
 _GRID = 400
-_ROUTE_ORDER = (Route.BATCH, Route.FLEX, Route.STANDARD)
+_ROUTE_ORDER = (Route.BATCH, Route.FLEX, Route.STANDARD, Route.FAST)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,14 @@ from batchyard.router.costs import Estimate, estimate
 from batchyard.router.decision import Assignment, Change, Decision, ModelDecision, Redecision
 from batchyard.router.features import ModelCapacity, RequestFeatures, RunPolicy
 from batchyard.router.parse import format_duration, format_time, format_usd
-from batchyard.router.rules import BATCH_ONLY_RULES, DEFAULT_RULES, Rule, make_context
+from batchyard.router.rules import (
+    BATCH_ONLY_RULES,
+    DEFAULT_RULES,
+    ModelContext,
+    Rule,
+    make_context,
+    pin_fast,
+)
 from batchyard.router.turnaround import Turnaround
 
 __all__ = ["ShardState", "decide", "is_small_run", "redecide", "route"]
@@ -75,17 +82,18 @@ def route(
     small = is_small_run(requests, policy)
     models: list[ModelDecision] = []
     for model, reqs in _by_model(requests).items():
-        ctx = make_context(
-            model,
-            reqs,
-            capacities.get(model) or ModelCapacity(model=model),
-            policy,
-            now,
-            turnarounds.get(model) or Turnaround.prior(),
-            small,
-            in_shard,
-        )
-        decided = rules(ctx)
+        pinned = [r for r in reqs if r.fast]
+        rest = [r for r in reqs if not r.fast] if pinned else reqs
+
+        def context(work: Sequence[RequestFeatures], m: str = model) -> ModelContext:
+            return make_context(
+                m, work, capacities.get(m) or ModelCapacity(model=m), policy, now,
+                turnarounds.get(m) or Turnaround.prior(), small, in_shard,
+            )  # fmt: skip
+
+        decided = rules(context(rest)) if rest else None
+        if pinned:
+            decided = pin_fast(decided, context(pinned))
         if decided is None:
             raise ValueError(
                 f"rules {rules!r} decided nothing for {model}; end them with a catch-all"

@@ -10,7 +10,7 @@ Pure: no I/O, no clock; `now` comes in through the context.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from batchyard.errors import ConfigError
 from batchyard.models import Route, RouteOverride
@@ -33,6 +33,7 @@ __all__ = [
     "make_context",
     "no_deadline_rule",
     "override_rule",
+    "pin_fast",
     "quota_rule",
     "realtime_seconds",
     "small_run_rule",
@@ -257,6 +258,13 @@ def _override(ctx: ModelContext) -> ModelDecision | None:
                 "use --route auto, realtime or batch."
             )
         return _realtime_now(ctx, "override", Route.FLEX, "--route flex")
+    if route is RouteOverride.FAST:
+        if not ctx.capacity.fast_allowed:
+            raise ConfigError(
+                f"--route fast: {ctx.model} does not offer fast mode; "
+                "use --route auto, realtime or batch."
+            )
+        return _realtime_now(ctx, "override", Route.FAST, "--route fast")
     return _realtime_now(ctx, "override", Route.STANDARD, "--route realtime")
 
 
@@ -322,6 +330,22 @@ def _deadline(ctx: ModelContext) -> ModelDecision | None:
         f"real time now, highest priority first{breaker}"
     )
     return _realtime_now(ctx, "deadline", route, reason)
+
+
+def pin_fast(decided: ModelDecision | None, ctx: ModelContext) -> ModelDecision:
+    """Add the requests of `ctx` (their bodies ask for fast mode) to `decided` as fast,
+    real time now: fast mode is a real-time tier, so such a line is never batched."""
+    reason = "the body asks for service_tier fast: sent in fast mode now, never batched"
+    fast = _realtime_now(ctx, "fast", Route.FAST, reason)
+    if decided is None:
+        return fast
+    n = len(fast.assignments)
+    return replace(
+        decided,
+        assignments=fast.assignments + decided.assignments,
+        reason=f"{decided.reason}; {n} in fast mode as their bodies ask",
+        cannot_meet=fast.cannot_meet + decided.cannot_meet,
+    )
 
 
 override_rule = Rule("override", _override)
