@@ -63,9 +63,13 @@ def test_model_table_prices_and_overrides() -> None:
     mini = table["gpt-4o-mini"]
     assert mini.estimate(Route.STANDARD, 1_000_000, 1_000_000) == pytest.approx(0.75)
     assert mini.estimate(Route.BATCH, 1_000_000, 1_000_000) == pytest.approx(0.375)
-    assert not mini.flex and mini.estimate(Route.FLEX, 1000, 0) == mini.estimate(Route.STANDARD, 1000, 0)
+    assert not mini.flex and mini.estimate(Route.FLEX, 1000, 0) == mini.estimate(
+        Route.STANDARD, 1000, 0
+    )
     gpt5 = table["gpt-5-mini"]
-    assert gpt5.flex and gpt5.estimate(Route.FLEX, 1000, 1000) == gpt5.estimate(Route.BATCH, 1000, 1000)
+    assert gpt5.flex and gpt5.estimate(Route.FLEX, 1000, 1000) == gpt5.estimate(
+        Route.BATCH, 1000, 1000
+    )
     assert "max_tokens" in gpt5.rejects
     custom = model_table(
         {

@@ -75,6 +75,12 @@ class Catalog(Mapping[str, ModelInfo]):
             raise KeyError(name)
         return found.info
 
+    def __setitem__(self, name: str, info: ModelInfo) -> None:
+        """Add or replace a row (as batchyard.toml would); lookups see it at once."""
+        self._rows[name] = info if info.name == name else info.model_copy(update={"name": name})
+        self._aliases = {a: n for n, row in self._rows.items() for a in row.aliases}
+        self._memo.clear()
+
     def rows(self) -> dict[str, ModelInfo]:
         return dict(self._rows)
 

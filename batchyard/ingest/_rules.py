@@ -25,6 +25,9 @@ EMBEDDING_MAX_REQUEST_TOKENS = 300_000
 
 _ENDPOINTS = {e.value: e for e in Endpoint}
 _SUPPORTED = ", ".join(f"'{e.value}'" for e in Endpoint)
+# Endpoints the Batch API accepts today (Batch guide, 2026) that batchyard does not route:
+# their bodies are not token-priced requests it can estimate, split or send in real time.
+BATCH_ONLY_ENDPOINTS = ("/v1/images/generations", "/v1/images/edits", "/v1/videos")
 _LABEL = {
     Endpoint.CHAT: "Chat Completions",
     Endpoint.RESPONSES: "Responses",
@@ -123,6 +126,13 @@ def check_envelope(obj: object) -> tuple[str, Endpoint, dict[str, Any]] | Proble
     if url is None:
         return ("url", _missing("url"))
     endpoint = _ENDPOINTS.get(url) if isinstance(url, str) else None
+    if endpoint is None and url in BATCH_ONLY_ENDPOINTS:
+        return (
+            "url",
+            f"Invalid value: {url!r}. The Batch API accepts it, but batchyard does not route "
+            f"it (it prices and routes only {_SUPPORTED}); send these lines to the Batch API "
+            "directly.",
+        )
     if endpoint is None:
         return ("url", f"Invalid value: {url!r}. Supported values are: {_SUPPORTED}.")
     body = obj.get("body")
@@ -209,6 +219,9 @@ def _check_model(
             f"{model!r} is not an embeddings model; use an embeddings model such as "
             "'text-embedding-3-small' with /v1/embeddings.",
         )
+    if (endpoint is Endpoint.MODERATIONS) != info.moderation or not info.serves(endpoint.value):
+        served = " and ".join(info.endpoints) or "other endpoints"
+        return ("body.model", f"{model!r} is not served at {endpoint.value}; it serves {served}.")
     return info
 
 
