@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from batchyard.models import Route
 from batchyard.config import load_settings, model_table, prices_date
 from batchyard.errors import ConfigError
+from batchyard.models import Route
 
 
 def _write(path: Path, text: str) -> None:

@@ -14,6 +14,7 @@ import typer
 
 from batchyard.cli.app import EXIT_ERROR, EXIT_FAILED_REQUESTS, EXIT_OK, app, execute, state
 from batchyard.cli.live import Progress
+from batchyard.cli.models_cmd import warn_if_stale
 from batchyard.cli.options import (
     Budget,
     Deadline,
@@ -125,6 +126,7 @@ def submit(
     if detach and wait:
         raise typer.BadParameter("choose one of --detach and --wait.", param_hint="--detach")
     cli = state(ctx)
+    warn_if_stale(cli)
 
     async def body(orch: Orchestrator) -> int:
         money = budget_value(budget)  # inside: a bad value is a message, not a traceback

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchyard.catalog import ModelInfo, lookup
+from batchyard.catalog import ModelInfo, as_catalog, lookup
+from batchyard.errors import ConfigError
 from batchyard.models import Endpoint
 from batchyard.shards import ShardItem, shard_line
 from batchyard.tokens import embedding_inputs, encoding_for_model, output_tokens, prompt_tokens
@@ -199,14 +200,10 @@ def _check_model(
         return ("body.model", "Model parameter is required.")
     if not isinstance(model, str):
         return ("body.model", _invalid_type("model", "a string", model))
-    info = find_model(models, model)
-    if info is None:
-        return (
-            "body.model",
-            f"The model {model!r} is not in batchyard's model table, so its prices and limits "
-            f'are unknown. Add it to batchyard.toml under [models."{model}"] (input, output, '
-            "batch_input and batch_output prices at least).",
-        )
+    try:
+        info = as_catalog(models).require(model)
+    except ConfigError as exc:  # the resolver's refusal names the table to add
+        return ("body.model", str(exc))
     if info.embedding and endpoint is not Endpoint.EMBEDDINGS:
         return (
             "body.model",
