@@ -129,9 +129,11 @@ async def test_costs_of_cached_prompt_runs_match_the_ledger_to_the_cent(tmp_path
         result = await orch.submit(source, route="realtime")
         status = await orch.wait(result.run_id, max_rounds=50)
         rows = list(orch.store.iter_requests(result.run_id, with_response=True))
+        recorded = orch.store.get_run(result.run_id).options["model_entries"]
     finally:
         await orch.aclose()
     assert status.done
+    assert recorded == {"gpt-4o-mini": "gpt-4o-mini", "gpt-6-sol": "gpt-6-sol"}
     assert [r.status for r in rows] == [RequestStatus.SUCCEEDED] * len(lines)
     cached = [
         r.response_body["usage"]["prompt_tokens_details"]["cached_tokens"]

@@ -210,6 +210,11 @@ def record_run(
             "requests": checked.valid,
             "rejected": checked.invalid_lines,
             "rejects_path": str(intake.rejects_path) if intake.rejects_path else None,
+            # the name each line sent (what goes to the API) and the table row it priced as
+            "model_entries": {
+                name: as_catalog(intake.models).resolve(name).entry
+                for name in sorted({key[1] for key in checked.groups})
+            },
         },
     )
     store.add_requests(run_id, intake.new_requests())
