@@ -1,21 +1,19 @@
 """Configuration: one settings model, resolved in one place, and the shipped model table.
 
 Owns precedence (explicit argument > environment > `batchyard.toml` in the current
-directory, then in the user config directory > defaults) and the model table
-(`batchyard/data/models.toml`: prices per 1M tokens for standard, batch and flex,
-limits, encodings, rejected parameters), each value overridable under
-`[models."<name>"]`. Secrets are `SecretStr` and never printed. No network, no SQL.
+directory, then in the user config directory > defaults). The model table itself
+(`batchyard/data/models.toml`, each value overridable under `[models."<name>"]`) lives in
+`batchyard.catalog`; `model_table` here merges the configured overrides into it.
+Secrets are `SecretStr` and never printed. No network, no SQL.
 """
 
 from __future__ import annotations
 
-import tomllib
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from batchyard.catalog import Catalog, ModelInfo, load_catalog, shipped_date
 from batchyard.errors import ConfigError
 
 __all__ = [
@@ -37,69 +36,17 @@ __all__ = [
 ]
 
 APP_NAME = "batchyard"
-_TABLE = Path(__file__).parent / "data" / "models.toml"
-
-
-class ModelInfo(BaseModel):
-    """What batchyard knows about one model. Prices are USD per 1M tokens."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = ""
-    encoding: str = "o200k_base"
-    context_window: int = 128_000
-    input: float
-    cached_input: float | None = None
-    output: float
-    batch_input: float
-    batch_output: float
-    flex_input: float | None = None  # None: the model has no flex tier
-    flex_output: float | None = None
-    rpm: int = 500
-    tpm: int = 200_000
-    enqueued_token_limit: int = 2_000_000
-    rejects: tuple[str, ...] = ()
-    reasoning: bool = False
-    embedding: bool = False
-
-    @property
-    def flex(self) -> bool:
-        return self.flex_input is not None and self.flex_output is not None
-
-    def cost(self, path: str, input_tokens: int, output_tokens: int) -> float:
-        """USD for the given tokens on a path: "standard", "flex" or "batch"."""
-        if path == "batch":
-            rates = (self.batch_input, self.batch_output)
-        elif path == "flex" and self.flex_input is not None and self.flex_output is not None:
-            rates = (self.flex_input, self.flex_output)
-        elif path in ("standard", "flex"):
-            rates = (self.input, self.output)
-        else:
-            raise ValueError(f"Unknown path {path!r}.")
-        return (input_tokens * rates[0] + output_tokens * rates[1]) / 1_000_000
-
-
-@cache
-def _shipped_table() -> dict[str, Any]:
-    with _TABLE.open("rb") as f:
-        return tomllib.load(f)
 
 
 def prices_date() -> str:
-    return str(_shipped_table()["prices_date"])
+    """The date of the shipped model table (its newest source)."""
+    return shipped_date()
 
 
-def model_table(overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, ModelInfo]:
-    """The shipped table with per-model overrides merged in (new models allowed)."""
-    merged: dict[str, dict[str, Any]] = {
-        name: dict(values) for name, values in _shipped_table()["models"].items()
-    }
-    for name, values in (overrides or {}).items():
-        merged[name] = {**merged.get(name, {}), **values}
-    try:
-        return {name: ModelInfo(name=name, **values) for name, values in merged.items()}
-    except ValueError as exc:
-        raise ConfigError(f"The model table is invalid: {exc}") from exc
+def model_table(overrides: dict[str, dict[str, Any]] | None = None) -> Catalog:
+    """The shipped table with per-model overrides merged in (new models allowed); lookups
+    on it resolve dated snapshots and fine-tuned names (see `batchyard.catalog`)."""
+    return load_catalog(overrides)
 
 
 def default_db_path() -> Path:
@@ -177,7 +124,7 @@ class Settings(BaseSettings):
     def db_path(self) -> Path:
         return self.db or default_db_path()
 
-    def model_table(self) -> dict[str, ModelInfo]:
+    def model_table(self) -> Catalog:
         return model_table(self.models)
 
 

@@ -82,8 +82,7 @@ class ValidationFailed(InputError):
         if len(self.problems) == bad_lines:
             found = f"{bad_lines} invalid line(s)"
         head = (
-            f"{found}; nothing was submitted. "
-            "Fix them, or pass --skip-invalid to submit the rest."
+            f"{found}; nothing was submitted. Fix them, or pass --skip-invalid to submit the rest."
         )
         super().__init__("\n".join([head, *lines]))
 

@@ -33,6 +33,7 @@ class Route(StrEnum):
     STANDARD = "standard"  # real time, default tier
     FLEX = "flex"  # real time, service_tier="flex"
     BATCH = "batch"  # OpenAI Batch API
+    FAST = "fast"  # real time, service_tier="fast" (formerly "priority"); never batched
 
 
 class RouteOverride(StrEnum):
@@ -42,6 +43,7 @@ class RouteOverride(StrEnum):
     REALTIME = "realtime"
     FLEX = "flex"
     BATCH = "batch"
+    FAST = "fast"
 
 
 class Tier(StrEnum):
@@ -49,6 +51,12 @@ class Tier(StrEnum):
 
     DEFAULT = "default"
     FLEX = "flex"
+    FAST = "fast"  # OpenAI also accepts the former name "priority"
+
+    @property
+    def route(self) -> Route:
+        """The route a request served at this tier was billed on."""
+        return {Tier.DEFAULT: Route.STANDARD, Tier.FLEX: Route.FLEX, Tier.FAST: Route.FAST}[self]
 
 
 class RunState(StrEnum):

@@ -84,7 +84,7 @@ _SPECIAL = {
 }
 
 _CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "text-embedding-", "davinci-002", "babbage-002")
-_O200K_PREFIXES = ("gpt-5", "gpt-4.1", "gpt-4.5", "gpt-4o", "chatgpt-4o", "o1", "o3", "o4")
+_O200K_PREFIXES = ("gpt-6", "gpt-5", "gpt-4.1", "gpt-4.5", "gpt-4o", "chatgpt-4o", "o1", "o3", "o4")
 
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1

@@ -102,10 +102,16 @@ class Bench:
             tokens = prompt_tokens(CHAT, body)
             new.append(
                 NewRequest(
-                    custom_id=cid, line=i + 1, endpoint=CHAT, model=MODEL, body=body,
-                    input_tokens=tokens, output_tokens=16,
-                    cost_standard=info.cost("standard", tokens, 16),
-                    cost_flex=None, cost_batch=info.cost("batch", tokens, 16),
+                    custom_id=cid,
+                    line=i + 1,
+                    endpoint=CHAT,
+                    model=MODEL,
+                    body=body,
+                    input_tokens=tokens,
+                    output_tokens=16,
+                    cost_standard=info.estimate(Route.STANDARD, tokens, 16),
+                    cost_flex=None,
+                    cost_batch=info.estimate(Route.BATCH, tokens, 16),
                 )
             )
         self.store.add_requests(self.run_id, new)
@@ -126,9 +132,7 @@ class Bench:
         )
 
 
-def make_bench(
-    tmp_path: Path, config: SimConfig | None = None, **model_overrides: Any
-) -> Bench:
+def make_bench(tmp_path: Path, config: SimConfig | None = None, **model_overrides: Any) -> Bench:
     client, state = sim_client(config or sim_config())
     store = Store.open(tmp_path / "jobs.db", now=state.now)
     overrides = {MODEL: model_overrides} if model_overrides else None

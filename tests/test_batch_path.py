@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from batch_path_env import MODEL, Bench, chat_body, make_bench, sim_config
 
-from batchyard.models import BatchStatus, RequestStatus
+from batchyard.models import BatchStatus, RequestStatus, Route
 from batchyard.shards import ShardLimits, shard_line
 from batchyard.store import FileKind
 
@@ -28,7 +28,9 @@ async def test_small_run_completes_with_batch_prices_and_shuffled_output(tmp_pat
         assert row.response_body is not None
         assert row.input_tokens and row.input_tokens > 0
         info = bench.models[MODEL]
-        assert row.cost == pytest.approx(info.cost("batch", row.input_tokens, row.output_tokens))
+        assert row.cost == pytest.approx(
+            info.estimate(Route.BATCH, row.input_tokens, row.output_tokens)
+        )
     entries = {e.custom_id: e for e in bench.state.ledger}
     run = bench.store.get_run(bench.run_id)
     assert run.actual_cost == pytest.approx(sum(e.cost for e in entries.values()))
@@ -38,11 +40,17 @@ async def test_small_run_completes_with_batch_prices_and_shuffled_output(tmp_pat
     assert not any(f.purpose == "batch" for f in bench.state.files.values())
     assert not list(bench.workdir.glob("*.jsonl"))
     # the whole lifecycle is in the store's history
-    kinds = [(e.data.get("from"), e.data.get("to")) for e in bench.store.list_events(
-        bench.run_id, kinds=["batch.status"])]
-    assert kinds[:5] == [("planned", "uploading"), ("uploading", "uploaded"),
-                         ("uploaded", "creating"), ("creating", "validating"),
-                         ("validating", "in_progress")]
+    kinds = [
+        (e.data.get("from"), e.data.get("to"))
+        for e in bench.store.list_events(bench.run_id, kinds=["batch.status"])
+    ]
+    assert kinds[:5] == [
+        ("planned", "uploading"),
+        ("uploading", "uploaded"),
+        ("uploaded", "creating"),
+        ("creating", "validating"),
+        ("validating", "in_progress"),
+    ]
     assert kinds[-1] == ("completed", "applied")
     told = [kind for kind, data in bench.events if data["run_id"] == bench.run_id]
     assert "batch.submitted" in told and "batch.polled" in told and "batch.done" in told
@@ -125,8 +133,9 @@ async def test_line_failures_give_up_at_max_attempts(tmp_path: Path) -> None:
     rows = list(bench.store.iter_requests(bench.run_id))
     assert {r.status for r in rows} == {RequestStatus.FAILED}
     assert {r.attempts for r in rows} == {2}
-    assert all(r.status_code == 500 and "server had an error" in (r.error_message or "")
-               for r in rows)
+    assert all(
+        r.status_code == 500 and "server had an error" in (r.error_message or "") for r in rows
+    )
     # a batch whose lines all failed ends completed with no output file: not a success
     assert bench.store.list_events(bench.run_id, kinds=["batch.all_failed"])
     assert not bench.state.ledger

@@ -97,7 +97,9 @@ async def test_lost_upload_response_reuses_the_uploaded_file(tmp_path: Path) -> 
     bench = make_bench(tmp_path)
     transport = LoseFirstUpload(httpx2.ASGITransport(app=bench.state.extra["test_app"]))
     bench.client = openai.AsyncOpenAI(
-        api_key="sk-test", base_url="http://sim.test/v1", max_retries=0,
+        api_key="sk-test",
+        base_url="http://sim.test/v1",
+        max_retries=0,
         http_client=httpx2.AsyncClient(transport=transport),
     )
     ids = bench.add_run([chat_body(i) for i in range(4)])
@@ -149,15 +151,23 @@ async def test_killed_child_process_then_resume(tmp_path: Path, step: str) -> No
     with running_server(sim_config()) as server:
         bench = make_bench(tmp_path)
         bench.state = server.state  # the server's simulator outlives the child
-        bench.client = openai.AsyncOpenAI(api_key="sk-test", base_url=server.base_url,
-                                          max_retries=0)
+        bench.client = openai.AsyncOpenAI(
+            api_key="sk-test", base_url=server.base_url, max_retries=0
+        )
         bench.store = type(bench.store).open(tmp_path / "jobs.db", now=server.state.now)
         ids = bench.add_run([chat_body(i) for i in range(6)])
         script = tmp_path / "child.py"
         script.write_text(CHILD)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-        args = [sys.executable, str(script), str(tmp_path / "jobs.db"), bench.run_id,
-                server.base_url, step, str(tmp_path / "child-work")]
+        args = [
+            sys.executable,
+            str(script),
+            str(tmp_path / "jobs.db"),
+            bench.run_id,
+            server.base_url,
+            step,
+            str(tmp_path / "child-work"),
+        ]
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 9, done.stderr
         # the dead child still holds the shard's lease (submit or apply): a live lease

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchyard.config import model_table
-from batchyard.models import BatchStatus, RequestStatus
+from batchyard.models import BatchStatus, RequestStatus, Route
 from batchyard.orchestrator.batch_lines import line_errors, result_from_line
 from batchyard.orchestrator.batch_schedule import PollSchedule
 
@@ -30,14 +30,12 @@ def _ok(custom_id: str, usage: dict[str, int]) -> dict[str, object]:
         ({"prompt_tokens": 12, "total_tokens": 12}, (12, 0)),
     ],
 )
-def test_success_is_priced_at_batch_rates(
-    usage: dict[str, int], expected: tuple[int, int]
-) -> None:
+def test_success_is_priced_at_batch_rates(usage: dict[str, int], expected: tuple[int, int]) -> None:
     result = result_from_line(_ok("a", usage), shard=3, model=MINI)
     assert result.status == RequestStatus.SUCCEEDED
     assert (result.input_tokens, result.output_tokens) == expected
-    assert result.cost == pytest.approx(MINI.cost("batch", *expected))
-    assert result.cost < MINI.cost("standard", *expected)
+    assert result.cost == pytest.approx(MINI.estimate(Route.BATCH, *expected))
+    assert result.cost < MINI.estimate(Route.STANDARD, *expected)
     assert result.shard == 3
 
 
@@ -47,8 +45,14 @@ def test_http_4xx_line_is_terminal_with_the_provider_message() -> None:
         "custom_id": "b",
         "response": {
             "status_code": 400,
-            "body": {"error": {"message": message, "type": "invalid_request_error",
-                               "param": "max_tokens", "code": "unsupported_parameter"}},
+            "body": {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "param": "max_tokens",
+                    "code": "unsupported_parameter",
+                }
+            },
         },
         "error": None,
     }
@@ -62,14 +66,26 @@ def test_http_4xx_line_is_terminal_with_the_provider_message() -> None:
 @pytest.mark.parametrize(
     "line",
     [
-        {"custom_id": "c", "response": {"status_code": 500, "body": {"error": {"message": "boom"}}},
-         "error": None},
-        {"custom_id": "c", "response": None,
-         "error": {"code": "request_timeout", "message": "The underlying call timed out."}},
-        {"custom_id": "c", "response": None,
-         "error": {"code": "batch_expired", "message": "This request could not be executed."}},
-        {"custom_id": "c", "response": None,
-         "error": {"code": "batch_cancelled", "message": "The batch was cancelled."}},
+        {
+            "custom_id": "c",
+            "response": {"status_code": 500, "body": {"error": {"message": "boom"}}},
+            "error": None,
+        },
+        {
+            "custom_id": "c",
+            "response": None,
+            "error": {"code": "request_timeout", "message": "The underlying call timed out."},
+        },
+        {
+            "custom_id": "c",
+            "response": None,
+            "error": {"code": "batch_expired", "message": "This request could not be executed."},
+        },
+        {
+            "custom_id": "c",
+            "response": None,
+            "error": {"code": "batch_cancelled", "message": "The batch was cancelled."},
+        },
     ],
 )
 def test_transient_failures_are_retryable(line: dict[str, object]) -> None:
@@ -85,10 +101,13 @@ def test_a_line_without_custom_id_is_refused() -> None:
 
 
 def test_validation_errors_split_by_line() -> None:
-    errors = {"object": "list", "data": [
-        {"code": "invalid_url", "message": "no", "param": "url", "line": 2},
-        {"code": "token_limit_exceeded", "message": "full", "param": None, "line": None},
-    ]}
+    errors = {
+        "object": "list",
+        "data": [
+            {"code": "invalid_url", "message": "no", "param": "url", "line": 2},
+            {"code": "token_limit_exceeded", "message": "full", "param": None, "line": None},
+        ],
+    }
     by_line, general = line_errors(errors)
     assert list(by_line) == [2] and by_line[2][0]["code"] == "invalid_url"
     assert [g["code"] for g in general] == ["token_limit_exceeded"]

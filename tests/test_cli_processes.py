@@ -29,10 +29,22 @@ def test_submit_watch_and_poll_side_by_side_then_fetch(tmp_path: Path) -> None:
 
         full = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         args = [sys.executable, "-m", "batchyard"]
-        watcher = subprocess.Popen([*args, "watch", run_id], env=full, cwd=tmp_path,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        poller = subprocess.Popen([*args, "poll", run_id, "--wait"], env=full, cwd=tmp_path,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watcher = subprocess.Popen(
+            [*args, "watch", run_id],
+            env=full,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        poller = subprocess.Popen(
+            [*args, "poll", run_id, "--wait"],
+            env=full,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         w_out, w_err = watcher.communicate(timeout=90)
         p_out, p_err = poller.communicate(timeout=90)
         assert watcher.returncode == 0, w_err
@@ -45,8 +57,11 @@ def test_submit_watch_and_poll_side_by_side_then_fetch(tmp_path: Path) -> None:
         assert json.loads(fetched.stdout)["succeeded"] == 60
 
         ledger = httpx2.get(f"{server.root}/_sim/ledger").json()
-        ours = [b for b in server.state.batches.values()
-                if (b.metadata or {}).get("batchyard_run") == run_id]
+        ours = [
+            b
+            for b in server.state.batches.values()
+            if (b.metadata or {}).get("batchyard_run") == run_id
+        ]
         shards = {(b.metadata or {}).get("batchyard_shard") for b in ours}
     ids = [json.loads(line)["custom_id"] for line in out.read_text().splitlines()]
     assert ids == [line["custom_id"] for line in sample_lines(60)]  # each once, in order
@@ -58,14 +73,18 @@ def test_ctrl_c_during_watch_exits_130_and_resume_carries_on(tmp_path: Path) -> 
     file = sample(tmp_path, 8)
     with running_server(fast_config(clock={"time_scale": 1.0})) as server:
         env = {**sim_env(server.base_url), "BATCHYARD_DB": str(tmp_path / "shared.db")}
-        submitted = run_cli(["submit", str(file), "--route", "batch", "--detach", "--json"],
-                            env, cwd=tmp_path)
+        submitted = run_cli(
+            ["submit", str(file), "--route", "batch", "--detach", "--json"], env, cwd=tmp_path
+        )
         assert submitted.returncode == 0, submitted.stderr
         run_id = json.loads(submitted.stdout)["submit"]["run_id"]
         watcher = subprocess.Popen(
             [sys.executable, "-m", "batchyard", "watch", run_id],
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert watcher.stderr is not None
         first = watcher.stderr.readline()  # the first progress line: it is working
@@ -79,8 +98,11 @@ def test_ctrl_c_during_watch_exits_130_and_resume_carries_on(tmp_path: Path) -> 
         resumed = run_cli(["resume", run_id, "--detach", "--json"], env, cwd=tmp_path)
         assert resumed.returncode == 0, resumed.stderr
         assert json.loads(resumed.stdout)["state"] == "running"
-        ours = [b for b in server.state.batches.values()
-                if (b.metadata or {}).get("batchyard_run") == run_id]
+        ours = [
+            b
+            for b in server.state.batches.values()
+            if (b.metadata or {}).get("batchyard_run") == run_id
+        ]
         shards = {(b.metadata or {}).get("batchyard_shard") for b in ours}
         assert len(ours) == len(shards) == 2  # one per model; resume created none again
 
@@ -90,10 +112,22 @@ def test_sim_serve_answers_like_the_api_and_stops_on_ctrl_c(tmp_path: Path) -> N
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "batchyard", "sim", "serve", "--port", str(port),
-         "--time-scale", "600"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "batchyard",
+            "sim",
+            "serve",
+            "--port",
+            str(port),
+            "--time-scale",
+            "600",
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stderr is not None
@@ -130,8 +164,11 @@ def test_ctrl_c_during_real_time_work_lets_calls_finish_and_loses_nothing(
         }
         submitter = subprocess.Popen(
             [sys.executable, "-m", "batchyard", "submit", str(file), "--route", "realtime"],
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.monotonic() + 30
         while len(server.state.ledger) < 5 and time.monotonic() < deadline:

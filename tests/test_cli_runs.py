@@ -143,10 +143,15 @@ def test_watch_drives_a_run_to_the_end(env: RunningServer, tmp_path: Path) -> No
     assert again.exit_code == 0 and json_out(again)["state"] == "completed"
 
 
-def test_failed_requests_exit_5(env: RunningServer, tmp_path: Path) -> None:
-    # gpt-4.1 is in batchyard's model table but the simulator does not serve it: 404s.
+def test_failed_requests_exit_5(
+    env: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A model batchyard.toml-style settings add to the table but the simulator does not
+    # serve: every call is a 404.
+    prices = {"input": 1.0, "output": 2.0, "batch_input": 0.5, "batch_output": 1.0}
+    monkeypatch.setenv("BATCHYARD_MODELS", json.dumps({"gpt-private": prices}))
     file = tmp_path / "r.jsonl"
-    body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "gpt-private", "messages": [{"role": "user", "content": "hi"}]}
     file.write_text(
         json.dumps(
             {"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": body}

@@ -8,6 +8,7 @@ import pytest
 
 from batchyard.config import load_settings, model_table, prices_date
 from batchyard.errors import ConfigError
+from batchyard.models import Route
 
 
 def _write(path: Path, text: str) -> None:
@@ -60,11 +61,15 @@ def test_model_table_prices_and_overrides() -> None:
     table = model_table()
     assert prices_date()
     mini = table["gpt-4o-mini"]
-    assert mini.cost("standard", 1_000_000, 1_000_000) == pytest.approx(0.75)
-    assert mini.cost("batch", 1_000_000, 1_000_000) == pytest.approx(0.375)
-    assert not mini.flex and mini.cost("flex", 1000, 0) == mini.cost("standard", 1000, 0)
+    assert mini.estimate(Route.STANDARD, 1_000_000, 1_000_000) == pytest.approx(0.75)
+    assert mini.estimate(Route.BATCH, 1_000_000, 1_000_000) == pytest.approx(0.375)
+    assert not mini.flex and mini.estimate(Route.FLEX, 1000, 0) == mini.estimate(
+        Route.STANDARD, 1000, 0
+    )
     gpt5 = table["gpt-5-mini"]
-    assert gpt5.flex and gpt5.cost("flex", 1000, 1000) == gpt5.cost("batch", 1000, 1000)
+    assert gpt5.flex and gpt5.estimate(Route.FLEX, 1000, 1000) == gpt5.estimate(
+        Route.BATCH, 1000, 1000
+    )
     assert "max_tokens" in gpt5.rejects
     custom = model_table(
         {
@@ -73,7 +78,7 @@ def test_model_table_prices_and_overrides() -> None:
         }
     )
     assert custom["gpt-4o-mini"].rpm == 7 and custom["gpt-4o-mini"].input == mini.input
-    assert custom["my-model"].cost("batch", 2_000_000, 0) == pytest.approx(1.0)
+    assert custom["my-model"].estimate(Route.BATCH, 2_000_000, 0) == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="model table"):
         model_table({"broken": {"input": 1.0}})
 

@@ -34,14 +34,26 @@ COMMANDS = _commands(typer.main.get_group(app))
 
 def test_the_command_list_is_complete() -> None:
     names = {name for name, _ in COMMANDS}
-    assert {"submit", "plan", "watch", "poll", "status", "runs", "fetch", "costs", "cancel",
-            "resume", "verify", "config show", "sim serve", "demo"} <= names
+    assert {
+        "submit",
+        "plan",
+        "watch",
+        "poll",
+        "status",
+        "runs",
+        "fetch",
+        "costs",
+        "cancel",
+        "resume",
+        "verify",
+        "config show",
+        "sim serve",
+        "demo",
+    } <= names
 
 
 @pytest.mark.parametrize("name,command", COMMANDS, ids=[n for n, _ in COMMANDS])
-def test_every_command_has_help_and_an_example_in_the_readme(
-    name: str, command: Any
-) -> None:
+def test_every_command_has_help_and_an_example_in_the_readme(name: str, command: Any) -> None:
     assert command.help and len(command.help.strip()) > 20, f"{name} has no help text"
     assert "Example: batchyard " in command.help, f"{name} help has no example"
     assert f"`batchyard {name}" in README, f"{name} is missing from the README's command table"

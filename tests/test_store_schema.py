@@ -250,3 +250,27 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> 
     with Store.open(path) as store:
         assert "request_id" in store.db["requests"].columns_dict
         assert store.get_run(run_id).id == run_id  # the data is still there
+
+
+def test_m003_lets_an_older_database_store_the_fast_route(tmp_path: Path) -> None:
+    from sqlite_utils import Database
+
+    from batchyard.store.schema import m003_fast_route
+
+    db = Database(tmp_path / "old.db")
+    db.execute(
+        "CREATE TABLE requests (id INTEGER PRIMARY KEY, run_id TEXT, priority INTEGER, "
+        "line INTEGER, status TEXT, "
+        "route TEXT CHECK (route IN ('standard', 'flex', 'batch')))"
+    )
+    db.execute("INSERT INTO requests (route, status) VALUES ('batch', 'routed')")
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO requests (route) VALUES ('fast')")
+    m003_fast_route(db)
+    db.execute("INSERT INTO requests (route, status) VALUES ('fast', 'routed')")
+    assert [r[0] for r in db.execute("SELECT route FROM requests ORDER BY id")] == ["batch", "fast"]
+    index = db.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'requests_realtime_queue'"
+    ).fetchone()[0]
+    assert "'fast'" in index
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -116,7 +116,10 @@ app = typer.Typer(
 def _console(*, stderr: bool) -> Console:
     """A console; when it is not a terminal (a pipe, a file, CI), wide enough that tables
     keep whole ids and numbers instead of squeezing them into 80 columns."""
-    console = Console(stderr=stderr, soft_wrap=True, highlight=False)
+    # Everything the CLI prints is data or user text (model names, paths, custom_ids, API
+    # messages): never rich markup or emoji codes, or `ft:gpt-4o-mini:org:x:abc` would
+    # print as `ft:gpt-4o-mini:org❌abc` and `[b]` would vanish.
+    console = Console(stderr=stderr, soft_wrap=True, highlight=False, markup=False, emoji=False)
     if not console.is_terminal:
         console.width = 200
     return console

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from batchyard.cli.app import EXIT_ERROR, EXIT_OK, app, execute, state
+from batchyard.cli.models_cmd import warn_if_stale
 from batchyard.cli.options import (
     Budget,
     Deadline,
@@ -57,6 +58,8 @@ def plan(
     Example: batchyard plan requests.jsonl --deadline 3h
     """
     cli = state(ctx)
+    warn_if_stale(cli)
+
     async def body(orch: Orchestrator) -> int:
         money = budget_value(budget)  # inside: a bad value is a message, not a traceback
         result = orch.plan(file, deadline=deadline, budget=money, route=route, strict=strict)

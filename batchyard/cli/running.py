@@ -14,6 +14,7 @@ import typer
 
 from batchyard.cli.app import EXIT_ERROR, EXIT_FAILED_REQUESTS, EXIT_OK, app, execute, state
 from batchyard.cli.live import Progress
+from batchyard.cli.models_cmd import warn_if_stale
 from batchyard.cli.options import (
     Budget,
     Deadline,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["drive_realtime_share", "finished_code", "realtime_open"]
 
-_REALTIME = ("standard", "flex")
+_REALTIME = ("standard", "flex", "fast")
 _TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -125,6 +126,8 @@ def submit(
     if detach and wait:
         raise typer.BadParameter("choose one of --detach and --wait.", param_hint="--detach")
     cli = state(ctx)
+    warn_if_stale(cli)
+
     async def body(orch: Orchestrator) -> int:
         money = budget_value(budget)  # inside: a bad value is a message, not a traceback
         result = await orch.submit(

@@ -7,12 +7,12 @@ reads no files and keeps no state across lines except what the caller passes in.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchyard.config import ModelInfo
+from batchyard.catalog import ModelInfo, as_catalog, lookup
+from batchyard.errors import ConfigError
 from batchyard.models import Endpoint
 from batchyard.shards import ShardItem, shard_line
 from batchyard.tokens import embedding_inputs, encoding_for_model, output_tokens, prompt_tokens
@@ -26,6 +26,9 @@ EMBEDDING_MAX_REQUEST_TOKENS = 300_000
 
 _ENDPOINTS = {e.value: e for e in Endpoint}
 _SUPPORTED = ", ".join(f"'{e.value}'" for e in Endpoint)
+# Endpoints the Batch API accepts today (Batch guide, 2026) that batchyard does not route:
+# their bodies are not token-priced requests it can estimate, split or send in real time.
+BATCH_ONLY_ENDPOINTS = ("/v1/images/generations", "/v1/images/edits", "/v1/videos")
 _LABEL = {
     Endpoint.CHAT: "Chat Completions",
     Endpoint.RESPONSES: "Responses",
@@ -41,7 +44,6 @@ _INPUT = {
     Endpoint.COMPLETIONS: "prompt",
     Endpoint.MODERATIONS: "input",
 }
-_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 _TYPE_NAMES = {
     str: "a string",
     int: "an integer",
@@ -97,11 +99,8 @@ def _missing(name: str) -> str:
 
 
 def find_model(models: Mapping[str, ModelInfo], name: str) -> ModelInfo | None:
-    """The table entry for `name`, or for its base name when it is a dated snapshot."""
-    info = models.get(name)
-    if info is None:
-        info = models.get(_SNAPSHOT.sub("", name.removeprefix("ft:").split(":")[0]))
-    return info
+    """The table row `name` resolves to (see `batchyard.catalog`), or None."""
+    return lookup(models, name)
 
 
 def check_envelope(obj: object) -> tuple[str, Endpoint, dict[str, Any]] | Problem:
@@ -128,6 +127,13 @@ def check_envelope(obj: object) -> tuple[str, Endpoint, dict[str, Any]] | Proble
     if url is None:
         return ("url", _missing("url"))
     endpoint = _ENDPOINTS.get(url) if isinstance(url, str) else None
+    if endpoint is None and url in BATCH_ONLY_ENDPOINTS:
+        return (
+            "url",
+            f"Invalid value: {url!r}. The Batch API accepts it, but batchyard does not route "
+            f"it (it prices and routes only {_SUPPORTED}); send these lines to the Batch API "
+            "directly.",
+        )
     if endpoint is None:
         return ("url", f"Invalid value: {url!r}. Supported values are: {_SUPPORTED}.")
     body = obj.get("body")
@@ -143,8 +149,6 @@ def _check_input(endpoint: Endpoint, body: Mapping[str, Any]) -> Problem | None:
     name = _INPUT[endpoint]
     value = body.get(name)
     if value is None:
-        if endpoint is Endpoint.RESPONSES and ("prompt" in body or "previous_response_id" in body):
-            return None
         if endpoint is Endpoint.CHAT:
             return ("body.messages", "Messages parameter is required.")
         return (f"body.{name}", _missing(name))
@@ -196,14 +200,10 @@ def _check_model(
         return ("body.model", "Model parameter is required.")
     if not isinstance(model, str):
         return ("body.model", _invalid_type("model", "a string", model))
-    info = find_model(models, model)
-    if info is None:
-        return (
-            "body.model",
-            f"The model {model!r} is not in batchyard's model table, so its prices and limits "
-            f'are unknown. Add it to batchyard.toml under [models."{model}"] (input, output, '
-            "batch_input and batch_output prices at least).",
-        )
+    try:
+        info = as_catalog(models).require(model)
+    except ConfigError as exc:  # the resolver's refusal names the table to add
+        return ("body.model", str(exc))
     if info.embedding and endpoint is not Endpoint.EMBEDDINGS:
         return (
             "body.model",
@@ -216,6 +216,9 @@ def _check_model(
             f"{model!r} is not an embeddings model; use an embeddings model such as "
             "'text-embedding-3-small' with /v1/embeddings.",
         )
+    if (endpoint is Endpoint.MODERATIONS) != info.moderation or not info.serves(endpoint.value):
+        served = " and ".join(info.endpoints) or "other endpoints"
+        return ("body.model", f"{model!r} is not served at {endpoint.value}; it serves {served}.")
     return info
 
 

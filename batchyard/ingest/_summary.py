@@ -121,7 +121,7 @@ def _add(
     planner = planners.get(key)
     if group is None or planner is None:
         info = find_model(models, req.model)
-        assert info is not None  # a valid request's model is in the table
+        assert info is not None  # a valid request's model resolves in the table
         limits = ShardLimits.for_model(info, learned.get(info.name))
         group = result.groups[key] = GroupSummary(
             req.endpoint, req.model, queue_limit=limits.max_input_tokens

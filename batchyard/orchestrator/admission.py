@@ -268,7 +268,7 @@ class AdmissionTable:
         duration_scale: float = 1.0,
     ) -> None:
         self._duration_scale = duration_scale
-        self._limits = dict(limits)
+        self._limits = limits  # may resolve names itself (a model catalog's view)
         self._clock = clock
         self._sleep = sleep
         self._concurrency = concurrency

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from batchyard.config import ModelInfo
+from batchyard.catalog import ModelInfo, usage_from_body
 from batchyard.models import RequestStatus, Route
 from batchyard.store.rows import Result
 
@@ -97,7 +97,8 @@ def result_from_line(line: Mapping[str, Any], *, shard: int, model: ModelInfo | 
         body = dict(body) if isinstance(body, Mapping) else None
         if 200 <= status_code < 300:
             tokens_in, tokens_out = usage_tokens(body)
-            cost = model.cost("batch", tokens_in, tokens_out) if model else 0.0
+            usage = usage_from_body("", body)  # the usage's own keys tell its shape
+            cost = model.cost(Route.BATCH, usage) if model else 0.0
             return Result(
                 custom_id=custom_id,
                 status=RequestStatus.SUCCEEDED,

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import openai
 
+from batchyard.catalog import lookup
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator.batch_lines import NOT_RUN_CODES
 from batchyard.orchestrator.batch_remote import BatchContext, failure_text, shard_filename
@@ -93,7 +94,7 @@ def learned_limit(ctx: BatchContext, run_id: str, model: str) -> int | None:
 
 
 def queue_limit(ctx: BatchContext, run_id: str, model: str) -> int | None:
-    info = ctx.models.get(model)
+    info = lookup(ctx.models, model)
     learned = learned_limit(ctx, run_id, model)
     if learned is not None:
         return learned
@@ -171,7 +172,7 @@ def _plan_group(
     in_queue: int,
     report: SubmitReport,
 ) -> list[Shard]:
-    info = ctx.models.get(model)
+    info = lookup(ctx.models, model)
     limit = queue_limit(ctx, run_id, model)
     limits = ShardLimits.for_model(info, limit) if info else ShardLimits(model=model)
     if ctx.limits is not None:  # tighter caps from the caller; the queue limit still applies

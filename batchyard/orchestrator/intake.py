@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchyard.config import ModelInfo
+from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.errors import ConfigError, LineProblem
 from batchyard.ingest import (
     ParsedRequest,
@@ -24,7 +24,7 @@ from batchyard.ingest import (
     validate_file,
     write_rejects,
 )
-from batchyard.models import RunState
+from batchyard.models import Route, RunState
 from batchyard.orchestrator import routing
 from batchyard.router import Decision, Plan, RequestFeatures, RunPolicy
 from batchyard.store import Store
@@ -42,12 +42,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _model_info(models: Mapping[str, ModelInfo], name: str) -> ModelInfo:
-    if name in models:
-        return models[name]
-    for known in sorted(models, key=len, reverse=True):
-        if name.startswith(known):  # dated snapshots price like their base model
-            return models[known]
-    raise ConfigError(f'Unknown model {name!r}: add [models."{name}"] to batchyard.toml.')
+    return as_catalog(models).require(name)
 
 
 def _new_request(
@@ -65,9 +60,10 @@ def _new_request(
         body=p.body,
         input_tokens=p.input_tokens,
         output_tokens=out,
-        cost_standard=info.cost("standard", p.input_tokens, out),
-        cost_flex=info.cost("flex", p.input_tokens, out) if info.flex else None,
-        cost_batch=info.cost("batch", p.input_tokens, out),
+        cost_standard=info.estimate(Route.STANDARD, p.input_tokens, out),
+        cost_flex=info.estimate(Route.FLEX, p.input_tokens, out) if info.flex else None,
+        cost_batch=info.estimate(Route.BATCH, p.input_tokens, out),
+        cost_fast=info.estimate(Route.FAST, p.input_tokens, out) if info.fast else None,
         priority=p.priority,
     )
 
@@ -217,6 +213,11 @@ def record_run(
             "requests": checked.valid,
             "rejected": checked.invalid_lines,
             "rejects_path": str(intake.rejects_path) if intake.rejects_path else None,
+            # the name each line sent (what goes to the API) and the table row it priced as
+            "model_entries": {
+                name: as_catalog(intake.models).resolve(name).entry
+                for name in sorted({key[1] for key in checked.groups})
+            },
         },
     )
     store.add_requests(run_id, intake.new_requests())

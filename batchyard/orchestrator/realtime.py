@@ -52,7 +52,8 @@ from collections.abc import Mapping, Sequence
 
 import openai
 
-from batchyard.config import ModelInfo, Settings
+from batchyard.catalog import ModelInfo, as_catalog
+from batchyard.config import Settings
 from batchyard.errors import DispatchStopped, QuotaExhausted
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator.admission import AdmissionTable
@@ -90,7 +91,7 @@ class RealtimeRunner(RequestHandler):
         self.store = store
         self.client = client
         self.flex_client = flex_options(client, settings)
-        self.models = dict(models)
+        self.models = as_catalog(models)
         self.settings = settings
         self.clock = clock
         self.sleep = sleep
@@ -99,7 +100,7 @@ class RealtimeRunner(RequestHandler):
         self.options = options or RealtimeOptions()
         self.policy = self.options.policy or RetryPolicy(max_attempts=settings.max_attempts)
         self.admission = AdmissionTable(
-            {name: (info.rpm, info.tpm) for name, info in self.models.items()},
+            self.models.rate_limits(),
             clock,
             sleep,
             concurrency=settings.concurrency,
@@ -163,7 +164,7 @@ class RealtimeRunner(RequestHandler):
         self,
         run_id: str,
         *,
-        routes: Sequence[Route] = (Route.STANDARD, Route.FLEX),
+        routes: Sequence[Route] = (Route.STANDARD, Route.FLEX, Route.FAST),
         stop: asyncio.Event | None = None,
         flex_fallback: FlexFallback | str = FlexFallback.STANDARD,
     ) -> RealtimeReport:

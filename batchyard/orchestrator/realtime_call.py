@@ -16,7 +16,7 @@ from typing import Any
 
 import openai
 
-from batchyard import tokens
+from batchyard import catalog, tokens
 from batchyard.models import Endpoint, Tier
 
 __all__ = ["Answer", "Usage", "rate_charge", "send", "usage_of"]
@@ -44,9 +44,19 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    input_tokens: int
-    output_tokens: int
-    tier: Tier  # the tier that actually served it (a flex ask may be served as default)
+    """What an answer used, and the tier that actually served it (a flex or fast ask may be
+    served, and billed, at the default tier)."""
+
+    billed: catalog.Usage
+    tier: Tier
+
+    @property
+    def input_tokens(self) -> int:
+        return self.billed.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        return self.billed.output_tokens
 
 
 def rate_charge(endpoint: str, body: Mapping[str, Any]) -> int:
@@ -69,12 +79,21 @@ def _resource(client: openai.AsyncOpenAI, endpoint: str) -> Any:
     raise ValueError(f"The real-time path cannot send {endpoint}; route these requests to batch.")
 
 
+# What the API answers in `service_tier` for a fast request: "priority" was the name of
+# fast mode until 2026-07-30 and both are accepted on requests.
+FAST_TIERS = ("fast", "priority")
+
+
 def prepared_body(body: Mapping[str, Any], tier: Tier) -> dict[str, Any]:
-    """The body for this tier: service_tier "flex" set for flex, dropped from standard."""
+    """The body for this tier: service_tier "flex" set for flex, "fast" for fast (a body
+    that already says "priority" keeps it), neither left in a standard request."""
     out = dict(body)
     if tier is Tier.FLEX:
         out["service_tier"] = "flex"
-    elif out.get("service_tier") == "flex":
+    elif tier is Tier.FAST:
+        if out.get("service_tier") not in FAST_TIERS:
+            out["service_tier"] = "fast"
+    elif out.get("service_tier") in ("flex", *FAST_TIERS):
         del out["service_tier"]
     return out
 
@@ -103,23 +122,16 @@ async def send(
     return Answer(raw.status_code, data, raw.headers)
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def usage_of(endpoint: str, body: Mapping[str, Any], asked: Tier) -> Usage:
-    """Tokens billed for a response body, and the tier that served it."""
-    usage = body.get("usage")
-    usage = usage if isinstance(usage, Mapping) else {}
-    if endpoint == Endpoint.RESPONSES:
-        used_in, used_out = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
-    else:
-        used_in, used_out = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+    """Tokens billed for a response body (cached and cache-write tokens included), and the
+    tier that served it."""
     served = body.get("service_tier")
     if served == "flex":
         tier = Tier.FLEX
+    elif served in FAST_TIERS:
+        tier = Tier.FAST
     elif isinstance(served, str):
         tier = Tier.DEFAULT
     else:
         tier = asked
-    return Usage(used_in, used_out, tier)
+    return Usage(catalog.usage_from_body(endpoint, body), tier)

@@ -18,7 +18,8 @@ from enum import StrEnum
 import openai
 
 from batchyard import tokens
-from batchyard.config import ModelInfo, Settings
+from batchyard.catalog import Catalog
+from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator.admission import AdmissionTable, ModelAdmission
@@ -48,6 +49,12 @@ from batchyard.store import Claim, Result, Store
 __all__ = ["Job", "Phase", "RequestHandler", "SetAside"]
 
 _FAULTS = (FailureKind.SERVER, FailureKind.CONNECTION, FailureKind.TIMEOUT)
+_TIERS = {Route.FLEX: Tier.FLEX, Route.FAST: Tier.FAST}
+
+
+def _bucket(tier: Tier) -> str:
+    """The rate-limit pool a tier draws on: fast shares the standard tier's (OpenAI)."""
+    return Tier.DEFAULT.value if tier is Tier.FAST else tier.value
 
 
 class Phase(StrEnum):
@@ -76,7 +83,7 @@ class Job:
 
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
-        self.tier = Tier.FLEX if claim.route is Route.FLEX else Tier.DEFAULT
+        self.tier = _TIERS.get(claim.route, Tier.DEFAULT)
         self.body = prepared_body(claim.body, self.tier)
         count = tokens.count_request(claim.endpoint, claim.body)
         self.prompt = count.prompt
@@ -95,7 +102,7 @@ class RequestHandler:
     store: Store
     client: openai.AsyncOpenAI
     flex_client: openai.AsyncOpenAI
-    models: dict[str, ModelInfo]
+    models: Catalog
     settings: Settings
     clock: Clock
     sleep: Sleep
@@ -215,7 +222,7 @@ class RequestHandler:
                     "circuit_open",
                     f"{model} keeps failing; the circuit is open.",
                 )
-            admission = self.admission[model, job.tier.value]
+            admission = self.admission[model, _bucket(job.tier)]
             job.phase = Phase.WAITING
             try:
                 async with admission.slot(job.charge):
@@ -279,12 +286,11 @@ class RequestHandler:
     def _succeed(self, job: Job, answer: Answer) -> None:
         claim = job.claim
         usage = usage_of(claim.endpoint, answer.body, job.tier)
-        self.admission[claim.model, job.tier.value].settle(
+        self.admission[claim.model, _bucket(job.tier)].settle(
             job.charge, usage.input_tokens + job.output_cap
         )
-        info = self.models.get(claim.model)
-        path = "flex" if usage.tier is Tier.FLEX else "standard"
-        cost = info.cost(path, usage.input_tokens, usage.output_tokens) if info else 0.0
+        info = self.models.find(claim.model)
+        cost = info.cost(usage.tier, usage.billed) if info else 0.0
         report = self._report
         report.succeeded += 1
         report.input_tokens += usage.input_tokens

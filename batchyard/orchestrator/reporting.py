@@ -14,8 +14,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from batchyard.config import ModelInfo
-from batchyard.models import BatchStatus, RequestStatus, RunState
+from batchyard.catalog import ModelInfo, as_catalog
+from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator.reports import (
     BatchInfo,
     CostReport,
@@ -152,12 +152,15 @@ def status(
 def costs(store: Store, models: Mapping[str, ModelInfo], run_id: str | None = None) -> CostReport:
     """Estimated versus actual per (model, route), and the saving against all-standard."""
     runs = [store.get_run(run_id)] if run_id else store.list_runs()
+    catalog = as_catalog(models)
     merged: dict[tuple[str, str], list[float]] = {}
     for run in runs:
         for s in store.summary(run.id):
             key = (s.model, s.route.value if s.route else "-")
-            info = models.get(s.model)
-            standard = info.cost("standard", s.input_tokens, s.output_tokens) if info else 0.0
+            info = catalog.find(s.model)
+            standard = (
+                info.estimate(Route.STANDARD, s.input_tokens, s.output_tokens) if info else 0.0
+            )
             row = merged.setdefault(key, [0.0] * 7)
             for i, value in enumerate(
                 (

@@ -12,7 +12,8 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from batchyard.config import ModelInfo, Settings
+from batchyard.catalog import ModelInfo, as_catalog
+from batchyard.config import Settings
 from batchyard.models import BatchStatus, Endpoint, RequestStatus, Route, RouteOverride
 from batchyard.orchestrator.batch_submit import shard_tokens
 from batchyard.orchestrator.realtime import RealtimeRunner
@@ -37,6 +38,7 @@ __all__ = [
     "capacities",
     "expected_output",
     "features",
+    "asks_fast",
     "from_new",
     "in_flight_tokens",
     "live_capacities",
@@ -137,6 +139,11 @@ def expected_output(endpoint: str, max_output: int | None, learned: float | None
     return round(learned) if learned is not None else DEFAULT_OUTPUT_TOKENS
 
 
+def asks_fast(body: Mapping[str, object] | None) -> bool:
+    """The body asks for fast mode ("priority" is its former name, still accepted)."""
+    return body is not None and body.get("service_tier") in ("fast", "priority")
+
+
 def _feature(
     custom_id: str,
     endpoint: str,
@@ -145,6 +152,9 @@ def _feature(
     costs: tuple[float, float | None, float | None],
     priority: int,
     shard: str | None = None,
+    *,
+    fast: bool = False,
+    cost_fast: float | None = None,
 ) -> RequestFeatures:
     standard, flex, batch = costs
     return RequestFeatures(
@@ -154,10 +164,14 @@ def _feature(
         input_tokens=tokens[0],
         output_tokens=tokens[1],
         cost=PathCosts(
-            standard=standard, batch=batch if batch is not None else standard, flex=flex
+            standard=standard,
+            batch=batch if batch is not None else standard,
+            flex=flex,
+            fast=cost_fast,
         ),
         priority=priority,
         shard=shard,
+        fast=fast,
     )
 
 
@@ -171,6 +185,8 @@ def feature(r: RequestRow, live_shards: frozenset[int] = frozenset()) -> Request
         (r.est_cost_standard, r.est_cost_flex, r.est_cost_batch),
         r.priority,
         str(r.shard) if r.shard is not None and r.shard in live_shards else None,
+        # a line routed fast was pinned there (its body, or --route fast): it stays
+        fast=r.route is Route.FAST or asks_fast(r.body),
     )
 
 
@@ -190,6 +206,8 @@ def from_new(n: NewRequest) -> RequestFeatures:
         (n.input_tokens, n.output_tokens),
         (n.cost_standard, n.cost_flex, n.cost_batch),
         n.priority,
+        fast=asks_fast(n.body),
+        cost_fast=n.cost_fast,
     )
 
 
@@ -214,14 +232,16 @@ def capacities(
     views = rate_views or {}
     opened, unavailable = set(breaker_open), set(flex_unavailable)
     out: dict[str, ModelCapacity] = {}
+    catalog = as_catalog(models)
     for name in names:
-        info = models[name]
+        info = catalog.require(name)
         rpm, tpm = views.get(name, (info.rpm, info.tpm))
         out[name] = ModelCapacity(
             model=name,
             rpm=rpm,
             tpm=tpm,
             flex_allowed=info.flex,
+            fast_allowed=info.fast,
             enqueued_token_limit=learned.get(name, info.enqueued_token_limit),
             enqueued_tokens_in_flight=in_flight.get(name, 0),
             breaker_open=name in opened,

@@ -18,7 +18,8 @@ from typing import Any
 
 import openai
 
-from batchyard.config import ModelInfo, Settings, load_settings
+from batchyard.catalog import Catalog
+from batchyard.config import Settings, load_settings
 from batchyard.errors import DispatchStopped, ProviderError
 from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import checks, reporting, routing
@@ -91,7 +92,7 @@ class Orchestrator:
         workdir: Path | None = None,
     ) -> None:
         self.settings = settings or load_settings()
-        self.models: dict[str, ModelInfo] = self.settings.model_table()
+        self.models: Catalog = self.settings.model_table()
         self.prior = Turnaround.from_median_p95(
             self.settings.batch_turnaround_median_seconds,
             self.settings.batch_turnaround_p95_seconds,
@@ -145,7 +146,7 @@ class Orchestrator:
             self._realtime = RealtimeRunner(*self._parts(), **self._timing())
         return self._realtime
 
-    def _parts(self) -> tuple[Store, openai.AsyncOpenAI, dict[str, ModelInfo], Settings]:
+    def _parts(self) -> tuple[Store, openai.AsyncOpenAI, Catalog, Settings]:
         """What both executors share: the store, the client, the models, the settings."""
         return self.store, self.client, self.models, self.settings
 

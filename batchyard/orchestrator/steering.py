@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from batchyard.config import ModelInfo
+from batchyard.catalog import ModelInfo, lookup
 from batchyard.errors import IllegalTransition, InputError
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator import routing
@@ -36,7 +36,7 @@ __all__ = [
 
 _MOVABLE = (RequestStatus.ROUTED, RequestStatus.RETRYABLE)
 _TERMINAL = (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
-_REALTIME = (Route.STANDARD, Route.FLEX)
+_REALTIME = (Route.STANDARD, Route.FLEX, Route.FAST)
 _EVENTS_PER_ROUND = 50  # per-request change events kept per round (the rest are counted)
 
 
@@ -134,7 +134,7 @@ def route_unbatchable(
         row = rows.get(cid)
         if row is None:
             continue
-        info = models.get(row.model)
+        info = lookup(models, row.model)
         to = Route.FLEX if info is not None and info.flex else Route.STANDARD
         moves.append((cid, to, "larger than any batch shard may be: sent in real time"))
     if moves:
@@ -148,7 +148,7 @@ def budget_guard(store: Store, run: RunRow) -> str | None:
         return None
     pending = sum(
         r.est_cost_flex if r.route is Route.FLEX and r.est_cost_flex else r.est_cost_standard
-        for r in store.iter_requests(run.id, statuses=_MOVABLE, routes=(Route.STANDARD, Route.FLEX))
+        for r in store.iter_requests(run.id, statuses=_MOVABLE, routes=_REALTIME)
     )
     reserved = sum(
         r.est_cost_batch or r.est_cost_standard

@@ -20,6 +20,8 @@ from batchyard.router.parse import format_duration, format_time
 
 __all__ = ["Assigner"]
 
+_FAST = "the body asks for service_tier fast: sent in fast mode now, never batched"
+
 
 @dataclass
 class _Place:
@@ -89,6 +91,8 @@ class Assigner:
         md = lane.md
         if r.shard is not None:
             return self._in_shard(md, r)
+        if r.fast:
+            return Assignment(r.custom_id, Route.FAST, _FAST)
         place = lane.place(r)
         if md.route is Route.BATCH:
             return self._batch(md, r, place)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["Estimate", "PlanRow", "budget_stop_reason", "estimate", "try_batch_cost"]
 
 _GRID = 200
-_ROUTE_ORDER = (Route.BATCH, Route.FLEX, Route.STANDARD)
+_ROUTE_ORDER = (Route.BATCH, Route.FLEX, Route.STANDARD, Route.FAST)
 
 
 @dataclass(frozen=True)
@@ -293,7 +293,7 @@ def try_batch_cost(ctx: ModelContext) -> float:
     if not work or ctx.escalation_at is None or ctx.policy.deadline is None:
         return work.cost.batch
     route = ctx.escalation_route
-    others = sum((s.remaining for s in ctx.shards), ctx.work.in_flight)
+    others = sum((s.remaining for s in ctx.shards), ctx.work.in_flight + ctx.work.fast)
     play = _Play(ctx, work, others, ctx.now + ctx.policy.batch_setup_s, ctx.escalation_at)
     outcomes = [play.outcome(t) for t in _turnarounds(ctx.turnaround)]
     kept = sum(o.kept for o in outcomes) / len(outcomes)

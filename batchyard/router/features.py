@@ -25,32 +25,37 @@ DEFAULT_MARGIN_S = 60.0
 
 @dataclass(frozen=True, slots=True)
 class PathCosts:
-    """What one request costs, in USD, on each path; `flex` is None where the model has none."""
+    """What one request costs, in USD, on each path; `flex`/`fast` are None where the model
+    has no such tier."""
 
     standard: float
     batch: float
     flex: float | None = None
+    fast: float | None = None
 
     def __post_init__(self) -> None:
-        costs = [self.standard, self.batch] + ([self.flex] if self.flex is not None else [])
+        costs = [self.standard, self.batch, *(c for c in (self.flex, self.fast) if c is not None)]
         if any(c < 0 for c in costs):
             raise ConfigError(f"Costs must not be negative, got {self}; check the price table.")
 
     def on(self, route: Route) -> float:
-        """The cost on `route`; flex without a flex price is priced as standard."""
+        """The cost on `route`; flex or fast without its own price is priced as standard."""
         if route is Route.BATCH:
             return self.batch
         if route is Route.FLEX and self.flex is not None:
             return self.flex
+        if route is Route.FAST and self.fast is not None:
+            return self.fast
         return self.standard
 
     def __add__(self, other: PathCosts) -> PathCosts:
-        """Costs of two pieces of work together; flex only where both have a flex price."""
+        """Costs of two pieces of work together; flex (fast) only where both have a price."""
         flex = None if self.flex is None or other.flex is None else self.flex + other.flex
-        return PathCosts(self.standard + other.standard, self.batch + other.batch, flex)
+        fast = None if self.fast is None or other.fast is None else self.fast + other.fast
+        return PathCosts(self.standard + other.standard, self.batch + other.batch, flex, fast)
 
 
-ZERO_COST = PathCosts(0.0, 0.0, 0.0)
+ZERO_COST = PathCosts(0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,8 @@ class RequestFeatures:
     to the expected figures. `max_output_tokens` is what OpenAI counts against TPM,
     defaulting to the worst-case output. Higher `priority` goes first when real time cannot
     do everything. `shard` names the live batch shard the request is already in, if any.
+    `fast`: the body asks for fast mode (`service_tier` "fast" or "priority"): sent that
+    way, never batched.
     """
 
     custom_id: str
@@ -76,6 +83,7 @@ class RequestFeatures:
     output_worst: int | None = None
     cost_worst: PathCosts | None = None
     shard: str | None = None
+    fast: bool = False
 
     @property
     def rate_limit_tokens(self) -> int:
@@ -148,6 +156,7 @@ class ModelCapacity:
     rpm: float = 500.0
     tpm: float = 200_000.0
     flex_allowed: bool = False
+    fast_allowed: bool = False
     flex_rpm: float | None = None
     flex_tpm: float | None = None
     standard_latency_s: float = 30.0

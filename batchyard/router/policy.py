@@ -119,7 +119,15 @@ def route_work(
                 f"rules {rules!r} decided nothing for {model}; end them with a catch-all"
             )
         cancel_ids, release_ids = _shard_actions(ctx, decided)
-        models.append(replace(decided, cancel_shards=cancel_ids, release_shards=release_ids))
+        decided = replace(decided, cancel_shards=cancel_ids, release_shards=release_ids)
+        fast = ctx.work.fast
+        if fast:
+            decided = replace(
+                decided,
+                routed={**decided.routed, Route.FAST: fast},
+                reason=f"{decided.reason}; {fast.count:,} in fast mode as their bodies ask",
+            )
+        models.append(decided)
         contexts[model] = ctx
     reason = "; ".join(f"{m.model}: {m.reason}" for m in models) or "nothing to route"
     return Decision(now=now, models=tuple(models), reason=reason), contexts

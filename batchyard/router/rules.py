@@ -71,7 +71,7 @@ class ModelContext:
 
     @property
     def unanswered(self) -> Work:
-        return sum((s.remaining for s in self.shards), self.work.in_flight + self.open)
+        return sum((s.remaining for s in self.shards), self.work.fixed + self.open)
 
 
 def escalation_point(
@@ -93,7 +93,7 @@ def escalation_point(
     """
     if deadline is None:
         return None
-    base = work.in_flight + work.total
+    base = work.fixed + work.total
     every = sum((s.work for s in shards), base)
     unanswered = sum((s.remaining for s in shards), base)
     all_lines = latest_start(deadline, every, capacity, route, safety) - safety.cancel_mean_s
@@ -118,7 +118,7 @@ def release_point(
     (all of them fit); otherwise at the latest start for the lines the provider counts as
     unfinished.
     """
-    base = work.in_flight + work.total
+    base = work.fixed + work.total
     every = latest_start(deadline, sum((s.work for s in shards), base), capacity, route, safety)
     unanswered = sum((s.remaining for s in shards), base)
     if shard.cancelling_at is not None and shard.cancelling_at <= every:
@@ -151,7 +151,7 @@ def make_context(
     """
     safety = Safety.of(policy, cancel)
     total = work.total
-    unanswered = sum((s.remaining for s in shards), work.in_flight + total)
+    unanswered = sum((s.remaining for s in shards), work.fixed + total)
     flex_price = unanswered.cost.flex
     flex_cheaper = flex_price is not None and flex_price <= unanswered.cost.standard + 1e-12
     use_flex = (
@@ -209,7 +209,7 @@ def late_count(ctx: ModelContext, route: Route) -> int:
         return 0
     rpm, tpm, latency = ctx.capacity.limits(route)
     budget = (deadline - ctx.now - latency) / 60.0  # minutes of pacing that still fit
-    count, tokens = ctx.work.in_flight.count, ctx.work.in_flight.rate_tokens
+    count, tokens = ctx.work.fixed.count, ctx.work.fixed.rate_tokens
     late = 0
     for _, w in ctx.work.ordered():
         if w.count == 0:
@@ -247,7 +247,7 @@ def _decided(
         queue_room=ctx.capacity.enqueued_headroom if route is Route.BATCH else None,
         queue_limit=ctx.capacity.enqueued_token_limit if route is Route.BATCH else None,
         slack_s=None if deadline is None else deadline - ctx.now,
-        in_flight=ctx.work.in_flight,
+        in_flight=ctx.work.fixed,
         classes=dict(ctx.work.classes),
         routed={route: open_} if open_ else {},
         deferred=deferred,
@@ -294,6 +294,13 @@ def _override(ctx: ModelContext) -> ModelDecision | None:
                 "use --route auto, realtime or batch."
             )
         return _realtime_now(ctx, "override", Route.FLEX, "--route flex")
+    if route is RouteOverride.FAST:
+        if not ctx.capacity.fast_allowed:
+            raise ConfigError(
+                f"--route fast: {ctx.model} does not offer fast mode; "
+                "use --route auto, realtime or batch."
+            )
+        return _realtime_now(ctx, "override", Route.FAST, "--route fast")
     return _realtime_now(ctx, "override", Route.STANDARD, "--route realtime")
 
 
@@ -322,7 +329,7 @@ def _flex_bargain(ctx: ModelContext) -> ModelDecision | None:
     costs = ctx.open.cost
     if costs.flex is None or costs.flex > costs.batch + 1e-12:
         return None
-    if not _flex_fits(ctx.open + ctx.work.in_flight, cap, ctx.policy, ctx.now):
+    if not _flex_fits(ctx.open + ctx.work.fixed, cap, ctx.policy, ctx.now):
         return None
     needs = realtime_seconds(ctx.open, cap, Route.FLEX)
     reason = (

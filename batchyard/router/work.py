@@ -64,7 +64,8 @@ class Work:
 
         def part(c: PathCosts) -> PathCosts:
             flex = None if c.flex is None else c.flex * f
-            return PathCosts(c.standard * f, c.batch * f, flex)
+            fast = None if c.fast is None else c.fast * f
+            return PathCosts(c.standard * f, c.batch * f, flex, fast)
 
         return Work(
             count=round(self.count * f),
@@ -89,13 +90,21 @@ class ModelWork:
 
     `classes` maps a priority to the sum of the model's open requests with that priority
     that are not inside a live batch shard (the work the router may route). `in_flight`
-    is real-time work already sent or claimed: it cannot move, but real time has to finish
-    it, so it counts when the router works out how long real time needs.
+    is real-time work already sent or claimed, and `fast` the requests whose bodies ask for
+    fast mode (sent that way, never batched): neither moves, but real time has to finish
+    them (fast mode shares the standard rate limits), so they count when the router works
+    out how long real time needs.
     """
 
     model: str
     classes: Mapping[int, Work] = field(default_factory=dict)
     in_flight: Work = NO_WORK
+    fast: Work = NO_WORK
+
+    @property
+    def fixed(self) -> Work:
+        """Real-time work the router cannot move: calls in flight and fast-mode requests."""
+        return self.in_flight + self.fast
 
     @property
     def total(self) -> Work:
@@ -141,12 +150,14 @@ class Tally:
     """Builds `ModelWork` per model from requests as they stream past (O(models) memory).
 
     Requests inside a live shard (`shard` set) are not routable work and are not counted
-    here; `in_flight=True` adds a request to the real-time work already on the wire.
+    here; fast-mode requests are counted apart; `in_flight=True` adds a request to the
+    real-time work already on the wire.
     """
 
     def __init__(self) -> None:
         self._classes: dict[str, dict[int, Work]] = {}
         self._in_flight: dict[str, Work] = {}
+        self._fast: dict[str, Work] = {}
 
     def add(self, r: RequestFeatures, *, in_flight: bool = False) -> None:
         if in_flight:
@@ -154,6 +165,10 @@ class Tally:
             return
         if r.shard is not None:
             self._classes.setdefault(r.model, {})
+            return
+        if r.fast:
+            self._classes.setdefault(r.model, {})
+            self._fast[r.model] = self._fast.get(r.model, NO_WORK) + Work.of(r)
             return
         classes = self._classes.setdefault(r.model, {})
         classes[r.priority] = classes.get(r.priority, NO_WORK) + Work.of(r)
@@ -170,6 +185,7 @@ class Tally:
                 model=name,
                 classes=dict(self._classes.get(name, {})),
                 in_flight=self._in_flight.get(name, NO_WORK),
+                fast=self._fast.get(name, NO_WORK),
             )
             for name in names
         }

@@ -289,7 +289,14 @@ def _materialise(
                 batch_id=rec.id,
                 input_tokens=result.input_tokens,
                 output_tokens=result.output_tokens,
-                cost=price(state, result.model, result.input_tokens, result.output_tokens, "batch"),
+                cost=price(
+                    state,
+                    result.model,
+                    result.input_tokens,
+                    result.output_tokens,
+                    "batch",
+                    cached=result.cached_tokens,
+                ),
                 at=at,
             )
         )

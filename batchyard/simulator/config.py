@@ -29,46 +29,43 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """One model as the simulator serves it. Prices are USD per 1M tokens."""
+    """One model as the simulator serves and bills it. Prices are USD per 1M tokens.
+
+    Billing (`billing.py`): cached input tokens at `cached_input_price` (input price when
+    None: no cache discount), cache writes at `cache_write_price` (as input when None),
+    batch at `batch_discount` x every rate (cached tokens at the batch input rate unless
+    `batch_cache_discount`), flex at batch rates, fast at `fast_prices` (input, cached,
+    output); above `long_context_threshold` input tokens the whole request is billed at 2x
+    input/cached/cache-write and 1.5x output, fast mode too unless `fast_long_context` is
+    False (then such a request is served and billed at standard rates).
+    """
 
     encoding: str = "o200k_base"
     context_window: int = 128_000
     rpm: int = 5_000
     tpm: int = 2_000_000
-    enqueued_token_limit: int = 20_000_000
+    enqueued_token_limit: int = 2_000_000  # Tier-1 default of the model table
     input_price: float = 0.15
     output_price: float = 0.60
+    cached_input_price: float | None = None  # None: no prompt caching discount
+    cache_write_price: float | None = None  # None: cache writes billed as input
     batch_discount: float = 0.5
+    batch_cache_discount: bool = True  # cached tokens in a batch get the batch cached rate
     flex: bool = False  # accepts service_tier="flex", billed at batch prices
+    fast_prices: tuple[float, float, float] | None = None  # fast mode (input, cached, output)
+    fast_long_context: bool = True
+    long_context_threshold: int | None = None
     reasoning: bool = False  # rejects max_tokens, reports reasoning tokens
     embedding: bool = False  # served by /v1/embeddings only
+    moderation: bool = False  # a moderation model (/v1/moderations)
     dimensions: int = 1536  # embeddings only
 
 
 def default_models() -> dict[str, ModelSpec]:
-    """A small table of current models with their published prices."""
-    return {
-        "gpt-4o-mini": ModelSpec(input_price=0.15, output_price=0.60, rpm=5_000, tpm=2_000_000),
-        "gpt-4o": ModelSpec(input_price=2.50, output_price=10.00, rpm=5_000, tpm=800_000),
-        "gpt-4.1-mini": ModelSpec(input_price=0.40, output_price=1.60, context_window=1_047_576),
-        "gpt-5": ModelSpec(
-            input_price=1.25, output_price=10.00, flex=True, reasoning=True, context_window=400_000
-        ),
-        "gpt-5-mini": ModelSpec(
-            input_price=0.25, output_price=2.00, flex=True, reasoning=True, context_window=400_000
-        ),
-        "o4-mini": ModelSpec(
-            input_price=1.10, output_price=4.40, flex=True, reasoning=True, context_window=200_000
-        ),
-        "text-embedding-3-small": ModelSpec(
-            encoding="cl100k_base",
-            input_price=0.02,
-            output_price=0.0,
-            embedding=True,
-            context_window=8_191,
-            dimensions=1536,
-        ),
-    }
+    """Today's models with their published prices (see `model_table.py`)."""
+    from batchyard.simulator.model_table import MODELS
+
+    return {name: spec.model_copy() for name, spec in MODELS.items()}
 
 
 class LatencySettings(_Strict):

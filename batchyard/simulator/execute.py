@@ -9,7 +9,7 @@ batch engine calls it once per input line.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, TypeVar
 
@@ -28,7 +28,8 @@ from openai.types.responses import (
 from openai.types.responses.response import IncompleteDetails
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
-from batchyard.simulator import content, tokens
+from batchyard.simulator import content, prompt_cache, tokens
+from batchyard.simulator.billing import bill, spec_for
 from batchyard.simulator.config import ModelSpec
 from batchyard.simulator.errors import ApiError
 from batchyard.simulator.state import SimState
@@ -63,18 +64,31 @@ class Outcome:
     input_tokens: int
     output_tokens: int
     model: str
-    service_tier: str = "default"  # the tier that served it: "default" or "flex"
+    service_tier: str = "default"  # the tier that served it: "default", "flex" or "priority"
+    cached_tokens: int = 0  # of input_tokens, read from the prompt cache
+    cache_write_tokens: int = 0  # of input_tokens, written to it (models that charge it)
+
+    @property
+    def billing_path(self) -> str:
+        return {"flex": "flex", "priority": "fast"}.get(self.service_tier, "standard")
 
 
-def price(state: SimState, model: str, input_tokens: int, output_tokens: int, path: str) -> float:
-    """USD for the tokens on `path` ("standard", "flex" or "batch"); flex is batch-priced."""
-    spec = state.config.models.get(model)
+def price(
+    state: SimState,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    path: str,
+    *,
+    cached: int = 0,
+    written: int = 0,
+) -> float:
+    """USD for the tokens on `path` ("standard", "flex", "batch" or "fast"); `billing.py`
+    has the rules (cached input, cache writes, the long-context band)."""
+    spec = spec_for(state.config.models, model)
     if spec is None:
         raise KeyError(f"The simulator has no price for model {model!r}.")
-    if path not in ("standard", "flex", "batch"):
-        raise ValueError(f"Unknown billing path {path!r}; use standard, flex or batch.")
-    usd = (input_tokens * spec.input_price + output_tokens * spec.output_price) / 1_000_000
-    return usd * (spec.batch_discount if path != "standard" else 1.0)
+    return bill(spec, path, input_tokens, output_tokens, cached=cached, written=written)
 
 
 def validate_model(state: SimState, endpoint: str, body: Mapping[str, Any]) -> ModelSpec:
@@ -106,7 +120,9 @@ def validate_model(state: SimState, endpoint: str, body: Mapping[str, Any]) -> M
 
 
 def resolve_tier(spec: ModelSpec, model: str, body: Mapping[str, Any]) -> str:
-    """The tier that serves the request: "flex" when asked for and allowed, else "default"."""
+    """The tier that serves the request: "flex" when asked for and allowed, "priority" for
+    fast mode (asked as "fast" or by its former name "priority") on a model that offers it,
+    else "default"."""
     tier = body.get("service_tier")
     if tier is None:
         return "default"
@@ -126,6 +142,8 @@ def resolve_tier(spec: ModelSpec, model: str, body: Mapping[str, Any]) -> str:
             param="service_tier",
             code="invalid_value",
         )
+    if tier in ("fast", "priority"):
+        return "priority" if spec.fast_prices is not None else "default"
     return "flex" if tier == "flex" else "default"
 
 
@@ -256,9 +274,13 @@ def execute(
     if endpoint == "/v1/embeddings":
         return _embeddings(spec, model, body, digest, prompt)
     answer = content.reply(enc, digest, content.last_user_text(endpoint, body), cap, spec.reasoning)
+    hits = (0, 0) if batch else prompt_cache.use(state, spec, model, endpoint, body, prompt, enc)
+    writes = spec.cache_write_price is not None
     if endpoint == "/v1/chat/completions":
-        return _chat(state, model, body, answer, prompt, created, tier, spec.reasoning)
-    return _response(state, model, body, answer, prompt, created, tier)
+        out = _chat(state, model, body, answer, prompt, created, tier, spec.reasoning, hits, writes)
+    else:
+        out = _response(state, model, body, answer, prompt, created, tier, hits)
+    return replace(out, cached_tokens=hits[0], cache_write_tokens=hits[1])
 
 
 def _chat(
@@ -270,6 +292,8 @@ def _chat(
     created: int,
     tier: str,
     reasoning: bool,
+    hits: tuple[int, int] = (0, 0),
+    writes: bool = False,
 ) -> Outcome:
     n = body.get("n", 1)
     n = n if isinstance(n, int) and 1 <= n <= 128 else 1
@@ -287,7 +311,12 @@ def _chat(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=prompt + completion,
-        prompt_tokens_details=_make(PromptTokensDetails, cached_tokens=0, audio_tokens=0),
+        prompt_tokens_details=_make(
+            PromptTokensDetails,
+            cached_tokens=hits[0],
+            audio_tokens=0,
+            **({"cache_write_tokens": hits[1]} if writes else {}),
+        ),
         completion_tokens_details=_make(
             CompletionTokensDetails,
             reasoning_tokens=answer.reasoning_tokens * n,
@@ -319,6 +348,7 @@ def _response(
     prompt: int,
     created: int,
     tier: str,
+    hits: tuple[int, int] = (0, 0),
 ) -> Outcome:
     text = _make(
         ResponseOutputText, type="output_text", text=answer.text, annotations=[], logprobs=[]
@@ -335,7 +365,9 @@ def _response(
     usage = _make(
         ResponseUsage,
         input_tokens=prompt,
-        input_tokens_details=_make(InputTokensDetails, cached_tokens=0, cache_write_tokens=0),
+        input_tokens_details=_make(
+            InputTokensDetails, cached_tokens=hits[0], cache_write_tokens=hits[1]
+        ),
         output_tokens=output,
         output_tokens_details=_make(OutputTokensDetails, reasoning_tokens=answer.reasoning_tokens),
         total_tokens=prompt + output,

@@ -163,7 +163,7 @@ async def _serve(request: Request, endpoint: str) -> Response:
     outcome = execute(state, endpoint, body, prompt=prompt)
     await _latency(state, outcome.output_tokens)
     if outcome.status_code == 200 and fault is None:
-        path = "flex" if outcome.service_tier == "flex" else "standard"
+        path = outcome.billing_path
         state.bill(
             LedgerEntry(
                 path=path,
@@ -174,7 +174,15 @@ async def _serve(request: Request, endpoint: str) -> Response:
                 batch_id=None,
                 input_tokens=outcome.input_tokens,
                 output_tokens=outcome.output_tokens,
-                cost=price(state, model, outcome.input_tokens, outcome.output_tokens, path),
+                cost=price(
+                    state,
+                    model,
+                    outcome.input_tokens,
+                    outcome.output_tokens,
+                    path,
+                    cached=outcome.cached_tokens,
+                    written=outcome.cache_write_tokens,
+                ),
                 at=state.now(),
             )
         )

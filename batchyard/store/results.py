@@ -24,7 +24,7 @@ from .transitions import REQUEST_TERMINAL, check_request
 __all__ = ["ResultsMixin"]
 
 _OUTCOMES = (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.RETRYABLE)
-_REALTIME = (Route.STANDARD, Route.FLEX)
+_REALTIME = (Route.STANDARD, Route.FLEX, Route.FAST)
 
 _UPDATE = (
     "UPDATE requests SET status = ?, status_code = ?, response_body = ?, error_code = ?, "
@@ -163,7 +163,7 @@ class ResultsMixin(StoreBase):
             rows = conn.execute(
                 "SELECT id, custom_id, line, endpoint, model, route, attempts, status, body "
                 "FROM requests WHERE run_id = ? AND status IN ('routed', 'retryable') "
-                "AND route IN ('standard', 'flex') "
+                "AND route IN ('standard', 'flex', 'fast') "
                 f"AND route IN ({placeholders(len(routes))}) "
                 "AND (not_before IS NULL OR not_before <= ?) "
                 "ORDER BY priority DESC, line LIMIT ?",

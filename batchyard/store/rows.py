@@ -54,6 +54,7 @@ class NewRequest:
     cost_flex: float | None
     cost_batch: float | None
     priority: int = 0
+    cost_fast: float | None = None  # for the plan only; not stored
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,6 +205,38 @@ def m002_request_id(db: Database) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN request_id TEXT")
 
 
+@_migration
+def m003_fast_route(db: Database) -> None:
+    """Route `fast` (fast mode, `service_tier: "fast"`): allowed in `requests.route` and
+    part of the real-time dispatch queue.
+
+    Only the CHECK constraint's list of values grows, which changes nothing stored, so the
+    table's recorded SQL is edited in place (SQLite's documented procedure for constraint
+    changes that existing rows already satisfy) instead of copying every row to a new table.
+    Databases created after this change already have the value and are left as they are.
+    """
+    old = "route TEXT CHECK (route IN ('standard', 'flex', 'batch'))"
+    new = f"route TEXT CHECK (route IN ({_in(Route)}))"
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'requests'").fetchone()
+    if old in sql:
+        (version,) = db.execute("PRAGMA schema_version").fetchone()
+        db.execute("PRAGMA writable_schema = ON")
+        try:
+            db.execute(
+                "UPDATE sqlite_master SET sql = replace(sql, ?, ?) "
+                "WHERE type = 'table' AND name = 'requests'",
+                [old, new],
+            )
+            db.execute(f"PRAGMA schema_version = {int(version) + 1}")
+        finally:
+            db.execute("PRAGMA writable_schema = OFF")
+    db.execute("DROP INDEX IF EXISTS requests_realtime_queue")
+    db.execute(
+        """CREATE INDEX requests_realtime_queue ON requests(run_id, priority DESC, line)
+            WHERE status IN ('routed', 'retryable') AND route IN ('standard', 'flex', 'fast')"""
+    )
+
+
 def _create_private(path: Path) -> None:
     """Create the file (and its folder) readable by the owner only, if missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
