@@ -2,23 +2,26 @@
 
 Owns every status transition after create (validating → failed | in_progress →
 finalizing → completed, expiry, cancelling → cancelled), running input lines through
-`execute()`, writing output and error files, the `usage` aggregate and billing each
-succeeded line exactly once. Transitions are evaluated lazily: `advance_all()` replays
-every transition due by now in time order, so the enqueued-token limit sees other batches
-as they were at that moment. It must not handle HTTP or validate create requests.
+`execute()`, writing output and error files, the `usage` aggregate, billing each
+succeeded line exactly once, and queueing the webhook event of each batch that ends.
+Transitions are evaluated lazily: `advance_all()` replays every transition due by now in
+time order, so the enqueued-token limit sees other batches as they were at that moment.
+It must not handle HTTP or validate create requests.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from batchyard.simulator import webhooks
+from batchyard.simulator.batch_schedule import draw_cancelling, draw_turnaround
 from batchyard.simulator.batch_validate import batch_error, validate_input
 from batchyard.simulator.execute import execute, price
 from batchyard.simulator.files import BATCH_FILE_TTL, store_file
+from batchyard.simulator.names import resolve
 from batchyard.simulator.state import LedgerEntry, SimState
 
 if TYPE_CHECKING:
@@ -28,7 +31,6 @@ __all__ = ["ACTIVE", "TERMINAL", "LineResult", "advance_all", "cancel", "done_co
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 ACTIVE = ("in_progress", "finalizing", "cancelling")  # admitted batches holding enqueued tokens
-TURNAROUND_KEY = "sim_turnaround_seconds"  # metadata override of one batch's turnaround
 _SERVER_ERROR = {
     "error": {
         "message": "The server had an error while processing your request. Sorry about that!",
@@ -68,7 +70,7 @@ def _next_event(state: SimState, rec: BatchRecord) -> float | None:
     if rec.status == "finalizing":
         return rec.times["finalizing_at"] + settings.finalizing_seconds
     if rec.status == "cancelling":
-        return rec.times["cancelling_at"] + settings.cancelling_seconds
+        return rec.times["cancelling_at"] + rec.cancelling_for
     return None
 
 
@@ -106,6 +108,7 @@ def cancel(state: SimState, rec: BatchRecord) -> None:
     if rec.status == "in_progress":
         _run_lines(state, rec, done_count(rec, now))
     rec.cancel_done = len(rec.results)
+    rec.cancelling_for = draw_cancelling(state, rec)
     _enter(state, rec, "cancelling", now)
 
 
@@ -113,6 +116,8 @@ def _enter(state: SimState, rec: BatchRecord, status: str, at: float) -> None:
     rec.status = status
     rec.times[f"{status}_at"] = at
     state.stats[f"batches_{status}"] += 1
+    if status in TERMINAL:
+        webhooks.enqueue(state, f"batch.{status}", rec.id, at)
 
 
 def _fire(state: SimState, rec: BatchRecord, at: float) -> None:
@@ -148,13 +153,16 @@ def _validate(state: SimState, rec: BatchRecord, at: float) -> None:
     rec.model = parsed.model
     rec.lines, rec.prompts = parsed.lines, parsed.prompts
     tokens = sum(parsed.prompts)
-    spec = state.config.models[parsed.model]
+    resolved = resolve(state, parsed.model)
+    assert resolved is not None  # validate_input accepted the model
+    # Snapshots and ft: names share their entry's pool (the simulator's choice).
     held = sum(
         other.enqueued_tokens
         for other in state.batches.values()
-        if other is not rec and other.model == parsed.model and other.status in ACTIVE
+        if other is not rec and other.status in ACTIVE and _pool(state, other) == resolved.base
     )
-    if held + tokens > spec.enqueued_token_limit:
+    if held + tokens > resolved.spec.enqueued_token_limit:
+        spec = resolved.spec
         message = (
             f"Enqueued token limit reached for {parsed.model} in organization "
             f"{state.config.organization}. Limit: {spec.enqueued_token_limit:,} enqueued "
@@ -165,22 +173,16 @@ def _validate(state: SimState, rec: BatchRecord, at: float) -> None:
         _enter(state, rec, "failed", at)
         return
     rec.enqueued_tokens = tokens
-    rec.turnaround = _draw_turnaround(state, rec)
+    rec.turnaround = draw_turnaround(state, rec)
     rec.order = list(range(len(rec.lines)))
     state.rng.shuffle(rec.order)
     _enter(state, rec, "in_progress", at)
 
 
-def _draw_turnaround(state: SimState, rec: BatchRecord) -> float:
-    settings = state.config.batch
-    median = settings.model_turnaround_seconds.get(rec.model or "", settings.turnaround_seconds)
-    override = (rec.metadata or {}).get(TURNAROUND_KEY)
-    if override is not None:
-        with contextlib.suppress(ValueError):
-            median = float(override)
-    if settings.turnaround_sigma > 0 and median > 0:
-        return state.rng.lognormvariate(math.log(median), settings.turnaround_sigma)
-    return max(median, 0.0)
+def _pool(state: SimState, rec: BatchRecord) -> str | None:
+    """The table entry whose enqueued-token pool a batch draws on."""
+    resolved = resolve(state, rec.model) if rec.model else None
+    return resolved.base if resolved else None
 
 
 def _run_lines(state: SimState, rec: BatchRecord, upto: int) -> None:

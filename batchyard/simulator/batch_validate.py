@@ -1,9 +1,9 @@
 """Validation of a batch input file, as the Batch API does it after create.
 
 Owns the rules of reference §3: parse every JSONL line, check the line object and the
-parts of the body the Batch API checks itself (url, streaming, model, messages), unique
-custom_ids, one model per file, the request and embedding-input caps, and the per-line
-prompt token counts the enqueued-token limit needs. It returns errors as BatchError dicts
+parts of the body the Batch API checks itself (url, streaming, model, messages or input),
+unique custom_ids, one model per file, the request and embedding-input caps, and the
+per-line prompt token counts the enqueued-token limit needs. It returns errors as BatchError dicts
 with 1-based lines; it must not execute requests, change batch status or touch the clock.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchyard.simulator import tokens
+from batchyard.simulator.names import resolve
 from batchyard.simulator.state import SimState, StoredFile
 
 __all__ = ["ParsedInput", "batch_error", "json_type", "validate_input"]
@@ -24,6 +25,7 @@ _STREAM_NAMES = {
     "/v1/embeddings": "Embeddings",
     "/v1/completions": "Completions",
 }
+_NEEDS_INPUT = ("/v1/responses", "/v1/embeddings", "/v1/moderations")
 _COUNTED = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings")
 
 
@@ -103,7 +105,7 @@ def _check_line(
     if endpoint == "/v1/chat/completions" and body.get("messages") is None:
         message = "Messages parameter is required."
         return batch_error("invalid_request", message, "body.messages", number)
-    if endpoint == "/v1/embeddings" and body.get("input") is None:
+    if endpoint in _NEEDS_INPUT and body.get("input") is None:
         message = "Input parameter is required."
         return batch_error("invalid_request", message, "body.input", number)
     return custom_id, body
@@ -155,7 +157,7 @@ def validate_input(
             continue
         custom_id, body = checked
         model = str(body["model"])
-        if model not in state.config.models:
+        if resolve(state, model) is None:
             message = f"The provided model '{model}' is not supported by the Batch API."
             parsed.errors.append(batch_error("model_not_found", message, "body.model", number))
             continue
@@ -190,7 +192,9 @@ def validate_input(
             parsed.errors.append(batch_error("too_many_embedding_inputs", message))
             return parsed
     if endpoint in _COUNTED:
-        enc = tokens.encoding(state.config.models[parsed.model].encoding)
+        resolved = resolve(state, parsed.model)
+        assert resolved is not None  # every line's model resolved above
+        enc = tokens.encoding(resolved.spec.encoding)
         parsed.prompts = [tokens.prompt_tokens(enc, endpoint, body) for _, body in parsed.lines]
     else:
         parsed.prompts = [0] * len(parsed.lines)

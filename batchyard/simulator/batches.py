@@ -2,7 +2,8 @@
 
 Owns `BatchRecord` (one batch as the simulator remembers it), the Batch JSON (built from
 `openai.types.Batch`), the checks the API makes synchronously at create (endpoint,
-completion_window, metadata, output_expires_after) and the "create succeeded but the
+completion_window, metadata, output_expires_after), the batch-creation rate limit and the
+"create succeeded but the
 response was lost" fault (the batch is stored, then faults.DroppedResponse cuts the
 connection). Every read first calls `advance_all()` so batches move on the simulated
 clock; the lifecycle itself lives in batch_engine, input checks in batch_validate.
@@ -11,6 +12,8 @@ clock; the lifecycle itself lives in batch_engine, input checks in batch_validat
 from __future__ import annotations
 
 import json
+import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,7 @@ from batchyard.simulator.files import (
     query_int,
     sim_state,
 )
+from batchyard.simulator.ratelimit import go_duration
 from batchyard.simulator.state import SimState
 
 __all__ = [
@@ -101,6 +105,8 @@ class BatchRecord:
     order: list[int] = field(default_factory=list)  # completion order of line indexes
     results: list[LineResult] = field(default_factory=list)  # in completion order
     cancel_done: int = 0
+    cancelling_for: float = 0.0  # simulated seconds from cancelling to cancelled
+    overrides: dict[str, Any] = field(default_factory=dict)  # set by POST /_sim/batches/{id}
     output_file_id: str | None = None
     error_file_id: str | None = None
     final_counts: tuple[int, int, int] | None = None  # total, completed, failed
@@ -237,6 +243,7 @@ async def create_batch(request: Request) -> Response:
     output_expiry = _check_output_expiry(body.get("output_expires_after"))
     advance_all(state)  # earlier batches' transitions happen before this one exists
     now = state.now()
+    _admit_create(state, now)
     rec = BatchRecord(
         id=state.new_id("batch_", 32),
         endpoint=endpoint,
@@ -254,6 +261,43 @@ async def create_batch(request: Request) -> Response:
         state.stats["batches_create_responses_lost"] += 1
         return DroppedResponse()
     return JSONResponse(batch_json(rec))
+
+
+def _admit_create(state: SimState, now: float) -> None:
+    """At most `batch.max_creates_per_hour` batches in any hour of simulated time.
+
+    OpenAI allows 2,000 batch creations an hour per organisation (batch guide); the 429's
+    body is modelled on its RPM message (the real one is unconfirmed). Only created
+    batches count.
+    """
+    limit = state.config.batch.max_creates_per_hour
+    recent: deque[float] = state.extra.setdefault("batch_creates", deque())
+    while recent and recent[0] <= now - 3600:
+        recent.popleft()
+    if len(recent) < limit:
+        recent.append(now)
+        return
+    wait = recent[len(recent) - limit] + 3600 - now if limit > 0 else 3600.0
+    scale = state.clock.time_scale
+    real = wait / scale if scale > 0 else wait
+    state.stats["batches_create_rate_limited"] += 1
+    headers = {}
+    if state.faults.rate_limit_headers == "all":
+        headers = {
+            "retry-after-ms": str(math.ceil(real * 1000)),
+            "retry-after": str(max(1, math.ceil(real))),
+        }
+    raise ApiError(
+        429,
+        f"Rate limit reached for batch creation in organization {state.config.organization}: "
+        f"Limit {limit} batches per hour, Used {len(recent)}, Requested 1. Please try again "
+        f"in {go_duration(real)}. If you need to submit more requests, increase the number of "
+        "requests per batch. Visit https://platform.openai.com/account/rate-limits to learn "
+        "more.",
+        type="requests",
+        code="rate_limit_exceeded",
+        headers=headers,
+    )
 
 
 async def retrieve_batch(request: Request) -> Response:

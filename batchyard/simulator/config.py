@@ -6,19 +6,26 @@ docs/simulator.md) and its defaults. Imports nothing from the rest of batchyard.
 
 from __future__ import annotations
 
+import base64
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 __all__ = [
+    "BATCH_EVENTS",
+    "AnswerSettings",
     "BatchSettings",
     "ClockSettings",
     "FaultSettings",
     "LatencySettings",
+    "LimitSettings",
     "ModelSpec",
+    "NameSettings",
     "SimConfig",
+    "WebhookEndpointSettings",
+    "WebhookSettings",
     "default_models",
     "load_config",
 ]
@@ -88,6 +95,30 @@ class FaultSettings(_Strict):
     quota_exhausted: bool = False  # every call: 429 insufficient_quota
     batch_line_error_rate: float = 0.0  # lines failing with a 500 inside a batch
     batch_line_timeout_rate: float = 0.0  # lines failing with request_timeout
+    # x-ratelimit-*/retry-after headers: "all", "not_on_429" (429s come bare, as behind some
+    # proxies and OpenAI-compatible servers) or "none" (never sent)
+    rate_limit_headers: Literal["all", "not_on_429", "none"] = "all"
+
+
+class AnswerSettings(_Strict):
+    """Bad answers at given rates (0..1 per chat/responses answer, real time and batch lines
+    alike); also changeable at runtime (/_sim/answers)."""
+
+    truncated_rate: float = Field(default=0.0, ge=0.0, le=1.0)  # finish_reason "length"
+    content_filter_rate: float = Field(default=0.0, ge=0.0, le=1.0)  # "content_filter"
+    refusal_rate: float = Field(default=0.0, ge=0.0, le=1.0)  # message.refusal, content null
+    # text that does not parse, where the request asked for JSON
+    malformed_json_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class LimitSettings(_Strict):
+    """How real-time rate limits count; also changeable at runtime (/_sim/limits)."""
+
+    charge_rejected_requests: bool = True  # a 429'd request still uses one request of RPM
+    charge_rejected_tokens: bool = False  # ... and its token estimate of TPM
+    # a second client on the same key uses this share of every RPM and TPM limit, all the time
+    other_client_share: float = Field(default=0.0, ge=0.0, lt=1.0)
+    other_client_models: list[str] = Field(default_factory=list)  # only these (empty: all)
 
 
 class BatchSettings(_Strict):
@@ -97,13 +128,70 @@ class BatchSettings(_Strict):
     turnaround_seconds: float = 1_800.0  # median time from in_progress to finalizing
     turnaround_sigma: float = 0.0  # lognormal spread of that time (0: fixed)
     finalizing_seconds: float = 60.0
-    cancelling_seconds: float = 30.0
+    cancelling_seconds: float = 30.0  # median time from cancelling to cancelled
+    cancelling_sigma: float = 0.0  # lognormal spread of that time (0: fixed)
+    realtime_speed: bool = False  # every batch runs its lines at the real-time path's pace
     completion_window_seconds: float = 86_400.0
     # per-model median turnaround, overriding turnaround_seconds for that model
     model_turnaround_seconds: dict[str, float] = Field(default_factory=dict)
     max_file_bytes: int = 200 * 1024 * 1024  # upload cap for purpose=batch
     max_requests: int = 50_000  # lines per batch input file
     max_embedding_inputs: int = 50_000  # embedding inputs across a /v1/embeddings batch
+    max_creates_per_hour: int = 2_000  # batch creations per hour per organisation (429 past it)
+
+
+class NameSettings(_Strict):
+    """Model names beyond the table (dated snapshots and ft: names resolve by themselves)."""
+
+    aliases: dict[str, str] = Field(default_factory=dict)  # extra name -> table entry
+    listed: list[str] = Field(default_factory=list)  # extra ids GET /v1/models lists
+
+
+BATCH_EVENTS = ("batch.completed", "batch.failed", "batch.expired", "batch.cancelled")
+# Retries after a failed delivery, in simulated seconds after the failed attempt (the
+# simulator's choice; OpenAI documents exponential backoff for up to 72 hours).
+WEBHOOK_RETRIES = (5.0, 300.0, 1_800.0, 7_200.0, 18_000.0, *([36_000.0] * 6))
+
+
+class WebhookEndpointSettings(_Strict):
+    """One URL that receives the simulator's batch events, signed with its secret."""
+
+    url: str
+    # "whsec_" + base64 (as OpenAI issues them; the SDK's unwrap decodes it), or raw text
+    secret: SecretStr
+    events: list[str] = Field(default_factory=lambda: list(BATCH_EVENTS))
+
+    @field_validator("secret")
+    @classmethod
+    def _decodable(cls, secret: SecretStr) -> SecretStr:
+        value = secret.get_secret_value()
+        if value.startswith("whsec_"):
+            try:
+                base64.b64decode(value.removeprefix("whsec_"), validate=True)
+            except ValueError:
+                raise ValueError("a whsec_ secret must be base64 after the prefix") from None
+        return secret
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, events: list[str]) -> list[str]:
+        unknown = sorted(set(events) - set(BATCH_EVENTS))
+        if unknown:
+            raise ValueError(f"unknown events {unknown}; use {', '.join(BATCH_EVENTS)}")
+        return events
+
+
+class WebhookSettings(_Strict):
+    """Batch events delivered to URLs, Standard Webhooks style (see docs/simulator.md)."""
+
+    endpoints: list[WebhookEndpointSettings] = Field(default_factory=list)
+    retry_seconds: list[float] = Field(default_factory=lambda: list(WEBHOOK_RETRIES))
+    give_up_seconds: float = 72 * 3600.0  # no attempt later than this after the event
+    timeout_seconds: float = 10.0  # real seconds one delivery may take
+    pump_seconds: float = 0.2  # real seconds between delivery rounds of a served simulator
+    # webhook-timestamp from the real clock (what the SDK checks, 300 s tolerance) or the
+    # simulated one (to test a receiver's refusal of stale deliveries)
+    timestamp_clock: Literal["real", "simulated"] = "real"
 
 
 class ClockSettings(_Strict):
@@ -117,8 +205,12 @@ class SimConfig(_Strict):
     models: dict[str, ModelSpec] = Field(default_factory=default_models)
     latency: LatencySettings = Field(default_factory=LatencySettings)
     faults: FaultSettings = Field(default_factory=FaultSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    answers: AnswerSettings = Field(default_factory=AnswerSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     clock: ClockSettings = Field(default_factory=ClockSettings)
+    names: NameSettings = Field(default_factory=NameSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     rate_limits: bool = True  # enforce RPM/TPM with 429s
     organization: str = "org-simulated"
     seed: int = 0

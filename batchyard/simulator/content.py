@@ -19,9 +19,19 @@ from typing import Any
 
 import tiktoken
 
-__all__ = ["Reply", "body_digest", "embedding_vector", "encode_vector", "last_user_text", "reply"]
+__all__ = [
+    "WORDS",
+    "Reply",
+    "body_digest",
+    "cut",
+    "embedding_vector",
+    "encode_vector",
+    "last_user_text",
+    "reply",
+    "sentence",
+]
 
-_WORDS = (
+WORDS = (
     "the",
     "answer",
     "depends",
@@ -64,7 +74,7 @@ _WORDS = (
     "for",
     "testing",
 )
-_ECHO_WORDS = 12
+_ECHOWORDS = 12
 # Body keys that change how an answer is delivered or billed, not what it says.
 _NOT_CONTENT = frozenset(
     {"service_tier", "stream", "stream_options", "user", "encoding_format", "metadata", "store"}
@@ -73,10 +83,15 @@ _NOT_CONTENT = frozenset(
 
 @dataclass(frozen=True)
 class Reply:
-    text: str
+    text: str  # the answer's text (for a refusal: the refusal's)
     text_tokens: int
     reasoning_tokens: int
-    truncated: bool  # the output cap cut the reply short (finish_reason "length")
+    finish: str = "stop"  # "stop", "length" (cut short) or "content_filter"
+    refusal: str | None = None  # set when the model refused; content is then null
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish == "length"
 
 
 def body_digest(endpoint: str, body: Mapping[str, Any]) -> bytes:
@@ -107,37 +122,53 @@ def last_user_text(endpoint: str, body: Mapping[str, Any]) -> str:
     return ""
 
 
+def sentence(digest: bytes, echo: str, extra: int | None = None) -> str:
+    """The reply sentence: echoes the first words of `echo`, then 4..43 filler words."""
+    seed = int.from_bytes(digest[:8], "big")
+    snippet = " ".join(echo.split()[:_ECHOWORDS])
+    count = 4 + seed % 40 if extra is None else extra
+    words = [WORDS[b % len(WORDS)] for b in digest[8:] * 2][:count]
+    return f'Simulated reply {digest[:4].hex()} to "{snippet}": ' + " ".join(words) + "."
+
+
+def cut(enc: tiktoken.Encoding, text: str, room: int) -> tuple[str, int]:
+    """`text` cut to at most `room` tokens (whole tokens that decode cleanly), and its size."""
+    tokens = enc.encode_ordinary(text)
+    if len(tokens) <= room:
+        return text, len(tokens)
+    keep = max(room, 0)
+    text = enc.decode(tokens[:keep]) if keep > 0 else ""
+    while keep > 0 and len(enc.encode_ordinary(text)) > room:
+        keep -= 1
+        text = enc.decode(tokens[:keep])
+    return text, len(enc.encode_ordinary(text))
+
+
 def reply(
     enc: tiktoken.Encoding,
     digest: bytes,
     echo: str,
     cap: int | None,
     reasoning: bool,
+    text: str | None = None,
 ) -> Reply:
-    """A sentence echoing `echo` plus 4..43 filler tokens, never more than `cap` in all.
+    """`text` (default: the `sentence()` for `echo`), never more than `cap` tokens in all.
 
     Reasoning models spend 16..63 reasoning tokens first, as real ones do; if the cap
     leaves nothing for text the reply is empty and truncated.
     """
     seed = int.from_bytes(digest[:8], "big")
     think = 16 + (seed >> 8) % 48 if reasoning else 0
-    snippet = " ".join(echo.split()[:_ECHO_WORDS])
-    extra = 4 + seed % 40
-    words = [_WORDS[b % len(_WORDS)] for b in digest[8:] * 2][:extra]
-    text = f'Simulated reply {digest[:4].hex()} to "{snippet}": ' + " ".join(words) + "."
+    if text is None:
+        text = sentence(digest, echo)
     tokens = enc.encode_ordinary(text)
     limit = cap if cap is not None else think + len(tokens)
     think = min(think, limit)
     room = limit - think
-    truncated = room < len(tokens)
-    if len(tokens) > room:
-        keep = room
-        text = enc.decode(tokens[:keep]) if keep > 0 else ""
-        while keep > 0 and len(enc.encode_ordinary(text)) > room:
-            keep -= 1
-            text = enc.decode(tokens[:keep])
-        tokens = enc.encode_ordinary(text)
-    return Reply(text, len(tokens), think, truncated)
+    if len(tokens) <= room:
+        return Reply(text, len(tokens), think)
+    text, size = cut(enc, text, room)
+    return Reply(text, size, think, "length")
 
 
 def embedding_vector(digest: bytes, index: int, dimensions: int) -> list[float]:

@@ -1,10 +1,17 @@
 """Per-model RPM/TPM token buckets, the `x-ratelimit-*` headers and OpenAI's 429 bodies.
 
-Owns admission of real-time requests: each model has a request bucket and a token bucket
-that hold at most their per-minute limit and refill continuously at limit/60 per simulated
-second (the SimClock's time, so advancing the clock refills them). A request is charged
-1 request and `prompt + requested max output` tokens when admitted; a request turned away
-with a 429 is not charged. It does no HTTP itself and never bills.
+Owns admission of real-time requests: each model entry has a request bucket and a token
+bucket that hold at most their per-minute limit and refill continuously at limit/60 per
+simulated second (the SimClock's time, so advancing the clock refills them). An admitted
+request is charged 1 request and `prompt + requested max output` tokens. A request turned
+away with a 429 still uses one request of the RPM bucket (`limits.charge_rejected_requests`,
+OpenAI: "unsuccessful requests contribute to your per-minute limit"), and its tokens only
+with `limits.charge_rejected_tokens`; its retry-after is computed after that charge, so a
+client that waits exactly as told is admitted.
+
+`limits.other_client_share` stands for a second client on the same key: it uses that share
+of each bucket's limit continuously, so only the rest refills for the simulator's callers
+and the headers show what is really left. It does no HTTP itself and never bills.
 
 Durations in headers and messages are real seconds (simulated seconds / time_scale), so a
 client that sleeps for them is right whatever the clock's scale.
@@ -19,8 +26,18 @@ from batchyard.simulator.config import ModelSpec
 from batchyard.simulator.errors import ApiError
 from batchyard.simulator.state import SimState
 
-__all__ = ["Bucket", "RateLimiter", "go_duration", "limiter"]
+__all__ = ["RATE_LIMIT_HEADERS", "Bucket", "RateLimiter", "go_duration", "limiter"]
 
+RATE_LIMIT_HEADERS = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+    "retry-after",
+    "retry-after-ms",
+)
 _MORE = "Visit https://platform.openai.com/account/rate-limits to learn more."
 
 
@@ -43,40 +60,79 @@ def go_duration(seconds: float) -> str:
 
 @dataclass
 class Bucket:
-    """Holds up to `limit`; refills at limit/60 per simulated second."""
+    """Holds up to its capacity; refills at capacity/60 per simulated second.
+
+    The capacity is `limit`, less the `share` another client on the key uses all the time
+    (its use is counted in `other`).
+    """
 
     limit: int
     level: float
     updated: float
+    share: float = 0.0
+    other: float = 0.0  # what the other client used so far
+
+    @property
+    def capacity(self) -> float:
+        return self.limit * (1.0 - self.share)
 
     def refill(self, now: float) -> None:
         if now > self.updated:
-            self.level = min(float(self.limit), self.level + (now - self.updated) * self.limit / 60)
+            elapsed = now - self.updated
+            self.level = min(self.capacity, self.level + elapsed * self.capacity / 60)
+            self.other += elapsed * self.limit * self.share / 60
         self.updated = max(now, self.updated)
+
+    def reshare(self, share: float, now: float) -> None:
+        """Change the other client's share from now on."""
+        if share != self.share:
+            self.refill(now)
+            self.share = share
+            self.level = min(self.level, self.capacity)
+
+    def need(self, amount: float) -> float:
+        """What must be in the bucket to admit `amount`: a request larger than the other
+        client leaves room for goes through once the bucket is full (the simulator's choice)."""
+        return min(amount, self.capacity)
 
     def wait_for(self, amount: float) -> float:
         """Simulated seconds until `amount` fits (0 if it fits now)."""
-        return max(0.0, (amount - self.level) * 60 / self.limit) if self.limit else math.inf
+        rate = self.capacity / 60
+        return max(0.0, (self.need(amount) - self.level) / rate) if rate > 0 else math.inf
 
     def until_full(self) -> float:
-        return self.wait_for(self.limit)
+        return self.wait_for(self.capacity)
 
     def take(self, amount: float) -> None:
         self.level = max(0.0, self.level - amount)
 
 
 class RateLimiter:
-    """The buckets of one simulator, keyed by model."""
+    """The buckets of one simulator, keyed by model entry."""
 
     def __init__(self, state: SimState) -> None:
         self.state = state
         self.buckets: dict[str, tuple[Bucket, Bucket]] = {}
 
+    def _share(self, model: str) -> float:
+        limits = self.state.limits
+        if limits.other_client_models and model not in limits.other_client_models:
+            return 0.0
+        return limits.other_client_share
+
     def _pair(self, model: str, spec: ModelSpec, now: float) -> tuple[Bucket, Bucket]:
         pair = self.buckets.get(model)
+        share = self._share(model)
         if pair is None or pair[0].limit != spec.rpm or pair[1].limit != spec.tpm:
-            pair = (Bucket(spec.rpm, spec.rpm, now), Bucket(spec.tpm, spec.tpm, now))
+            full = 1.0 - share
+            pair = (
+                Bucket(spec.rpm, spec.rpm * full, now, share),
+                Bucket(spec.tpm, spec.tpm * full, now, share),
+            )
             self.buckets[model] = pair
+        elif pair[0].share != share:
+            pair[0].reshare(share, now)
+            pair[1].reshare(share, now)
         return pair
 
     def _real(self, simulated: float) -> float:
@@ -99,7 +155,8 @@ class RateLimiter:
     def admit(self, model: str, spec: ModelSpec, charge: int) -> dict[str, str]:
         """Charge one request of `charge` tokens, or raise the 429 OpenAI would send.
 
-        Returns the rate-limit headers after the charge; the ApiError carries them too.
+        `model` is the table entry (snapshots and ft: names share it). Returns the
+        rate-limit headers after the charge; the ApiError carries them too.
         """
         now = self.state.now()
         requests, tokens = self._pair(model, spec, now)
@@ -111,9 +168,18 @@ class RateLimiter:
         tokens.take(charge)
         return self.headers(model, spec)
 
+    def _refuse(self, requests: Bucket, tokens: Bucket, charge: int, too_large: bool) -> None:
+        """Charge a refused request as OpenAI counts it (see the module docstring)."""
+        limits = self.state.limits
+        if limits.charge_rejected_requests:
+            requests.take(1)
+        if limits.charge_rejected_tokens and not too_large:
+            tokens.take(charge)
+
     def _check(self, model: str, requests: Bucket, tokens: Bucket, charge: int) -> None:
         org = self.state.config.organization
         if charge > tokens.limit:
+            self._refuse(requests, tokens, charge, too_large=True)
             raise ApiError(
                 429,
                 f"Request too large for {model} in organization {org} on tokens per min (TPM): "
@@ -127,9 +193,10 @@ class RateLimiter:
             (requests, 1, "requests", "requests per min (RPM)"),
             (tokens, charge, "tokens", "tokens per min (TPM)"),
         ):
-            wait = self._real(bucket.wait_for(amount))
-            if wait <= 0:
+            if bucket.wait_for(amount) <= 0:
                 continue
+            self._refuse(requests, tokens, charge, too_large=False)
+            wait = self._real(bucket.wait_for(amount))
             used = bucket.limit - math.floor(bucket.level)
             self.state.stats[f"rate_limited|{kind}"] += 1
             raise ApiError(
@@ -147,7 +214,19 @@ class RateLimiter:
             )
 
     def headers_for(self, model: str) -> dict[str, str]:
+        """Headers of a table entry's buckets (`model` is the entry, not a snapshot name)."""
         return self.headers(model, self.state.config.models[model])
+
+    def other_client_use(self) -> dict[str, dict[str, float]]:
+        """What the other client on the key used so far, per model entry."""
+        now = self.state.now()
+        used: dict[str, dict[str, float]] = {}
+        for model, (requests, tokens) in self.buckets.items():
+            requests.refill(now)
+            tokens.refill(now)
+            if requests.other or tokens.other:
+                used[model] = {"requests": requests.other, "tokens": tokens.other}
+        return used
 
 
 def limiter(state: SimState) -> RateLimiter:

@@ -13,20 +13,19 @@ Errors, injected faults, slow answers and flex "resource unavailable" 429s are n
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import secrets
 import time
 from typing import Any
 
-from openai.types import Model
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from batchyard.simulator import faults, tokens
 from batchyard.simulator.errors import ApiError
 from batchyard.simulator.execute import execute, price, resolve_tier, validate_model
-from batchyard.simulator.ratelimit import limiter
+from batchyard.simulator.names import listed_names, model_object, resolve
+from batchyard.simulator.ratelimit import RATE_LIMIT_HEADERS, limiter
 from batchyard.simulator.state import LedgerEntry, SimState
 
 __all__ = [
@@ -35,7 +34,6 @@ __all__ = [
     "embeddings",
     "get_model",
     "list_models",
-    "model_object",
     "responses",
 ]
 
@@ -59,25 +57,24 @@ def _state(request: Request) -> SimState:
     return state
 
 
-def model_object(name: str) -> dict[str, Any]:
-    """A Model as `GET /v1/models` lists it; `created` is stable per name."""
-    created = 1_686_000_000 + int.from_bytes(hashlib.sha256(name.encode()).digest()[:3], "big")
-    model = Model.model_construct(id=name, object="model", created=created, owned_by="system")
-    return model.model_dump(mode="json", exclude_unset=True)
-
-
 async def list_models(request: Request) -> Response:
-    names = sorted(_state(request).config.models)
-    return JSONResponse({"object": "list", "data": [model_object(n) for n in names]})
+    state = _state(request)
+    data = []
+    for name in listed_names(state):
+        resolved = resolve(state, name)
+        if resolved is not None:
+            data.append(model_object(resolved))
+    return JSONResponse({"object": "list", "data": data})
 
 
 async def get_model(request: Request) -> Response:
     name = request.path_params["model_id"]
-    if name not in _state(request).config.models:
+    resolved = resolve(_state(request), name)
+    if resolved is None:
         raise ApiError(
             404, f"The model '{name}' does not exist", param="model", code="model_not_found"
         )
-    return JSONResponse(model_object(name))
+    return JSONResponse(model_object(resolved))
 
 
 async def chat_completions(request: Request) -> Response:
@@ -101,6 +98,10 @@ def _reply(
     started: float,
 ) -> Response:
     state.stats[f"request|{endpoint}|{status}"] += 1
+    mode = state.faults.rate_limit_headers
+    if mode == "none" or (mode == "not_on_429" and status == 429):
+        for name in RATE_LIMIT_HEADERS:
+            headers.pop(name, None)
     headers["openai-processing-ms"] = str(max(1, round((time.perf_counter() - started) * 1000)))
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -130,13 +131,14 @@ async def _serve(request: Request, endpoint: str) -> Response:
         body = await _json_body(request)
         if state.faults.quota_exhausted:
             raise ApiError(429, _QUOTA, type="insufficient_quota", code="insufficient_quota")
-        spec = validate_model(state, endpoint, body)
+        resolved = validate_model(state, endpoint, body)
+        spec = resolved.spec
         model: str = body["model"]
         headers["openai-model"] = model
         prompt = tokens.prompt_tokens(tokens.encoding(spec.encoding), endpoint, body)
         charge = tokens.rate_limit_charge(prompt, body)
         try:
-            headers.update(limiter(state).admit(model, spec, charge))
+            headers.update(limiter(state).admit(resolved.base, spec, charge))
         except ApiError as exc:
             headers.update(exc.headers)
             raise

@@ -55,7 +55,9 @@ def serve(
     """Serve the simulator until interrupted (Ctrl-C)."""
     app = create_app(config)
     _warm(app.state.sim)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level=log_level, date_header=False)
+    )
     _quiet_drops()
     server.run()
 
@@ -85,7 +87,9 @@ def running_server(
     state: SimState = app.state.sim
     _warm(state)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="on", date_header=False
+        )
     )
     _quiet_drops()
     thread = threading.Thread(target=server.run, name="batchyard-sim", daemon=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from batchyard.simulator.clock import SimClock
-from batchyard.simulator.config import FaultSettings, SimConfig
+from batchyard.simulator.config import AnswerSettings, FaultSettings, LimitSettings, SimConfig
 
 if TYPE_CHECKING:
     from batchyard.simulator.batches import BatchRecord
@@ -57,11 +57,20 @@ class SimState:
     clock: SimClock
     rng: random.Random
     faults: FaultSettings
+    # None: copies of config.limits/.answers (code that builds a SimState by hand needs none)
+    limits: LimitSettings = None  # type: ignore[assignment]
+    answers: AnswerSettings = None  # type: ignore[assignment]
     files: dict[str, StoredFile] = field(default_factory=dict)
     batches: dict[str, BatchRecord] = field(default_factory=dict)
     ledger: list[LedgerEntry] = field(default_factory=list)
     stats: Counter[str] = field(default_factory=Counter)
     extra: dict[str, Any] = field(default_factory=dict)  # per-module scratch (e.g. limiters)
+
+    def __post_init__(self) -> None:
+        if self.limits is None:
+            self.limits = self.config.limits.model_copy()
+        if self.answers is None:
+            self.answers = self.config.answers.model_copy()
 
     @classmethod
     def from_config(cls, config: SimConfig) -> SimState:
