@@ -157,7 +157,7 @@ DECIDE_CASES = [
         {"flex_latency_s": 900.0},
     ),
     # 20 min: the escalation point is seconds away, less than a new shard needs.
-    Case("no-room-realtime-now", many(BIG), 20 * 60, {Route.STANDARD}, "deadline", "no room"),
+    Case("no-room-realtime-now", many(BIG), 20.5 * 60, {Route.STANDARD}, "deadline", "no room"),
     Case("no-slack-realtime-now", many(BIG), 17 * 60, {Route.STANDARD}, "deadline", "no slack"),
     Case(
         "impossible-lists-late",
