@@ -22,8 +22,9 @@ import pytest
 from batchyard.config import load_settings
 from batchyard.errors import PlanRefused
 from batchyard.models import Route
-from batchyard.orchestrator import Orchestrator, routing
-from batchyard.orchestrator.batches import BatchRunner
+from batchyard.orchestrator import Orchestrator
+from batchyard.orchestrator import _routing as routing
+from batchyard.orchestrator.batch.runner import BatchRunner
 from batchyard.samples import sample_lines, write_sample
 from batchyard.simulator import create_app, load_config
 from batchyard.simulator.state import SimState

@@ -36,8 +36,8 @@ from batchyard.cli.render import (
 from batchyard.models import RouteOverride
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator.reports import RunStatus
-    from batchyard.orchestrator.runs import Orchestrator
+    from batchyard.orchestrator._orchestrator import Orchestrator
+    from batchyard.orchestrator._reports import RunStatus
 
 __all__ = ["drive_realtime_share", "finished_code", "realtime_open"]
 

@@ -22,22 +22,19 @@ from batchyard.catalog import Catalog
 from batchyard.config import Settings, load_settings
 from batchyard.errors import DispatchStopped, ProviderError
 from batchyard.models import RouteOverride, RunState
-from batchyard.orchestrator import checks, reporting, routing
-from batchyard.orchestrator.batch_remote import new_owner
-from batchyard.orchestrator.batch_submit import SubmitReport
-from batchyard.orchestrator.batches import BatchRunner
-from batchyard.orchestrator.client import make_client
-from batchyard.orchestrator.intake import check_file, record_run
-from batchyard.orchestrator.realtime import RealtimeRunner
-from batchyard.orchestrator.realtime_types import FlexFallback
-from batchyard.orchestrator.reports import (
+from batchyard.orchestrator import _client as checks
+from batchyard.orchestrator import _reports as reporting
+from batchyard.orchestrator import _routing as routing
+from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator._intake import check_file, record_run
+from batchyard.orchestrator._reports import (
     CostReport,
     FetchReport,
     RunStatus,
     SubmitResult,
     VerifyReport,
 )
-from batchyard.orchestrator.steering import (
+from batchyard.orchestrator._steering import (
     budget_guard,
     cancel_realtime,
     check_recorded,
@@ -49,7 +46,12 @@ from batchyard.orchestrator.steering import (
     stall_reason,
     watch_cancels,
 )
-from batchyard.orchestrator.timing import Clock, Sleep, real_clock, real_sleep, sleep_unless
+from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep, sleep_unless
+from batchyard.orchestrator.batch.remote import new_owner
+from batchyard.orchestrator.batch.runner import BatchRunner
+from batchyard.orchestrator.batch.submit import SubmitReport
+from batchyard.orchestrator.realtime.runner import RealtimeRunner
+from batchyard.orchestrator.realtime.types import FlexFallback
 from batchyard.router import (
     ModelCapacity,
     Plan,

@@ -7,13 +7,13 @@ each step committed to the store before the remote call it announces:
     (uploading) -> files.create -> set_file_remote_id (uploaded; local file deleted) ->
     set_batch_status(creating) -> batches.create(metadata tag) -> record_batch_remote
 
-A crash between any two steps leaves a state `batch_reconcile` repairs without a second
+A crash between any two steps leaves a state `reconcile.py` repairs without a second
 upload or a second batch. Admission: a model's shards go out, in order, only while the
 input tokens of every unfinished shard of that model (all runs in this store) stay within
 its queue limit: the model table's `enqueued_token_limit`, or the limit learned from a
 `token_limit_exceeded` failure (recorded as a `batch.limit_learned` event). Shards that do
 not fit are not created; their requests stay routed and are planned again next round.
-It must not poll or apply results (`batch_apply` does).
+It must not poll or apply results (`apply.py` does).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import openai
 
 from batchyard.catalog import lookup
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
-from batchyard.orchestrator.batch_lines import NOT_RUN_CODES
-from batchyard.orchestrator.batch_remote import BatchContext, failure_text, shard_filename
+from batchyard.orchestrator.batch.lines import NOT_RUN_CODES
+from batchyard.orchestrator.batch.remote import BatchContext, failure_text, shard_filename
 from batchyard.shards import Shard, ShardItem, ShardLimits, admit, plan_shards, shard_line
 from batchyard.store import BatchRow, FileKind
 from batchyard.tokens import embedding_inputs

@@ -3,7 +3,7 @@
 Owns `RealtimeRunner`. It claims work from the store in chunks (claims are atomic across
 processes, and each claim commits the intent, an attempt row, before any call), sends each
 request once admission allows (`admission.py`: RPM/TPM per (model, tier), corrected from
-the response headers, paused by 429s), retries through `retry.py`'s tenacity layer,
+the response headers, paused by 429s), retries through `_retry.py`'s tenacity layer,
 keeps a circuit breaker per model (`runner.breakers[model].state`) and records each result
 right after its response. It must not route (the router decides what goes here), write SQL
 or print.
@@ -56,19 +56,19 @@ from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.config import Settings
 from batchyard.errors import DispatchStopped, QuotaExhausted
 from batchyard.models import RequestStatus, Route, Tier
-from batchyard.orchestrator.admission import AdmissionTable
-from batchyard.orchestrator.breaker import BreakerState, CircuitBreaker
-from batchyard.orchestrator.client import flex_options
-from batchyard.orchestrator.realtime_request import Job, Phase, RequestHandler
-from batchyard.orchestrator.realtime_types import (
+from batchyard.orchestrator._client import flex_options
+from batchyard.orchestrator._retry import QUOTA_MESSAGE, RetryPolicy
+from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
+from batchyard.orchestrator.realtime.admission import AdmissionTable
+from batchyard.orchestrator.realtime.breaker import BreakerState, CircuitBreaker
+from batchyard.orchestrator.realtime.request import Job, Phase, RequestHandler
+from batchyard.orchestrator.realtime.types import (
     FlexFallback,
     OnProgress,
     RealtimeOptions,
     RealtimeReport,
     StopReason,
 )
-from batchyard.orchestrator.retry import QUOTA_MESSAGE, RetryPolicy
-from batchyard.orchestrator.timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.store import Result, Store
 
 __all__ = ["FlexFallback", "RealtimeReport", "RealtimeRunner", "StopReason"]

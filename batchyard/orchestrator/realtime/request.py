@@ -1,9 +1,9 @@
 """How the real-time runner handles one claimed request, from admission to its result.
 
 Owns `RequestHandler`, the half of `RealtimeRunner` that works on one `Job` (a claim plus
-its tier, body and token charge): admission, the call, retries through `retry.py`, the
+its tier, body and token charge): admission, the call, retries through `_retry.py`, the
 breaker, flex waits and fallback, and the outcome (succeeded, failed, deferred, released,
-re-routed) buffered for a group commit to the store. `realtime.py` holds the dispatch loop
+re-routed) buffered for a group commit to the store. `runner.py` holds the dispatch loop
 and the public API; see its docstring for the behaviour. No SQL, no printing.
 """
 
@@ -22,18 +22,7 @@ from batchyard.catalog import Catalog
 from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
 from batchyard.models import RequestStatus, Route, Tier
-from batchyard.orchestrator.admission import AdmissionTable, ModelAdmission
-from batchyard.orchestrator.breaker import CircuitBreaker
-from batchyard.orchestrator.realtime_call import Answer, prepared_body, send, usage_of
-from batchyard.orchestrator.realtime_types import (
-    FlexFallback,
-    OnProgress,
-    Progress,
-    RealtimeOptions,
-    RealtimeReport,
-    StopReason,
-)
-from batchyard.orchestrator.retry import (
+from batchyard.orchestrator._retry import (
     STOP_KINDS,
     Failure,
     FailureKind,
@@ -43,7 +32,18 @@ from batchyard.orchestrator.retry import (
     retrying,
     stop_error,
 )
-from batchyard.orchestrator.timing import Clock, Sleep
+from batchyard.orchestrator._timing import Clock, Sleep
+from batchyard.orchestrator.realtime.admission import AdmissionTable, ModelAdmission
+from batchyard.orchestrator.realtime.breaker import CircuitBreaker
+from batchyard.orchestrator.realtime.call import Answer, prepared_body, send, usage_of
+from batchyard.orchestrator.realtime.types import (
+    FlexFallback,
+    OnProgress,
+    Progress,
+    RealtimeOptions,
+    RealtimeReport,
+    StopReason,
+)
 from batchyard.store import Claim, Result, Store
 
 __all__ = ["Job", "Phase", "RequestHandler", "SetAside"]
