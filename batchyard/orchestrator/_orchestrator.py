@@ -1,7 +1,7 @@
 """The orchestrator: one object that plans, submits, drives, reports and fetches runs.
 
-Owns the run lifecycle as users see it (`submit`, `step`, `wait`, `status`, `fetch`,
-`cancel`, `resume`, `costs`), gluing ingest → store → router → the two executors
+Owns the run lifecycle as users see it (`submit`, `step`, `drive_realtime`, `wait`, `status`,
+`fetch`, `cancel`, `resume`, `costs`), gluing ingest → store → router → the two executors
 (`BatchRunner` for the Batch API, `RealtimeRunner` for real time). Every decision and change
 of course is recorded as an event in the store with its reason. It never writes SQL (the
 store does), never prints (callers render), and reads time only through the injected clock.
@@ -392,6 +392,32 @@ class Orchestrator:
             if rt_task is not None and not rt_task.done():
                 await rt_task
         return self.status(run_id)
+
+    async def drive_realtime(
+        self, run_id: str, *, on_round: Callable[[RunStatus], None] | None = None
+    ) -> RunStatus:
+        """Rounds of `step` until no real-time work is left; the batches carry on without
+        this call (follow them with `wait`, or later with `resume`). What `submit` in the
+        CLI does in the foreground."""
+        status = self.status(run_id)
+        if on_round is not None:
+            on_round(status)
+
+        def more() -> bool:
+            return (
+                not status.done
+                and not status.stalled
+                and status.realtime_open > 0
+                and not self.stopping.is_set()
+            )
+
+        while more():
+            status = await self.step(run_id)
+            if on_round is not None:
+                on_round(status)
+            if more():
+                await self.sleep(self.settings.poll_min_seconds)
+        return status
 
     def _poll_now_if_due(self, run_id: str) -> None:
         """At an escalation or release point, what moves depends on how far the shards

@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 
+_REALTIME_ROUTES = ("standard", "flex", "fast")
+_TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -120,6 +124,16 @@ class RunStatus:
     @property
     def cancelled(self) -> int:
         return sum(n for key, n in self.counts.items() if key.endswith("/cancelled"))
+
+    @property
+    def realtime_open(self) -> int:
+        """Requests routed to real time that are not finished yet."""
+        return sum(
+            n
+            for key, n in self.counts.items()
+            if key.partition("/")[0] in _REALTIME_ROUTES
+            and key.partition("/")[2] not in _TERMINAL_STATUSES
+        )
 
     @property
     def finished(self) -> int:
