@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     batch_turnaround_median_seconds: float = 3600.0  # prior for a batch's turnaround ...
     batch_turnaround_p95_seconds: float = 43200.0  # ... updated from finished batches
     batch_api_rpm: int = 300  # Files/Batches API calls per minute (polls, uploads, lists)
+    batch_creates_per_hour: int = 2000  # OpenAI's batch creations per hour per organisation
     poll_min_seconds: float = 5.0
     poll_max_seconds: float = 300.0
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)

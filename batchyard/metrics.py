@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from batchyard.orchestrator.reports import CostReport, RunStatus
+from batchyard.orchestrator._reports import CostReport, RunStatus
 
 __all__ = ["Metrics", "serving"]
 

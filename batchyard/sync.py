@@ -50,6 +50,9 @@ class Batchyard:
     def step(self, run_id: str) -> RunStatus:
         return self._run(self.orchestrator.step(run_id))
 
+    def drive_realtime(self, run_id: str) -> RunStatus:
+        return self._run(self.orchestrator.drive_realtime(run_id))
+
     def wait(self, run_id: str) -> RunStatus:
         return self._run(self.orchestrator.wait(run_id))
 

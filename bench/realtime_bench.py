@@ -49,12 +49,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from batchyard.config import Settings, model_table
 from batchyard.models import Route
-from batchyard.orchestrator import realtime_request
-from batchyard.orchestrator.client import make_client
-from batchyard.orchestrator.realtime import RealtimeRunner
-from batchyard.orchestrator.realtime_call import Answer, send
-from batchyard.orchestrator.realtime_types import RealtimeOptions
-from batchyard.orchestrator.timing import scaled
+from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator._timing import scaled
+from batchyard.orchestrator.realtime import request as realtime_request
+from batchyard.orchestrator.realtime.call import Answer, send
+from batchyard.orchestrator.realtime.runner import RealtimeRunner
+from batchyard.orchestrator.realtime.types import RealtimeOptions
 from batchyard.store import NewRequest, Store
 from batchyard.tokens import count_request
 

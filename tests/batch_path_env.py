@@ -17,9 +17,9 @@ from simfixtures import sim_client
 
 from batchyard.config import Settings, model_table
 from batchyard.models import RequestStatus, Route
-from batchyard.orchestrator.batch_remote import CrashHook
-from batchyard.orchestrator.batches import BatchRunner
-from batchyard.orchestrator.retry import RetryPolicy
+from batchyard.orchestrator._retry import RetryPolicy
+from batchyard.orchestrator.batch.remote import CrashHook
+from batchyard.orchestrator.batch.runner import BatchRunner
 from batchyard.shards import ShardLimits
 from batchyard.simulator import SimConfig, SimState
 from batchyard.simulator.config import BatchSettings, ClockSettings, FaultSettings

@@ -9,8 +9,8 @@ import asyncio
 
 import pytest
 
-from batchyard.orchestrator.admission import AdmissionTable, ModelAdmission, parse_duration
-from batchyard.orchestrator.timing import ManualClock
+from batchyard.orchestrator._timing import ManualClock
+from batchyard.orchestrator.realtime.admission import AdmissionTable, ModelAdmission, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -260,3 +260,27 @@ async def test_cancel_shards_for_escalation_hands_unfinished_lines_back(tmp_path
     again = await runner.submit(bench.run_id)
     assert again.requeued == 0 and again.submitted == 0
     assert bench.billed() == {r.custom_id: 1 for r in done}
+
+
+async def test_batch_creations_are_paced_within_the_hourly_limit(tmp_path: Path) -> None:
+    # OpenAI allows an organisation a number of batch creations per hour (2,000 today); the
+    # simulator answers 429 past it. batchyard holds shards back instead of hitting it.
+    bench = make_bench(tmp_path, sim_config(max_creates_per_hour=2))
+    bench.settings = bench.settings.model_copy(update={"batch_creates_per_hour": 2})
+    ids = bench.add_run([chat_body(i) for i in range(5)])
+    runner = bench.runner(limits=ShardLimits(max_requests=1))
+    first = await runner.submit(bench.run_id)
+    assert (first.submitted, first.waiting, first.waiting_requests) == (2, 3, 3)
+    assert first.errors == []
+    (said,) = bench.store.list_events(bench.run_id, kinds=["batch.create_limit"])
+    assert "2 batch creations in the last hour" in said.message
+    assert (await runner.submit(bench.run_id)).submitted == 0  # still within the hour
+    await bench.sleep(3601)
+    assert (await runner.submit(bench.run_id)).submitted == 2
+    await runner.run(bench.run_id)  # the fifth shard waits for the next hour
+    assert bench.statuses()[RequestStatus.SUCCEEDED] == 4
+    await bench.sleep(3601)
+    await runner.run(bench.run_id)
+    assert bench.statuses() == {RequestStatus.SUCCEEDED: 5}
+    assert bench.billed() == {cid: 1 for cid in ids}
+    assert not [e for e in bench.store.list_events(bench.run_id) if "429" in e.message]

@@ -114,8 +114,8 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     import httpx2, openai
     from batchyard.config import Settings, model_table
-    from batchyard.orchestrator.batches import BatchRunner
-    from batchyard.orchestrator.retry import RetryPolicy
+    from batchyard.orchestrator.batch.runner import BatchRunner
+    from batchyard.orchestrator._retry import RetryPolicy
     from batchyard.store import Store
 
     db, run_id, base_url, step, workdir = sys.argv[1:6]

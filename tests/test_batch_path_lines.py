@@ -6,8 +6,8 @@ import pytest
 
 from batchyard.config import model_table
 from batchyard.models import BatchStatus, RequestStatus, Route
-from batchyard.orchestrator.batch_lines import line_errors, result_from_line
-from batchyard.orchestrator.batch_schedule import PollSchedule
+from batchyard.orchestrator.batch.lines import line_errors, result_from_line
+from batchyard.orchestrator.batch.schedule import PollSchedule
 
 MINI = model_table()["gpt-4o-mini"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from batchyard.orchestrator.breaker import BreakerState, CircuitBreaker
-from batchyard.orchestrator.timing import ManualClock
+from batchyard.orchestrator._timing import ManualClock
+from batchyard.orchestrator.realtime.breaker import BreakerState, CircuitBreaker
 
 
 def test_opens_after_consecutive_failures_only() -> None:

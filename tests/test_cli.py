@@ -13,7 +13,7 @@ from cli_support import API_KEY, invoke, json_out
 from batchyard import logs
 from batchyard.cli.app import EXIT_CODES
 from batchyard.metrics import Metrics, serving
-from batchyard.orchestrator.reports import BatchInfo, RunStatus
+from batchyard.orchestrator._reports import BatchInfo, RunStatus
 
 
 def test_help_lists_every_command() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from batchyard.errors import ConfigError
 from batchyard.models import Endpoint, Route, RouteOverride, Tier
-from batchyard.orchestrator.realtime_call import prepared_body, usage_of
+from batchyard.orchestrator.realtime.call import prepared_body, usage_of
 from batchyard.router import ModelCapacity, PathCosts, RequestFeatures, RunPolicy, route
 
 NOW = 1_796_083_200.0

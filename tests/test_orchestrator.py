@@ -284,3 +284,23 @@ async def test_pending_real_time_work_expects_to_finish_when_the_plan_said(
     assert planned is not None and planned > orch.clock()
     assert orch.status(result.run_id).expected_finish == pytest.approx(planned)
     await orch.aclose()
+
+
+async def test_drive_realtime_finishes_the_realtime_share_and_leaves_batches_running(
+    tmp_path: Path, sim: tuple[Any, SimState]
+) -> None:
+    orch = _orchestrator(tmp_path, *sim)
+    realtime = await orch.submit(write_sample(tmp_path / "rt.jsonl", 6), route="realtime")
+    rounds: list[int] = []
+    status = await orch.drive_realtime(
+        realtime.run_id, on_round=lambda s: rounds.append(s.finished)
+    )
+    assert status.done and status.succeeded == 6 and status.realtime_open == 0
+    assert rounds[0] == 0 and rounds[-1] == 6
+
+    batch = await orch.submit(write_sample(tmp_path / "b.jsonl", 6), route="batch")
+    status = await orch.drive_realtime(batch.run_id)
+    assert not status.done and status.realtime_open == 0
+    assert status.batches and status.succeeded == 0, "batches are left to `wait`"
+    assert (await orch.wait(batch.run_id)).succeeded == 6
+    await orch.aclose()

@@ -22,8 +22,9 @@ import pytest
 from batchyard.config import load_settings
 from batchyard.errors import PlanRefused
 from batchyard.models import Route
-from batchyard.orchestrator import Orchestrator, routing
-from batchyard.orchestrator.batches import BatchRunner
+from batchyard.orchestrator import Orchestrator
+from batchyard.orchestrator import _routing as routing
+from batchyard.orchestrator.batch.runner import BatchRunner
 from batchyard.samples import sample_lines, write_sample
 from batchyard.simulator import create_app, load_config
 from batchyard.simulator.state import SimState
@@ -131,7 +132,10 @@ async def test_slow_batch_escalates_keeps_finished_lines_and_meets_the_deadline(
     assert status.done and status.succeeded == 60
     (batch,) = sim.state.batches.values()
     assert batch.status == "cancelled"
-    assert esc <= batch.times["cancelling_at"] <= esc + orch.settings.poll_max_seconds
+    # Once lines are counted finished the point may move earlier than planned, by at most
+    # the longest cancel allowed for (the prior's p95, 10 min) and the poll that sees it.
+    allowance = 600.0 + 2 * orch.settings.poll_min_seconds + 5.0
+    assert esc - allowance <= batch.times["cancelling_at"] <= esc + orch.settings.poll_max_seconds
     billed = sim.billed()
     assert len(billed) == 60 and set(billed.values()) == {1}, "each request billed once"
     kept = {e.custom_id for e in sim.state.ledger if e.path == "batch"}

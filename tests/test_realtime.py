@@ -14,8 +14,8 @@ from test_realtime_support import FLEX_MODEL, MODEL, chat_body, make_bench, sim_
 
 from batchyard.errors import QuotaExhausted
 from batchyard.models import RequestStatus, Route
-from batchyard.orchestrator.breaker import BreakerState
-from batchyard.orchestrator.realtime_types import FlexFallback, StopReason
+from batchyard.orchestrator.realtime.breaker import BreakerState
+from batchyard.orchestrator.realtime.types import FlexFallback, StopReason
 
 
 async def test_every_request_succeeds_once_with_usage_and_cost(tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ from test_realtime_support import MODEL, chat_body, models_for
 
 from batchyard.config import Settings
 from batchyard.models import RequestStatus, Route
-from batchyard.orchestrator.client import make_client
-from batchyard.orchestrator.realtime import RealtimeRunner
-from batchyard.orchestrator.realtime_types import RealtimeOptions
+from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator.realtime.runner import RealtimeRunner
+from batchyard.orchestrator.realtime.types import RealtimeOptions
 from batchyard.simulator import SimConfig
 from batchyard.simulator.config import FaultSettings, LatencySettings
 from batchyard.store import NewRequest, Store
@@ -30,8 +30,8 @@ from batchyard.tokens import count_request
 CHILD = r"""
 import asyncio, sys
 from batchyard.config import Settings
-from batchyard.orchestrator.client import make_client
-from batchyard.orchestrator.realtime import RealtimeRunner
+from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator.realtime.runner import RealtimeRunner
 from batchyard.store import Store
 sys.path.insert(0, sys.argv[4])
 from test_realtime_support import models_for

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from batchyard.models import Endpoint
-from batchyard.orchestrator.realtime_call import send
+from batchyard.orchestrator.realtime.call import send
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,9 @@ import openai
 
 from batchyard.config import ModelInfo, Settings, model_table
 from batchyard.models import Endpoint, Route
-from batchyard.orchestrator.client import make_client
-from batchyard.orchestrator.realtime import RealtimeRunner
-from batchyard.orchestrator.realtime_types import RealtimeOptions
+from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator.realtime.runner import RealtimeRunner
+from batchyard.orchestrator.realtime.types import RealtimeOptions
 from batchyard.simulator import SimConfig, SimState, create_app
 from batchyard.simulator.config import (
     ClockSettings,

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from batchyard.errors import QuotaExhausted
-from batchyard.orchestrator.retry import (
+from batchyard.orchestrator._retry import (
     FailureKind,
     RetryPolicy,
     backoff,
@@ -21,7 +21,7 @@ from batchyard.orchestrator.retry import (
     classify,
     retry_after,
 )
-from batchyard.orchestrator.timing import ManualClock
+from batchyard.orchestrator._timing import ManualClock
 
 OK = {
     "id": "chatcmpl-1",

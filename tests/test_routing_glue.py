@@ -9,7 +9,7 @@ import pytest
 from batchyard.config import load_settings
 from batchyard.models import BatchStatus
 from batchyard.orchestrator import Orchestrator
-from batchyard.orchestrator.routing import turnarounds
+from batchyard.orchestrator._routing import turnarounds
 from batchyard.router import Turnaround
 from batchyard.store.rows import BatchRow
 

@@ -9,7 +9,7 @@ from test_store_support import Clock, make_run, new_request, open_store, route_a
 
 from batchyard.config import model_table
 from batchyard.models import Route
-from batchyard.orchestrator import reporting
+from batchyard.orchestrator import _reports as reporting
 from batchyard.store import NewRequest, Store
 
 MODELS = model_table()

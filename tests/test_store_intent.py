@@ -150,6 +150,17 @@ def test_submit_lease_excludes_a_second_owner_until_it_expires(tmp_path: Path) -
         store.set_batch_status(shard, B.UPLOADING, owner="A")
 
 
+def test_a_lease_that_ran_out_is_still_the_holders_until_taken_over(tmp_path: Path) -> None:
+    # A step that outlives its lease (a slow machine, a fast simulated clock) finishes, as
+    # long as no other process has taken the shard over.
+    clock = Clock()
+    store = open_store(tmp_path / "l.db", clock)
+    _, shard = _planned(store)
+    assert store.claim_batch_for_submit(shard, "A", lease_seconds=60)
+    clock.advance(600)
+    assert store.set_batch_status(shard, B.UPLOADING, owner="A")
+
+
 def test_apply_lease_and_leftovers(tmp_path: Path) -> None:
     store = open_store(tmp_path / "ap.db")
     run_id, shard = _planned(store, 4)

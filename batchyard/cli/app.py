@@ -30,7 +30,7 @@ from batchyard.errors import BatchyardError, InputError, PlanRefused
 from batchyard.metrics import Metrics, serving
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator.runs import Orchestrator
+    from batchyard.orchestrator._orchestrator import Orchestrator
 
 __all__ = [
     "EXIT_CODES",
@@ -147,7 +147,7 @@ class Cli:
 
     def orchestrator(self, **parts: Any) -> Orchestrator:
         """The one way a command builds its Orchestrator (`parts`: store, client, clock, ...)."""
-        from batchyard.orchestrator.runs import Orchestrator
+        from batchyard.orchestrator._orchestrator import Orchestrator
 
         settings = parts.pop("settings", None) or self.settings()
         parts.setdefault("on_progress", self.progress)

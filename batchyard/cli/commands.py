@@ -36,7 +36,7 @@ from batchyard.cli.render import (
 from batchyard.models import RouteOverride
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator.runs import Orchestrator
+    from batchyard.orchestrator._orchestrator import Orchestrator
 
 __all__: list[str] = []
 

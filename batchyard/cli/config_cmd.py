@@ -20,7 +20,7 @@ from batchyard.cli.app import app, guarded, state
 from batchyard.cli.options import Json
 from batchyard.cli.render import config_table, emit_json
 from batchyard.config import Settings, config_files, prices_date
-from batchyard.orchestrator.checks import key_hint
+from batchyard.orchestrator._client import key_hint
 
 __all__ = ["config_app", "sources"]
 

@@ -24,7 +24,7 @@ from batchyard.cli.render import costs_view, emit_json, fetch_lines, plan_view, 
 from batchyard.config import load_settings
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator.runs import Orchestrator
+    from batchyard.orchestrator._orchestrator import Orchestrator
 
 __all__ = ["DEMO_MODELS"]
 
@@ -57,8 +57,8 @@ def demo(
 
     Example: batchyard demo -n 500 -o demo.jsonl
     """
-    from batchyard.orchestrator.client import make_client
-    from batchyard.orchestrator.timing import scaled
+    from batchyard.orchestrator._client import make_client
+    from batchyard.orchestrator._timing import scaled
     from batchyard.samples import write_sample
     from batchyard.simulator import create_app, load_config
 

@@ -19,7 +19,7 @@ from batchyard.cli.render import status_line, status_view
 from batchyard.metrics import Metrics
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator.reports import RunStatus
+    from batchyard.orchestrator._reports import RunStatus
 
 __all__ = ["Progress"]
 

@@ -22,7 +22,7 @@ from rich.text import Text
 from batchyard.router.parse import format_duration, format_time, format_usd
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator.reports import (
+    from batchyard.orchestrator._reports import (
         CostReport,
         FetchReport,
         RunStatus,

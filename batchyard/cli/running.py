@@ -36,49 +36,16 @@ from batchyard.cli.render import (
 from batchyard.models import RouteOverride
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator.reports import RunStatus
-    from batchyard.orchestrator.runs import Orchestrator
+    from batchyard.orchestrator._orchestrator import Orchestrator
+    from batchyard.orchestrator._reports import RunStatus
 
-__all__ = ["drive_realtime_share", "finished_code", "realtime_open"]
-
-_REALTIME = ("standard", "flex", "fast")
-_TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def realtime_open(status: RunStatus) -> int:
-    """Requests routed to real time that are not finished yet."""
-    return sum(
-        n
-        for key, n in status.counts.items()
-        if key.partition("/")[0] in _REALTIME and key.partition("/")[2] not in _TERMINAL
-    )
+__all__ = ["finished_code"]
 
 
 def finished_code(status: RunStatus) -> int:
     if status.stalled:
         return EXIT_ERROR
     return EXIT_FAILED_REQUESTS if status.done and status.failed else EXIT_OK
-
-
-async def drive_realtime_share(orch: Orchestrator, run_id: str, progress: Progress) -> RunStatus:
-    """Rounds of `step` until no real-time work is left (batches carry on without us)."""
-    status = orch.status(run_id)
-    progress(status)
-
-    def more() -> bool:
-        return (
-            not status.done
-            and not status.stalled
-            and realtime_open(status) > 0
-            and not orch.stopping.is_set()
-        )
-
-    while more():
-        status = await orch.step(run_id)
-        progress(status)
-        if more():
-            await orch.sleep(orch.settings.poll_min_seconds)
-    return status
 
 
 @app.command()
@@ -151,7 +118,7 @@ def submit(
             elif wait:
                 status = await orch.wait(result.run_id, on_round=progress)
             else:
-                status = await drive_realtime_share(orch, result.run_id, progress)
+                status = await orch.drive_realtime(result.run_id, on_round=progress)
         if wait:
             target = output or file.with_suffix(".results.jsonl")
             fetched = orch.fetch(result.run_id, target)

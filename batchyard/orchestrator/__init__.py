@@ -1,13 +1,14 @@
 """The orchestrator: runs both paths (real time and the Batch API) and the glue between them.
 
-`Orchestrator` (in `runs.py`) is the entry point. The executors are `BatchRunner`
-(`batches.py`: split, upload, create, poll, download, apply, re-submit, reconcile) and
-`RealtimeRunner` (`realtime.py`: admission from rate-limit headers, retries, breaker, flex).
+`Orchestrator` (in `_orchestrator.py`) is the entry point. The executors are `BatchRunner`
+(`batch/runner.py`: split, upload, create, poll, download, apply, re-submit, reconcile) and
+`RealtimeRunner` (`realtime/runner.py`: admission from rate-limit headers, retries, breaker, flex).
 Imports flow one way: orchestrator → {router, store, tokens}; nothing here writes SQL or
 imports typer or rich.
 """
 
-from batchyard.orchestrator.reports import (
+from batchyard.orchestrator._orchestrator import Orchestrator, Progress
+from batchyard.orchestrator._reports import (
     BatchInfo,
     CostReport,
     CostRow,
@@ -16,7 +17,6 @@ from batchyard.orchestrator.reports import (
     SubmitResult,
     VerifyReport,
 )
-from batchyard.orchestrator.runs import Orchestrator, Progress
 
 __all__ = [
     "BatchInfo",

@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from batchyard.orchestrator.timing import Clock, Sleep
+from batchyard.orchestrator._timing import Clock, Sleep
 
 __all__ = ["AdmissionTable", "Bucket", "ModelAdmission", "RateView", "parse_duration"]
 

@@ -16,9 +16,9 @@ from typing import Any
 from batchyard.catalog import ModelInfo, lookup
 from batchyard.errors import IllegalTransition, InputError
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
-from batchyard.orchestrator import routing
-from batchyard.orchestrator.batch_remote import owner_is_dead
-from batchyard.orchestrator.batches import BatchRunner, CancelReport
+from batchyard.orchestrator import _routing as routing
+from batchyard.orchestrator.batch.remote import owner_is_dead
+from batchyard.orchestrator.batch.runner import BatchRunner, CancelReport
 from batchyard.router import ModelCapacity, RunPolicy, Turnaround, budget_stop_reason, redecide
 from batchyard.store import Store
 from batchyard.store.rows import RunRow

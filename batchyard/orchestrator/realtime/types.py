@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from batchyard.orchestrator.breaker import BreakerState
-from batchyard.orchestrator.retry import RetryPolicy
+from batchyard.orchestrator._retry import RetryPolicy
+from batchyard.orchestrator.realtime.breaker import BreakerState
 
 __all__ = [
     "FlexFallback",

@@ -2,7 +2,7 @@
 
 Owns `apply_shard`: under the store's apply lease (so two processes never apply one shard),
 stream the output and error files to the workdir, map each line by `custom_id` (order is
-not guaranteed) to a `Result` (`batch_lines.result_from_line`), apply them in chunks with
+not guaranteed) to a `Result` (`lines.result_from_line`), apply them in chunks with
 the shard given (a late file cannot overwrite a newer attempt), then `mark_applied`, which
 turns requests that got no line into retryable (`batch_incomplete`). Re-applying after a
 crash mid-way is safe: the store counts already-applied results as duplicates.
@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
-from batchyard.orchestrator.batch_lines import line_errors, result_from_line
-from batchyard.orchestrator.batch_remote import BatchContext
-from batchyard.orchestrator.batch_submit import LIMIT_EVENT, TOKENS_KEY, queue_limit
+from batchyard.orchestrator.batch.lines import line_errors, result_from_line
+from batchyard.orchestrator.batch.remote import BatchContext
+from batchyard.orchestrator.batch.submit import LIMIT_EVENT, TOKENS_KEY, queue_limit
 from batchyard.shards import learn_limit
 from batchyard.store import ApplyReport, BatchRow, FileKind, Result
 

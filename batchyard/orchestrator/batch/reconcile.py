@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 import openai
 
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
-from batchyard.orchestrator.batch_remote import (
+from batchyard.orchestrator.batch.remote import (
     BatchContext,
     failure_text,
     owner_is_dead,
     shard_filename,
 )
-from batchyard.orchestrator.batch_submit import recover_create, recover_upload
+from batchyard.orchestrator.batch.submit import recover_create, recover_upload
 from batchyard.store import BatchRow
 
 __all__ = ["CancelReport", "ReconcileReport", "cancel_run", "cancel_shards", "reconcile"]

@@ -29,9 +29,9 @@ from openai.pagination import AsyncCursorPage
 from openai.types import Batch, FileObject
 
 from batchyard.config import ModelInfo, Settings
-from batchyard.orchestrator.admission import Bucket
-from batchyard.orchestrator.retry import RetryPolicy, call_with_retry, classify
-from batchyard.orchestrator.timing import Clock, Sleep
+from batchyard.orchestrator._retry import RetryPolicy, call_with_retry, classify
+from batchyard.orchestrator._timing import Clock, Sleep
+from batchyard.orchestrator.realtime.admission import Bucket
 from batchyard.shards import ShardLimits
 from batchyard.store import Store
 

@@ -1,7 +1,7 @@
 """The orchestrator: one object that plans, submits, drives, reports and fetches runs.
 
-Owns the run lifecycle as users see it (`submit`, `step`, `wait`, `status`, `fetch`,
-`cancel`, `resume`, `costs`), gluing ingest → store → router → the two executors
+Owns the run lifecycle as users see it (`submit`, `step`, `drive_realtime`, `wait`, `status`,
+`fetch`, `cancel`, `resume`, `costs`), gluing ingest → store → router → the two executors
 (`BatchRunner` for the Batch API, `RealtimeRunner` for real time). Every decision and change
 of course is recorded as an event in the store with its reason. It never writes SQL (the
 store does), never prints (callers render), and reads time only through the injected clock.
@@ -22,22 +22,19 @@ from batchyard.catalog import Catalog
 from batchyard.config import Settings, load_settings
 from batchyard.errors import DispatchStopped, ProviderError
 from batchyard.models import RouteOverride, RunState
-from batchyard.orchestrator import checks, reporting, routing
-from batchyard.orchestrator.batch_remote import new_owner
-from batchyard.orchestrator.batch_submit import SubmitReport
-from batchyard.orchestrator.batches import BatchRunner
-from batchyard.orchestrator.client import make_client
-from batchyard.orchestrator.intake import check_file, record_run
-from batchyard.orchestrator.realtime import RealtimeRunner
-from batchyard.orchestrator.realtime_types import FlexFallback
-from batchyard.orchestrator.reports import (
+from batchyard.orchestrator import _client as checks
+from batchyard.orchestrator import _reports as reporting
+from batchyard.orchestrator import _routing as routing
+from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator._intake import check_file, record_run
+from batchyard.orchestrator._reports import (
     CostReport,
     FetchReport,
     RunStatus,
     SubmitResult,
     VerifyReport,
 )
-from batchyard.orchestrator.steering import (
+from batchyard.orchestrator._steering import (
     budget_guard,
     cancel_realtime,
     check_recorded,
@@ -49,7 +46,12 @@ from batchyard.orchestrator.steering import (
     stall_reason,
     watch_cancels,
 )
-from batchyard.orchestrator.timing import Clock, Sleep, real_clock, real_sleep, sleep_unless
+from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep, sleep_unless
+from batchyard.orchestrator.batch.remote import new_owner
+from batchyard.orchestrator.batch.runner import BatchRunner
+from batchyard.orchestrator.batch.submit import SubmitReport
+from batchyard.orchestrator.realtime.runner import RealtimeRunner
+from batchyard.orchestrator.realtime.types import FlexFallback
 from batchyard.router import (
     ModelCapacity,
     Plan,
@@ -392,6 +394,32 @@ class Orchestrator:
             if rt_task is not None and not rt_task.done():
                 await rt_task
         return self.status(run_id)
+
+    async def drive_realtime(
+        self, run_id: str, *, on_round: Callable[[RunStatus], None] | None = None
+    ) -> RunStatus:
+        """Rounds of `step` until no real-time work is left; the batches carry on without
+        this call (follow them with `wait`, or later with `resume`). What `submit` in the
+        CLI does in the foreground."""
+        status = self.status(run_id)
+        if on_round is not None:
+            on_round(status)
+
+        def more() -> bool:
+            return (
+                not status.done
+                and not status.stalled
+                and status.realtime_open > 0
+                and not self.stopping.is_set()
+            )
+
+        while more():
+            status = await self.step(run_id)
+            if on_round is not None:
+                on_round(status)
+            if more():
+                await self.sleep(self.settings.poll_min_seconds)
+        return status
 
     def _poll_now_if_due(self, run_id: str) -> None:
         """At an escalation or release point, what moves depends on how far the shards

@@ -4,7 +4,7 @@ Owns `classify` (an SDK exception to a `Failure`, read from `status_code`, `code
 and the response headers, never from `str(exc)`), `retry_after` (the `retry-after-ms` /
 `retry-after` headers), jittered exponential `backoff`, and `retrying` / `call_with_retry`,
 tenacity wrappers with an injected sleep, used by both the real-time and the batch path.
-The SDK's own retries are off (`max_retries=0` in `client.py`).
+The SDK's own retries are off (`max_retries=0` in `_client.py`).
 
 Retried: connection errors, timeouts, 408, 409, 429 `rate_limit_exceeded` (and flex's 429
 "resource unavailable"), 5xx. Never retried: other 4xx (400, 401, 403, 404, 422) and
@@ -29,7 +29,7 @@ import openai
 import tenacity
 
 from batchyard.errors import DispatchStopped, QuotaExhausted
-from batchyard.orchestrator.timing import Sleep, real_sleep
+from batchyard.orchestrator._timing import Sleep, real_sleep
 
 __all__ = [
     "QUOTA_MESSAGE",

@@ -5,7 +5,7 @@ Owns `send` (the stored body through `chat.completions` / `responses` / `embeddi
 goes verbatim as `extra_body`, so keys the SDK does not know reach the API unchanged),
 `rate_charge` (what OpenAI counts against TPM) and `usage_of` (tokens and served tier from
 a response body). It must not retry, sleep,
-touch the store or decide anything: `realtime.py` does that.
+touch the store or decide anything: `runner.py` does that.
 """
 
 from __future__ import annotations

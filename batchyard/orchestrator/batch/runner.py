@@ -1,11 +1,11 @@
 """The batch path: `BatchRunner`, one run's OpenAI Batch API lifecycle, recorded in the store.
 
 Owns the public face of the batch path; the work lives beside it:
-`batch_submit` (re-queue, plan, admit, upload, create), `batch_apply` (files and failures
-to results), `batch_reconcile` (crash repair, cancel), `batch_remote` (every SDK call, via
-the one retry layer), `batch_lines` (line meanings), `batch_schedule` (poll backoff).
+`submit.py` (re-queue, plan, admit, upload, create), `apply.py` (files and failures
+to results), `reconcile.py` (crash repair, cancel), `remote.py` (every SDK call, via
+the one retry layer), `lines.py` (line meanings), `schedule.py` (poll backoff).
 It must not route requests (the router does) nor decide a run's final state (the glue in
-`runs.py` does); it never writes SQL.
+`_orchestrator.py` does); it never writes SQL.
 
     runner = BatchRunner(store, client, models, settings, clock=..., sleep=..., owner=...,
                          workdir=Path(...), on_progress=callback,
@@ -50,8 +50,10 @@ import openai
 
 from batchyard.config import ModelInfo, Settings
 from batchyard.models import BatchStatus, RequestStatus, Route
-from batchyard.orchestrator.batch_apply import ApplyOutcome, apply_shard
-from batchyard.orchestrator.batch_reconcile import (
+from batchyard.orchestrator._retry import RetryPolicy, classify
+from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
+from batchyard.orchestrator.batch.apply import ApplyOutcome, apply_shard
+from batchyard.orchestrator.batch.reconcile import (
     LIVE,
     CancelReport,
     ReconcileReport,
@@ -59,17 +61,15 @@ from batchyard.orchestrator.batch_reconcile import (
     cancel_shards,
     reconcile,
 )
-from batchyard.orchestrator.batch_remote import (
+from batchyard.orchestrator.batch.remote import (
     BatchContext,
     CrashHook,
     Progress,
     failure_text,
     new_owner,
 )
-from batchyard.orchestrator.batch_schedule import PollSchedule
-from batchyard.orchestrator.batch_submit import SubmitReport, submit_round
-from batchyard.orchestrator.retry import RetryPolicy, classify
-from batchyard.orchestrator.timing import Clock, Sleep, real_clock, real_sleep
+from batchyard.orchestrator.batch.schedule import PollSchedule
+from batchyard.orchestrator.batch.submit import SubmitReport, submit_round
 from batchyard.shards import ShardLimits
 from batchyard.store import Store
 from batchyard.store.transitions import PROVIDER_TERMINAL
@@ -203,7 +203,7 @@ class BatchRunner:
         return await cancel_shards(self.ctx, run_id, shard_ids, reason)
 
     async def reconcile(self, run_id: str) -> ReconcileReport:
-        """Repair half-done shards after a crash (see `batch_reconcile`)."""
+        """Repair half-done shards after a crash (see `reconcile.py`)."""
         return await reconcile(self.ctx, run_id)
 
     def pending(self, run_id: str) -> int:

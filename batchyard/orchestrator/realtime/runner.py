@@ -3,7 +3,7 @@
 Owns `RealtimeRunner`. It claims work from the store in chunks (claims are atomic across
 processes, and each claim commits the intent, an attempt row, before any call), sends each
 request once admission allows (`admission.py`: RPM/TPM per (model, tier), corrected from
-the response headers, paused by 429s), retries through `retry.py`'s tenacity layer,
+the response headers, paused by 429s), retries through `_retry.py`'s tenacity layer,
 keeps a circuit breaker per model (`runner.breakers[model].state`) and records each result
 right after its response. It must not route (the router decides what goes here), write SQL
 or print.
@@ -52,29 +52,29 @@ from collections.abc import Mapping, Sequence
 
 import openai
 
-from batchyard.catalog import ModelInfo, as_catalog
+from batchyard.catalog import ModelInfo
 from batchyard.config import Settings
-from batchyard.errors import DispatchStopped, QuotaExhausted
+from batchyard.errors import QuotaExhausted
 from batchyard.models import RequestStatus, Route, Tier
-from batchyard.orchestrator.admission import AdmissionTable
-from batchyard.orchestrator.breaker import BreakerState, CircuitBreaker
-from batchyard.orchestrator.client import flex_options
-from batchyard.orchestrator.realtime_request import Job, Phase, RequestHandler
-from batchyard.orchestrator.realtime_types import (
+from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
+from batchyard.orchestrator.realtime.breaker import BreakerState, CircuitBreaker
+from batchyard.orchestrator.realtime.context import RealtimeContext, RunDispatch
+from batchyard.orchestrator.realtime.request import Job, Phase, RequestHandler
+from batchyard.orchestrator.realtime.types import (
     FlexFallback,
     OnProgress,
     RealtimeOptions,
     RealtimeReport,
     StopReason,
 )
-from batchyard.orchestrator.retry import QUOTA_MESSAGE, RetryPolicy
-from batchyard.orchestrator.timing import Clock, Sleep, real_clock, real_sleep
-from batchyard.store import Result, Store
+from batchyard.store import Store
 
 __all__ = ["FlexFallback", "RealtimeReport", "RealtimeRunner", "StopReason"]
 
 
-class RealtimeRunner(RequestHandler):
+class RealtimeRunner:
+    """The dispatch loop over a `RealtimeContext`; a `RequestHandler` does each request."""
+
     def __init__(
         self,
         store: Store,
@@ -88,38 +88,38 @@ class RealtimeRunner(RequestHandler):
         on_progress: OnProgress | None = None,
         options: RealtimeOptions | None = None,
     ) -> None:
-        self.store = store
-        self.client = client
-        self.flex_client = flex_options(client, settings)
-        self.models = as_catalog(models)
-        self.settings = settings
-        self.clock = clock
-        self.sleep = sleep
-        self.owner = owner
-        self.on_progress = on_progress
-        self.options = options or RealtimeOptions()
-        self.policy = self.options.policy or RetryPolicy(max_attempts=settings.max_attempts)
-        self.admission = AdmissionTable(
-            self.models.rate_limits(),
-            clock,
-            sleep,
-            concurrency=settings.concurrency,
-            headroom=self.options.headroom,
-            duration_scale=self.options.provider_time_scale,
+        self.ctx = RealtimeContext.build(
+            store,
+            client,
+            models,
+            settings,
+            clock=clock,
+            sleep=sleep,
+            owner=owner,
+            on_progress=on_progress,
+            options=options,
         )
-        self.breakers: dict[str, CircuitBreaker] = {}
-        for name in self.models:
-            self.breaker(name)
-        self._flex_down_until: dict[str, float] = {}
-        self._buffer: list[Result] = []
-        self._flush_wanted = asyncio.Event()
-        self._halt = asyncio.Event()
-        self.quota_exhausted = False  # dispatch stopped (quota, or key/URL refused)
-        self._stop_error: DispatchStopped | None = None
-        self._fallback = FlexFallback.STANDARD
-        self._report = RealtimeReport(run_id="")
-        self._run_id = ""
-        self._in_flight = 0
+        self.handler = RequestHandler(self.ctx)
+
+    @property
+    def on_progress(self) -> OnProgress | None:
+        return self.ctx.on_progress
+
+    @on_progress.setter
+    def on_progress(self, callback: OnProgress | None) -> None:
+        self.ctx.on_progress = callback
+
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        return self.ctx.breakers
+
+    def breaker(self, model: str) -> CircuitBreaker:
+        return self.ctx.breaker(model)
+
+    @property
+    def quota_exhausted(self) -> bool:
+        """Dispatch stopped: the quota is used up, or the key or URL was refused."""
+        return self.ctx.stop_error is not None
 
     # ---- public ------------------------------------------------------------------------
 
@@ -132,17 +132,17 @@ class RealtimeRunner(RequestHandler):
 
     def flex_unavailable(self) -> list[str]:
         """Models whose flex tier is being fallen back from right now."""
-        now = self.clock()
-        return sorted(m for m, until in self._flex_down_until.items() if until > now)
+        now = self.ctx.clock()
+        return sorted(m for m, until in self.ctx.flex_down_until.items() if until > now)
 
     def rate_views(self) -> dict[str, tuple[int, int]]:
         """(rpm, tpm) per model as the standard tier's headers last reported them."""
         out: dict[str, tuple[int, int]] = {}
-        for (model, tier), admission in self.admission.items():
+        for (model, tier), admission in self.ctx.admission.items():
             view = admission.last_view
             if tier != Tier.DEFAULT.value or view is None:
                 continue
-            info = self.models.get(model)
+            info = self.ctx.models.get(model)
             rpm = view.limit_requests or (info.rpm if info else 0)
             tpm = view.limit_tokens or (info.tpm if info else 0)
             out[model] = (rpm, tpm)
@@ -152,13 +152,14 @@ class RealtimeRunner(RequestHandler):
     def stale_claim_seconds(self) -> float:
         """A claim older than this cannot belong to a live call (the longest timeout, flex,
         plus the stop grace and a minute): its process is gone."""
-        if self.options.recover_older_than is not None:
-            return self.options.recover_older_than
-        return self.settings.flex_timeout + self.options.grace_seconds + 60.0
+        options = self.ctx.options
+        if options.recover_older_than is not None:
+            return options.recover_older_than
+        return self.ctx.settings.flex_timeout + options.grace_seconds + 60.0
 
     def recover(self, run_id: str, *, older_than: float | None = None) -> int:
         """Requests left in flight by a crashed process go back to retryable (see module doc)."""
-        return self.store.recover_in_flight(run_id, older_than=older_than)
+        return self.ctx.store.recover_in_flight(run_id, older_than=older_than)
 
     async def run(
         self,
@@ -170,35 +171,35 @@ class RealtimeRunner(RequestHandler):
     ) -> RealtimeReport:
         """Send every claimable request of `run_id` on `routes` until none is left, `stop`
         is set or the quota runs out. Safe to run in several processes at once."""
-        self._run_id = run_id
-        self._fallback = FlexFallback(flex_fallback)
-        self._report = report = RealtimeReport(run_id=run_id)
-        self._halt = asyncio.Event()
-        if self.quota_exhausted:
-            raise self._stop_error or QuotaExhausted(QUOTA_MESSAGE)
+        ctx, handler = self.ctx, self.handler
+        report = RealtimeReport(run_id=run_id)
+        ctx.run = RunDispatch(run_id, FlexFallback(flex_fallback), report)
+        halt = ctx.run.halt
+        if ctx.stop_error is not None:
+            raise ctx.stop_error
         stop = stop or asyncio.Event()
-        report.recovered = self.store.recover_in_flight(run_id, older_than=self.stale_claim_seconds)
-        max_claimed = self.options.max_claimed or self.settings.concurrency * 4
+        report.recovered = ctx.store.recover_in_flight(run_id, older_than=self.stale_claim_seconds)
+        max_claimed = ctx.options.max_claimed or ctx.settings.concurrency * 4
         refill_at = max(1, max_claimed // 4)
         jobs: dict[asyncio.Task[None], Job] = {}
-        flusher = asyncio.create_task(self._flusher())
+        flusher = asyncio.create_task(handler.flusher())
         stop_wait: asyncio.Task[None] = asyncio.create_task(_wait(stop))
-        halt_wait: asyncio.Task[None] = asyncio.create_task(_wait(self._halt))
+        halt_wait: asyncio.Task[None] = asyncio.create_task(_wait(halt))
         bug: BaseException | None = None
         try:
             try:
-                while not (stop.is_set() or self._halt.is_set()):
+                while not (stop.is_set() or halt.is_set()):
                     room = max_claimed - len(jobs)
                     if room >= refill_at or not jobs:
-                        claims = self.store.claim_realtime(
+                        claims = ctx.store.claim_realtime(
                             run_id,
-                            owner=self.owner,
-                            limit=min(room, self.options.claim_chunk),
+                            owner=ctx.owner,
+                            limit=min(room, ctx.options.claim_chunk),
                             routes=routes,
                         )
                         for claim in claims:
                             job = Job(claim)
-                            jobs[asyncio.create_task(self._process(job))] = job
+                            jobs[asyncio.create_task(handler.process(job))] = job
                         if claims and len(jobs) < max_claimed:
                             continue
                     if not jobs:
@@ -217,7 +218,7 @@ class RealtimeRunner(RequestHandler):
                         job_done = jobs.pop(task, None)
                         if job_done is not None and not task.cancelled() and task.exception():
                             bug = bug or task.exception()
-                            self._halt.set()
+                            halt.set()
             except asyncio.CancelledError:
                 # Cancelled from outside (a hard Ctrl-C): no grace, but nothing is left
                 # claimed: unsent requests are released, calls on the wire become retryable.
@@ -226,7 +227,7 @@ class RealtimeRunner(RequestHandler):
             if stop.is_set() and report.stopped is StopReason.DONE:
                 report.stopped = StopReason.STOPPED
                 report.message = "Stopped: unsent requests were left for `batchyard resume`."
-                self._emit("stopped", report.message, None, None)
+                ctx.emit("stopped", report.message, None, None)
             await self._shutdown(jobs)
         finally:
             for task in (stop_wait, halt_wait):
@@ -234,12 +235,12 @@ class RealtimeRunner(RequestHandler):
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-            self._flush()
+            handler.flush()
         report.breakers = self.breaker_states()
         if bug is not None:
             raise bug
         if report.stopped is StopReason.QUOTA:
-            raise self._stop_error or QuotaExhausted(report.message)
+            raise ctx.stop_error or QuotaExhausted(report.message)
         return report
 
     # ---- dispatch ------------------------------------------------------------------------
@@ -249,18 +250,19 @@ class RealtimeRunner(RequestHandler):
         open_states = (RequestStatus.ROUTED, RequestStatus.RETRYABLE)
         return any(
             n and route in wanted and status in open_states
-            for (route, status), n in self.store.count_requests(run_id).items()
+            for (route, status), n in self.ctx.store.count_requests(run_id).items()
         )
 
     async def _idle(self) -> None:
-        self._flush()
-        await self.sleep(self.options.idle_poll)
+        self.handler.flush()
+        await self.ctx.sleep(self.ctx.options.idle_poll)
 
     async def _shutdown(
         self, jobs: dict[asyncio.Task[None], Job], *, grace: float | None = None
     ) -> None:
         """Release what waits; give calls on the wire a grace; abandon the rest."""
-        grace = self.options.grace_seconds if grace is None else grace
+        ctx = self.ctx
+        grace = ctx.options.grace_seconds if grace is None else grace
         waiting = [t for t, j in jobs.items() if j.phase is Phase.WAITING]
         for task in waiting:
             task.cancel()
@@ -271,7 +273,7 @@ class RealtimeRunner(RequestHandler):
                 task.cancel()
             await asyncio.gather(*calling, return_exceptions=True)
         elif calling:
-            timer: asyncio.Task[None] = asyncio.create_task(_sleep(self.sleep, grace))
+            timer: asyncio.Task[None] = asyncio.create_task(_sleep(ctx.sleep, grace))
             pending = set(calling)
             while pending and not timer.done():
                 _, pending = await asyncio.wait({*pending, timer}, return_when="FIRST_COMPLETED")
@@ -280,13 +282,15 @@ class RealtimeRunner(RequestHandler):
             for task in pending:
                 task.cancel()
             await asyncio.gather(*calling, return_exceptions=True)
-        self._flush()
+        self.handler.flush()
         unsent = [j.claim.custom_id for t, j in jobs.items() if not j.settled and t in waiting]
         if unsent:
-            self._report.released += self.store.release_realtime(self._run_id, self.owner, unsent)
+            released = ctx.store.release_realtime(ctx.run.run_id, ctx.owner, unsent)
+            ctx.run.report.released += released
         cut = [j for t, j in jobs.items() if not j.settled and t not in waiting]
         if cut:
-            self._report.abandoned += self.store.recover_in_flight(self._run_id, owner=self.owner)
+            abandoned = ctx.store.recover_in_flight(ctx.run.run_id, owner=ctx.owner)
+            ctx.run.report.abandoned += abandoned
 
 
 async def _wait(event: asyncio.Event) -> None:

@@ -7,13 +7,13 @@ each step committed to the store before the remote call it announces:
     (uploading) -> files.create -> set_file_remote_id (uploaded; local file deleted) ->
     set_batch_status(creating) -> batches.create(metadata tag) -> record_batch_remote
 
-A crash between any two steps leaves a state `batch_reconcile` repairs without a second
+A crash between any two steps leaves a state `reconcile.py` repairs without a second
 upload or a second batch. Admission: a model's shards go out, in order, only while the
 input tokens of every unfinished shard of that model (all runs in this store) stay within
 its queue limit: the model table's `enqueued_token_limit`, or the limit learned from a
 `token_limit_exceeded` failure (recorded as a `batch.limit_learned` event). Shards that do
 not fit are not created; their requests stay routed and are planned again next round.
-It must not poll or apply results (`batch_apply` does).
+It must not poll or apply results (`apply.py` does).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import openai
 
 from batchyard.catalog import lookup
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
-from batchyard.orchestrator.batch_lines import NOT_RUN_CODES
-from batchyard.orchestrator.batch_remote import BatchContext, failure_text, shard_filename
+from batchyard.orchestrator.batch.lines import NOT_RUN_CODES
+from batchyard.orchestrator.batch.remote import BatchContext, failure_text, shard_filename
 from batchyard.shards import Shard, ShardItem, ShardLimits, admit, plan_shards, shard_line
 from batchyard.store import BatchRow, FileKind
 from batchyard.tokens import embedding_inputs
@@ -62,6 +62,7 @@ IN_QUEUE = frozenset(
 )
 TOKENS_KEY = "batchyard_tokens"  # store-only shard metadata; never sent to the provider
 LIMIT_EVENT = "batch.limit_learned"
+CREATE_LIMIT_EVENT = "batch.create_limit"
 
 
 @dataclass
@@ -329,6 +330,8 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
         if b.status in IN_QUEUE:
             in_queue[b.model] += shard_tokens(b)
     todo = [b.id for b in store.list_batches(run_id, statuses=[B.PLANNED, B.UPLOADED])]
+    creations = ctx.settings.batch_creates_per_hour
+    left = creations - store.batch_creations_since(ctx.clock() - 3600.0)
     for (endpoint, model), items in _items(ctx, run_id).items():
         for shard in _plan_group(ctx, run_id, endpoint, model, items, in_queue[model], report):
             shard_id = store.create_shard(
@@ -340,7 +343,10 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
             )
             in_queue[model] += shard.input_tokens
             todo.append(shard_id)
-    for shard_id in todo:
+    for i, shard_id in enumerate(todo):
+        if left <= 0:
+            _creations_bind(ctx, run_id, report, todo[i:], creations)
+            break
         try:
             created = await submit_shard(ctx, run_id, shard_id)
         except openai.APIError as exc:  # one shard's failure must not stop the others
@@ -349,6 +355,26 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
             ctx.event(run_id, "batch.submit_failed", message, shard=shard_id)
             continue
         if created:
+            left -= 1
             report.shards.append(shard_id)
             report.requests += store.get_batch(shard_id).request_count
     return report
+
+
+def _creations_bind(
+    ctx: BatchContext, run_id: str, report: SubmitReport, held: list[int], per_hour: int
+) -> None:
+    """The organisation's batch creations for the last hour are used up: the shards not
+    yet created wait (planned, nothing uploaded) until the oldest creation is an hour old."""
+    waiting = sum(ctx.store.get_batch(s).request_count for s in held)
+    report.waiting += len(held)
+    report.waiting_requests += waiting
+    message = (
+        f"{len(held)} shard(s) ({waiting:,} request(s)) wait: {per_hour:,} batch creations "
+        "in the last hour is OpenAI's limit per organisation (setting batch_creates_per_hour)"
+    )
+    report.reasons.append(message)
+    # Stored (for `status` in any terminal) at most every 10 minutes; rounds repeat it.
+    said = ctx.store.list_events(run_id, kinds=[CREATE_LIMIT_EVENT])
+    fresh = not any(e.at >= ctx.clock() - 600.0 for e in said)
+    ctx.event(run_id, CREATE_LIMIT_EVENT, message, {"held": len(held)}, store=fresh)

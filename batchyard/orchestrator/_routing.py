@@ -12,13 +12,12 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.config import Settings
 from batchyard.models import BatchStatus, Endpoint, RequestStatus, Route, RouteOverride
-from batchyard.orchestrator.batch_submit import shard_tokens
-from batchyard.orchestrator.realtime import RealtimeRunner
+from batchyard.orchestrator.batch.submit import shard_tokens
 from batchyard.router import (
     NO_WORK,
     ModelCapacity,
@@ -32,6 +31,9 @@ from batchyard.router import (
 )
 from batchyard.store import Store
 from batchyard.store.rows import BatchRow, NewRequest, OutputEvidence, RequestRow, RunRow
+
+if TYPE_CHECKING:  # the runner imports the client, which imports the reports, which import this
+    from batchyard.orchestrator.realtime.runner import RealtimeRunner
 
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",

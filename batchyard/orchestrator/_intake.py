@@ -25,7 +25,7 @@ from batchyard.ingest import (
     write_rejects,
 )
 from batchyard.models import Route, RunState
-from batchyard.orchestrator import routing
+from batchyard.orchestrator import _routing as routing
 from batchyard.router import Decision, Plan, RequestFeatures, RunPolicy
 from batchyard.store import Store
 from batchyard.store.rows import NewRequest, OutputEvidence

@@ -1,8 +1,10 @@
-"""What a run looks like from outside: status, costs, and the merged results file.
+"""What a run looks like from outside: the typed reports, and reading the store into them.
 
-Owns reading the store into `RunStatus`, `CostReport` and the `fetch` output (one line per
-input line, in input order, in the OpenAI batch output shape plus a `batchyard` object).
-Reads only; changes nothing in the store and makes no API calls.
+Owns the plain frozen records the orchestrator returns to the CLI and to Python callers
+(`SubmitResult`, `RunStatus`, `CostReport`, `FetchReport`, `VerifyReport`, with `to_dict()`
+for `--json`), and reading the store into `RunStatus`, `CostReport` and the `fetch` output
+(one line per input line, in input order, in the OpenAI batch output shape plus a
+`batchyard` object). Reads only; changes nothing in the store and makes no API calls.
 """
 
 from __future__ import annotations
@@ -11,24 +13,202 @@ import json
 import math
 from collections.abc import Mapping
 from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
-from batchyard.orchestrator.reports import (
-    BatchInfo,
-    CostReport,
-    CostRow,
-    FetchReport,
-    RunStatus,
-)
-from batchyard.orchestrator.routing import capacities, turnarounds
-from batchyard.router import Turnaround, Work, realtime_seconds
+from batchyard.orchestrator._routing import capacities, turnarounds
+from batchyard.router import Plan, Turnaround, Work, realtime_seconds
 from batchyard.store import Store
 from batchyard.store.rows import RequestRow, RunRow
 
-__all__ = ["costs", "fetch", "output_line", "status"]
+__all__ = [
+    "BatchInfo",
+    "CostReport",
+    "CostRow",
+    "FetchReport",
+    "RunStatus",
+    "SubmitResult",
+    "VerifyReport",
+    "costs",
+    "fetch",
+    "output_line",
+    "status",
+]
+
+
+_REALTIME_ROUTES = ("standard", "flex", "fast")
+_TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    run_id: str
+    plan: Plan
+    accepted: int  # requests recorded
+    rejected: int  # invalid lines skipped (--skip-invalid)
+    rejects_path: Path | None
+    shards_submitted: int  # batches created at submit
+    waiting_shards: int  # shards held back by the enqueued-token limit
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: _jsonable(v) for k, v in asdict(self).items() if k != "plan"}
+        data["plan"] = self.plan.to_dict(assignments=False)  # routes are in the store
+        return data
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    shard: int
+    provider_batch_id: str | None
+    model: str
+    status: str
+    total: int
+    completed: int
+    failed: int
+    created_at: float | None
+    expected_finish: float | None  # from the turnaround model
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run_id: str
+    state: str
+    source_path: str
+    created_at: float
+    deadline_at: float | None
+    budget: float | None
+    route_override: str
+    requests: int
+    # "route/status" -> count, e.g. "batch/submitted": 1200; route "-" when not routed yet
+    counts: dict[str, int]
+    batches: list[BatchInfo]
+    estimated_cost: float
+    actual_cost: float
+    expected_finish: float | None
+    deadline_ok: bool | None  # None: no deadline
+    escalation_at: dict[str, float]  # model -> when waiting batch work moves to real time
+    last_errors: dict[str, str]  # error kind -> latest message
+    reasons: list[str]  # latest routing reasons and changes of course, newest last
+    done: bool  # every request terminal and every batch applied
+    stalled: str | None = None  # why this process cannot move the run on (quota, budget)
+    # The plan's estimate: `estimated_cost` is the expected figure, this the worst case.
+    estimated_worst: float | None = None
+    # Lines answered in batch after being sent again in real time: the deadline's price.
+    paid_twice: int = 0
+    paid_twice_cost: float = 0.0
+    # Seconds real time needs from now for the open work (the deadline verdict's basis).
+    realtime_needed_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["batches"] = [b.to_dict() for b in self.batches]
+        return data
+
+    @property
+    def succeeded(self) -> int:
+        return sum(n for key, n in self.counts.items() if key.endswith("/succeeded"))
+
+    @property
+    def failed(self) -> int:
+        return sum(n for key, n in self.counts.items() if key.endswith("/failed"))
+
+    @property
+    def cancelled(self) -> int:
+        return sum(n for key, n in self.counts.items() if key.endswith("/cancelled"))
+
+    @property
+    def realtime_open(self) -> int:
+        """Requests routed to real time that are not finished yet."""
+        return sum(
+            n
+            for key, n in self.counts.items()
+            if key.partition("/")[0] in _REALTIME_ROUTES
+            and key.partition("/")[2] not in _TERMINAL_STATUSES
+        )
+
+    @property
+    def finished(self) -> int:
+        terminal = ("/succeeded", "/failed", "/cancelled")
+        return sum(n for key, n in self.counts.items() if key.endswith(terminal))
+
+
+@dataclass(frozen=True)
+class CostRow:
+    model: str
+    route: str
+    requests: int
+    succeeded: int
+    input_tokens: int
+    output_tokens: int
+    estimated: float
+    actual: float
+    all_standard: float  # what the finished requests would have cost at standard prices
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CostReport:
+    run_id: str | None  # None: every run in the store
+    rows: list[CostRow]
+    estimated: float
+    actual: float
+    all_standard: float
+    saving: float  # all_standard - actual, over finished requests
+    reasons: list[str] = field(default_factory=list)
+    # `estimated` is the plan's expected cost (the figure `status` shows); this its worst.
+    estimated_worst: float | None = None
+    paid_twice: int = 0  # lines billed twice to hold a deadline (their cost is in actual)
+    paid_twice_cost: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows"] = [r.to_dict() for r in self.rows]
+        return data
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    run_id: str
+    output: Path
+    errors: Path | None
+    lines: int  # one per input line
+    succeeded: int
+    failed: int
+    unfinished: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    base_url: str
+    ok: bool
+    models: list[str]
+    message: str
+    key_hint: str  # e.g. "sk-...abcd" (never the key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 _ERROR_KINDS = (
     "error",
