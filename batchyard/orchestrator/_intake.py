@@ -218,6 +218,7 @@ def record_run(
             "cancel_quantile": policy.cancel_quantile,
             "batch_setup_s": policy.batch_setup_s,
             "small_run": small,
+            "estimate_worst": plan.worst,
             "requests": checked.valid,
             "rejected": checked.invalid_lines,
             "rejects_path": str(intake.rejects_path) if intake.rejects_path else None,

@@ -367,6 +367,8 @@ class Orchestrator:
             while not self.stopping.is_set():
                 run = check_recorded(self.store, self.store.get_run(run_id))
                 if run.state in (RunState.COMPLETED, RunState.CANCELLED):
+                    if on_round is not None and rounds == 0:
+                        on_round(self.status(run_id))  # finished before: one round still
                     break
                 if await self._batch_round(run) and (rt_task is None or rt_task.done()):
                     if rt_task is not None and (exc := rt_task.exception()) is not None:
@@ -479,7 +481,7 @@ class Orchestrator:
     def status(self, run_id: str) -> RunStatus:
         stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))
         run = self.store.get_run(run_id)
-        return reporting.status(self.store, run, self.clock(), stalled, self.prior)
+        return reporting.status(self.store, run, self.clock(), stalled, self.prior, self.models)
 
     def costs(self, run_id: str | None = None) -> CostReport:
         return reporting.costs(self.store, self.models, run_id)

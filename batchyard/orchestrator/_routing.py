@@ -12,7 +12,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.config import Settings
@@ -100,13 +100,15 @@ def user_policy(
     )
 
 
-def _safety(settings: Settings) -> dict[str, float]:
+def _safety(settings: Settings) -> dict[str, Any]:
     """The deadline's safety settings, as `RunPolicy` fields."""
     return {
         "margin_s": settings.margin_seconds,
         "realtime_spread": settings.realtime_spread,
         "cancel_quantile": settings.cancel_quantile,
         "batch_setup_s": settings.batch_setup_seconds,
+        # a cancelling shard is polled every 2 x poll_min; then its output is applied
+        "cancel_notice_s": 2 * settings.poll_min_seconds + 5.0,
     }
 
 

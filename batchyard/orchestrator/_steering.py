@@ -10,6 +10,7 @@ no printing.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from batchyard.catalog import ModelInfo, lookup
@@ -71,9 +72,14 @@ async def reroute(
         if r.status is not RequestStatus.SUBMITTED or r.shard in live
     ]
     batches = store.list_batches()
+    escalated = frozenset(
+        b.model
+        for b in batches
+        if b.run_id == run.id and b.provider_times.get("cancelling_at") is not None
+    )
     red = redecide(
         open_work,
-        policy,
+        replace(policy, escalated=escalated),
         capacities(names),
         now,
         routing.turnarounds(batches, names, prior),

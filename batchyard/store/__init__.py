@@ -30,6 +30,7 @@ Requests
     add_requests(run_id, Iterable[NewRequest]) -> int        streamed, chunked, pending
     set_routes(run_id, Iterable[(custom_id, Route, reason)]) -> int   -> routed (checked)
     release_shard(run_id, shard, route, reason) -> int   a slow-cancel shard's lines -> routed
+    open_load(run_id) -> {model: (count, tpm tokens)}   unfinished work, for the verdict
     paid_twice(run_id) -> (lines, usd)            answered in batch after being sent again
     output_evidence() -> {(model, endpoint): OutputEvidence}   billed output, mean and p95
     iter_requests(run_id, *, statuses, routes, shard, with_body, with_response)

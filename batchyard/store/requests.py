@@ -244,6 +244,19 @@ class RequestsMixin(StoreBase):
                 )
         return int(n)
 
+    def open_load(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Per model, the run's unfinished requests: (count, tokens charged against TPM:
+        input plus the output cap, or the estimated output where there is no cap)."""
+        self._require_run(run_id)
+        rows = self.db.conn.execute(
+            "SELECT model, count(*), "
+            "coalesce(sum(est_input_tokens + coalesce(max_output_tokens, est_output_tokens)), 0) "
+            "FROM requests WHERE run_id = ? "
+            "AND status NOT IN ('succeeded', 'failed', 'cancelled') GROUP BY model",
+            (run_id,),
+        )
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
     def paid_twice(self, run_id: str) -> tuple[int, float]:
         """(lines, USD) a released shard answered after they were sent again: billed twice,
         the price of holding the deadline."""
