@@ -21,7 +21,10 @@ from batchyard.cli.options import (
     RequestFile,
     RouteOpt,
     RunArg,
+    Samples,
     Strict,
+    TemplateOpt,
+    Vary,
     budget_value,
 )
 from batchyard.cli.render import (
@@ -49,11 +52,15 @@ def plan(
     budget: Budget = None,
     route: RouteOpt = RouteOverride.AUTO,
     strict: Strict = False,
+    template: TemplateOpt = None,
+    vary: Vary = None,
+    samples: Samples = 1,
     json_: Json = False,
 ) -> None:
     """Show the plan for FILE without calling the API or recording anything.
 
-    Routes per model, escalation points, best/expected/worst cost and the saving.
+    Routes per model, escalation points, best/expected/worst cost and the saving. With
+    --template T, FILE is a data file; --vary and --samples plan every variant.
 
     Example: batchyard plan requests.jsonl --deadline 3h
     """
@@ -62,7 +69,16 @@ def plan(
 
     async def body(orch: Orchestrator) -> int:
         money = budget_value(budget)  # inside: a bad value is a message, not a traceback
-        result = orch.plan(file, deadline=deadline, budget=money, route=route, strict=strict)
+        result = orch.plan(
+            file,
+            deadline=deadline,
+            budget=money,
+            route=route,
+            strict=strict,
+            template=template,
+            vary=vary or (),
+            samples=samples,
+        )
         if json_:
             emit_json(result.to_dict())
         else:

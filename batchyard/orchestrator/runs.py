@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import openai
 
+from batchyard.build import BuildReport, Variation, build_file
 from batchyard.catalog import Catalog
 from batchyard.config import Settings, load_settings
 from batchyard.errors import DispatchStopped, ProviderError
@@ -37,6 +38,7 @@ from batchyard.orchestrator.reports import (
     SubmitResult,
     VerifyReport,
 )
+from batchyard.orchestrator.sources import Source, prepare_source
 from batchyard.orchestrator.steering import (
     budget_guard,
     cancel_realtime,
@@ -195,6 +197,22 @@ class Orchestrator:
     def _capacities(self, names: list[str]) -> dict[str, ModelCapacity]:
         return routing.live_capacities(self.models, names, self._store, self._realtime)
 
+    def _source(
+        self,
+        path: str | os.PathLike[str],
+        template: str | os.PathLike[str] | None,
+        vary: Sequence[str],
+        samples: int,
+        spool: Path | None = None,
+    ) -> Source:
+        return prepare_source(
+            path,
+            self.models,
+            spool or self.settings.db_path().parent / "requests",
+            template=template,
+            variation=Variation.parse(vary, samples),
+        )
+
     def plan(
         self,
         path: str | os.PathLike[str],
@@ -203,9 +221,18 @@ class Orchestrator:
         budget: float | None = None,
         route: RouteOverride | str = RouteOverride.AUTO,
         strict: bool = False,
+        template: str | os.PathLike[str] | None = None,
+        vary: Sequence[str] = (),
+        samples: int = 1,
     ) -> Plan:
-        """The plan for a file: routes, escalation point, costs. No API calls."""
-        intake = check_file(Path(path), self.models, learned_output=self.store.mean_output_tokens())
+        """The plan for a file: routes, escalation point, costs. No API calls.
+
+        With `template`, `path` is a data file (CSV or JSONL) rendered through it; `vary`
+        (`"temperature=0,0.7"`) and `samples` multiply every line into variants."""
+        with tempfile.TemporaryDirectory(prefix="batchyard-plan-") as spool:
+            source = self._source(path, template, vary, samples, Path(spool))
+            learned = self.store.mean_output_tokens()
+            intake = check_file(source.path, self.models, learned_output=learned)
         requests = intake.features()
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         names = sorted({r.model for r in requests})
@@ -214,6 +241,20 @@ class Orchestrator:
         history = routing.turnarounds(batches, names, self.prior)
         cancel = routing.cancel_latency(batches, self.cancel_prior)
         return make_plan(requests, policy, caps, self.clock(), history, cancel=cancel)
+
+    def build(
+        self,
+        template: str | os.PathLike[str],
+        data: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        *,
+        vary: Sequence[str] = (),
+        samples: int = 1,
+    ) -> BuildReport:
+        """Write the request file `output` from `template` and the rows of `data`, each
+        row multiplied into variants by `vary` and `samples`; validated as `submit` does."""
+        variation = Variation.parse(vary, samples)
+        return build_file(Path(template), Path(data), Path(output), self.models, variation)
 
     # ---- submit ---------------------------------------------------------------------------
     async def submit(
@@ -226,14 +267,21 @@ class Orchestrator:
         strict: bool = False,
         skip_invalid: bool = False,
         rejects: str | os.PathLike[str] | None = None,
+        template: str | os.PathLike[str] | None = None,
+        vary: Sequence[str] = (),
+        samples: int = 1,
     ) -> SubmitResult:
         """Validate, plan, record the run and submit its batch shards.
 
         Nothing is recorded or sent when a line is invalid, unless `skip_invalid`, in which
         case the invalid lines are written to `rejects` (default: FILE.rejects.jsonl). The
         real-time share is left routed: run it with `step`/`wait` (the CLI does).
+
+        With `template`, `path` is a data file rendered through it; `vary` and `samples`
+        multiply every line into variants. The built request file is kept under the
+        database's directory (`requests/`) and recorded as the run's source.
         """
-        source = Path(path)
+        source = self._source(path, template, vary, samples).path
         intake = check_file(
             source,
             self.models,
