@@ -73,8 +73,10 @@ class Batchyard:
         run_id: str,
         output: str | os.PathLike[str],
         errors: str | os.PathLike[str] | None = None,
+        *,
+        group: bool = False,
     ) -> FetchReport:
-        return self.orchestrator.fetch(run_id, output, errors)
+        return self.orchestrator.fetch(run_id, output, errors, group=group)
 
     def verify(self) -> VerifyReport:
         return self._run(self.orchestrator.verify())

@@ -147,11 +147,19 @@ def fetch(
         Path | None,
         typer.Option("--errors", help="Also write failed and unfinished lines here."),
     ] = None,
+    group: Annotated[
+        bool,
+        typer.Option(
+            "--group", help="One line per original request, its fan-out variants side by side."
+        ),
+    ] = False,
     json_: Json = False,
 ) -> None:
     """Write RUN's merged results to a file, one line per input line, in input order.
 
     Lines have the Batch API's output shape plus a `batchyard` object (route, cost, ...).
+    With --group, a fan-out run's variants of one request share a line:
+    {"custom_id": ORIGINAL, "variants": {"temperature=0.7": LINE, ...}}.
 
     Example: batchyard fetch run_20261121_ab12cd -o results.jsonl --errors errors.jsonl
     """
@@ -159,7 +167,7 @@ def fetch(
     cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
-        report = orch.fetch(run_id, output, errors)
+        report = orch.fetch(run_id, output, errors, group=group)
         if json_:
             emit_json(report)
         else:
@@ -203,7 +211,8 @@ def costs(
 ) -> None:
     """Show costs by model and route, estimated versus actual, and the saving.
 
-    The saving is against sending every finished request at standard prices.
+    The saving is against sending every finished request at standard prices. A fan-out
+    run (--vary, --samples) is also broken down by variant, samples added together.
 
     Example: batchyard costs run_20261121_ab12cd
     """

@@ -274,13 +274,28 @@ def costs_view(report: CostReport) -> RenderableType:
             format_usd(r.actual),
             format_usd(r.all_standard),
         )
+    parts: list[RenderableType] = [table]
+    if report.variants:
+        by_variant = Table(title="by variant", title_justify="left")
+        for name in ("variant", "requests", "succeeded", "output tok", "estimated", "actual"):
+            by_variant.add_column(name, justify="left" if name == "variant" else "right")
+        for v in report.variants:
+            by_variant.add_row(
+                v.variant,
+                f"{v.requests:,}",
+                f"{v.succeeded:,}",
+                f"{v.output_tokens:,}",
+                format_usd(v.estimated),
+                format_usd(v.actual),
+            )
+        parts.append(by_variant)
     pct = 100.0 * report.saving / report.all_standard if report.all_standard > 0 else 0.0
     total = (
         f"estimated {format_usd(report.estimated)}, actual {format_usd(report.actual)}; "
         f"all-standard would have cost {format_usd(report.all_standard)}: "
         f"saving {format_usd(report.saving)} ({pct:.0f}%)"
     )
-    return Group(table, Text(total))
+    return Group(*parts, Text(total))
 
 
 def fetch_lines(report: FetchReport) -> list[str]:

@@ -120,6 +120,13 @@ def submit(
     template: TemplateOpt = None,
     vary: Vary = None,
     samples: Samples = 1,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            "--notify",
+            help="Call this URL once the run finishes (signed with BATCHYARD_NOTIFY_SECRET).",
+        ),
+    ] = None,
     json_: Json = False,
 ) -> None:
     """Submit FILE: validate, plan, record, send batches, run the real-time share.
@@ -150,6 +157,7 @@ def submit(
             template=template,
             vary=vary or (),
             samples=samples,
+            notify=notify,
         )
         cli.run_id = result.run_id
         if not json_:

@@ -18,6 +18,7 @@ __all__ = [
     "FetchReport",
     "RunStatus",
     "SubmitResult",
+    "VariantCost",
     "VerifyReport",
 ]
 
@@ -127,6 +128,22 @@ class CostRow:
 
 
 @dataclass(frozen=True)
+class VariantCost:
+    """Cost of one fan-out variant (samples added together), e.g. `model=gpt-4.1-nano`."""
+
+    variant: str
+    requests: int
+    succeeded: int
+    input_tokens: int
+    output_tokens: int
+    estimated: float
+    actual: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class CostReport:
     run_id: str | None  # None: every run in the store
     rows: list[CostRow]
@@ -135,10 +152,12 @@ class CostReport:
     all_standard: float
     saving: float  # all_standard - actual, over finished requests
     reasons: list[str] = field(default_factory=list)
+    variants: list[VariantCost] = field(default_factory=list)  # one run's fan-out, if any
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["rows"] = [r.to_dict() for r in self.rows]
+        data["variants"] = [v.to_dict() for v in self.variants]
         return data
 
 
@@ -147,7 +166,7 @@ class FetchReport:
     run_id: str
     output: Path
     errors: Path | None
-    lines: int  # one per input line
+    lines: int  # one per input line (grouped: one per original request)
     succeeded: int
     failed: int
     unfinished: int

@@ -29,6 +29,7 @@ from batchyard.orchestrator.batch_submit import SubmitReport
 from batchyard.orchestrator.batches import BatchRunner
 from batchyard.orchestrator.client import make_client
 from batchyard.orchestrator.intake import check_file, record_run
+from batchyard.orchestrator.notify import notify_if_finished, notify_secret
 from batchyard.orchestrator.realtime import RealtimeRunner
 from batchyard.orchestrator.realtime_types import FlexFallback
 from batchyard.orchestrator.reports import (
@@ -270,6 +271,7 @@ class Orchestrator:
         template: str | os.PathLike[str] | None = None,
         vary: Sequence[str] = (),
         samples: int = 1,
+        notify: str | None = None,
     ) -> SubmitResult:
         """Validate, plan, record the run and submit its batch shards.
 
@@ -280,7 +282,12 @@ class Orchestrator:
         With `template`, `path` is a data file rendered through it; `vary` and `samples`
         multiply every line into variants. The built request file is kept under the
         database's directory (`requests/`) and recorded as the run's source.
+
+        `notify`: a URL called once (signed with the `notify_secret` setting, Standard
+        Webhooks) when the run finishes, by whichever process drives it to the end.
         """
+        if notify is not None:
+            notify_secret(self.settings)  # refuse before anything is recorded
         source = self._source(path, template, vary, samples).path
         intake = check_file(
             source,
@@ -305,6 +312,8 @@ class Orchestrator:
         del requests
         checked = intake.checked
         run_id = record_run(self.store, intake, policy, decision, plan, small=small)
+        if notify is not None:
+            self.store.set_notify(run_id, notify)
         report = await self._submit_batches(run_id)
         if report.errors and not report.submitted:
             raise ProviderError(
@@ -391,7 +400,14 @@ class Orchestrator:
             if stalled := stall_reason(self.store, run_id, self._blocked.get(run_id)):
                 self._say(run_id, "run.stalled", stalled)
         finish_if_done(self.store, run_id)
-        return self.status(run_id)
+        return await self._finished(run_id)
+
+    async def _finished(self, run_id: str) -> RunStatus:
+        """The run's status, after its `--notify` call if it has just finished."""
+        status = self.status(run_id)
+        if await notify_if_finished(self.store, self.settings, status, self.clock):
+            status = self.status(run_id)
+        return status
 
     async def wait(
         self,
@@ -436,7 +452,7 @@ class Orchestrator:
         finally:
             if rt_task is not None and not rt_task.done():
                 await rt_task
-        return self.status(run_id)
+        return await self._finished(run_id)
 
     def _next_round_in(self, run_id: str) -> float:
         """Until the next batch poll is due, or the next escalation point if sooner (so
@@ -480,7 +496,7 @@ class Orchestrator:
             )
         watch_cancels(self.batch, await self.batch.cancel(run_id), self.clock())
         finish_if_done(self.store, run_id)
-        return self.status(run_id)
+        return await self._finished(run_id)
 
     # ---- reading ------------------------------------------------------------------------------
     def runs(self, limit: int | None = None) -> list[RunRow]:
@@ -499,8 +515,13 @@ class Orchestrator:
         run_id: str,
         output: str | os.PathLike[str],
         errors: str | os.PathLike[str] | None = None,
+        *,
+        group: bool = False,
     ) -> FetchReport:
-        return reporting.fetch(self.store, run_id, Path(output), Path(errors) if errors else None)
+        """Merged results in input order; `group`: one line per original request with its
+        fan-out variants side by side (`{"custom_id", "variants": {LABEL: line}}`)."""
+        errs = Path(errors) if errors else None
+        return reporting.fetch(self.store, run_id, Path(output), errs, group=group)
 
     async def verify(self) -> VerifyReport:
         """Check the key and base URL with a models call; the key is never shown."""
