@@ -7,6 +7,7 @@ Imports flow one way: orchestrator → {router, store, tokens}; nothing here wri
 imports typer or rich.
 """
 
+from batchyard.orchestrator.answers import Result
 from batchyard.orchestrator.reports import (
     BatchInfo,
     CostReport,
@@ -14,6 +15,7 @@ from batchyard.orchestrator.reports import (
     FetchReport,
     RunStatus,
     SubmitResult,
+    VariantCost,
     VerifyReport,
 )
 from batchyard.orchestrator.runs import Orchestrator, Progress
@@ -26,6 +28,8 @@ __all__ = [
     "Orchestrator",
     "Progress",
     "RunStatus",
+    "Result",
     "SubmitResult",
+    "VariantCost",
     "VerifyReport",
 ]

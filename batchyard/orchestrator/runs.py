@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from batchyard.config import Settings, load_settings
 from batchyard.errors import DispatchStopped, ProviderError
 from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import checks, reporting, routing
+from batchyard.orchestrator.answers import Result, iter_results
 from batchyard.orchestrator.batch_remote import new_owner
 from batchyard.orchestrator.batch_submit import SubmitReport
 from batchyard.orchestrator.batches import BatchRunner
@@ -39,7 +40,7 @@ from batchyard.orchestrator.reports import (
     SubmitResult,
     VerifyReport,
 )
-from batchyard.orchestrator.sources import Source, prepare_source
+from batchyard.orchestrator.sources import Requests, Source, prepare_source
 from batchyard.orchestrator.steering import (
     budget_guard,
     cancel_realtime,
@@ -200,7 +201,7 @@ class Orchestrator:
 
     def _source(
         self,
-        path: str | os.PathLike[str],
+        path: Requests,
         template: str | os.PathLike[str] | None,
         vary: Sequence[str],
         samples: int,
@@ -216,7 +217,7 @@ class Orchestrator:
 
     def plan(
         self,
-        path: str | os.PathLike[str],
+        path: Requests,
         *,
         deadline: str | float | None = None,
         budget: float | None = None,
@@ -260,7 +261,7 @@ class Orchestrator:
     # ---- submit ---------------------------------------------------------------------------
     async def submit(
         self,
-        path: str | os.PathLike[str],
+        path: Requests,
         *,
         deadline: str | float | None = None,
         budget: float | None = None,
@@ -274,6 +275,10 @@ class Orchestrator:
         notify: str | None = None,
     ) -> SubmitResult:
         """Validate, plan, record the run and submit its batch shards.
+
+        `path` is a request file, or requests in memory: an iterable of `Request` objects
+        or batch-format dicts, in input order (spooled to the database's `requests/`
+        directory and validated like a file; line N is the Nth request).
 
         Nothing is recorded or sent when a line is invalid, unless `skip_invalid`, in which
         case the invalid lines are written to `rejects` (default: FILE.rejects.jsonl). The
@@ -532,6 +537,11 @@ class Orchestrator:
         fan-out variants side by side (`{"custom_id", "variants": {LABEL: line}}`)."""
         errs = Path(errors) if errors else None
         return reporting.fetch(self.store, run_id, Path(output), errs, group=group)
+
+    def results(self, run_id: str) -> Iterator[Result]:
+        """The run's results as `Result` objects, one per request, in input order, read
+        from the store a page at a time (no file is written)."""
+        return iter_results(self.store, run_id)
 
     async def verify(self) -> VerifyReport:
         """Check the key and base URL with a models call; the key is never shown."""

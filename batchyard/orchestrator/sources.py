@@ -13,14 +13,22 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchyard.build import BuildReport, Variation, build_file, expand_file
+from batchyard.build import (
+    BuildReport,
+    RequestLike,
+    Variation,
+    build_file,
+    expand_file,
+    spool_requests,
+)
 from batchyard.catalog import ModelInfo
+from batchyard.errors import InputError
 
-__all__ = ["Source", "prepare_source", "spool_path"]
+__all__ = ["Requests", "Source", "prepare_source", "spool_path"]
 
 
 @dataclass(frozen=True)
@@ -38,20 +46,37 @@ def spool_path(spool: Path, stem: str) -> Path:
     return spool / f"{stem}-{stamp}-{secrets.token_hex(3)}.jsonl"
 
 
+Requests = str | os.PathLike[str] | Iterable[RequestLike]
+"""What `plan` and `submit` take: a request file's path, or requests in memory (`Request`
+objects or batch-format dicts), in input order."""
+
+
 def prepare_source(
-    path: str | os.PathLike[str],
+    requests: Requests,
     models: Mapping[str, ModelInfo],
     spool: Path,
     *,
     template: str | os.PathLike[str] | None = None,
     variation: Variation | None = None,
 ) -> Source:
-    """The request file for `path`: the file itself, or the one built from it.
+    """The request file for `requests`: the file itself, or the one written from it.
 
-    With `template`, `path` is the data file (CSV or JSONL rows). With an active
-    `variation`, every line becomes its variants (`batchyard.build` documents the ids)."""
-    source = Path(path)
+    Requests in memory are spooled to a file first. With `template`, the path is the data
+    file (CSV or JSONL rows). With an active `variation`, every line becomes its variants
+    (`batchyard.build` documents the ids)."""
     variation = variation or Variation()
+    if not isinstance(requests, str | os.PathLike):
+        if template is not None:
+            raise InputError("--template takes a data file's path, not requests in memory.")
+        spooled = spool_path(spool, "memory")
+        spool_requests(requests, spooled)
+        if not variation.active:
+            return Source(spooled)
+        try:
+            return prepare_source(spooled, models, spool, variation=variation)
+        finally:
+            spooled.unlink(missing_ok=True)
+    source = Path(requests)
     if template is None and not variation.active:
         return Source(source)
     output = spool_path(spool, source.stem)
