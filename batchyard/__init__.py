@@ -12,12 +12,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from batchyard.build import Request
     from batchyard.config import Settings, load_settings
     from batchyard.errors import BatchyardError
     from batchyard.orchestrator import (
         CostReport,
         FetchReport,
         Orchestrator,
+        Result,
         RunStatus,
         SubmitResult,
     )
@@ -33,6 +35,8 @@ __all__ = [
     "FetchReport",
     "Orchestrator",
     "Plan",
+    "Request",
+    "Result",
     "RunStatus",
     "Settings",
     "SubmitResult",
@@ -47,6 +51,8 @@ _HOMES = {
     "FetchReport": "batchyard.orchestrator",
     "Orchestrator": "batchyard.orchestrator",
     "Plan": "batchyard.router",
+    "Request": "batchyard.build",
+    "Result": "batchyard.orchestrator",
     "RunStatus": "batchyard.orchestrator",
     "Settings": "batchyard.config",
     "SubmitResult": "batchyard.orchestrator",

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     project: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_PROJECT_ID", "BATCHYARD_PROJECT")
     )
+    # Webhooks: the receiver verifies OpenAI's deliveries with this (`whsec_...`) ...
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_WEBHOOK_SECRET", "BATCHYARD_WEBHOOK_SECRET"),
+    )
+    # ... and `--notify URL` signs its call with this one (Standard Webhooks, `whsec_...`)
+    notify_secret: SecretStr | None = None
     db: Path | None = None  # None: default_db_path()
     deadline: str | None = None  # default deadline for submit, e.g. "24h"
     margin_seconds: float = 60.0  # floor kept free before the deadline (see README: routing)

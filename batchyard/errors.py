@@ -6,7 +6,8 @@ prints its message and exits non-zero; nothing below it prints.
     BatchyardError
     ├── ConfigError            bad settings, missing key, unknown model override
     ├── InputError             a request file line is invalid (file, line, field)
-    │   └── ValidationFailed   several invalid lines; nothing was submitted
+    │   ├── ValidationFailed   several invalid lines; nothing was submitted
+    │   └── BuildFailed        template rows that make no valid request (row, field)
     ├── StoreError             the job database cannot be used as asked
     │   ├── SchemaTooNew       the database was written by a newer batchyard
     │   └── IllegalTransition  a status change the transition table forbids
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BatchyardError",
+    "BuildFailed",
     "ConfigError",
     "DispatchStopped",
     "IllegalTransition",
@@ -85,6 +87,22 @@ class ValidationFailed(InputError):
             f"{found}; nothing was submitted. Fix them, or pass --skip-invalid to submit the rest."
         )
         super().__init__("\n".join([head, *lines]))
+
+
+class BuildFailed(InputError):
+    """Data rows that a template (or fan-out) cannot turn into valid requests; each problem
+    names the data row and the field. Nothing was written or submitted."""
+
+    def __init__(self, problems: Sequence[str], count: int, rows: int) -> None:
+        self.problems = list(problems)
+        more = count - len(self.problems)
+        head = (
+            f"{count} problem(s) on {rows} data row(s); nothing was written. Fix the data or "
+            "the template and build again."
+        )
+        super().__init__(
+            "\n".join([head, *self.problems, *([f"... and {more} more"] * (more > 0))])
+        )
 
 
 class StoreError(BatchyardError):

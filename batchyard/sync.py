@@ -1,7 +1,8 @@
 """A small synchronous facade over `Orchestrator`, for scripts and notebooks.
 
 Owns one private event loop on a background thread, so it also works where a loop is
-already running (Jupyter). Every method blocks until the orchestrator call returns.
+already running (Jupyter). Every method blocks until the orchestrator call returns, and
+repeats the async signature in full (a typo in a keyword is a type error, not a surprise).
 """
 
 from __future__ import annotations
@@ -9,19 +10,29 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
+import openai
+
+from batchyard.build import BuildReport
 from batchyard.config import Settings
+from batchyard.models import RouteOverride
 from batchyard.orchestrator import (
     CostReport,
     FetchReport,
     Orchestrator,
+    Progress,
+    Result,
     RunStatus,
     SubmitResult,
     VerifyReport,
 )
+from batchyard.orchestrator._sources import Requests
+from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.router import Plan
+from batchyard.store import Store
 from batchyard.store.rows import RunRow
 
 __all__ = ["Batchyard"]
@@ -32,32 +43,115 @@ T = TypeVar("T")
 class Batchyard:
     """`with Batchyard() as by: run = by.submit("requests.jsonl", deadline="2h")`."""
 
-    def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        client: openai.AsyncOpenAI | None = None,
+        clock: Clock = real_clock,
+        sleep: Sleep = real_sleep,
+        on_progress: Progress | None = None,
+        workdir: Path | None = None,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self.orchestrator = Orchestrator(settings, **kwargs)
+        self.orchestrator = Orchestrator(
+            settings,
+            store=store,
+            client=client,
+            clock=clock,
+            sleep=sleep,
+            on_progress=on_progress,
+            workdir=workdir,
+        )
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def plan(self, path: str | os.PathLike[str], **policy: Any) -> Plan:
-        return self.orchestrator.plan(path, **policy)
+    def plan(
+        self,
+        path: Requests,
+        *,
+        deadline: str | float | None = None,
+        budget: float | None = None,
+        route: RouteOverride | str = RouteOverride.AUTO,
+        strict: bool = False,
+        template: str | os.PathLike[str] | None = None,
+        vary: Sequence[str] = (),
+        samples: int = 1,
+    ) -> Plan:
+        return self.orchestrator.plan(
+            path,
+            deadline=deadline,
+            budget=budget,
+            route=route,
+            strict=strict,
+            template=template,
+            vary=vary,
+            samples=samples,
+        )
 
-    def submit(self, path: str | os.PathLike[str], **options: Any) -> SubmitResult:
-        return self._run(self.orchestrator.submit(path, **options))
+    def build(
+        self,
+        template: str | os.PathLike[str],
+        data: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        *,
+        vary: Sequence[str] = (),
+        samples: int = 1,
+    ) -> BuildReport:
+        return self.orchestrator.build(template, data, output, vary=vary, samples=samples)
 
-    def step(self, run_id: str) -> RunStatus:
-        return self._run(self.orchestrator.step(run_id))
+    def submit(
+        self,
+        path: Requests,
+        *,
+        deadline: str | float | None = None,
+        budget: float | None = None,
+        route: RouteOverride | str = RouteOverride.AUTO,
+        strict: bool = False,
+        skip_invalid: bool = False,
+        rejects: str | os.PathLike[str] | None = None,
+        template: str | os.PathLike[str] | None = None,
+        vary: Sequence[str] = (),
+        samples: int = 1,
+        notify: str | None = None,
+    ) -> SubmitResult:
+        return self._run(
+            self.orchestrator.submit(
+                path,
+                deadline=deadline,
+                budget=budget,
+                route=route,
+                strict=strict,
+                skip_invalid=skip_invalid,
+                rejects=rejects,
+                template=template,
+                vary=vary,
+                samples=samples,
+                notify=notify,
+            )
+        )
 
     def drive_realtime(self, run_id: str) -> RunStatus:
         return self._run(self.orchestrator.drive_realtime(run_id))
 
-    def wait(self, run_id: str) -> RunStatus:
-        return self._run(self.orchestrator.wait(run_id))
+    def step(self, run_id: str, *, realtime: bool = True) -> RunStatus:
+        return self._run(self.orchestrator.step(run_id, realtime=realtime))
 
-    def resume(self, run_id: str) -> RunStatus:
-        return self._run(self.orchestrator.resume(run_id))
+    def wait(
+        self,
+        run_id: str,
+        *,
+        on_round: Callable[[RunStatus], None] | None = None,
+        max_rounds: int | None = None,
+    ) -> RunStatus:
+        return self._run(self.orchestrator.wait(run_id, on_round=on_round, max_rounds=max_rounds))
+
+    def resume(self, run_id: str, *, realtime: bool = True) -> RunStatus:
+        return self._run(self.orchestrator.resume(run_id, realtime=realtime))
 
     def cancel(self, run_id: str) -> RunStatus:
         return self._run(self.orchestrator.cancel(run_id))
@@ -76,8 +170,13 @@ class Batchyard:
         run_id: str,
         output: str | os.PathLike[str],
         errors: str | os.PathLike[str] | None = None,
+        *,
+        group: bool = False,
     ) -> FetchReport:
-        return self.orchestrator.fetch(run_id, output, errors)
+        return self.orchestrator.fetch(run_id, output, errors, group=group)
+
+    def results(self, run_id: str) -> Iterator[Result]:
+        return self.orchestrator.results(run_id)
 
     def verify(self) -> VerifyReport:
         return self._run(self.orchestrator.verify())

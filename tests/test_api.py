@@ -19,6 +19,8 @@ EXPECTED = [
     "FetchReport",
     "Orchestrator",
     "Plan",
+    "Request",
+    "Result",
     "RunStatus",
     "Settings",
     "SubmitResult",
@@ -62,3 +64,55 @@ def test_sync_facade_runs_a_file_to_completion(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [x["custom_id"] for x in lines] == [f"req-{i:06d}" for i in range(30)]
     assert sorted(billed) == sorted(x["custom_id"] for x in lines)
+
+
+def test_requests_in_memory_and_typed_results_in_input_order(tmp_path: Path) -> None:
+    config = SimConfig.model_validate({"batch": {"validation_seconds": 1, "turnaround_seconds": 5}})
+    chat = {"model": "gpt-4o-mini", "max_tokens": 16}
+    asked = [
+        batchyard.Request(f"q-{i}", {**chat, "messages": [{"role": "user", "content": f"Q{i}"}]})
+        for i in range(3)
+    ]
+    as_dicts = [
+        {"custom_id": f"d-{i}", "method": "POST", "url": "/v1/chat/completions", "body": r.body}
+        for i, r in enumerate(asked)
+    ]
+    with running_server(config) as server:
+        settings = batchyard.load_settings(
+            api_key="sk-test", base_url=server.base_url, db=tmp_path / "by.db"
+        )
+        with batchyard.Batchyard(settings) as by:
+            typed = by.submit(iter(asked), route="batch", vary=["temperature=0,1"])
+            plain = by.submit(as_dicts, route="realtime")
+            by.wait(typed.run_id)
+            by.wait(plain.run_id)
+            first = list(by.results(typed.run_id))
+            second = list(by.results(plain.run_id))
+    assert [r.custom_id for r in first] == [
+        f"q-{i}#temperature={t}" for i in range(3) for t in (0, 1)
+    ]
+    assert [(r.original_id, r.variant) for r in first[:2]] == [
+        ("q-0", "temperature=0"),
+        ("q-0", "temperature=1"),
+    ]
+    assert all(r.ok and r.route == "batch" and r.batch_id for r in first)
+    assert [r.custom_id for r in second] == ["d-0", "d-1", "d-2"]
+    assert all(isinstance(r, batchyard.Result) and r.text for r in second)
+    assert second[0].response is not None and second[0].status_code == 200
+    assert not list(tmp_path.glob("*.jsonl"))  # no results file was written
+
+
+def test_an_invalid_request_in_memory_is_named_by_its_position(tmp_path: Path) -> None:
+    settings = batchyard.load_settings(api_key="sk-test", db=tmp_path / "by.db")
+    good = batchyard.Request(
+        "a", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
+    )
+    bad = batchyard.Request("b", {"model": "gpt-4o-mini"})
+    with batchyard.Batchyard(settings) as by:
+        try:
+            by.plan([good, bad])
+        except batchyard.BatchyardError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError("an invalid request was accepted")
+    assert ".jsonl:2 (body.messages)" in message

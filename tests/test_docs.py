@@ -83,7 +83,7 @@ def test_the_readme_follows_the_agreed_order() -> None:
 
 def test_the_readme_python_examples_run(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     sample(tmp_path, 12)
     with running_server(fast_config()) as server:
         for i, code in enumerate(blocks):
@@ -91,6 +91,14 @@ def test_the_readme_python_examples_run(tmp_path: Path) -> None:
             script.write_text(code)
             done = run_cli([], sim_env(server.base_url), cwd=tmp_path, python=[str(script)])
             assert done.returncode == 0, done.stderr
+            if "by.results(" in code:  # the in-memory example prints each typed result
+                printed = done.stdout.splitlines()
+                assert [x.split()[:3] for x in printed] == [
+                    ["q-0", "temperature=0", "True"],
+                    ["q-0", "temperature=1", "True"],
+                    ["q-1", "temperature=0", "True"],
+                    ["q-1", "temperature=1", "True"],
+                ]
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert len(lines) == 12
 

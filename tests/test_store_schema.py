@@ -15,6 +15,17 @@ from batchyard.store import Store, default_db_path
 from batchyard.store.schema import MIGRATION_NAMES, SCHEMA_TABLES
 
 EXPECTED_COLUMNS = {
+    "webhook_events": {"webhook_id", "type", "provider_batch_id", "batch_id", "received_at"},
+    "poll_marks": {"batch_id", "marked_at", "reason"},
+    "notifications": {
+        "run_id",
+        "url",
+        "webhook_id",
+        "state",
+        "attempts",
+        "sent_at",
+        "last_error",
+    },
     "runs": {
         "id",
         "source_path",

@@ -21,7 +21,10 @@ from batchyard.cli.options import (
     RequestFile,
     RouteOpt,
     RunArg,
+    Samples,
     Strict,
+    TemplateOpt,
+    Vary,
     budget_value,
 )
 from batchyard.cli.render import (
@@ -49,11 +52,15 @@ def plan(
     budget: Budget = None,
     route: RouteOpt = RouteOverride.AUTO,
     strict: Strict = False,
+    template: TemplateOpt = None,
+    vary: Vary = None,
+    samples: Samples = 1,
     json_: Json = False,
 ) -> None:
     """Show the plan for FILE without calling the API or recording anything.
 
-    Routes per model, escalation points, best/expected/worst cost and the saving.
+    Routes per model, escalation points, best/expected/worst cost and the saving. With
+    --template T, FILE is a data file; --vary and --samples plan every variant.
 
     Example: batchyard plan requests.jsonl --deadline 3h
     """
@@ -62,7 +69,16 @@ def plan(
 
     async def body(orch: Orchestrator) -> int:
         money = budget_value(budget)  # inside: a bad value is a message, not a traceback
-        result = orch.plan(file, deadline=deadline, budget=money, route=route, strict=strict)
+        result = orch.plan(
+            file,
+            deadline=deadline,
+            budget=money,
+            route=route,
+            strict=strict,
+            template=template,
+            vary=vary or (),
+            samples=samples,
+        )
         if json_:
             emit_json(result.to_dict())
         else:
@@ -131,11 +147,19 @@ def fetch(
         Path | None,
         typer.Option("--errors", help="Also write failed and unfinished lines here."),
     ] = None,
+    group: Annotated[
+        bool,
+        typer.Option(
+            "--group", help="One line per original request, its fan-out variants side by side."
+        ),
+    ] = False,
     json_: Json = False,
 ) -> None:
     """Write RUN's merged results to a file, one line per input line, in input order.
 
     Lines have the Batch API's output shape plus a `batchyard` object (route, cost, ...).
+    With --group, a fan-out run's variants of one request share a line:
+    {"custom_id": ORIGINAL, "variants": {"temperature=0.7": LINE, ...}}.
 
     Example: batchyard fetch run_20261121_ab12cd -o results.jsonl --errors errors.jsonl
     """
@@ -143,7 +167,7 @@ def fetch(
     cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
-        report = orch.fetch(run_id, output, errors)
+        report = orch.fetch(run_id, output, errors, group=group)
         if json_:
             emit_json(report)
         else:
@@ -187,7 +211,8 @@ def costs(
 ) -> None:
     """Show costs by model and route, estimated versus actual, and the saving.
 
-    The saving is against sending every finished request at standard prices.
+    The saving is against sending every finished request at standard prices. A fan-out
+    run (--vary, --samples) is also broken down by variant, samples added together.
 
     Example: batchyard costs run_20261121_ab12cd
     """

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import AliasChoices
+from pydantic import AliasChoices, SecretStr
 
 from batchyard.cli.app import app, guarded, state
 from batchyard.cli.options import Json
@@ -84,6 +84,8 @@ def _shown(name: str, settings: Settings) -> Any:
     value = getattr(settings, name)
     if name == "api_key":
         return key_hint(settings)
+    if isinstance(value, SecretStr):
+        return "(set)"  # a secret is never shown
     if name == "base_url" and value is None:
         return "(OpenAI: https://api.openai.com/v1)"
     if name == "db" and value is None:

@@ -1,7 +1,8 @@
 """Option types shared by several commands, so each is spelled and documented once.
 
-Owns the typer annotations for `--json`, `--deadline`, `--budget`, `--route`, `--strict`
-and the RUN argument, and `budget_value()` (the one parse of `--budget`). Nothing else.
+Owns the typer annotations for `--json`, `--deadline`, `--budget`, `--route`, `--strict`,
+the RUN argument, the building options (`--template`, `--vary`, `--samples`) and
+`budget_value()` (the one parse of `--budget`). Nothing else.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ __all__ = [
     "RequestFile",
     "RouteOpt",
     "RunArg",
+    "Samples",
     "Strict",
+    "TemplateOpt",
+    "Vary",
     "budget_value",
 ]
 
@@ -53,11 +57,33 @@ RunArg = Annotated[str, typer.Argument(help="The run id, as `batchyard runs` lis
 RequestFile = Annotated[
     Path,
     typer.Argument(
-        help="A JSONL request file in the OpenAI batch format.",
+        help="A JSONL request file in the OpenAI batch format (--template: CSV or JSONL data).",
         exists=True,
         dir_okay=False,
         readable=True,
     ),
+]
+
+TemplateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--template",
+        help="A TOML request template: FILE is then data (CSV or JSONL), one request per row.",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+]
+Vary = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--vary",
+        help="Send each request once per value: KEY=A,B,... (repeatable), e.g. temperature=0,1.",
+    ),
+]
+Samples = Annotated[
+    int,
+    typer.Option("--samples", min=1, help="Send each request (each variant) N times."),
 ]
 
 

@@ -290,6 +290,21 @@ def costs_view(report: CostReport) -> RenderableType:
             format_usd(r.actual),
             format_usd(r.all_standard),
         )
+    parts: list[RenderableType] = [table]
+    if report.variants:
+        by_variant = Table(title="by variant", title_justify="left")
+        for name in ("variant", "requests", "succeeded", "output tok", "estimated", "actual"):
+            by_variant.add_column(name, justify="left" if name == "variant" else "right")
+        for v in report.variants:
+            by_variant.add_row(
+                v.variant,
+                f"{v.requests:,}",
+                f"{v.succeeded:,}",
+                f"{v.output_tokens:,}",
+                format_usd(v.estimated),
+                format_usd(v.actual),
+            )
+        parts.append(by_variant)
     pct = 100.0 * report.saving / report.all_standard if report.all_standard > 0 else 0.0
     worst = (
         f", worst case {format_usd(report.estimated_worst)}"
@@ -306,7 +321,7 @@ def costs_view(report: CostReport) -> RenderableType:
             f"\npaid twice to hold the deadline: {report.paid_twice:,} line(s), "
             f"{format_usd(report.paid_twice_cost)} (in actual)"
         )
-    return Group(table, Text(total))
+    return Group(*parts, Text(total))
 
 
 def fetch_lines(report: FetchReport) -> list[str]:

@@ -22,7 +22,10 @@ from batchyard.cli.options import (
     RequestFile,
     RouteOpt,
     RunArg,
+    Samples,
     Strict,
+    TemplateOpt,
+    Vary,
     budget_value,
 )
 from batchyard.cli.render import (
@@ -81,12 +84,25 @@ def submit(
         Path | None,
         typer.Option("-o", "--output", help="With --wait: results file (FILE.results.jsonl)."),
     ] = None,
+    template: TemplateOpt = None,
+    vary: Vary = None,
+    samples: Samples = 1,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            "--notify",
+            help="Call this URL once the run finishes (signed with BATCHYARD_NOTIFY_SECRET).",
+        ),
+    ] = None,
     json_: Json = False,
 ) -> None:
     """Submit FILE: validate, plan, record, send batches, run the real-time share.
 
     Without --detach or --wait it stays until the real-time share is done; the batches
     carry on and `watch`, `poll` or `resume` finish them.
+
+    With --template T, FILE is a data file (CSV or JSONL) and each row becomes a request;
+    --vary and --samples send each request as several variants (see `batchyard build`).
 
     Example: batchyard submit requests.jsonl --deadline 6h --budget 20
     """
@@ -105,6 +121,10 @@ def submit(
             strict=strict,
             skip_invalid=skip_invalid,
             rejects=rejects,
+            template=template,
+            vary=vary or (),
+            samples=samples,
+            notify=notify,
         )
         cli.run_id = result.run_id
         if not json_:

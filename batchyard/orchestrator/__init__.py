@@ -7,6 +7,7 @@ Imports flow one way: orchestrator → {router, store, tokens}; nothing here wri
 imports typer or rich.
 """
 
+from batchyard.orchestrator._answers import Result
 from batchyard.orchestrator._orchestrator import Orchestrator, Progress
 from batchyard.orchestrator._reports import (
     BatchInfo,
@@ -15,6 +16,7 @@ from batchyard.orchestrator._reports import (
     FetchReport,
     RunStatus,
     SubmitResult,
+    VariantCost,
     VerifyReport,
 )
 
@@ -26,6 +28,8 @@ __all__ = [
     "Orchestrator",
     "Progress",
     "RunStatus",
+    "Result",
     "SubmitResult",
+    "VariantCost",
     "VerifyReport",
 ]

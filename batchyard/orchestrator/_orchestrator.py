@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import openai
 
+from batchyard.build import BuildReport, Variation, build_file
 from batchyard.catalog import Catalog
 from batchyard.config import Settings, load_settings
 from batchyard.errors import DispatchStopped, ProviderError
@@ -25,8 +26,10 @@ from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import _client as checks
 from batchyard.orchestrator import _reports as reporting
 from batchyard.orchestrator import _routing as routing
+from batchyard.orchestrator._answers import Result, iter_results
 from batchyard.orchestrator._client import make_client
 from batchyard.orchestrator._intake import check_file, record_run
+from batchyard.orchestrator._notify import notify_if_finished, notify_secret
 from batchyard.orchestrator._reports import (
     CostReport,
     FetchReport,
@@ -34,6 +37,7 @@ from batchyard.orchestrator._reports import (
     SubmitResult,
     VerifyReport,
 )
+from batchyard.orchestrator._sources import Requests, Source, prepare_source
 from batchyard.orchestrator._steering import (
     budget_guard,
     cancel_realtime,
@@ -197,17 +201,42 @@ class Orchestrator:
     def _capacities(self, names: list[str]) -> dict[str, ModelCapacity]:
         return routing.live_capacities(self.models, names, self._store, self._realtime)
 
+    def _source(
+        self,
+        path: Requests,
+        template: str | os.PathLike[str] | None,
+        vary: Sequence[str],
+        samples: int,
+        spool: Path | None = None,
+    ) -> Source:
+        return prepare_source(
+            path,
+            self.models,
+            spool or self.settings.db_path().parent / "requests",
+            template=template,
+            variation=Variation.parse(vary, samples),
+        )
+
     def plan(
         self,
-        path: str | os.PathLike[str],
+        path: Requests,
         *,
         deadline: str | float | None = None,
         budget: float | None = None,
         route: RouteOverride | str = RouteOverride.AUTO,
         strict: bool = False,
+        template: str | os.PathLike[str] | None = None,
+        vary: Sequence[str] = (),
+        samples: int = 1,
     ) -> Plan:
-        """The plan for a file: routes, escalation point, costs. No API calls."""
-        intake = check_file(Path(path), self.models, learned_output=self.store.output_evidence())
+        """The plan for a file: routes, escalation point, costs. No API calls.
+
+        With `template`, `path` is a data file (CSV or JSONL) rendered through it; `vary`
+        (`"temperature=0,0.7"`) and `samples` multiply every line into variants."""
+        with tempfile.TemporaryDirectory(prefix="batchyard-plan-") as spool:
+            source = self._source(path, template, vary, samples, Path(spool))
+            learned = self.store.output_evidence()
+            intake = check_file(source.path, self.models, learned_output=learned)
         requests = intake.features()
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         names = sorted({r.model for r in requests})
@@ -217,10 +246,24 @@ class Orchestrator:
         cancel = routing.cancel_latency(batches, self.cancel_prior)
         return make_plan(requests, policy, caps, self.clock(), history, cancel=cancel)
 
+    def build(
+        self,
+        template: str | os.PathLike[str],
+        data: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        *,
+        vary: Sequence[str] = (),
+        samples: int = 1,
+    ) -> BuildReport:
+        """Write the request file `output` from `template` and the rows of `data`, each
+        row multiplied into variants by `vary` and `samples`; validated as `submit` does."""
+        variation = Variation.parse(vary, samples)
+        return build_file(Path(template), Path(data), Path(output), self.models, variation)
+
     # ---- submit ---------------------------------------------------------------------------
     async def submit(
         self,
-        path: str | os.PathLike[str],
+        path: Requests,
         *,
         deadline: str | float | None = None,
         budget: float | None = None,
@@ -228,14 +271,31 @@ class Orchestrator:
         strict: bool = False,
         skip_invalid: bool = False,
         rejects: str | os.PathLike[str] | None = None,
+        template: str | os.PathLike[str] | None = None,
+        vary: Sequence[str] = (),
+        samples: int = 1,
+        notify: str | None = None,
     ) -> SubmitResult:
         """Validate, plan, record the run and submit its batch shards.
+
+        `path` is a request file, or requests in memory: an iterable of `Request` objects
+        or batch-format dicts, in input order (spooled to the database's `requests/`
+        directory and validated like a file; line N is the Nth request).
 
         Nothing is recorded or sent when a line is invalid, unless `skip_invalid`, in which
         case the invalid lines are written to `rejects` (default: FILE.rejects.jsonl). The
         real-time share is left routed: run it with `step`/`wait` (the CLI does).
+
+        With `template`, `path` is a data file rendered through it; `vary` and `samples`
+        multiply every line into variants. The built request file is kept under the
+        database's directory (`requests/`) and recorded as the run's source.
+
+        `notify`: a URL called once (signed with the `notify_secret` setting, Standard
+        Webhooks) when the run finishes, by whichever process drives it to the end.
         """
-        source = Path(path)
+        if notify is not None:
+            notify_secret(self.settings)  # refuse before anything is recorded
+        source = self._source(path, template, vary, samples).path
         intake = check_file(
             source,
             self.models,
@@ -259,6 +319,8 @@ class Orchestrator:
         del requests
         checked = intake.checked
         run_id = record_run(self.store, intake, policy, decision, plan, small=small)
+        if notify is not None:
+            self.store.set_notify(run_id, notify)
         report = await self._submit_batches(run_id)
         if report.errors and not report.submitted:
             raise ProviderError(
@@ -346,7 +408,14 @@ class Orchestrator:
             if stalled := stall_reason(self.store, run_id, self._blocked.get(run_id)):
                 self._say(run_id, "run.stalled", stalled)
         finish_if_done(self.store, run_id)
-        return self.status(run_id)
+        return await self._finished(run_id)
+
+    async def _finished(self, run_id: str) -> RunStatus:
+        """The run's status, after its `--notify` call if it has just finished."""
+        status = self.status(run_id)
+        if await notify_if_finished(self.store, self.settings, status, self.clock):
+            status = self.status(run_id)
+        return status
 
     async def wait(
         self,
@@ -393,7 +462,7 @@ class Orchestrator:
         finally:
             if rt_task is not None and not rt_task.done():
                 await rt_task
-        return self.status(run_id)
+        return await self._finished(run_id)
 
     async def drive_realtime(
         self, run_id: str, *, on_round: Callable[[RunStatus], None] | None = None
@@ -472,7 +541,7 @@ class Orchestrator:
             )
         watch_cancels(self.batch, await self.batch.cancel(run_id), self.clock())
         finish_if_done(self.store, run_id)
-        return self.status(run_id)
+        return await self._finished(run_id)
 
     # ---- reading ------------------------------------------------------------------------------
     def runs(self, limit: int | None = None) -> list[RunRow]:
@@ -491,8 +560,18 @@ class Orchestrator:
         run_id: str,
         output: str | os.PathLike[str],
         errors: str | os.PathLike[str] | None = None,
+        *,
+        group: bool = False,
     ) -> FetchReport:
-        return reporting.fetch(self.store, run_id, Path(output), Path(errors) if errors else None)
+        """Merged results in input order; `group`: one line per original request with its
+        fan-out variants side by side (`{"custom_id", "variants": {LABEL: line}}`)."""
+        errs = Path(errors) if errors else None
+        return reporting.fetch(self.store, run_id, Path(output), errs, group=group)
+
+    def results(self, run_id: str) -> Iterator[Result]:
+        """The run's results as `Result` objects, one per request, in input order, read
+        from the store a page at a time (no file is written)."""
+        return iter_results(self.store, run_id)
 
     async def verify(self) -> VerifyReport:
         """Check the key and base URL with a models call; the key is never shown."""

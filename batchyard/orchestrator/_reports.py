@@ -20,6 +20,7 @@ from typing import Any
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator._routing import capacities, turnarounds
+from batchyard.orchestrator._variants import Grouper, VariantCost, variant_costs
 from batchyard.router import Plan, Turnaround, Work, realtime_seconds
 from batchyard.store import Store
 from batchyard.store.rows import RequestRow, RunRow
@@ -31,6 +32,7 @@ __all__ = [
     "FetchReport",
     "RunStatus",
     "SubmitResult",
+    "VariantCost",
     "VerifyReport",
     "costs",
     "fetch",
@@ -177,10 +179,12 @@ class CostReport:
     estimated_worst: float | None = None
     paid_twice: int = 0  # lines billed twice to hold a deadline (their cost is in actual)
     paid_twice_cost: float = 0.0
+    variants: list[VariantCost] = field(default_factory=list)  # one run's fan-out, if any
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["rows"] = [r.to_dict() for r in self.rows]
+        data["variants"] = [v.to_dict() for v in self.variants]
         return data
 
 
@@ -189,7 +193,7 @@ class FetchReport:
     run_id: str
     output: Path
     errors: Path | None
-    lines: int  # one per input line
+    lines: int  # one per input line (grouped: one per original request)
     succeeded: int
     failed: int
     unfinished: int
@@ -429,6 +433,7 @@ def costs(store: Store, models: Mapping[str, ModelInfo], run_id: str | None = No
         all_standard=round(standard, 6),
         saving=round(standard - actual, 6),
         reasons=reasons,
+        variants=variant_costs(store, run_id) if run_id else [],
     )
 
 
@@ -470,8 +475,13 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
     }
 
 
-def fetch(store: Store, run_id: str, output: Path, errors: Path | None = None) -> FetchReport:
-    """Write every input line's outcome to `output` in input order; failures also to `errors`."""
+def fetch(
+    store: Store, run_id: str, output: Path, errors: Path | None = None, *, group: bool = False
+) -> FetchReport:
+    """Write every input line's outcome to `output` in input order; failures also to `errors`.
+
+    With `group`, `output` has one line per original request of a fan-out run, its variants
+    side by side (`variants.Grouper`); `errors` still has one line per failed variant."""
     store.get_run(run_id)
     batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
     succeeded = failed = unfinished = lines = 0
@@ -480,10 +490,17 @@ def fetch(store: Store, run_id: str, output: Path, errors: Path | None = None) -
     err_tmp = errors.with_name(errors.name + ".partial") if errors else None
     with tmp.open("w", encoding="utf-8") as out, ExitStack() as stack:
         err = stack.enter_context(err_tmp.open("w", encoding="utf-8")) if err_tmp else None
+        grouper = Grouper() if group else None
         for r in store.iter_requests(run_id, with_response=True):
-            line = json.dumps(output_line(run_id, r, batch_ids), separators=(",", ":"))
-            out.write(line + "\n")
-            lines += 1
+            record = output_line(run_id, r, batch_ids)
+            line = json.dumps(record, separators=(",", ":"))
+            if grouper is None:
+                out.write(line + "\n")
+                lines += 1
+            else:
+                for grouped in grouper.add(record):
+                    out.write(json.dumps(grouped, separators=(",", ":")) + "\n")
+                    lines += 1
             if r.status is RequestStatus.SUCCEEDED:
                 succeeded += 1
                 continue
@@ -493,6 +510,9 @@ def fetch(store: Store, run_id: str, output: Path, errors: Path | None = None) -
                 unfinished += 1
             if err is not None:
                 err.write(line + "\n")
+        for grouped in grouper.flush() if grouper is not None else []:
+            out.write(json.dumps(grouped, separators=(",", ":")) + "\n")
+            lines += 1
     tmp.replace(output)
     if errors and err_tmp:
         err_tmp.replace(errors)

@@ -52,6 +52,13 @@ Real time (claims; intent before the call)
         reached the API: retrying it may bill it twice (an event records how many).
     record_attempt(run_id, custom_id, *, route, outcome, started_at, ...) -> attempt no.
 
+Webhooks and notifications (hooks.py)
+    record_webhook(webhook_id, event_type, provider_batch_id) -> WebhookReceipt
+        once per webhook-id (a duplicate changes nothing); marks our batch to poll at once
+    poll_marks(run_id) -> set[shard];  clear_poll_mark(shard)
+    set_notify(run_id, url);  get_notification(run_id) -> Notification | None
+    record_notification(run_id, *, sent, error=None)
+
 Batches (shards) and files
     create_shard(run_id, *, endpoint, model, custom_ids, metadata=None) -> shard id
         metadata gains batchyard_run / batchyard_shard: the tag to find it remotely

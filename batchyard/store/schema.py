@@ -26,7 +26,17 @@ __all__ = ["MIGRATIONS", "MIGRATION_NAMES", "SCHEMA_TABLES", "connect", "migrate
 MIGRATIONS = Migrations("batchyard")
 
 # Tables the current schema defines (tests assert them; docs/store.md documents them).
-SCHEMA_TABLES = ("attempts", "batches", "events", "files", "requests", "runs")
+SCHEMA_TABLES = (
+    "attempts",
+    "batches",
+    "events",
+    "files",
+    "notifications",
+    "poll_marks",
+    "requests",
+    "runs",
+    "webhook_events",
+)
 
 
 MIGRATION_NAMES: list[str] = []  # every migration this version knows, in order
@@ -234,6 +244,41 @@ def m003_fast_route(db: Database) -> None:
     db.execute(
         """CREATE INDEX requests_realtime_queue ON requests(run_id, priority DESC, line)
             WHERE status IN ('routed', 'retryable') AND route IN ('standard', 'flex', 'fast')"""
+    )
+
+
+@_migration
+def m007_webhooks(db: Database) -> None:
+    """Webhooks: `webhook_events` (every verified delivery once, by its `webhook-id`, so a
+    retried or replayed delivery changes nothing), `poll_marks` (a batch to poll in the
+    next round whatever its backoff says; polling stays the truth) and `notifications`
+    (a run's `--notify` URL and whether the signed call was made)."""
+    db.execute(
+        """CREATE TABLE webhook_events (
+            webhook_id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            provider_batch_id TEXT,
+            batch_id INTEGER REFERENCES batches(id),
+            received_at REAL NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE poll_marks (
+            batch_id INTEGER PRIMARY KEY REFERENCES batches(id),
+            marked_at REAL NOT NULL,
+            reason TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE notifications (
+            run_id TEXT PRIMARY KEY REFERENCES runs(id),
+            url TEXT NOT NULL,
+            webhook_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('waiting', 'sent', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            sent_at REAL,
+            last_error TEXT
+        )"""
     )
 
 

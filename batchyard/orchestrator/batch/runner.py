@@ -145,9 +145,13 @@ class BatchRunner:
         ctx, store = self.ctx, self.ctx.store
         report = PollReport()
         now = ctx.clock()
+        marked = store.poll_marks(run_id)  # a webhook said so: poll whatever the backoff says
         for b in store.list_active_batches(run_id):
             status = b.status
-            if b.provider_batch_id and status in LIVE and self.schedule.due(b.id, now):
+            due = self.schedule.due(b.id, now) or b.id in marked
+            if b.id in marked:
+                store.clear_poll_mark(b.id)
+            if b.provider_batch_id and status in LIVE and due:
                 try:
                     batch = await ctx.retrieve(b.provider_batch_id)
                 except openai.APIError as exc:
@@ -191,6 +195,8 @@ class BatchRunner:
         live = [b.id for b in self.store.list_active_batches(run_id) if b.status in LIVE]
         if not live:
             return self.ctx.settings.poll_min_seconds
+        if self.store.poll_marks(run_id) & set(live):
+            return 0.0
         now = self.ctx.clock()
         return max(0.0, self.schedule.earliest(live, now) - now)
 
