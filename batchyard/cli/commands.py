@@ -18,6 +18,7 @@ from batchyard.cli.options import (
     Budget,
     Deadline,
     Json,
+    NewestRun,
     RequestFile,
     RouteOpt,
     RunArg,
@@ -98,19 +99,19 @@ def runs(
 
 
 @app.command()
-def status(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
+def status(ctx: typer.Context, run_id: NewestRun = None, json_: Json = False) -> None:
     """Show where RUN stands: requests, batches, cost, deadline, last errors.
 
     Requests per route and status, each batch with its counts and expected finish, cost
     so far against the estimate, the deadline and whether it will be met, and the last
-    error of each kind.
+    error of each kind. Without RUN, the newest run.
 
     Example: batchyard status run_20261121_ab12cd
     """
     cli = state(ctx)
 
     async def body(orch: Orchestrator) -> int:
-        result = orch.status(run_id)
+        result = orch.status(cli.pick_run(orch, run_id))
         if json_:
             emit_json(result)
         else:
@@ -123,7 +124,8 @@ def status(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
 @app.command()
 def fetch(
     ctx: typer.Context,
-    run_id: RunArg,
+    run_id: NewestRun = None,
+    *,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Merged results, one line per input line.")
     ],
@@ -136,14 +138,14 @@ def fetch(
     """Write RUN's merged results to a file, one line per input line, in input order.
 
     Lines have the Batch API's output shape plus a `batchyard` object (route, cost, ...).
+    Without RUN, the newest run.
 
     Example: batchyard fetch run_20261121_ab12cd -o results.jsonl --errors errors.jsonl
     """
     cli = state(ctx)
-    cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
-        report = orch.fetch(run_id, output, errors)
+        report = orch.fetch(cli.pick_run(orch, run_id), output, errors)
         if json_:
             emit_json(report)
         else:
@@ -167,9 +169,15 @@ def cancel(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
     cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
+        before = orch.status(run_id)
         result = await orch.cancel(run_id)
+        if before.done:
+            cli.err.print(
+                f"Run {run_id} had already {before.state}: there was nothing to cancel.",
+                markup=False,
+            )
         if json_:
-            emit_json(result)
+            emit_json({**result.to_dict(), "already_finished": before.done})
         else:
             cli.out.print(status_view(result, orch.clock()))
         return EXIT_OK

@@ -68,6 +68,11 @@ class Progress:
         self.console.print(line, markup=False, highlight=False)
         self._printed = line
 
+    def final(self, status: RunStatus) -> RunStatus:
+        """The status the command ends on: shown once (even when no round ran)."""
+        self.last = status
+        return status
+
     def __call__(self, status: RunStatus) -> None:
         self.rounds += 1
         self.last = status

@@ -38,6 +38,7 @@ __all__ = [
     "emit_json",
     "fetch_lines",
     "jsonable",
+    "open_work_hint",
     "plan_view",
     "runs_table",
     "status_line",
@@ -124,6 +125,22 @@ def plan_view(plan: Plan) -> RenderableType:
     else:
         lines.append(f"why: {plan.reason}")
     return Group(table, Text("\n".join(lines)))
+
+
+def open_work_hint(status: RunStatus, realtime_open: int) -> str:
+    """What is still open when `submit` returns (done, detached or stopped), and how to
+    carry on: real-time work only when there is some."""
+    if realtime_open:
+        what = "Real-time work is waiting"
+    elif status.batches:
+        what = "Batches are running"
+    else:
+        what = "Batch work is waiting to be submitted"
+    run = status.run_id
+    return (
+        f"{what}. Follow the run with `batchyard watch {run}` (or `batchyard poll {run} "
+        f"--wait`), then `batchyard fetch {run} -o results.jsonl`."
+    )
 
 
 def submit_lines(result: SubmitResult) -> list[str]:
@@ -288,8 +305,10 @@ def fetch_lines(report: FetchReport) -> list[str]:
         f"wrote {report.lines:,} line(s) to {report.output}: {report.succeeded:,} succeeded, "
         f"{report.failed:,} failed, {report.unfinished:,} not finished yet"
     ]
-    if report.errors is not None:
+    if report.errors is not None and report.failed + report.unfinished:
         lines.append(f"failed and unfinished lines also in {report.errors}")
+    elif report.errors is not None:
+        lines.append("no failed or unfinished lines")
     if report.unfinished:
         lines.append(f"The run is not done: fetch again after `batchyard watch {report.run_id}`.")
     return lines
