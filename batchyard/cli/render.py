@@ -39,12 +39,14 @@ __all__ = [
     "fetch_lines",
     "jsonable",
     "open_work_hint",
+    "percent",
     "plan_view",
     "runs_table",
     "status_line",
     "status_view",
     "submit_lines",
     "verify_lines",
+    "when",
 ]
 
 
@@ -71,7 +73,15 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def _when(ts: float | None, now: float | None = None) -> str:
+def percent(done: int, total: int) -> int:
+    """Whole percent, rounded down: 2,990/3,000 is 99%, and 100% means all of it."""
+    if total <= 0:
+        return 100
+    return min(100, done * 100 // total)
+
+
+def when(ts: float | None, now: float | None = None) -> str:
+    """An absolute time, and (with `now`) how far away it is: computed when shown."""
     if ts is None:
         return "-"
     text = format_time(ts)
@@ -113,9 +123,9 @@ def plan_view(plan: Plan) -> RenderableType:
         f"saving {format_usd(plan.saving)}",
     ]
     if plan.deadline is not None:
-        lines.append(f"deadline: {_when(plan.deadline, plan.now)}")
+        lines.append(f"deadline: {when(plan.deadline, plan.now)}")
     if plan.expected_finish is not None:
-        lines.append(f"expected finish: {_when(plan.expected_finish, plan.now)}")
+        lines.append(f"expected finish: {when(plan.expected_finish, plan.now)}")
     if plan.cannot_meet:
         shown = ", ".join(plan.cannot_meet[:5]) + (", ..." if len(plan.cannot_meet) > 5 else "")
         lines.append(f"{len(plan.cannot_meet)} request(s) cannot make the deadline: {shown}")
@@ -188,7 +198,7 @@ def _batches(status: RunStatus, now: float | None) -> Table:
             f"{b.completed:,}",
             f"{b.failed:,}",
             f"{b.total:,}",
-            _when(b.expected_finish, now) if b.status not in ("applied", "completed") else "-",
+            when(b.expected_finish, now) if b.status not in ("applied", "completed") else "-",
         )
     return table
 
@@ -206,11 +216,11 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
     ]
     if status.deadline_at is not None:
         verdict = {True: "will be met", False: "AT RISK", None: "-"}[status.deadline_ok]
-        head.append(f"deadline {_when(status.deadline_at, now)}: {verdict}")
+        head.append(f"deadline {when(status.deadline_at, now)}: {verdict}")
     if status.expected_finish is not None and not status.done:
-        head.append(f"expected finish {_when(status.expected_finish, now)}")
-    for model, when in status.escalation_at.items():
-        head.append(f"escalation point for {model}: {_when(when, now)}")
+        head.append(f"expected finish {when(status.expected_finish, now)}")
+    for model, at in status.escalation_at.items():
+        head.append(f"escalation point for {model}: {when(at, now)}")
     parts: list[RenderableType] = [Text("\n".join(head)), _routes(status)]
     if status.batches:
         parts.append(_batches(status, now))
@@ -230,10 +240,10 @@ def status_line(status: RunStatus) -> str:
     """One plain progress line (poll, non-interactive watch, demo without a terminal)."""
     ended = ("applied", "cancelled", "failed", "expired")
     active = sum(1 for b in status.batches if b.status not in ended)
-    pct = 100.0 * status.finished / status.requests if status.requests else 100.0
+    pct = percent(status.finished, status.requests)
     line = (
         f"{status.run_id} {status.state}: {status.finished:,}/{status.requests:,} finished "
-        f"({pct:.0f}%), {status.succeeded:,} ok, {status.failed:,} failed"
+        f"({pct}%), {status.succeeded:,} ok, {status.failed:,} failed"
         + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
         + "; "
         f"{active} batch(es) active; cost {format_usd(status.actual_cost)} of "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from batchyard.cli.app import EXIT_ERROR, EXIT_FAILED_REQUESTS, EXIT_OK, app, execute, state
-from batchyard.cli.live import Progress
+from batchyard.cli.live import Progress, watching
 from batchyard.cli.models_cmd import warn_if_stale
 from batchyard.cli.options import (
     Budget,
@@ -147,13 +147,15 @@ def submit(
             for line in submit_lines(result):
                 cli.out.print(line, markup=False)
         fetched = None
-        with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
-            if detach:
-                status = orch.status(result.run_id)
-            elif wait:
-                status = await orch.wait(result.run_id, on_round=progress)
-            else:
-                status = await drive_realtime_share(orch, result.run_id, progress)
+        if detach:
+            status = orch.status(result.run_id)
+        else:
+            async with watching(cli, orch, result.run_id) as progress:
+                if wait:
+                    status = await orch.wait(result.run_id, on_round=progress)
+                else:
+                    status = await drive_realtime_share(orch, result.run_id, progress)
+                progress.final(status)
         if wait:
             target = output or file.with_suffix(".results.jsonl")
             fetched = orch.fetch(result.run_id, target)
@@ -192,9 +194,8 @@ def watch(ctx: typer.Context, given: NewestRun = None, json_: Json = False) -> N
 
     async def body(orch: Orchestrator) -> int:
         run_id = cli.pick_run(orch, given)
-        orch.status(run_id)  # NotFound before the live view opens
-        with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
-            status = await orch.wait(run_id, on_round=progress)
+        async with watching(cli, orch, run_id) as progress:
+            status = progress.final(await orch.wait(run_id, on_round=progress))
         if json_:
             emit_json(status)
         else:
@@ -228,7 +229,7 @@ def poll(
             # The lines are the output (stdout), the last one once; with --json they are
             # progress (stderr) and the document is the output.
             shown = cli.err if json_ else cli.out
-            with Progress(shown, clock=orch.clock, metrics=cli.metrics, plain=True) as p:
+            async with watching(cli, orch, run_id, console=shown, plain=True) as p:
                 status = p.final(await orch.wait(run_id, on_round=p))
         else:
             status = await orch.step(run_id)
@@ -267,10 +268,15 @@ def resume(
     cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
-        status = await orch.resume(run_id, realtime=not detach)
-        if not detach and not status.done:
-            with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
-                status = await orch.wait(run_id, on_round=progress)
+        if detach:
+            status = await orch.resume(run_id, realtime=False)
+        else:
+            async with watching(cli, orch, run_id) as progress:
+                status = await orch.resume(run_id)
+                progress(status)
+                if not status.done:
+                    status = await orch.wait(run_id, on_round=progress)
+                progress.final(status)
         if json_:
             emit_json(status)
         else:
