@@ -32,7 +32,9 @@ EXPECTED_COLUMNS = {
         "actual_cost",
         "request_count",
         "options",
+        "pruned_at",
     },
+    "learned_output": {"model", "requests", "output_tokens"},
     "requests": {
         "id",
         "run_id",

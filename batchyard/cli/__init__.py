@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Importing a command module registers its commands; `--help` lists them in this order.
 # isort: off
-from batchyard.cli import running, commands, models_cmd, config_cmd, sim, demo  # noqa: F401
+from batchyard.cli import running, commands, prune_cmd, models_cmd, config_cmd, sim, demo  # noqa: F401
 
 # isort: on
 from batchyard.cli.app import EXIT_CODES, app

@@ -215,7 +215,11 @@ class Cli:
         name = str(getattr(kind, "kind", kind))
         payload = data if isinstance(data, dict) else dict(getattr(kind, "data", None) or {})
         message = getattr(kind, "message", None)
-        log.info(message or name, extra={"event": name, "data": payload})
+        # One line per answered request would be most of the file: those are debug (--debug
+        # logs them); failures, retries and every batch or routing change stay info.
+        routine = name == "realtime" and payload.get("kind") == "succeeded"
+        level = logging.DEBUG if routine else logging.INFO
+        log.log(level, message or name, extra={"event": name, "data": payload})
         self.metrics.observe_event(name, payload)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog
+from batchyard.errors import NotFound
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator.reports import (
     BatchInfo,
@@ -275,7 +276,10 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
 
 def fetch(store: Store, run_id: str, output: Path, errors: Path | None = None) -> FetchReport:
     """Write every input line's outcome to `output` in input order; failures also to `errors`."""
-    store.get_run(run_id)
+    if store.get_run(run_id).pruned_at is not None:
+        raise NotFound(
+            f"Run {run_id} was pruned: its requests and answers are no longer in {store.path}."
+        )
     batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
     succeeded = failed = unfinished = lines = 0
     output.parent.mkdir(parents=True, exist_ok=True)

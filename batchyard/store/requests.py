@@ -331,12 +331,16 @@ class RequestsMixin(StoreBase):
 
     def mean_output_tokens(self, *, min_samples: int = 20) -> dict[str, float]:
         """Per model, the mean output tokens of succeeded requests (across runs), where at
-        least `min_samples` requests have finished: the estimate for uncapped requests."""
+        least `min_samples` requests have finished: the estimate for uncapped requests.
+        Pruned runs count through `learned_output`."""
         rows = self.db.conn.execute(
-            "SELECT model, avg(output_tokens), count(*) FROM requests "
-            "WHERE status = 'succeeded' AND output_tokens IS NOT NULL GROUP BY model"
+            "SELECT model, sum(tokens), sum(n) FROM ("
+            " SELECT model, sum(output_tokens) AS tokens, count(*) AS n FROM requests"
+            " WHERE status = 'succeeded' AND output_tokens IS NOT NULL GROUP BY model"
+            " UNION ALL SELECT model, output_tokens, requests FROM learned_output"
+            ") GROUP BY model"
         )
-        return {r[0]: float(r[1]) for r in rows if r[2] >= min_samples}
+        return {r[0]: float(r[1]) / r[2] for r in rows if r[2] >= min_samples and r[2] > 0}
 
     def summary(self, run_id: str) -> list[SummaryRow]:
         """Per (model, route): requests, outcomes, estimated and actual cost, tokens."""

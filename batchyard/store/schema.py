@@ -26,7 +26,7 @@ __all__ = ["MIGRATIONS", "MIGRATION_NAMES", "SCHEMA_TABLES", "connect", "migrate
 MIGRATIONS = Migrations("batchyard")
 
 # Tables the current schema defines (tests assert them; docs/store.md documents them).
-SCHEMA_TABLES = ("attempts", "batches", "events", "files", "requests", "runs")
+SCHEMA_TABLES = ("attempts", "batches", "events", "files", "learned_output", "requests", "runs")
 
 
 MIGRATION_NAMES: list[str] = []  # every migration this version knows, in order
@@ -238,12 +238,38 @@ def m003_fast_route(db: Database) -> None:
 
 
 @_migration
-def m006_progress_index(db: Database) -> None:
-    """A covering index for counting a run's requests by route and status: the live view
-    asks every second, and without it each count reads every request row, bodies and all."""
+def m006_live_view_and_prune(db: Database) -> None:
+    """The live view and `prune`.
+
+    A covering index for counting a run's requests by route and status (the live view asks
+    every second; without it each count reads every request row, bodies and all).
+    `runs.pruned_at`: when `prune` removed the run's requests, attempts and events (the run
+    row and its batches stay: totals, turnaround and cancel latency are what the router
+    learned). `learned_output`: per model, the output tokens of pruned succeeded requests,
+    so the output estimate survives a prune. Events and attempts stay append-only while a
+    run is open; once it is completed or cancelled, `prune` may delete them.
+    """
     db.execute(
         "CREATE INDEX IF NOT EXISTS requests_run_route_status ON requests(run_id, route, status)"
     )
+    db.execute("ALTER TABLE runs ADD COLUMN pruned_at REAL")
+    db.execute(
+        """CREATE TABLE learned_output (
+            model TEXT PRIMARY KEY,
+            requests INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL
+        )"""
+    )
+    finished = "(SELECT state FROM runs WHERE id = OLD.run_id) NOT IN ('completed', 'cancelled')"
+    for table, name, message in (
+        ("events", "events_no_delete", "events are append-only"),
+        ("attempts", "attempts_no_delete", "attempts are append-only"),
+    ):
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(
+            f"""CREATE TRIGGER {name} BEFORE DELETE ON {table} WHEN {finished}
+            BEGIN SELECT RAISE(ABORT, '{message} while their run is open'); END"""
+        )
 
 
 def _create_private(path: Path) -> None:
