@@ -52,7 +52,7 @@ def test_prune_removes_finished_runs_and_keeps_what_was_learned(
     kept = _finished_run(tmp_path, 6, "b.jsonl")
     open_run = _open_run(db)
     with Store.open(db) as store:
-        learned_before = store.mean_output_tokens(min_samples=1)
+        learned_before = store.output_evidence(min_samples=1)
         batches_before = len(store.list_batches(old))
     assert batches_before >= 1
 
@@ -76,7 +76,11 @@ def test_prune_removes_finished_runs_and_keeps_what_was_learned(
         # What the router learned survives: batches (turnaround, cancel latency), output
         # lengths, the run's totals.
         assert len(store.list_batches(old)) == batches_before
-        assert store.mean_output_tokens(min_samples=1) == pytest.approx(learned_before)
+        learned_after = store.output_evidence(min_samples=1)
+        assert learned_after.keys() == learned_before.keys()
+        for key, before in learned_before.items():
+            assert learned_after[key].mean == pytest.approx(before.mean)
+            assert learned_after[key].high >= before.high
         assert store.get_run(old).pruned_at is not None
         assert store.count_requests(kept)  # the other finished run is untouched
     with sqlite3.connect(db) as conn:

@@ -28,7 +28,7 @@ from batchyard.models import Route, RunState
 from batchyard.orchestrator import routing
 from batchyard.router import Decision, Plan, RequestFeatures, RunPolicy
 from batchyard.store import Store
-from batchyard.store.rows import NewRequest
+from batchyard.store.rows import NewRequest, OutputEvidence
 
 __all__ = ["Intake", "check_file", "record_run", "sha256_file"]
 
@@ -45,13 +45,19 @@ def _model_info(models: Mapping[str, ModelInfo], name: str) -> ModelInfo:
     return as_catalog(models).require(name)
 
 
+Evidence = Mapping[tuple[str, str], OutputEvidence]
+
+
 def _new_request(
-    models: Mapping[str, ModelInfo],
-    learned_output: Mapping[str, float],
-    p: _Line,
+    models: Mapping[str, ModelInfo], evidence: Evidence, p: _Line, *, worst: bool = False
 ) -> NewRequest:
+    """The stored row of one line, costed at its expected output (`worst`: its worst case)."""
     info = _model_info(models, p.model)
-    out = routing.expected_output(p.endpoint, p.max_output, learned_output.get(p.model))
+    seen = evidence.get((p.model, p.endpoint))
+    if worst:
+        out = routing.worst_output(p.endpoint, p.max_output, seen)
+    else:
+        out = routing.expected_output(p.endpoint, p.max_output, seen)
     return NewRequest(
         custom_id=p.custom_id,
         line=p.line,
@@ -65,6 +71,7 @@ def _new_request(
         cost_batch=info.estimate(Route.BATCH, p.input_tokens, out),
         cost_fast=info.estimate(Route.FAST, p.input_tokens, out) if info.fast else None,
         priority=p.priority,
+        max_output_tokens=p.max_output,
     )
 
 
@@ -92,7 +99,7 @@ class Intake:
     models: Mapping[str, ModelInfo]
     checked: Validated
     rejects_path: Path | None
-    learned_output: Mapping[str, float]
+    learned_output: Evidence
     requests: list[RequestFeatures]
     cache: tuple[array[int], array[int], array[int], array[int]]
 
@@ -131,7 +138,7 @@ def check_file(
     *,
     skip_invalid: bool = False,
     rejects: Path | None = None,
-    learned_output: Mapping[str, float] | None = None,
+    learned_output: Evidence | None = None,
 ) -> Intake:
     """Validate the whole file in one pass before anything is recorded, keeping what the
     router needs of every valid line.
@@ -159,7 +166,8 @@ def check_file(
             item.output_tokens,
             item.priority,
         )
-        requests.append(routing.from_new(_new_request(models, learned, line)))
+        expected = _new_request(models, learned, line)
+        requests.append(routing.from_new(expected, _new_request(models, learned, line, worst=True)))
         cached = (
             item.line,
             item.input_tokens,

@@ -205,7 +205,7 @@ class Orchestrator:
         strict: bool = False,
     ) -> Plan:
         """The plan for a file: routes, escalation point, costs. No API calls."""
-        intake = check_file(Path(path), self.models, learned_output=self.store.mean_output_tokens())
+        intake = check_file(Path(path), self.models, learned_output=self.store.output_evidence())
         requests = intake.features()
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         names = sorted({r.model for r in requests})
@@ -239,7 +239,7 @@ class Orchestrator:
             self.models,
             skip_invalid=skip_invalid,
             rejects=Path(rejects) if rejects else None,
-            learned_output=self.store.mean_output_tokens(),
+            learned_output=self.store.output_evidence(),
         )
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         requests = intake.features()
@@ -326,6 +326,7 @@ class Orchestrator:
     async def _batch_round(self, run: RunRow) -> bool:
         """Poll, re-decide, submit. False while the run is being cancelled: then only the
         cancelled shards are still applied and nothing new starts."""
+        self._poll_now_if_due(run.id)
         await self.batch.poll(run.id)
         if run.state is RunState.CANCELLING:
             return False
@@ -390,9 +391,18 @@ class Orchestrator:
                 await rt_task
         return self.status(run_id)
 
+    def _poll_now_if_due(self, run_id: str) -> None:
+        """At an escalation or release point, what moves depends on how far the shards
+        have come: poll them now, not when their (backed-off) schedule says."""
+        wake = self._escalation.get(run_id)
+        if wake is not None and self.clock() >= wake:
+            for b in self.store.list_active_batches(run_id):
+                self.batch.schedule.forget(b.id)
+
     def _next_round_in(self, run_id: str) -> float:
-        """Until the next batch poll is due, or the next escalation point if sooner (so
-        late batch work is moved the moment it must be, not a poll interval later)."""
+        """Until the next batch poll is due, or the next escalation or release point if
+        sooner (so late batch work is moved the moment it must be, not a poll interval
+        later)."""
         wait = self.batch.next_poll_in(run_id)
         escalation = self._escalation.get(run_id)
         if escalation is not None:

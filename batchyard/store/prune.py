@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from batchyard.errors import NotFound
 
 from .base import CHUNK, StoreBase, placeholders
+from .requests import output_quantile
 
 __all__ = ["PruneMixin", "PruneReport", "PrunedRun"]
 
@@ -131,15 +132,7 @@ class PruneMixin(StoreBase):
             if state not in _FINISHED:  # re-checked under the write lock
                 return
             if pruned_at is None and not forget:
-                conn.execute(
-                    "INSERT INTO learned_output (model, requests, output_tokens) "
-                    "SELECT model, count(*), sum(output_tokens) FROM requests "
-                    "WHERE run_id = ? AND status = 'succeeded' AND output_tokens IS NOT NULL "
-                    "GROUP BY model ON CONFLICT (model) DO UPDATE SET "
-                    "requests = requests + excluded.requests, "
-                    "output_tokens = output_tokens + excluded.output_tokens",
-                    (run_id,),
-                )
+                self._fold_output(conn, run_id)
             conn.execute("UPDATE runs SET pruned_at = ? WHERE id = ?", (self.now(), run_id))
         for table in _BULK:  # short units: other processes' writes interleave
             while self._delete_some(table, run_id):
@@ -150,6 +143,25 @@ class PruneMixin(StoreBase):
                 conn.execute("DELETE FROM files WHERE run_id = ?", (run_id,))
                 conn.execute("DELETE FROM batches WHERE run_id = ?", (run_id,))
                 conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def _fold_output(self, conn: sqlite3.Connection, run_id: str) -> None:
+        """Keep what the run's succeeded requests say about output lengths."""
+        groups = conn.execute(
+            "SELECT model, endpoint, count(*), sum(output_tokens) FROM requests "
+            "WHERE run_id = ? AND status = 'succeeded' AND output_tokens IS NOT NULL "
+            "GROUP BY 1, 2",
+            (run_id,),
+        ).fetchall()
+        for model, endpoint, n, tokens in groups:
+            high = output_quantile(conn, model, endpoint, n, 0.95, run_id)
+            conn.execute(
+                "INSERT INTO learned_output (model, endpoint, requests, output_tokens, high) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (model, endpoint) DO UPDATE SET "
+                "requests = requests + excluded.requests, "
+                "output_tokens = output_tokens + excluded.output_tokens, "
+                "high = max(high, excluded.high)",
+                (model, endpoint, n, tokens, high),
+            )
 
     def _delete_some(self, table: str, run_id: str) -> int:
         # attempts is WITHOUT ROWID, keyed by (run_id, custom_id, attempt)

@@ -18,7 +18,7 @@ from batchyard.models import BatchStatus, RequestStatus, Route
 
 from .base import CHUNK, LOOKUP, StoreBase, chunked, placeholders
 from .codec import decode_body, encode_body
-from .rows import NewRequest, RequestRow, SummaryRow
+from .rows import NewRequest, OutputEvidence, RequestRow, SummaryRow
 from .transitions import PROVIDER_TERMINAL, check_request
 
 __all__ = ["RequestsMixin"]
@@ -27,13 +27,14 @@ _COLS = (
     "run_id, custom_id, line, endpoint, model, priority, est_input_tokens, est_output_tokens, "
     "est_cost_standard, est_cost_flex, est_cost_batch, route, route_reason, status, attempts, "
     "shard, owner, not_before, status_code, error_code, error_message, input_tokens, "
-    "output_tokens, cost, updated_at, finished_at, request_id"
+    "output_tokens, cost, updated_at, finished_at, request_id, max_output_tokens"
 )
-_N_COLS = 27
+_N_COLS = 28
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
     "est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, est_cost_batch, "
-    "status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
+    "max_output_tokens, status, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
 )
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
 # Estimated cost of a request on the route it was given (standard until routed).
@@ -75,7 +76,28 @@ def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> Req
         body=decode_body(body),
         response_body=decode_body(response),
         request_id=r[26],
+        max_output_tokens=r[27],
     )
+
+
+def output_quantile(
+    conn: sqlite3.Connection,
+    model: str,
+    endpoint: str,
+    n: int,
+    quantile: float,
+    run_id: str | None = None,
+) -> int:
+    """The `quantile` of the output tokens of `n` succeeded requests (of one run)."""
+    where = " AND run_id = ?" if run_id is not None else ""
+    params: list[object] = [model, endpoint, *([run_id] if run_id is not None else [])]
+    (high,) = conn.execute(
+        "SELECT output_tokens FROM requests WHERE status = 'succeeded' "
+        f"AND output_tokens IS NOT NULL AND model = ? AND endpoint = ?{where} "
+        "ORDER BY output_tokens LIMIT 1 OFFSET ?",
+        (*params, min(n - 1, int(quantile * n))),
+    ).fetchone()
+    return int(high)
 
 
 class RequestsMixin(StoreBase):
@@ -107,6 +129,7 @@ class RequestsMixin(StoreBase):
                     r.cost_standard,
                     r.cost_flex,
                     r.cost_batch,
+                    r.max_output_tokens,
                     now,
                 )
                 for r in chunk
@@ -204,6 +227,53 @@ class RequestsMixin(StoreBase):
                 )
             total += len(chunk)
         return total
+
+    def release_shard(self, run_id: str, shard: int, route: Route, reason: str) -> int:
+        """Send the lines of a shard whose cancel is still pending to `route` (real time).
+
+        For when the cancel has not finished by the last moment real time can still start:
+        the deadline comes first. The lines leave the shard (`submitted` -> `routed`); the
+        shard's attempt stays open, so when the cancelled shard is applied its answers for
+        them are either taken (line not yet sent again) or recorded as paid twice. Returns
+        how many lines were released.
+        """
+        self._require_run(run_id)
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT status FROM batches WHERE id = ? AND run_id = ?", (shard, run_id)
+            ).fetchone()
+            if found is None or found[0] != BatchStatus.CANCELLING.value:
+                raise IllegalTransition(
+                    f"Shard {shard} of run {run_id} is {found[0] if found else 'unknown'}: "
+                    "only the lines of a shard still cancelling can be released."
+                )
+            n = conn.execute(
+                "UPDATE requests SET route = ?, route_reason = ?, status = 'routed', "
+                "shard = NULL, updated_at = ? "
+                "WHERE run_id = ? AND shard = ? AND status = 'submitted'",
+                (Route(route).value, reason, self.now(), run_id, shard),
+            ).rowcount
+            if n:
+                self._event(
+                    conn,
+                    run_id,
+                    "route.release",
+                    f"{n} line(s) of shard {shard} sent to {Route(route).value}: {reason}",
+                    {"released": n, "route": Route(route).value},
+                    shard=shard,
+                )
+        return int(n)
+
+    def paid_twice(self, run_id: str) -> tuple[int, float]:
+        """(lines, USD) a released shard answered after they were sent again: billed twice,
+        the price of holding the deadline."""
+        self._require_run(run_id)
+        count, cost = self.db.conn.execute(
+            "SELECT count(*), coalesce(sum(cost), 0) FROM attempts "
+            "WHERE run_id = ? AND outcome = 'paid_twice'",
+            (run_id,),
+        ).fetchone()
+        return int(count), float(cost)
 
     def _shard_statuses(self, conn: sqlite3.Connection, shards: set[Any]) -> dict[int, str]:
         shards.discard(None)
@@ -329,18 +399,38 @@ class RequestsMixin(StoreBase):
         )
         return {(Route(r[0]) if r[0] else None, RequestStatus(r[1])): r[2] for r in rows}
 
-    def mean_output_tokens(self, *, min_samples: int = 20) -> dict[str, float]:
-        """Per model, the mean output tokens of succeeded requests (across runs), where at
-        least `min_samples` requests have finished: the estimate for uncapped requests.
-        Pruned runs count through `learned_output`."""
-        rows = self.db.conn.execute(
-            "SELECT model, sum(tokens), sum(n) FROM ("
-            " SELECT model, sum(output_tokens) AS tokens, count(*) AS n FROM requests"
-            " WHERE status = 'succeeded' AND output_tokens IS NOT NULL GROUP BY model"
-            " UNION ALL SELECT model, output_tokens, requests FROM learned_output"
-            ") GROUP BY model"
-        )
-        return {r[0]: float(r[1]) / r[2] for r in rows if r[2] >= min_samples and r[2] > 0}
+    def output_evidence(
+        self, *, min_samples: int = 20, quantile: float = 0.95
+    ) -> dict[tuple[str, str], OutputEvidence]:
+        """Per (model, endpoint), the output tokens billed for succeeded requests across
+        runs: mean and `quantile`, where at least `min_samples` have finished. The router's
+        expected and worst-case output estimates come from these. Pruned runs count through
+        `learned_output` (their count and sum, and the highest of their quantiles)."""
+        conn = self.db.conn
+        live = {
+            (model, endpoint): (int(tokens), int(n))
+            for model, endpoint, tokens, n in conn.execute(
+                "SELECT model, endpoint, sum(output_tokens), count(*) FROM requests "
+                "WHERE status = 'succeeded' AND output_tokens IS NOT NULL GROUP BY 1, 2"
+            )
+        }
+        learned = {
+            (model, endpoint): (int(tokens), int(n), int(high))
+            for model, endpoint, tokens, n, high in conn.execute(
+                "SELECT model, endpoint, output_tokens, requests, high FROM learned_output"
+            )
+        }
+        found: dict[tuple[str, str], OutputEvidence] = {}
+        for key in sorted(live.keys() | learned.keys()):
+            tokens, n = live.get(key, (0, 0))
+            old_tokens, old_n, high = learned.get(key, (0, 0, 0))
+            total = n + old_n
+            if total < min_samples or total == 0:
+                continue
+            if n:
+                high = max(high, output_quantile(conn, key[0], key[1], n, quantile))
+            found[key] = OutputEvidence((tokens + old_tokens) / total, int(high), int(total))
+        return found
 
     def summary(self, run_id: str) -> list[SummaryRow]:
         """Per (model, route): requests, outcomes, estimated and actual cost, tokens."""

@@ -245,8 +245,9 @@ def m006_live_view_and_prune(db: Database) -> None:
     every second; without it each count reads every request row, bodies and all).
     `runs.pruned_at`: when `prune` removed the run's requests, attempts and events (the run
     row and its batches stay: totals, turnaround and cancel latency are what the router
-    learned). `learned_output`: per model, the output tokens of pruned succeeded requests,
-    so the output estimate survives a prune. Events and attempts stay append-only while a
+    learned). `learned_output`: per model and endpoint, the output tokens of pruned
+    succeeded requests (count, sum, and the highest of their runs' p95), so the output
+    estimates survive a prune. Events and attempts stay append-only while a
     run is open; once it is completed or cancelled, `prune` may delete them.
     """
     db.execute(
@@ -255,9 +256,12 @@ def m006_live_view_and_prune(db: Database) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN pruned_at REAL")
     db.execute(
         """CREATE TABLE learned_output (
-            model TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
             requests INTEGER NOT NULL,
-            output_tokens INTEGER NOT NULL
+            output_tokens INTEGER NOT NULL,
+            high INTEGER NOT NULL,
+            PRIMARY KEY (model, endpoint)
         )"""
     )
     finished = "(SELECT state FROM runs WHERE id = OLD.run_id) NOT IN ('completed', 'cancelled')"
@@ -270,6 +274,13 @@ def m006_live_view_and_prune(db: Database) -> None:
             f"""CREATE TRIGGER {name} BEFORE DELETE ON {table} WHEN {finished}
             BEGIN SELECT RAISE(ABORT, '{message} while their run is open'); END"""
         )
+
+
+@_migration
+def m009_output_cap(db: Database) -> None:
+    """Each request's own output cap (`max_tokens` and kin, times `n`; NULL when it sets
+    none): OpenAI charges it against TPM, while the estimates use the expected output."""
+    db.execute("ALTER TABLE requests ADD COLUMN max_output_tokens INTEGER")
 
 
 def _create_private(path: Path) -> None:

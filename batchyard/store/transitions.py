@@ -48,6 +48,10 @@ REQUEST_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     R.PENDING: frozenset({R.ROUTED, R.FAILED, R.CANCELLED}),
     # routed -> routed is a re-route (the router changed its mind before dispatch).
     R.ROUTED: frozenset({R.ROUTED, R.SUBMITTED, R.IN_FLIGHT, R.FAILED, R.CANCELLED}),
+    # Not submitted -> routed: a line inside a live batch must not be sent again. The one
+    # exception is deliberate and has its own method, `Store.release_shard` (a shard whose
+    # cancel has not finished by the last moment real time can start); its late answers
+    # are settled against the shard's still-open attempt, never blindly applied.
     R.SUBMITTED: frozenset({R.SUCCEEDED, R.FAILED, R.RETRYABLE, R.CANCELLED}),
     # in_flight -> routed is a release: the claim was given back before the call was made.
     R.IN_FLIGHT: frozenset({R.SUCCEEDED, R.FAILED, R.RETRYABLE, R.ROUTED, R.CANCELLED}),
