@@ -49,7 +49,8 @@ def test_no_command_shows_help_and_fails_as_usage() -> None:
     [
         ("submit",),  # missing FILE
         ("submit", "no-such-file.jsonl"),  # FILE must exist
-        ("status",),  # missing RUN
+        ("status", "run_a", "run_b"),  # one RUN at most
+        ("plan", "x.jsonl", "--deadline", "tomorrow"),
         ("fetch", "run_x"),  # missing -o
         ("plan", "x.jsonl", "--route", "sideways"),
         ("runs", "--limit", "many"),
@@ -101,8 +102,9 @@ def test_bad_deadline_is_a_sentence_not_a_traceback(tmp_path: Path) -> None:
 
     file = write_sample(tmp_path / "r.jsonl", 3)
     result = invoke("plan", str(file), "--deadline", "soonish")
-    assert result.exit_code == 1
-    assert "--deadline 'soonish'" in result.stderr and "2h" in result.stderr
+    assert result.exit_code == 2  # a wrong command line
+    assert "'--deadline': 'soonish'" in result.stderr and "2h" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_debug_shows_the_traceback() -> None:
@@ -285,8 +287,8 @@ def test_a_bad_budget_is_a_sentence_not_a_traceback(tmp_path: Path) -> None:
     )
     for command in ("plan", "submit"):
         result = invoke(command, str(file), "--budget", "abc")
-        assert result.exit_code == 1, (command, result.stderr)
-        assert result.stderr.startswith("Error: ") and "budget" in result.stderr.lower()
+        assert result.exit_code == 2, (command, result.stderr)  # a wrong command line
+        assert "Error: " in result.stderr and "budget" in result.stderr.lower()
         assert "Traceback" not in result.stderr
 
 

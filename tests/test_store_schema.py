@@ -43,7 +43,9 @@ EXPECTED_COLUMNS = {
         "actual_cost",
         "request_count",
         "options",
+        "pruned_at",
     },
+    "learned_output": {"model", "endpoint", "requests", "output_tokens", "high"},
     "requests": {
         "id",
         "run_id",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # Importing a command module registers its commands; `--help` lists them in this order.
 # isort: off
-from batchyard.cli import running, commands, build_cmd, models_cmd  # noqa: F401
+from batchyard.cli import running, commands, build_cmd, prune_cmd, models_cmd  # noqa: F401
 from batchyard.cli import config_cmd, sim, webhooks_cmd, demo  # noqa: F401
 
 # isort: on

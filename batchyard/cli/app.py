@@ -22,11 +22,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer._click.core import Command, Context  # typer vendors click
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup, TyperOption
 
-from batchyard import logs
+from batchyard import __version__, logs
+from batchyard.cli.failures import emit_error, error_details, error_type, show_usage_error
 from batchyard.config import Settings, load_settings
-from batchyard.errors import BatchyardError, InputError, PlanRefused
+from batchyard.errors import BatchyardError, InputError, NotFound, PlanRefused
 from batchyard.metrics import Metrics, serving
 
 if TYPE_CHECKING:
@@ -60,7 +63,7 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
     EXIT_ERROR: "an error with a message: configuration, store, API, no such run",
-    EXIT_USAGE: "the command line is wrong (unknown option, missing argument)",
+    EXIT_USAGE: "the command line is wrong (unknown option, bad value, missing argument or file)",
     EXIT_INPUT: "the request file is invalid; nothing was submitted",
     EXIT_PLAN_REFUSED: "the deadline or budget cannot be met (--strict or --budget)",
     EXIT_FAILED_REQUESTS: "the run finished, but some requests failed (waiting commands only)",
@@ -94,9 +97,51 @@ def hoist_global_options(args: list[str]) -> list[str]:
     return front + rest
 
 
+def _wants_json(args: list[str]) -> bool:
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _plain_flags(command: Command, names: list[str]) -> None:
+    """On/off flags take no value: show none (typer would print `<bool>`)."""
+    ctx = Context(command, help_option_names=names)
+    for param in command.get_params(ctx):
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            _plain_flags(sub, names)
+
+
 class _Group(TyperGroup):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(list(args)))
+
+    def main(  # type: ignore[override]
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's main, except that a wrong command line is a plain `Error:` line (and,
+        with `--json`, the error document on stdout) and exits 2."""
+        argv = list(sys.argv[1:] if args is None else args)
+        _plain_flags(self, list(self.context_settings.get("help_option_names", ["--help"])))
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except ClickException as exc:
+            code = show_usage_error(exc, json_mode=_wants_json(argv))
+        except typer.Abort:
+            typer.echo("Aborted.", err=True)
+            code = EXIT_ERROR
+        code = code if isinstance(code, int) else EXIT_OK
+        if not standalone_mode:
+            return code
+        sys.exit(code)
 
 
 app = typer.Typer(
@@ -137,6 +182,7 @@ class Cli:
     out: Console = field(default_factory=lambda: _console(stderr=False))
     err: Console = field(default_factory=lambda: _console(stderr=True))
     run_id: str | None = None  # the run a command is working on, for the Ctrl-C message
+    json: bool = False  # the command was given --json: failures are a JSON document too
 
     def settings(self) -> Settings:
         return load_settings(db=self.db, base_url=self.base_url)
@@ -153,12 +199,27 @@ class Cli:
         parts.setdefault("on_progress", self.progress)
         return Orchestrator(settings, **parts)
 
+    def pick_run(self, orch: Orchestrator, run_id: str | None) -> str:
+        """`run_id`, or the newest run when it is left out (said on stderr)."""
+        if run_id is None:
+            newest = orch.runs(1)
+            if not newest:
+                raise NotFound("No runs yet: start one with `batchyard submit FILE`.")
+            run_id = newest[0].id
+            self.err.print(f"Using the newest run, {run_id}.", markup=False)
+        self.run_id = run_id
+        return run_id
+
     def progress(self, kind: Any, data: Any = None) -> None:
         """Progress events from the orchestrator: logged and counted, never printed here."""
         name = str(getattr(kind, "kind", kind))
         payload = data if isinstance(data, dict) else dict(getattr(kind, "data", None) or {})
         message = getattr(kind, "message", None)
-        log.info(message or name, extra={"event": name, "data": payload})
+        # One line per answered request would be most of the file: those are debug (--debug
+        # logs them); failures, retries and every batch or routing change stay info.
+        routine = name == "realtime" and payload.get("kind") == "succeeded"
+        level = logging.DEBUG if routine else logging.INFO
+        log.log(level, message or name, extra={"event": name, "data": payload})
         self.metrics.observe_event(name, payload)
 
 
@@ -167,7 +228,15 @@ def _state(ctx: typer.Context) -> Cli:
     if not isinstance(obj, Cli):  # invoked without the callback (tests calling a command)
         obj = Cli()
         ctx.find_root().obj = obj
+    if ctx.params.get("json_"):
+        obj.json = True
     return obj
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"batchyard {__version__}")
+        raise typer.Exit(EXIT_OK)
 
 
 @app.callback()
@@ -198,6 +267,12 @@ def _global(
     ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the full traceback when something fails.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_version
+        ),
     ] = False,
 ) -> None:
     """Get OpenAI requests answered at the lowest cost that meets a deadline."""
@@ -237,6 +312,27 @@ def _metrics(cli: Cli) -> Iterator[None]:
         yield
 
 
+def interrupted(cli: Cli, *, printed: bool = False) -> typer.Exit:
+    """Ctrl-C: how to carry on (stderr; with `--json` the error document, unless the
+    command stopped gracefully and `printed` its own), exit 130."""
+    message = _interrupted(cli)
+    cli.err.print(message, markup=False)
+    if cli.json and not printed:
+        emit_error("Interrupted", message, EXIT_INTERRUPTED, {"run_id": cli.run_id})
+    return typer.Exit(EXIT_INTERRUPTED)
+
+
+def fail(cli: Cli, exc: BaseException, message: str, code: int) -> typer.Exit:
+    """A failure: `Error: ...` on stderr; with `--json` the one error document on stdout."""
+    cli.err.print(f"Error: {message}", markup=False)
+    if cli.json:
+        details = error_details(exc)
+        if cli.run_id is not None:
+            details.setdefault("run_id", cli.run_id)
+        emit_error(error_type(exc), message, code, details)
+    return typer.Exit(code)
+
+
 def guarded(cli: Cli, body: Callable[[], T]) -> T:
     """Run `body`; a BatchyardError or Ctrl-C becomes a message and an exit code."""
     try:
@@ -244,26 +340,25 @@ def guarded(cli: Cli, body: Callable[[], T]) -> T:
             return body()
     except KeyboardInterrupt:
         log.info("interrupted", extra={"run_id": cli.run_id})
-        cli.err.print(_interrupted(cli))
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise interrupted(cli) from None
+    except UsageError as exc:  # a bad option value found once the command runs
+        raise fail(cli, exc, exc.format_message(), EXIT_USAGE) from None
     except BatchyardError as exc:
         log.warning("error", exc_info=exc)
         if cli.debug:
             raise
-        cli.err.print(f"Error: {exc}", markup=False)
-        raise typer.Exit(_exit_code(exc)) from None
+        raise fail(cli, exc, str(exc), _exit_code(exc)) from None
     except (typer.Exit, typer.Abort, SystemExit):
         raise
     except Exception as exc:
         log.error("unexpected error", exc_info=exc)
         if cli.debug:
             raise
-        cli.err.print(
-            f"Error: {type(exc).__name__}: {exc}. This is a bug in batchyard; run again with "
-            "--debug for the traceback and report it.",
-            markup=False,
+        message = (
+            f"{type(exc).__name__}: {exc}. This is a bug in batchyard; run again with "
+            "--debug for the traceback and report it."
         )
-        raise typer.Exit(EXIT_ERROR) from None
+        raise fail(cli, exc, message, EXIT_ERROR) from None
 
 
 def execute(
@@ -304,7 +399,6 @@ def execute(
             await orch.aclose()
 
     code = guarded(cli, lambda: asyncio.run(main()))
-    if stopped:
-        cli.err.print(_interrupted(cli))
-        raise typer.Exit(EXIT_INTERRUPTED)
+    if stopped:  # the command finished its output before stopping
+        raise interrupted(cli, printed=True)
     raise typer.Exit(code or EXIT_OK)

@@ -18,6 +18,7 @@ from batchyard.cli.options import (
     Budget,
     Deadline,
     Json,
+    NewestRun,
     RequestFile,
     RouteOpt,
     RunArg,
@@ -114,19 +115,19 @@ def runs(
 
 
 @app.command()
-def status(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
+def status(ctx: typer.Context, run_id: NewestRun = None, json_: Json = False) -> None:
     """Show where RUN stands: requests, batches, cost, deadline, last errors.
 
     Requests per route and status, each batch with its counts and expected finish, cost
     so far against the estimate, the deadline and whether it will be met, and the last
-    error of each kind.
+    error of each kind. Without RUN, the newest run.
 
     Example: batchyard status run_20261121_ab12cd
     """
     cli = state(ctx)
 
     async def body(orch: Orchestrator) -> int:
-        result = orch.status(run_id)
+        result = orch.status(cli.pick_run(orch, run_id))
         if json_:
             emit_json(result)
         else:
@@ -139,7 +140,8 @@ def status(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
 @app.command()
 def fetch(
     ctx: typer.Context,
-    run_id: RunArg,
+    run_id: NewestRun = None,
+    *,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Merged results, one line per input line.")
     ],
@@ -160,14 +162,14 @@ def fetch(
     Lines have the Batch API's output shape plus a `batchyard` object (route, cost, ...).
     With --group, a fan-out run's variants of one request share a line:
     {"custom_id": ORIGINAL, "variants": {"temperature=0.7": LINE, ...}}.
+    Without RUN, the newest run.
 
     Example: batchyard fetch run_20261121_ab12cd -o results.jsonl --errors errors.jsonl
     """
     cli = state(ctx)
-    cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
-        report = orch.fetch(run_id, output, errors, group=group)
+        report = orch.fetch(cli.pick_run(orch, run_id), output, errors, group=group)
         if json_:
             emit_json(report)
         else:
@@ -191,9 +193,15 @@ def cancel(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
     cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
+        before = orch.status(run_id)
         result = await orch.cancel(run_id)
+        if before.done:
+            cli.err.print(
+                f"Run {run_id} had already {before.state}: there was nothing to cancel.",
+                markup=False,
+            )
         if json_:
-            emit_json(result)
+            emit_json({**result.to_dict(), "already_finished": before.done})
         else:
             cli.out.print(status_view(result, orch.clock()))
         return EXIT_OK

@@ -18,7 +18,7 @@ import httpx2
 import typer
 
 from batchyard.cli.app import EXIT_OK, app, execute, guarded, state
-from batchyard.cli.live import Progress
+from batchyard.cli.live import watching
 from batchyard.cli.options import Json
 from batchyard.cli.render import costs_view, emit_json, fetch_lines, plan_view, submit_lines
 from batchyard.config import load_settings
@@ -91,8 +91,8 @@ def demo(
                 cli.out.print(plan_view(result.plan))
                 for line in submit_lines(result):
                     cli.out.print(line, markup=False)
-            with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
-                status = await orch.wait(result.run_id, on_round=progress)
+            async with watching(cli, orch, result.run_id) as progress:
+                status = progress.final(await orch.wait(result.run_id, on_round=progress))
             fetched = orch.fetch(result.run_id, output)
             report = orch.costs(result.run_id)
             cli.metrics.observe_costs(report)

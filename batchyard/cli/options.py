@@ -7,18 +7,21 @@ the RUN argument, the building options (`--template`, `--vary`, `--samples`) and
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from batchyard.errors import ConfigError
 from batchyard.models import RouteOverride
-from batchyard.router.parse import parse_budget
+from batchyard.router.parse import parse_budget, parse_deadline
 
 __all__ = [
     "Budget",
     "Deadline",
     "Json",
+    "NewestRun",
     "RequestFile",
     "RouteOpt",
     "RunArg",
@@ -29,17 +32,41 @@ __all__ = [
     "budget_value",
 ]
 
+
+def _checked_deadline(text: str | None) -> str | None:
+    """A deadline that cannot be read is a wrong command line (exit 2), found before any
+    work starts; the orchestrator reads it again against its own clock."""
+    if text is not None:
+        try:
+            parse_deadline(text, time.time())
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("--deadline ")) from None
+    return text
+
+
+def _checked_budget(text: str | None) -> str | None:
+    if text is not None:
+        try:
+            parse_budget(text)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("--budget ")) from None
+    return text
+
+
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
 Deadline = Annotated[
     str | None,
     typer.Option(
         "--deadline",
+        callback=_checked_deadline,
         help="When everything must be answered: a duration (90m, 2h, 1d) or an ISO-8601 time.",
     ),
 ]
 Budget = Annotated[
     str | None,
-    typer.Option("--budget", help="Most USD the run may cost, e.g. 25 or $7.50."),
+    typer.Option(
+        "--budget", callback=_checked_budget, help="Most USD the run may cost, e.g. 25 or $7.50."
+    ),
 ]
 RouteOpt = Annotated[
     RouteOverride,
@@ -53,10 +80,20 @@ Strict = Annotated[
     bool,
     typer.Option("--strict", help="Refuse (exit 4) when any request would miss the deadline."),
 ]
-RunArg = Annotated[str, typer.Argument(help="The run id, as `batchyard runs` lists it.")]
+RunArg = Annotated[
+    str, typer.Argument(metavar="RUN", help="The run id, as `batchyard runs` lists it.")
+]
+NewestRun = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="RUN",
+        help="The run id, as `batchyard runs` lists it; the newest run when left out.",
+    ),
+]
 RequestFile = Annotated[
     Path,
     typer.Argument(
+        metavar="FILE",
         help="A JSONL request file in the OpenAI batch format (--template: CSV or JSONL data).",
         exists=True,
         dir_okay=False,

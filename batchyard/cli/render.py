@@ -38,12 +38,15 @@ __all__ = [
     "emit_json",
     "fetch_lines",
     "jsonable",
+    "open_work_hint",
+    "percent",
     "plan_view",
     "runs_table",
     "status_line",
     "status_view",
     "submit_lines",
     "verify_lines",
+    "when",
 ]
 
 
@@ -70,7 +73,15 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def _when(ts: float | None, now: float | None = None) -> str:
+def percent(done: int, total: int) -> int:
+    """Whole percent, rounded down: 2,990/3,000 is 99%, and 100% means all of it."""
+    if total <= 0:
+        return 100
+    return min(100, done * 100 // total)
+
+
+def when(ts: float | None, now: float | None = None) -> str:
+    """An absolute time, and (with `now`) how far away it is: computed when shown."""
     if ts is None:
         return "-"
     text = format_time(ts)
@@ -112,9 +123,9 @@ def plan_view(plan: Plan) -> RenderableType:
         f"saving {format_usd(plan.saving)}",
     ]
     if plan.deadline is not None:
-        lines.append(f"deadline: {_when(plan.deadline, plan.now)}")
+        lines.append(f"deadline: {when(plan.deadline, plan.now)}")
     if plan.expected_finish is not None:
-        lines.append(f"expected finish: {_when(plan.expected_finish, plan.now)}")
+        lines.append(f"expected finish: {when(plan.expected_finish, plan.now)}")
     if plan.cannot_meet:
         shown = ", ".join(plan.cannot_meet[:5]) + (", ..." if len(plan.cannot_meet) > 5 else "")
         lines.append(f"{len(plan.cannot_meet)} request(s) cannot make the deadline: {shown}")
@@ -124,6 +135,22 @@ def plan_view(plan: Plan) -> RenderableType:
     else:
         lines.append(f"why: {plan.reason}")
     return Group(table, Text("\n".join(lines)))
+
+
+def open_work_hint(status: RunStatus, realtime_open: int) -> str:
+    """What is still open when `submit` returns (done, detached or stopped), and how to
+    carry on: real-time work only when there is some."""
+    if realtime_open:
+        what = "Real-time work is waiting"
+    elif status.batches:
+        what = "Batches are running"
+    else:
+        what = "Batch work is waiting to be submitted"
+    run = status.run_id
+    return (
+        f"{what}. Follow the run with `batchyard watch {run}` (or `batchyard poll {run} "
+        f"--wait`), then `batchyard fetch {run} -o results.jsonl`."
+    )
 
 
 def submit_lines(result: SubmitResult) -> list[str]:
@@ -171,7 +198,7 @@ def _batches(status: RunStatus, now: float | None) -> Table:
             f"{b.completed:,}",
             f"{b.failed:,}",
             f"{b.total:,}",
-            _when(b.expected_finish, now) if b.status not in ("applied", "completed") else "-",
+            when(b.expected_finish, now) if b.status not in ("applied", "completed") else "-",
         )
     return table
 
@@ -197,11 +224,11 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
             verdict += (
                 f" (real time needs {format_duration(status.realtime_needed_s)} for the open work)"
             )
-        head.append(f"deadline {_when(status.deadline_at, now)}: {verdict}")
+        head.append(f"deadline {when(status.deadline_at, now)}: {verdict}")
     if status.expected_finish is not None and not status.done:
-        head.append(f"expected finish {_when(status.expected_finish, now)}")
-    for model, when in status.escalation_at.items():
-        head.append(f"escalation point for {model}: {_when(when, now)}")
+        head.append(f"expected finish {when(status.expected_finish, now)}")
+    for model, at in status.escalation_at.items():
+        head.append(f"escalation point for {model}: {when(at, now)}")
     parts: list[RenderableType] = [Text("\n".join(head)), _routes(status)]
     if status.batches:
         parts.append(_batches(status, now))
@@ -229,10 +256,10 @@ def status_line(status: RunStatus) -> str:
     """One plain progress line (poll, non-interactive watch, demo without a terminal)."""
     ended = ("applied", "cancelled", "failed", "expired")
     active = sum(1 for b in status.batches if b.status not in ended)
-    pct = 100.0 * status.finished / status.requests if status.requests else 100.0
+    pct = percent(status.finished, status.requests)
     line = (
         f"{status.run_id} {status.state}: {status.finished:,}/{status.requests:,} finished "
-        f"({pct:.0f}%), {status.succeeded:,} ok, {status.failed:,} failed"
+        f"({pct}%), {status.succeeded:,} ok, {status.failed:,} failed"
         + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
         + "; "
         f"{active} batch(es) active; cost {format_usd(status.actual_cost)} of "
@@ -329,8 +356,10 @@ def fetch_lines(report: FetchReport) -> list[str]:
         f"wrote {report.lines:,} line(s) to {report.output}: {report.succeeded:,} succeeded, "
         f"{report.failed:,} failed, {report.unfinished:,} not finished yet"
     ]
-    if report.errors is not None:
+    if report.errors is not None and report.failed + report.unfinished:
         lines.append(f"failed and unfinished lines also in {report.errors}")
+    elif report.errors is not None:
+        lines.append("no failed or unfinished lines")
     if report.unfinished:
         lines.append(f"The run is not done: fetch again after `batchyard watch {report.run_id}`.")
     return lines

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from batchyard.cli.app import EXIT_ERROR, EXIT_FAILED_REQUESTS, EXIT_OK, app, execute, state
-from batchyard.cli.live import Progress
+from batchyard.cli.live import watching
 from batchyard.cli.models_cmd import warn_if_stale
 from batchyard.cli.options import (
     Budget,
     Deadline,
     Json,
+    NewestRun,
     RequestFile,
     RouteOpt,
     RunArg,
@@ -31,6 +32,7 @@ from batchyard.cli.options import (
 from batchyard.cli.render import (
     emit_json,
     fetch_lines,
+    open_work_hint,
     plan_view,
     status_line,
     status_view,
@@ -132,13 +134,15 @@ def submit(
             for line in submit_lines(result):
                 cli.out.print(line, markup=False)
         fetched = None
-        with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
-            if detach:
-                status = orch.status(result.run_id)
-            elif wait:
-                status = await orch.wait(result.run_id, on_round=progress)
-            else:
-                status = await orch.drive_realtime(result.run_id, on_round=progress)
+        if detach:
+            status = orch.status(result.run_id)
+        else:
+            async with watching(cli, orch, result.run_id) as progress:
+                if wait:
+                    status = await orch.wait(result.run_id, on_round=progress)
+                else:
+                    status = await orch.drive_realtime(result.run_id, on_round=progress)
+                progress.final(status)
         if wait:
             target = output or file.with_suffix(".results.jsonl")
             fetched = orch.fetch(result.run_id, target)
@@ -153,13 +157,7 @@ def submit(
         if status.stalled:
             cli.err.print(f"Stalled: {status.stalled}", markup=False)
         elif fetched is None and not status.done:
-            what = "Batches are running" if status.batches else "Real-time work is waiting"
-            cli.err.print(
-                f"{what}. Follow the run with `batchyard watch {result.run_id}` "
-                f"(or `batchyard poll {result.run_id} --wait`), then "
-                f"`batchyard fetch {result.run_id} -o results.jsonl`.",
-                markup=False,
-            )
+            cli.err.print(open_work_hint(status, status.realtime_open), markup=False)
         elif fetched is None:
             cli.err.print(
                 f"Done. Fetch the results with `batchyard fetch {result.run_id} -o results.jsonl`.",
@@ -171,21 +169,20 @@ def submit(
 
 
 @app.command()
-def watch(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
+def watch(ctx: typer.Context, given: NewestRun = None, json_: Json = False) -> None:
     """Drive RUN to the end with a live view.
 
     Polls batches, runs pending real-time work and escalates near the deadline. Safe to
-    stop and start again, and next to another `watch`.
+    stop and start again, and next to another `watch`. Without RUN, the newest run.
 
     Example: batchyard watch run_20261121_ab12cd
     """
     cli = state(ctx)
-    cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
-        orch.status(run_id)  # NotFound before the live view opens
-        with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
-            status = await orch.wait(run_id, on_round=progress)
+        run_id = cli.pick_run(orch, given)
+        async with watching(cli, orch, run_id) as progress:
+            status = progress.final(await orch.wait(run_id, on_round=progress))
         if json_:
             emit_json(status)
         else:
@@ -198,7 +195,7 @@ def watch(ctx: typer.Context, run_id: RunArg, json_: Json = False) -> None:
 @app.command()
 def poll(
     ctx: typer.Context,
-    run_id: RunArg,
+    given: NewestRun = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Keep going, one line per round, until RUN is done.")
     ] = False,
@@ -206,24 +203,27 @@ def poll(
 ) -> None:
     """Do one round of `watch`'s work on RUN (or every round with --wait), in plain lines.
 
-    The scripted twin of `watch`, for cron jobs and CI.
+    The scripted twin of `watch`, for cron jobs and CI. Without RUN, the newest run.
 
     Example: batchyard poll run_20261121_ab12cd --wait
     """
     cli = state(ctx)
-    cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
+        run_id = cli.pick_run(orch, given)
         orch.status(run_id)
         if wait:
-            with Progress(cli.err, clock=orch.clock, metrics=cli.metrics, plain=True) as p:
-                status = await orch.wait(run_id, on_round=p)
+            # The lines are the output (stdout), the last one once; with --json they are
+            # progress (stderr) and the document is the output.
+            shown = cli.err if json_ else cli.out
+            async with watching(cli, orch, run_id, console=shown, plain=True) as p:
+                status = p.final(await orch.wait(run_id, on_round=p))
         else:
             status = await orch.step(run_id)
             cli.metrics.observe_status(status)
         if json_:
             emit_json(status)
-        else:
+        elif not wait:
             cli.out.print(status_line(status), markup=False, highlight=False)
         return finished_code(status) if wait else EXIT_OK
 
@@ -255,10 +255,15 @@ def resume(
     cli.run_id = run_id
 
     async def body(orch: Orchestrator) -> int:
-        status = await orch.resume(run_id, realtime=not detach)
-        if not detach and not status.done:
-            with Progress(cli.err, clock=orch.clock, metrics=cli.metrics) as progress:
-                status = await orch.wait(run_id, on_round=progress)
+        if detach:
+            status = await orch.resume(run_id, realtime=False)
+        else:
+            async with watching(cli, orch, run_id) as progress:
+                status = await orch.resume(run_id)
+                progress(status)
+                if not status.done:
+                    status = await orch.wait(run_id, on_round=progress)
+                progress.final(status)
         if json_:
             emit_json(status)
         else:

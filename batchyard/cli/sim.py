@@ -6,6 +6,7 @@ says how to point batchyard at it. The simulator itself lives in `batchyard.simu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -74,7 +75,7 @@ def serve(
         cli.err.print(
             f"Simulator on http://{host}:{port}/v1 (clock x{cfg.clock.time_scale:g}). In another "
             f"shell:\n  export OPENAI_BASE_URL=http://{host}:{port}/v1 OPENAI_API_KEY=sk-sim\n"
-            "Stop with Ctrl-C.",
+            f"Stop with Ctrl-C, or `kill {os.getpid()}` when it runs in the background.",
             markup=False,
         )
         run_server(host, port, cfg)

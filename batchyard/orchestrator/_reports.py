@@ -13,17 +13,18 @@ import json
 import math
 from collections.abc import Mapping
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog
+from batchyard.errors import NotFound
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator._routing import capacities, turnarounds
 from batchyard.orchestrator._variants import Grouper, VariantCost, variant_costs
 from batchyard.router import Plan, Turnaround, Work, realtime_seconds
 from batchyard.store import Store
-from batchyard.store.rows import RequestRow, RunRow
+from batchyard.store.rows import BatchRow, RequestRow, RunRow
 
 __all__ = [
     "BatchInfo",
@@ -37,6 +38,7 @@ __all__ = [
     "costs",
     "fetch",
     "output_line",
+    "refresh",
     "status",
 ]
 
@@ -236,6 +238,51 @@ _FINISHED_BATCH = (
 )
 
 
+def _counts(store: Store, run_id: str) -> dict[str, int]:
+    return {
+        f"{route.value if route else '-'}/{state.value}": n
+        for (route, state), n in sorted(
+            store.count_requests(run_id).items(), key=lambda kv: (str(kv[0][0]), kv[0][1].value)
+        )
+    }
+
+
+def _batch_info(b: BatchRow, expected_finish: float | None) -> BatchInfo:
+    return BatchInfo(
+        shard=b.id,
+        provider_batch_id=b.provider_batch_id,
+        model=b.model,
+        status=b.status.value,
+        total=b.counts_total or b.request_count,  # 0 while validating
+        completed=b.counts_completed or 0,
+        failed=b.counts_failed or 0,
+        created_at=b.provider_times.get("created_at") or b.created_at,
+        expected_finish=expected_finish,
+    )
+
+
+def refresh(store: Store, last: RunStatus) -> RunStatus:
+    """`last` with the counts, batches, cost and state as the store has them now: three
+    cheap queries (no events, no turnaround history), for a view redrawn every second.
+    Expected finishes, the deadline verdict and the reasons stay those of `last`."""
+    run = store.get_run(last.run_id)
+    expected = {b.shard: b.expected_finish for b in last.batches}
+    batches = [
+        _batch_info(b, expected.get(b.id) if b.status not in _FINISHED_BATCH else None)
+        for b in store.list_batches(run.id)
+    ]
+    done = run.state in (RunState.COMPLETED, RunState.CANCELLED)
+    return replace(
+        last,
+        state=run.state.value,
+        counts=_counts(store, run.id),
+        batches=batches,
+        actual_cost=run.actual_cost,
+        done=done,
+        stalled=None if done else last.stalled,
+    )
+
+
 def status(
     store: Store,
     run: RunRow,
@@ -246,12 +293,7 @@ def status(
 ) -> RunStatus:
     """The run as the user sees it. With `models` (the price and limit table), the deadline
     verdict asks whether real time from now could still finish the open work."""
-    counts = {
-        f"{route.value if route else '-'}/{state.value}": n
-        for (route, state), n in sorted(
-            store.count_requests(run.id).items(), key=lambda kv: (str(kv[0][0]), kv[0][1].value)
-        )
-    }
+    counts = _counts(store, run.id)
     prior = prior or _PRIOR
     history = turnarounds(store.list_batches(), prior=prior)
     batches = []
@@ -261,19 +303,7 @@ def status(
         if finish is None and b.status not in _FINISHED_BATCH:
             median = history.get(b.model, prior).quantile(0.5)
             finish = created + median if math.isfinite(median) else None
-        batches.append(
-            BatchInfo(
-                shard=b.id,
-                provider_batch_id=b.provider_batch_id,
-                model=b.model,
-                status=b.status.value,
-                total=b.counts_total or b.request_count,  # 0 while validating
-                completed=b.counts_completed or 0,
-                failed=b.counts_failed or 0,
-                created_at=created,
-                expected_finish=finish,
-            )
-        )
+        batches.append(_batch_info(b, finish))
     events = store.list_events(run.id)
     last_errors: dict[str, str] = {}
     reasons: list[str] = []
@@ -482,7 +512,10 @@ def fetch(
 
     With `group`, `output` has one line per original request of a fan-out run, its variants
     side by side (`variants.Grouper`); `errors` still has one line per failed variant."""
-    store.get_run(run_id)
+    if store.get_run(run_id).pruned_at is not None:
+        raise NotFound(
+            f"Run {run_id} was pruned: its requests and answers are no longer in {store.path}."
+        )
     batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
     succeeded = failed = unfinished = lines = 0
     output.parent.mkdir(parents=True, exist_ok=True)

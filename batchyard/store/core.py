@@ -16,6 +16,7 @@ import platformdirs
 from .batches import BatchesMixin
 from .codec import DEFAULT_MIN_BYTES
 from .hooks import HooksMixin
+from .prune import PruneMixin
 from .requests import RequestsMixin
 from .results import ResultsMixin
 from .runs import RunsMixin
@@ -34,7 +35,7 @@ def default_db_path() -> Path:
     return platformdirs.user_data_path("batchyard", appauthor=False) / "batchyard.db"
 
 
-class Store(BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin):
+class Store(BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 
     @classmethod

@@ -80,6 +80,26 @@ def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> Req
     )
 
 
+def output_quantile(
+    conn: sqlite3.Connection,
+    model: str,
+    endpoint: str,
+    n: int,
+    quantile: float,
+    run_id: str | None = None,
+) -> int:
+    """The `quantile` of the output tokens of `n` succeeded requests (of one run)."""
+    where = " AND run_id = ?" if run_id is not None else ""
+    params: list[object] = [model, endpoint, *([run_id] if run_id is not None else [])]
+    (high,) = conn.execute(
+        "SELECT output_tokens FROM requests WHERE status = 'succeeded' "
+        f"AND output_tokens IS NOT NULL AND model = ? AND endpoint = ?{where} "
+        "ORDER BY output_tokens LIMIT 1 OFFSET ?",
+        (*params, min(n - 1, int(quantile * n))),
+    ).fetchone()
+    return int(high)
+
+
 class RequestsMixin(StoreBase):
     def add_requests(
         self, run_id: str, requests: Iterable[NewRequest], *, chunk_size: int = CHUNK
@@ -397,23 +417,32 @@ class RequestsMixin(StoreBase):
     ) -> dict[tuple[str, str], OutputEvidence]:
         """Per (model, endpoint), the output tokens billed for succeeded requests across
         runs: mean and `quantile`, where at least `min_samples` have finished. The router's
-        expected and worst-case output estimates come from these."""
+        expected and worst-case output estimates come from these. Pruned runs count through
+        `learned_output` (their count and sum, and the highest of their quantiles)."""
         conn = self.db.conn
-        groups = conn.execute(
-            "SELECT model, endpoint, avg(output_tokens), count(*) FROM requests "
-            "WHERE status = 'succeeded' AND output_tokens IS NOT NULL GROUP BY 1, 2"
-        ).fetchall()
+        live = {
+            (model, endpoint): (int(tokens), int(n))
+            for model, endpoint, tokens, n in conn.execute(
+                "SELECT model, endpoint, sum(output_tokens), count(*) FROM requests "
+                "WHERE status = 'succeeded' AND output_tokens IS NOT NULL GROUP BY 1, 2"
+            )
+        }
+        learned = {
+            (model, endpoint): (int(tokens), int(n), int(high))
+            for model, endpoint, tokens, n, high in conn.execute(
+                "SELECT model, endpoint, output_tokens, requests, high FROM learned_output"
+            )
+        }
         found: dict[tuple[str, str], OutputEvidence] = {}
-        for model, endpoint, mean, n in groups:
-            if n < min_samples:
+        for key in sorted(live.keys() | learned.keys()):
+            tokens, n = live.get(key, (0, 0))
+            old_tokens, old_n, high = learned.get(key, (0, 0, 0))
+            total = n + old_n
+            if total < min_samples or total == 0:
                 continue
-            (high,) = conn.execute(
-                "SELECT output_tokens FROM requests WHERE status = 'succeeded' "
-                "AND output_tokens IS NOT NULL AND model = ? AND endpoint = ? "
-                "ORDER BY output_tokens LIMIT 1 OFFSET ?",
-                (model, endpoint, min(n - 1, int(quantile * n))),
-            ).fetchone()
-            found[(model, endpoint)] = OutputEvidence(float(mean), int(high), int(n))
+            if n:
+                high = max(high, output_quantile(conn, key[0], key[1], n, quantile))
+            found[key] = OutputEvidence((tokens + old_tokens) / total, int(high), int(total))
         return found
 
     def summary(self, run_id: str) -> list[SummaryRow]:

@@ -138,6 +138,7 @@ class RunRow:
     actual_cost: float
     request_count: int
     options: JSONDict = field(default_factory=dict)
+    pruned_at: float | None = None  # `prune` removed its requests, attempts and events
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ __all__ = ["RunsMixin"]
 _RUN_COLS = (
     "id, source_path, source_sha256, endpoint, models, route_override, deadline_at, budget, "
     "state, created_at, updated_at, finished_at, estimated_cost, actual_cost, request_count, "
-    "options"
+    "options, pruned_at"
 )
 _TERMINAL_RUN = {RunState.COMPLETED, RunState.CANCELLED}
 
@@ -48,6 +48,7 @@ def _run(r: Sequence[Any]) -> RunRow:
         actual_cost=r[13],
         request_count=r[14],
         options=loads_dict(r[15]),
+        pruned_at=r[16],
     )
 
 
@@ -76,7 +77,7 @@ class RunsMixin(StoreBase):
                     break
             conn.execute(
                 f"INSERT INTO runs ({_RUN_COLS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, 0, 0, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, 0, 0, ?, NULL)",
                 (
                     run_id,
                     source_path,

@@ -31,6 +31,7 @@ SCHEMA_TABLES = (
     "batches",
     "events",
     "files",
+    "learned_output",
     "notifications",
     "poll_marks",
     "requests",
@@ -245,6 +246,45 @@ def m003_fast_route(db: Database) -> None:
         """CREATE INDEX requests_realtime_queue ON requests(run_id, priority DESC, line)
             WHERE status IN ('routed', 'retryable') AND route IN ('standard', 'flex', 'fast')"""
     )
+
+
+@_migration
+def m006_live_view_and_prune(db: Database) -> None:
+    """The live view and `prune`.
+
+    A covering index for counting a run's requests by route and status (the live view asks
+    every second; without it each count reads every request row, bodies and all).
+    `runs.pruned_at`: when `prune` removed the run's requests, attempts and events (the run
+    row and its batches stay: totals, turnaround and cancel latency are what the router
+    learned). `learned_output`: per model and endpoint, the output tokens of pruned
+    succeeded requests (count, sum, and the highest of their runs' p95), so the output
+    estimates survive a prune. Events and attempts stay append-only while a
+    run is open; once it is completed or cancelled, `prune` may delete them.
+    """
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS requests_run_route_status ON requests(run_id, route, status)"
+    )
+    db.execute("ALTER TABLE runs ADD COLUMN pruned_at REAL")
+    db.execute(
+        """CREATE TABLE learned_output (
+            model TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            high INTEGER NOT NULL,
+            PRIMARY KEY (model, endpoint)
+        )"""
+    )
+    finished = "(SELECT state FROM runs WHERE id = OLD.run_id) NOT IN ('completed', 'cancelled')"
+    for table, name, message in (
+        ("events", "events_no_delete", "events are append-only"),
+        ("attempts", "attempts_no_delete", "attempts are append-only"),
+    ):
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(
+            f"""CREATE TRIGGER {name} BEFORE DELETE ON {table} WHEN {finished}
+            BEGIN SELECT RAISE(ABORT, '{message} while their run is open'); END"""
+        )
 
 
 @_migration

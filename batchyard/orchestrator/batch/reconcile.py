@@ -53,6 +53,24 @@ class ReconcileReport:
     files_deleted: int = 0  # orphaned remote input files removed
     busy: list[int] = field(default_factory=list)  # shards another live process holds
 
+    def __str__(self) -> str:
+        """A sentence for the run's events (never the dataclass repr)."""
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (self.released_claims, "claim(s) of stopped processes released"),
+                (self.uploads_found, "interrupted upload(s) found at the API"),
+                (self.uploads_redo, "upload(s) to do again"),
+                (self.batches_found, "interrupted batch create(s) found at the API"),
+                (self.creates_redo, "batch create(s) to do again"),
+                (self.files_deleted, "orphaned input file(s) deleted"),
+            )
+            if n
+        ]
+        if self.busy:
+            parts.append(f"shard(s) {', '.join(map(str, self.busy))} held by a live process")
+        return ("batches: " + ", ".join(parts) + ".") if parts else "batches: nothing to reconcile."
+
 
 @dataclass
 class CancelReport:
