@@ -65,6 +65,12 @@ EXPECTED_COLUMNS = {
         "updated_at",
         "finished_at",
         "request_id",
+        "fingerprint",
+        "reuse_of",
+        "reused_from",
+        "saved",
+        "requeues",
+        "requeue_cost",
     },
     "batches": {
         "id",

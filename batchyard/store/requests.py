@@ -9,6 +9,7 @@ status.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from batchyard.models import BatchStatus, RequestStatus, Route
 from .base import CHUNK, LOOKUP, StoreBase, chunked, placeholders
 from .codec import decode_body, encode_body
 from .rows import NewRequest, RequestRow, SummaryRow
-from .transitions import PROVIDER_TERMINAL, check_request
+from .transitions import PROVIDER_TERMINAL, REQUEST_TERMINAL, check_request
 
 __all__ = ["RequestsMixin"]
 
@@ -27,13 +28,14 @@ _COLS = (
     "run_id, custom_id, line, endpoint, model, priority, est_input_tokens, est_output_tokens, "
     "est_cost_standard, est_cost_flex, est_cost_batch, route, route_reason, status, attempts, "
     "shard, owner, not_before, status_code, error_code, error_message, input_tokens, "
-    "output_tokens, cost, updated_at, finished_at, request_id"
+    "output_tokens, cost, updated_at, finished_at, request_id, fingerprint, reused_from, saved, "
+    "requeues, requeue_cost"
 )
-_N_COLS = 27
+_N_COLS = 32
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
     "est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, est_cost_batch, "
-    "status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
+    "status, updated_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
 )
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
 # Estimated cost of a request on the route it was given (standard until routed).
@@ -75,6 +77,11 @@ def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> Req
         body=decode_body(body),
         response_body=decode_body(response),
         request_id=r[26],
+        fingerprint=r[27],
+        reused_from=json.loads(r[28]) if r[28] else None,
+        saved=r[29],
+        requeues=r[30],
+        requeue_cost=r[31],
     )
 
 
@@ -108,6 +115,7 @@ class RequestsMixin(StoreBase):
                     r.cost_flex,
                     r.cost_batch,
                     now,
+                    r.fingerprint,
                 )
                 for r in chunk
             ]
@@ -228,7 +236,7 @@ class RequestsMixin(StoreBase):
         """Move requests to `to`, each change checked; a chunk with one illegal change
         is not written at all. Terminal targets set finished_at. Returns the count."""
         self._require_run(run_id)
-        terminal = to in (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
+        terminal = to in REQUEST_TERMINAL
         total = 0
         for chunk in chunked(custom_ids, chunk_size):
             with self._write() as conn:
@@ -343,10 +351,12 @@ class RequestsMixin(StoreBase):
         self._require_run(run_id)
         rows = self.db.conn.execute(
             "SELECT model, route, count(*), "
-            "sum(status = 'succeeded'), sum(status = 'failed'), "
-            "sum(status NOT IN ('succeeded', 'failed', 'cancelled')), "
+            "sum(status = 'succeeded'), sum(status IN ('failed', 'invalid')), "
+            "sum(status NOT IN ('succeeded', 'failed', 'cancelled', 'invalid')), "
             f"total({EST_COST_SQL}), total(cost), sum(est_input_tokens), "
-            "sum(est_output_tokens), total(input_tokens), total(output_tokens) "
+            "sum(est_output_tokens), total(input_tokens), total(output_tokens), "
+            "sum(status = 'invalid'), sum(reused_from IS NOT NULL), total(saved), "
+            "sum(requeues), total(requeue_cost) "
             "FROM requests WHERE run_id = ? GROUP BY model, route ORDER BY model, route",
             (run_id,),
         )
@@ -364,6 +374,11 @@ class RequestsMixin(StoreBase):
                 est_output_tokens=r[9],
                 input_tokens=int(r[10]),
                 output_tokens=int(r[11]),
+                invalid=r[12],
+                reused=r[13],
+                saved=r[14],
+                requeues=r[15],
+                requeue_cost=r[16],
             )
             for r in rows
         ]

@@ -24,6 +24,7 @@ __all__ = [
     "NewRequest",
     "RequestRow",
     "Result",
+    "ReuseReport",
     "RunRow",
     "SummaryRow",
 ]
@@ -55,6 +56,7 @@ class NewRequest:
     cost_batch: float | None
     priority: int = 0
     cost_fast: float | None = None  # for the plan only; not stored
+    fingerprint: str | None = None  # None: never answered from the store nor merged
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,10 @@ class Result:
     route: Route | None = None
     request_id: str | None = None  # the provider's id of the answer
     not_before: float | None = None  # retryable: do not claim again before this time
+    # RETRYABLE after a failed check: the answer was paid for (cost goes to requeue_cost,
+    # requeues goes up) and, when given, `resend_body` replaces the body for the re-send.
+    requeue: bool = False
+    resend_body: JSONDict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +162,20 @@ class RequestRow:
     body: JSONDict | None = None
     response_body: JSONDict | None = None
     request_id: str | None = None
+    fingerprint: str | None = None
+    reused_from: JSONDict | None = None  # {run, custom_id, at} of a reused answer
+    saved: float | None = None  # what a reused answer cost when it was bought
+    requeues: int = 0  # sends after a failed check
+    requeue_cost: float = 0.0  # what the answers that failed a check cost
+
+
+@dataclass(frozen=True, slots=True)
+class ReuseReport:
+    """What `reuse_answers` and `link_twins` did for one run."""
+
+    reused: int = 0  # answered from earlier runs
+    twins: int = 0  # identical to an earlier line of the run: sent once
+    saved: float = 0.0  # what the reused answers cost when they were bought
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,3 +279,8 @@ class SummaryRow:
     est_output_tokens: int
     input_tokens: int
     output_tokens: int
+    invalid: int = 0  # of `failed`: answers that failed a check every time
+    reused: int = 0  # answered from the store or by an identical line (not sent)
+    saved: float = 0.0  # what the reused answers cost when bought
+    requeues: int = 0  # sends after a failed check
+    requeue_cost: float = 0.0  # what the answers that failed a check cost (not in actual)
