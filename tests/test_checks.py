@@ -40,9 +40,7 @@ def chat(
     message = {"role": "assistant", "content": content, "refusal": refusal}
     return {
         "object": "chat.completion",
-        "choices": [
-            {"index": i, "message": message, "finish_reason": finish} for i in range(n)
-        ],
+        "choices": [{"index": i, "message": message, "finish_reason": finish} for i in range(n)],
     }
 
 

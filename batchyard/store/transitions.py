@@ -53,9 +53,7 @@ REQUEST_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     # INVALID: the answer failed a check and no re-queue is left.
     R.SUBMITTED: frozenset({R.SUCCEEDED, R.FAILED, R.RETRYABLE, R.CANCELLED, R.INVALID}),
     # in_flight -> routed is a release: the claim was given back before the call was made.
-    R.IN_FLIGHT: frozenset(
-        {R.SUCCEEDED, R.FAILED, R.RETRYABLE, R.ROUTED, R.CANCELLED, R.INVALID}
-    ),
+    R.IN_FLIGHT: frozenset({R.SUCCEEDED, R.FAILED, R.RETRYABLE, R.ROUTED, R.CANCELLED, R.INVALID}),
     # A retryable request is claimed again (real time), re-routed, or given up on.
     R.RETRYABLE: frozenset({R.IN_FLIGHT, R.ROUTED, R.FAILED, R.CANCELLED}),
     # A twin ends with the outcome of the line it is identical to.
