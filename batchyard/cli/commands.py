@@ -18,6 +18,7 @@ from batchyard.cli.options import (
     Budget,
     Deadline,
     Json,
+    NoReuse,
     RequestFile,
     RouteOpt,
     RunArg,
@@ -49,6 +50,7 @@ def plan(
     budget: Budget = None,
     route: RouteOpt = RouteOverride.AUTO,
     strict: Strict = False,
+    no_reuse: NoReuse = False,
     json_: Json = False,
 ) -> None:
     """Show the plan for FILE without calling the API or recording anything.
@@ -62,7 +64,14 @@ def plan(
 
     async def body(orch: Orchestrator) -> int:
         money = budget_value(budget)  # inside: a bad value is a message, not a traceback
-        result = orch.plan(file, deadline=deadline, budget=money, route=route, strict=strict)
+        result = orch.plan(
+            file,
+            deadline=deadline,
+            budget=money,
+            route=route,
+            strict=strict,
+            reuse=False if no_reuse else None,
+        )
         if json_:
             emit_json(result.to_dict())
         else:

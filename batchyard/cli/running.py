@@ -17,9 +17,12 @@ from batchyard.cli.live import Progress
 from batchyard.cli.models_cmd import warn_if_stale
 from batchyard.cli.options import (
     Budget,
+    CheckOpt,
     Deadline,
     Json,
+    NoReuse,
     RequestFile,
+    Requeues,
     RouteOpt,
     RunArg,
     Strict,
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["drive_realtime_share", "finished_code", "realtime_open"]
 
 _REALTIME = ("standard", "flex", "fast")
-_TERMINAL = ("succeeded", "failed", "cancelled")
+_TERMINAL = ("succeeded", "failed", "invalid", "cancelled")
 
 
 def realtime_open(status: RunStatus) -> int:
@@ -114,6 +117,9 @@ def submit(
         Path | None,
         typer.Option("-o", "--output", help="With --wait: results file (FILE.results.jsonl)."),
     ] = None,
+    check: CheckOpt = None,
+    requeues: Requeues = None,
+    no_reuse: NoReuse = False,
     json_: Json = False,
 ) -> None:
     """Submit FILE: validate, plan, record, send batches, run the real-time share.
@@ -138,6 +144,9 @@ def submit(
             strict=strict,
             skip_invalid=skip_invalid,
             rejects=rejects,
+            checks=check,
+            requeues=requeues,
+            reuse=False if no_reuse else None,
         )
         cli.run_id = result.run_id
         if not json_:

@@ -57,6 +57,7 @@ from batchyard.config import Settings
 from batchyard.errors import DispatchStopped, QuotaExhausted
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator.admission import AdmissionTable
+from batchyard.orchestrator.answer_checks import Judges
 from batchyard.orchestrator.breaker import BreakerState, CircuitBreaker
 from batchyard.orchestrator.client import flex_options
 from batchyard.orchestrator.realtime_request import Job, Phase, RequestHandler
@@ -87,11 +88,13 @@ class RealtimeRunner(RequestHandler):
         owner: str,
         on_progress: OnProgress | None = None,
         options: RealtimeOptions | None = None,
+        judges: Judges | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.flex_client = flex_options(client, settings)
         self.models = as_catalog(models)
+        self.judges = judges or Judges(store, self.models)
         self.settings = settings
         self.clock = clock
         self.sleep = sleep

@@ -23,6 +23,7 @@ from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator.admission import AdmissionTable, ModelAdmission
+from batchyard.orchestrator.answer_checks import Judges
 from batchyard.orchestrator.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime_call import Answer, prepared_body, send, usage_of
 from batchyard.orchestrator.realtime_types import (
@@ -103,6 +104,7 @@ class RequestHandler:
     client: openai.AsyncOpenAI
     flex_client: openai.AsyncOpenAI
     models: Catalog
+    judges: Judges
     settings: Settings
     clock: Clock
     sleep: Sleep
@@ -292,12 +294,10 @@ class RequestHandler:
         info = self.models.find(claim.model)
         cost = info.cost(usage.tier, usage.billed) if info else 0.0
         report = self._report
-        report.succeeded += 1
         report.input_tokens += usage.input_tokens
         report.output_tokens += usage.output_tokens
         report.cost += cost
-        self._commit(
-            job,
+        result = self.judges.for_run(self._run_id).judge(
             Result(
                 claim.custom_id,
                 RequestStatus.SUCCEEDED,
@@ -308,8 +308,18 @@ class RequestHandler:
                 cost=cost,
                 request_id=answer.headers.get("x-request-id"),
             ),
+            claim.endpoint,
+            claim.body,
+            claim.model,
         )
-        self._emit("succeeded", f"{claim.custom_id} succeeded", claim.custom_id, claim.model)
+        self._commit(job, result)
+        if result.status is RequestStatus.SUCCEEDED:
+            report.succeeded += 1
+            self._emit("succeeded", f"{claim.custom_id} succeeded", claim.custom_id, claim.model)
+        else:
+            report.requeued += 1
+            message = f"{claim.custom_id}: {result.error_code}: {result.error_message}"
+            self._emit("check_failed", message, claim.custom_id, claim.model)
 
     def _after_retries(self, job: Job, failure: Failure) -> None:
         if failure.kind in STOP_KINDS:

@@ -42,7 +42,15 @@ _ERROR_KINDS = (
     "stall",
 )
 _REASON_PREFIX = "route."
+_ENDED = ("/succeeded", "/failed", "/invalid", "/cancelled")
 _PRIOR = Turnaround.prior()  # a model's turnaround before any of its batches finished
+_OPEN = (
+    RequestStatus.PENDING,
+    RequestStatus.ROUTED,
+    RequestStatus.SUBMITTED,
+    RequestStatus.IN_FLIGHT,
+    RequestStatus.RETRYABLE,
+)
 _FINISHED_BATCH = (
     BatchStatus.COMPLETED,
     BatchStatus.FAILED,
@@ -102,17 +110,13 @@ def status(
                 k: v for k, v in (e.data.get("escalation_at") or {}).items() if v is not None
             }
             planned_finish = e.data.get("expected_finish")
-    open_ = sum(
-        n for key, n in counts.items() if not key.endswith(("/succeeded", "/failed", "/cancelled"))
-    )
+    open_ = sum(n for key, n in counts.items() if not key.endswith(_ENDED))
     live = [
         b.expected_finish for b in batches if b.status not in {s.value for s in _FINISHED_BATCH}
     ]
     expected = max([f for f in live if f is not None], default=None)
     open_realtime = any(
-        n
-        and key.startswith(("standard/", "flex/"))
-        and not key.endswith(("/succeeded", "/failed", "/cancelled"))
+        n and key.startswith(("standard/", "flex/")) and not key.endswith(_ENDED)
         for key, n in counts.items()
     )
     if open_realtime:
@@ -126,6 +130,8 @@ def status(
     if run.deadline_at is not None:
         finish = run.finished_at if done else expected
         deadline_ok = finish is None or finish <= run.deadline_at
+    summary = store.summary(run.id)
+    spent = run.actual_cost
     return RunStatus(
         run_id=run.id,
         state=run.state.value,
@@ -146,6 +152,30 @@ def status(
         reasons=reasons[-10:],
         done=done,
         stalled=None if done else stalled,
+        reused=sum(x.reused for x in summary),
+        reuse_saving=round(sum(x.saved for x in summary), 6),
+        requeues=sum(x.requeues for x in summary),
+        requeue_cost=round(sum(x.requeue_cost for x in summary), 6),
+        budget_spent=spent,
+        budget_reserved=reserved_cost(store, run.id),
+        budget_warning=next(
+            (e.message for e in reversed(events) if e.kind == "budget.warning"), None
+        ),
+    )
+
+
+def reserved_cost(store: Store, run_id: str) -> float:
+    """What the run's unfinished work is expected to cost on the routes it has now."""
+    return round(
+        sum(
+            r.est_cost_batch or r.est_cost_standard
+            if r.route is Route.BATCH
+            else (r.est_cost_flex or r.est_cost_standard)
+            if r.route is Route.FLEX
+            else r.est_cost_standard
+            for r in store.iter_requests(run_id, statuses=_OPEN)
+        ),
+        6,
     )
 
 
@@ -154,8 +184,11 @@ def costs(store: Store, models: Mapping[str, ModelInfo], run_id: str | None = No
     runs = [store.get_run(run_id)] if run_id else store.list_runs()
     catalog = as_catalog(models)
     merged: dict[tuple[str, str], list[float]] = {}
+    extra = [0.0] * 5  # reused, saved, requeues, requeue cost, invalid
     for run in runs:
         for s in store.summary(run.id):
+            for i, value in enumerate((s.reused, s.saved, s.requeues, s.requeue_cost, s.invalid)):
+                extra[i] += value
             key = (s.model, s.route.value if s.route else "-")
             info = catalog.find(s.model)
             standard = (
@@ -203,6 +236,11 @@ def costs(store: Store, models: Mapping[str, ModelInfo], run_id: str | None = No
         all_standard=round(standard, 6),
         saving=round(standard - actual, 6),
         reasons=reasons,
+        reused=int(extra[0]),
+        reuse_saving=round(extra[1], 6),
+        requeues=int(extra[2]),
+        requeue_cost=round(extra[3], 6),
+        invalid=int(extra[4]),
     )
 
 
@@ -218,7 +256,15 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
         }
     elif r.status is RequestStatus.SUCCEEDED:
         response = {"status_code": 200, "request_id": r.request_id, "body": r.response_body}
-    if r.status is not RequestStatus.SUCCEEDED and response is None:
+    if r.status is RequestStatus.INVALID:
+        # The last answer is kept in `response`; `error` says which check it failed.
+        error = {
+            "code": "invalid",
+            "message": f"{r.error_message or 'The answer failed a check.'} "
+            f"({r.error_code or 'check'}; {r.requeues} re-send(s))",
+            "check": (r.error_code or "").removeprefix("check:") or None,
+        }
+    elif r.status is not RequestStatus.SUCCEEDED and response is None:
         if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
             code = r.error_code or r.status.value
             message = r.error_message or f"The request was {r.status.value}."
@@ -240,6 +286,10 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
             "cost": r.cost,
             "input_tokens": r.input_tokens,
             "output_tokens": r.output_tokens,
+            "requeues": r.requeues,
+            "requeue_cost": r.requeue_cost,
+            # Where a reused answer came from: {"run", "custom_id", "at"}; None if bought here.
+            "reused_from": r.reused_from,
         },
     }
 
@@ -248,7 +298,7 @@ def fetch(store: Store, run_id: str, output: Path, errors: Path | None = None) -
     """Write every input line's outcome to `output` in input order; failures also to `errors`."""
     store.get_run(run_id)
     batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
-    succeeded = failed = unfinished = lines = 0
+    succeeded = failed = unfinished = lines = invalid = 0
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     err_tmp = errors.with_name(errors.name + ".partial") if errors else None
@@ -261,8 +311,9 @@ def fetch(store: Store, run_id: str, output: Path, errors: Path | None = None) -
             if r.status is RequestStatus.SUCCEEDED:
                 succeeded += 1
                 continue
-            if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
+            if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED, RequestStatus.INVALID):
                 failed += 1
+                invalid += r.status is RequestStatus.INVALID
             else:
                 unfinished += 1
             if err is not None:
@@ -270,4 +321,4 @@ def fetch(store: Store, run_id: str, output: Path, errors: Path | None = None) -
     tmp.replace(output)
     if errors and err_tmp:
         err_tmp.replace(errors)
-    return FetchReport(run_id, output, errors, lines, succeeded, failed, unfinished)
+    return FetchReport(run_id, output, errors, lines, succeeded, failed, unfinished, invalid)

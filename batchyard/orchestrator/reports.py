@@ -86,6 +86,13 @@ class RunStatus:
     reasons: list[str]  # latest routing reasons and changes of course, newest last
     done: bool  # every request terminal and every batch applied
     stalled: str | None = None  # why this process cannot move the run on (quota, budget)
+    reused: int = 0  # lines answered from earlier runs or an identical line (not sent)
+    reuse_saving: float = 0.0  # what those answers cost when they were bought
+    requeues: int = 0  # sends after an answer failed a check
+    requeue_cost: float = 0.0  # what the answers that failed a check cost (in actual_cost)
+    budget_spent: float = 0.0  # actual cost so far, re-sends included
+    budget_reserved: float = 0.0  # expected cost of the work not finished yet
+    budget_warning: str | None = None  # the latest budget warning, once the share is reached
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -98,7 +105,12 @@ class RunStatus:
 
     @property
     def failed(self) -> int:
-        return sum(n for key, n in self.counts.items() if key.endswith("/failed"))
+        """Failed lines, invalid ones (an answer that failed its checks) included."""
+        return sum(n for key, n in self.counts.items() if key.endswith(("/failed", "/invalid")))
+
+    @property
+    def invalid(self) -> int:
+        return sum(n for key, n in self.counts.items() if key.endswith("/invalid"))
 
     @property
     def cancelled(self) -> int:
@@ -106,7 +118,7 @@ class RunStatus:
 
     @property
     def finished(self) -> int:
-        terminal = ("/succeeded", "/failed", "/cancelled")
+        terminal = ("/succeeded", "/failed", "/invalid", "/cancelled")
         return sum(n for key, n in self.counts.items() if key.endswith(terminal))
 
 
@@ -135,6 +147,11 @@ class CostReport:
     all_standard: float
     saving: float  # all_standard - actual, over finished requests
     reasons: list[str] = field(default_factory=list)
+    reused: int = 0  # lines answered from the store or an identical line, not bought
+    reuse_saving: float = 0.0  # what those answers cost when bought: not paid again
+    requeues: int = 0  # sends after an answer failed a check
+    requeue_cost: float = 0.0  # answers that failed a check: paid, outside `actual`
+    invalid: int = 0  # lines whose answer failed a check every time
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -149,8 +166,9 @@ class FetchReport:
     errors: Path | None
     lines: int  # one per input line
     succeeded: int
-    failed: int
+    failed: int  # invalid lines included
     unfinished: int
+    invalid: int = 0  # answered, but failed a check every time (last answer kept)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in asdict(self).items()}

@@ -12,22 +12,25 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import openai
 
 from batchyard.catalog import Catalog
+from batchyard.checks import CheckFn
 from batchyard.config import Settings, load_settings
 from batchyard.errors import DispatchStopped, ProviderError
 from batchyard.models import RouteOverride, RunState
-from batchyard.orchestrator import checks, reporting, routing
+from batchyard.orchestrator import checks as key_checks
+from batchyard.orchestrator import reporting, routing
+from batchyard.orchestrator.answer_checks import Judges, check_options
 from batchyard.orchestrator.batch_remote import new_owner
 from batchyard.orchestrator.batch_submit import SubmitReport
 from batchyard.orchestrator.batches import BatchRunner
 from batchyard.orchestrator.client import make_client
-from batchyard.orchestrator.intake import check_file, record_run
+from batchyard.orchestrator.intake import check_file, record_run, reuse_preview, with_reuse
 from batchyard.orchestrator.realtime import RealtimeRunner
 from batchyard.orchestrator.realtime_types import FlexFallback
 from batchyard.orchestrator.reports import (
@@ -39,6 +42,7 @@ from batchyard.orchestrator.reports import (
 )
 from batchyard.orchestrator.steering import (
     budget_guard,
+    budget_warning,
     cancel_realtime,
     check_recorded,
     finish_if_done,
@@ -90,6 +94,7 @@ class Orchestrator:
         sleep: Sleep = real_sleep,
         on_progress: Progress | None = None,
         workdir: Path | None = None,
+        checks: Mapping[str, CheckFn] | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.models: Catalog = self.settings.model_table()
@@ -119,6 +124,9 @@ class Orchestrator:
         self._realtime: RealtimeRunner | None = None
         self._blocked: dict[str, str] = {}  # run -> why real-time dispatch stopped
         self._said: dict[tuple[str, str], str] = {}  # (run, kind) -> last message recorded
+        self._registry: dict[str, CheckFn] = dict(checks or {})  # user checks by name
+        self._judges: Judges | None = None
+        self._warned: set[str] = set()  # runs whose budget warning is recorded
 
     # ---- parts, created on first use ----------------------------------------------------
     @property
@@ -134,16 +142,24 @@ class Orchestrator:
         return self._client
 
     @property
+    def judges(self) -> Judges:
+        """Each run's checks on answers (user checks passed in are found here by name)."""
+        if self._judges is None:
+            self._judges = Judges(self.store, self.models, self._registry)
+        return self._judges
+
+    @property
     def batch(self) -> BatchRunner:
         if self._batch is None:
             workdir = self._workdir or Path(tempfile.mkdtemp(prefix="batchyard-"))
             self._batch = BatchRunner(*self._parts(), workdir=workdir, **self._timing())
+            self._batch.ctx.judges = self.judges
         return self._batch
 
     @property
     def realtime(self) -> RealtimeRunner:
         if self._realtime is None:
-            self._realtime = RealtimeRunner(*self._parts(), **self._timing())
+            self._realtime = RealtimeRunner(*self._parts(), judges=self.judges, **self._timing())
         return self._realtime
 
     def _parts(self) -> tuple[Store, openai.AsyncOpenAI, Catalog, Settings]:
@@ -187,7 +203,7 @@ class Orchestrator:
             self.settings,
             self.clock(),
             deadline=deadline,
-            budget=budget,
+            budget=budget if budget is not None else self.settings.budget,
             route=route,
             strict=strict,
         )
@@ -203,17 +219,25 @@ class Orchestrator:
         budget: float | None = None,
         route: RouteOverride | str = RouteOverride.AUTO,
         strict: bool = False,
+        reuse: bool | None = None,
     ) -> Plan:
-        """The plan for a file: routes, escalation point, costs. No API calls."""
-        intake = check_file(Path(path), self.models, learned_output=self.store.mean_output_tokens())
-        requests = intake.features()
+        """The plan for a file: routes, escalation point, costs, and how many lines earlier
+        answers will answer (`reuse`, default from settings). No API calls."""
+        intake = check_file(
+            Path(path),
+            self.models,
+            learned_output=self.store.mean_output_tokens(),
+            reuse=self.settings.reuse if reuse is None else reuse,
+        )
+        requests, preview = reuse_preview(intake, self.store)
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         names = sorted({r.model for r in requests})
         caps = self._capacities(names)
         batches = self.store.list_batches()
         history = routing.turnarounds(batches, names, self.prior)
         cancel = routing.cancel_latency(batches, self.cancel_prior)
-        return make_plan(requests, policy, caps, self.clock(), history, cancel=cancel)
+        plan = make_plan(requests, policy, caps, self.clock(), history, cancel=cancel)
+        return with_reuse(plan, preview, intake)
 
     # ---- submit ---------------------------------------------------------------------------
     async def submit(
@@ -226,25 +250,41 @@ class Orchestrator:
         strict: bool = False,
         skip_invalid: bool = False,
         rejects: str | os.PathLike[str] | None = None,
+        checks: Sequence[str | CheckFn] | None = None,
+        requeues: int | None = None,
+        reuse: bool | None = None,
     ) -> SubmitResult:
         """Validate, plan, record the run and submit its batch shards.
 
         Nothing is recorded or sent when a line is invalid, unless `skip_invalid`, in which
         case the invalid lines are written to `rejects` (default: FILE.rejects.jsonl). The
         real-time share is left routed: run it with `step`/`wait` (the CLI does).
+
+        `checks` (names, `module:function` or callables; default: the settings' list, every
+        shipped check) judge each answer; one that fails is sent again up to `requeues` times
+        (default: settings' `check_requeues`), then the line ends `invalid`. With `reuse`
+        (default on), lines identical to an answered request are answered from the store
+        and identical lines of the file are sent once.
         """
         source = Path(path)
+        self.judges.register(checks)
+        options = check_options(
+            list(checks) if checks is not None else self.settings.checks,
+            self.settings.check_requeues if requeues is None else requeues,
+            self.settings.length_raise,
+        )
         intake = check_file(
             source,
             self.models,
             skip_invalid=skip_invalid,
             rejects=Path(rejects) if rejects else None,
             learned_output=self.store.mean_output_tokens(),
+            reuse=self.settings.reuse if reuse is None else reuse,
         )
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
-        requests = intake.features()
+        requests, preview = reuse_preview(intake, self.store)
         names = sorted({r.model for r in requests})
-        await checks.preflight(self.client, self.sleep)
+        await key_checks.preflight(self.client, self.sleep)
         now = self.clock()
         caps = self._capacities(names)
         batches = self.store.list_batches()
@@ -252,11 +292,13 @@ class Orchestrator:
         cancel = routing.cancel_latency(batches, self.cancel_prior)
         # may raise PlanRefused
         decision, est = decide(requests, policy, caps, now, history, cancel=cancel)
-        plan = plan_from_decision(decision, est, policy)
+        plan = with_reuse(plan_from_decision(decision, est, policy), preview, intake)
         small = is_small_run(requests, policy)
         del requests
         checked = intake.checked
-        run_id = record_run(self.store, intake, policy, decision, plan, small=small)
+        run_id = record_run(
+            self.store, intake, policy, decision, plan, small=small, options=options
+        )
         report = await self._submit_batches(run_id)
         if report.errors and not report.submitted:
             raise ProviderError(
@@ -292,6 +334,23 @@ class Orchestrator:
             self.prior,
             self.cancel_prior,
         )
+
+    def _warn_budget(self, run_id: str) -> None:
+        """Once a run has spent the warning share of its budget: one `budget.warning`
+        event (also for other processes on the run), a progress event and so a metric; the
+        status line and the live view show it from then on."""
+        if run_id in self._warned:
+            return
+        run = self.store.get_run(run_id)
+        message = budget_warning(self.store, run, self.settings.budget_warn_share)
+        if message is None:
+            return
+        self._warned.add(run_id)
+        if self.store.list_events(run_id, kinds=["budget.warning"], limit=1):
+            return
+        data = {"budget": run.budget, "spent": run.actual_cost}
+        self.store.add_event(run_id, "budget.warning", message, data)
+        self._progress("budget.warning", {"run_id": run_id, "message": message, **data})
 
     def _say(self, run_id: str, kind: str, message: str) -> None:
         """Record an event unless it repeats the last one of its kind (rounds repeat)."""
@@ -343,6 +402,7 @@ class Orchestrator:
             if stalled := stall_reason(self.store, run_id, self._blocked.get(run_id)):
                 self._say(run_id, "run.stalled", stalled)
         finish_if_done(self.store, run_id)
+        self._warn_budget(run_id)
         return self.status(run_id)
 
     async def wait(
@@ -373,6 +433,7 @@ class Orchestrator:
                 # (a simulated clock): otherwise it would only start once the loop ends.
                 await asyncio.sleep(0)
                 finish_if_done(self.store, run_id)
+                self._warn_budget(run_id)
                 status = self.status(run_id)
                 if on_round is not None:
                     on_round(status)
@@ -456,4 +517,4 @@ class Orchestrator:
 
     async def verify(self) -> VerifyReport:
         """Check the key and base URL with a models call; the key is never shown."""
-        return await checks.verify(self.client, self.settings)
+        return await key_checks.verify(self.client, self.settings)

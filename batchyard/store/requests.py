@@ -354,7 +354,8 @@ class RequestsMixin(StoreBase):
             "sum(status = 'succeeded'), sum(status IN ('failed', 'invalid')), "
             "sum(status NOT IN ('succeeded', 'failed', 'cancelled', 'invalid')), "
             f"total({EST_COST_SQL}), total(cost), sum(est_input_tokens), "
-            "sum(est_output_tokens), total(input_tokens), total(output_tokens), "
+            "sum(est_output_tokens), total(CASE WHEN reused_from IS NULL THEN input_tokens END), "
+            "total(CASE WHEN reused_from IS NULL THEN output_tokens END), "
             "sum(status = 'invalid'), sum(reused_from IS NOT NULL), total(saved), "
             "sum(requeues), total(requeue_cost) "
             "FROM requests WHERE run_id = ? GROUP BY model, route ORDER BY model, route",

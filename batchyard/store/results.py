@@ -9,6 +9,7 @@ It must not create or change batches.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -71,7 +72,7 @@ class ResultsMixin(ReuseMixin):
         ids = list({r.custom_id: None for r in chunk})
         for part in chunked(ids, LOOKUP):
             for row in conn.execute(
-                "SELECT custom_id, id, status, shard, attempts, owner FROM requests "
+                "SELECT custom_id, id, status, shard, attempts, owner, requeues FROM requests "
                 f"WHERE run_id = ? AND custom_id IN ({placeholders(len(part))})",
                 (run_id, *part),
             ):
@@ -94,8 +95,15 @@ class ResultsMixin(ReuseMixin):
                 if len(unknown_ids) < 20:
                     unknown_ids.append(res.custom_id)
                 continue
-            row_id, status, shard, attempts, row_owner = row
+            row_id, status, shard, attempts, row_owner, requeues = row
             old = RequestStatus(status)
+            if (
+                res.requeue
+                and res.status == RequestStatus.RETRYABLE
+                and requeues >= res.requeue_limit
+            ):
+                # Re-queues spent: the line ends invalid, its last answer and reason kept.
+                res = dataclasses.replace(res, status=RequestStatus.INVALID, requeue=False)
             if (res.shard is not None and shard != res.shard) or (
                 owner is not None and (old != RequestStatus.IN_FLIGHT or row_owner != owner)
             ):
@@ -157,7 +165,7 @@ class ResultsMixin(ReuseMixin):
         conn.executemany(_CLOSE_ATTEMPT, closes)
         conn.executemany("UPDATE requests SET body = ? WHERE id = ?", resends)
         if settled:
-            self._settle_twins(conn, run_id, settled)
+            self._settle_twins(conn, run_id, settled, now)
         if cost:
             conn.execute(
                 "UPDATE runs SET actual_cost = actual_cost + ?, updated_at = ? WHERE id = ?",

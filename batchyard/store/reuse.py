@@ -119,12 +119,11 @@ class ReuseMixin(StoreBase):
     def settle_twins(self, run_id: str) -> int:
         """Give every twin whose first line has finished that line's outcome."""
         with self._write() as conn:
-            return self._settle_twins(conn, run_id, None)
+            return self._settle_twins(conn, run_id, None, self.now())
 
     def _settle_twins(
-        self, conn: sqlite3.Connection, run_id: str, leaders: Sequence[str] | None
+        self, conn: sqlite3.Connection, run_id: str, leaders: Sequence[str] | None, now: float
     ) -> int:
-        now = self.now()
         if leaders is None:
             return conn.execute(_SETTLE, (now, now, run_id)).rowcount
         done = 0

@@ -84,6 +84,7 @@ class Result:
     # RETRYABLE after a failed check: the answer was paid for (cost goes to requeue_cost,
     # requeues goes up) and, when given, `resend_body` replaces the body for the re-send.
     requeue: bool = False
+    requeue_limit: int = 0  # re-sends allowed: past it, the store ends the line INVALID
     resend_body: JSONDict | None = None
 
 
@@ -176,6 +177,10 @@ class ReuseReport:
     reused: int = 0  # answered from earlier runs
     twins: int = 0  # identical to an earlier line of the run: sent once
     saved: float = 0.0  # what the reused answers cost when they were bought
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.reused or self.twins)
 
 
 @dataclass(frozen=True, slots=True)
