@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     deadline: str | None = None  # default deadline for submit, e.g. "24h"
     margin_seconds: float = 60.0  # floor kept free before the deadline (see README: routing)
     realtime_spread: float = 0.05  # real time may run this share slower than its limits say
-    cancel_quantile: float = 0.9  # cancel latency allowed for where batch progress counts
+    cancel_quantile: float = 0.95  # cancel latency allowed for where batch progress counts
     batch_setup_seconds: float = 60.0  # upload, create and validation of a new shard
     cancel_latency_median_seconds: float = 60.0  # prior for how long a cancel takes ...
     cancel_latency_p95_seconds: float = 600.0  # ... updated from the store's cancels

@@ -251,7 +251,7 @@ def show(name: str, u: dict[str, float]) -> None:
     )
 
 
-async def part_limit(n: int, scale: float) -> None:
+async def part_limit(n: int, scale: float, headers: str = "all") -> None:
     print(
         f"1. At the limit: {n} chat requests, RPM {RPM} / TPM {TPM}, max_tokens {MAX_TOKENS}, "
         f"concurrency 64, simulator latency 50-100 ms real."
@@ -268,7 +268,10 @@ async def part_limit(n: int, scale: float) -> None:
         "clock": {"time_scale": scale},
         "latency": {"fixed_ms": 50.0, "jitter_ms": 50.0},
         "rate_limits": True,
+        "faults": {"rate_limit_headers": headers},
     }
+    if headers != "all":
+        print(f"   Rate-limit headers: {headers} (retry-after and x-ratelimit-* left out).")
     with simulator(config) as url:
         runs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("batchyard", lambda: batchyard_at_limit(url, items, scale)),
@@ -413,10 +416,16 @@ async def main() -> None:
     parser.add_argument("--scale", type=float, default=10.0, help="clock scale for part 1")
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--only", choices=["limit", "overhead", "latency"], default=None)
+    parser.add_argument(
+        "--headers",
+        choices=["all", "not_on_429", "none"],
+        default="all",
+        help="which simulator answers carry retry-after and x-ratelimit-* headers (part 1)",
+    )
     args = parser.parse_args()
     n = args.requests or (1500 if args.quick else 3000)
     if args.only in (None, "limit"):
-        await part_limit(n, args.scale)
+        await part_limit(n, args.scale, args.headers)
     if args.only in (None, "overhead"):
         await part_overhead(n)
     if args.only in (None, "latency"):

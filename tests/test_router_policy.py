@@ -157,7 +157,7 @@ DECIDE_CASES = [
         {"flex_latency_s": 900.0},
     ),
     # 20 min: the escalation point is seconds away, less than a new shard needs.
-    Case("no-room-realtime-now", many(BIG), 20 * 60, {Route.STANDARD}, "deadline", "no room"),
+    Case("no-room-realtime-now", many(BIG), 20.5 * 60, {Route.STANDARD}, "deadline", "no room"),
     Case("no-slack-realtime-now", many(BIG), 17 * 60, {Route.STANDARD}, "deadline", "no slack"),
     Case(
         "impossible-lists-late",
@@ -625,3 +625,45 @@ def test_rules_compose_with_or_and_the_first_to_decide_wins() -> None:
 def test_duplicate_custom_ids_are_refused() -> None:
     with pytest.raises(InputError, match="'r1' appears more than once"):
         decide([*many(30), req("r1")], RunPolicy(), caps("gpt-4o-mini"), NOW)
+
+
+# The cancel allowance: what a slow cancel would cost against the batch lines given up.
+def _allowance(completed: int, elapsed: float, n: int = 600) -> float:
+    from batchyard.router.pace import Safety
+    from batchyard.router.rules import cancel_allowance
+
+    work = many(n)
+    shard = _shard(work, completed)
+    safety = Safety.of(RunPolicy(), Turnaround.cancel_prior())
+    return cancel_allowance([shard], shard.remaining, Route.STANDARD, safety, NOW + elapsed)
+
+
+def test_nothing_counted_finished_allows_for_the_mean_cancel() -> None:
+    mean = Turnaround.cancel_prior().mean_s + RunPolicy().cancel_notice_s
+    assert _allowance(0, 600) == pytest.approx(mean)
+
+
+def test_many_lines_at_stake_allow_for_a_slow_cancel() -> None:
+    # 240 of 600 finished over 48 minutes (a 2 h batch): paying them twice on a cancel
+    # slower than planned costs more than the few lines the batch gives up by cancelling
+    # earlier, so the allowance is the prior's p95 (10 min), OpenAI's documented bound.
+    p95 = Turnaround.cancel_prior().quantile(0.95) + RunPolicy().cancel_notice_s
+    assert _allowance(240, 48 * 60) == pytest.approx(p95)
+
+
+def test_a_fast_batch_with_few_lines_done_keeps_the_short_allowance() -> None:
+    # A batch finishing 5 lines a second gives up many lines for every second it is
+    # cancelled earlier; the 50 it finished are worth less: the mean cancel, no more.
+    mean = Turnaround.cancel_prior().mean_s + RunPolicy().cancel_notice_s
+    assert _allowance(50, 10) == pytest.approx(mean)
+
+
+def test_a_model_escalated_once_stays_in_real_time() -> None:
+    work, policy, _ = _running(200)
+    after = dataclasses.replace(policy, escalated=frozenset({"gpt-4o-mini"}))
+    # well before its deadline, with room to try batch again
+    re = redecide(work, after, caps("gpt-4o-mini"), NOW + 60, shards=[])
+    assert routes(re.decision) == {Route.STANDARD}
+    assert "escalated earlier in this run" in re.decision.reason
+    fresh = redecide(work, policy, caps("gpt-4o-mini"), NOW + 60, shards=[])
+    assert routes(fresh.decision) == {Route.BATCH}

@@ -59,11 +59,14 @@ def test_slow_batch_escalates_at_the_point_and_keeps_its_finished_lines(tmp_path
     esc = out.submit.plan.escalation_at[MINI]
     assert esc is not None and START < esc < deadline
 
-    # One batch, cancelled not before the escalation point and promptly after it (the
-    # orchestrator wakes up at the point instead of waiting out a poll interval).
+    # One batch, cancelled promptly at the escalation point (the orchestrator wakes up at
+    # the point instead of waiting out a poll interval). Once the provider counts finished
+    # lines, a slow cancel would make us pay for them twice, so the point may move earlier
+    # than planned by at most the longest cancel allowed for (the prior's p95, 10 min).
     (batch,) = h.state.batches.values()
     cancelled_at = batch.times["cancelling_at"]
-    assert esc <= cancelled_at <= esc + h.settings.poll_min_seconds + 1.0
+    allowance = 600.0 + 2 * h.settings.poll_min_seconds + 5.0
+    assert esc - allowance <= cancelled_at <= esc + h.settings.poll_min_seconds + 1.0
     assert batch.status == "cancelled"
     assert [e.kind for e in store.list_events(run_id, kinds=["route.escalate"])] == [
         "route.escalate"

@@ -65,6 +65,7 @@ EXPECTED_COLUMNS = {
         "updated_at",
         "finished_at",
         "request_id",
+        "max_output_tokens",
         "fingerprint",
         "reuse_of",
         "reused_from",
@@ -280,3 +281,20 @@ def test_m003_lets_an_older_database_store_the_fast_route(tmp_path: Path) -> Non
     ).fetchone()[0]
     assert "'fast'" in index
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_m009_keeps_older_requests_readable_without_a_cap(tmp_path: Path) -> None:
+    """A database from before caps were kept: its rows read back with no cap, and the
+    router then counts their estimated output (which was the cap) against TPM."""
+    path = tmp_path / "old.db"
+    with Store.open(path) as store:
+        run_id = store.create_run(
+            source_path="in.jsonl", source_sha256="0" * 64, endpoint="/v1/embeddings",
+            models=["m"],
+        )  # fmt: skip
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE requests DROP COLUMN max_output_tokens")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm009_output_cap'")
+    with Store.open(path) as store:
+        assert "max_output_tokens" in store.db["requests"].columns_dict
+        assert store.get_run(run_id).id == run_id

@@ -195,8 +195,7 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
         + (f", {status.invalid:,} of them invalid" if status.invalid else "")
         + ")",
         f"source: {status.source_path}",
-        f"cost so far {format_usd(status.actual_cost)} of {format_usd(status.estimated_cost)} "
-        "estimated",
+        f"cost so far {format_usd(status.actual_cost)} of {_estimate(status)}",
     ]
     if status.budget is not None:
         share = (status.budget_spent + status.budget_reserved) / status.budget
@@ -214,8 +213,17 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
             f"re-sent after a failed check: {status.requeues:,} time(s), "
             f"{format_usd(status.requeue_cost)} (included in cost so far)"
         )
+    if status.paid_twice:
+        head.append(
+            f"paid twice to hold the deadline: {status.paid_twice:,} line(s), "
+            f"{format_usd(status.paid_twice_cost)} (included in the cost so far)"
+        )
     if status.deadline_at is not None:
         verdict = {True: "will be met", False: "AT RISK", None: "-"}[status.deadline_ok]
+        if status.deadline_ok is False and status.realtime_needed_s is not None:
+            verdict += (
+                f" (real time needs {format_duration(status.realtime_needed_s)} for the open work)"
+            )
         head.append(f"deadline {_when(status.deadline_at, now)}: {verdict}")
     if status.expected_finish is not None and not status.done:
         head.append(f"expected finish {_when(status.expected_finish, now)}")
@@ -236,6 +244,14 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
     return Group(*parts)
 
 
+def _estimate(status: RunStatus) -> str:
+    """The plan's one estimate, labelled: expected, and worst case where recorded."""
+    shown = f"{format_usd(status.estimated_cost)} expected"
+    if status.estimated_worst is not None and status.estimated_worst > status.estimated_cost:
+        shown += f" (worst case {format_usd(status.estimated_worst)})"
+    return shown
+
+
 def status_line(status: RunStatus) -> str:
     """One plain progress line (poll, non-interactive watch, demo without a terminal)."""
     ended = ("applied", "cancelled", "failed", "expired")
@@ -248,7 +264,7 @@ def status_line(status: RunStatus) -> str:
         + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
         + "; "
         f"{active} batch(es) active; cost {format_usd(status.actual_cost)} of "
-        f"{format_usd(status.estimated_cost)} est."
+        f"{format_usd(status.estimated_cost)} expected"
     )
     if status.deadline_ok is False:
         line += "; deadline at risk"
@@ -305,11 +321,21 @@ def costs_view(report: CostReport) -> RenderableType:
             format_usd(r.all_standard),
         )
     pct = 100.0 * report.saving / report.all_standard if report.all_standard > 0 else 0.0
-    total = (
-        f"estimated {format_usd(report.estimated)}, actual {format_usd(report.actual)}; "
-        f"all-standard would have cost {format_usd(report.all_standard)}: "
-        f"saving {format_usd(report.saving)} ({pct:.0f}%)"
+    worst = (
+        f", worst case {format_usd(report.estimated_worst)}"
+        if report.estimated_worst is not None and report.estimated_worst > report.estimated
+        else ""
     )
+    total = (
+        f"estimated {format_usd(report.estimated)} expected{worst}; actual "
+        f"{format_usd(report.actual)}; all-standard would have cost "
+        f"{format_usd(report.all_standard)}: saving {format_usd(report.saving)} ({pct:.0f}%)"
+    )
+    if report.paid_twice:
+        total += (
+            f"\npaid twice to hold the deadline: {report.paid_twice:,} line(s), "
+            f"{format_usd(report.paid_twice_cost)} (in actual)"
+        )
     if report.reused:
         total += (
             f"\nreused answers: {report.reused:,} line(s) not bought again, saving "

@@ -30,7 +30,7 @@ from batchyard.models import RequestStatus, Route, RunState
 from batchyard.orchestrator import routing
 from batchyard.router import Decision, Plan, RequestFeatures, RunPolicy
 from batchyard.store import Store
-from batchyard.store.rows import NewRequest
+from batchyard.store.rows import NewRequest, OutputEvidence
 
 __all__ = [
     "Intake",
@@ -62,17 +62,27 @@ def _resolved_name(models: Mapping[str, ModelInfo], name: str) -> str:
     return found.entry if found.how in ("exact", "alias") else name
 
 
+Evidence = Mapping[tuple[str, str], OutputEvidence]
+
+
 def _new_request(
     models: Mapping[str, ModelInfo],
-    learned_output: Mapping[str, float],
+    evidence: Evidence,
     p: _Line,
-    reuse: bool,
+    *,
+    worst: bool = False,
+    reuse: bool = True,
 ) -> NewRequest:
+    """The stored row of one line, costed at its expected output (`worst`: its worst case)."""
     info = _model_info(models, p.model)
     key = None
     if reuse and not p.sample:
         key = fingerprint(p.endpoint, p.body, _resolved_name(models, p.model))
-    out = routing.expected_output(p.endpoint, p.max_output, learned_output.get(p.model))
+    seen = evidence.get((p.model, p.endpoint))
+    if worst:
+        out = routing.worst_output(p.endpoint, p.max_output, seen)
+    else:
+        out = routing.expected_output(p.endpoint, p.max_output, seen)
     return NewRequest(
         custom_id=p.custom_id,
         line=p.line,
@@ -86,6 +96,7 @@ def _new_request(
         cost_batch=info.estimate(Route.BATCH, p.input_tokens, out),
         cost_fast=info.estimate(Route.FAST, p.input_tokens, out) if info.fast else None,
         priority=p.priority,
+        max_output_tokens=p.max_output,
         fingerprint=key,
     )
 
@@ -115,7 +126,7 @@ class Intake:
     models: Mapping[str, ModelInfo]
     checked: Validated
     rejects_path: Path | None
-    learned_output: Mapping[str, float]
+    learned_output: Evidence
     requests: list[RequestFeatures]
     cache: tuple[array[int], array[int], array[int], array[int]]
     reuse: bool = True  # False: every line is sent as asked (`--no-reuse`)
@@ -143,7 +154,7 @@ class Intake:
                     priority,
                     obj.get("sample") is not None,
                 ),
-                self.reuse,
+                reuse=self.reuse,
             )
 
     @property
@@ -158,7 +169,7 @@ def check_file(
     *,
     skip_invalid: bool = False,
     rejects: Path | None = None,
-    learned_output: Mapping[str, float] | None = None,
+    learned_output: Evidence | None = None,
     reuse: bool = True,
 ) -> Intake:
     """Validate the whole file in one pass before anything is recorded, keeping what the
@@ -189,9 +200,10 @@ def check_file(
             item.priority,
             item.sample,
         )
-        new = _new_request(models, learned, line, reuse)
-        requests.append(routing.from_new(new))
-        keys.append(new.fingerprint)
+        expected = _new_request(models, learned, line, reuse=reuse)
+        worst = _new_request(models, learned, line, worst=True)
+        requests.append(routing.from_new(expected, worst))
+        keys.append(expected.fingerprint)
         cached = (
             item.line,
             item.input_tokens,
@@ -294,6 +306,7 @@ def record_run(
             "cancel_quantile": policy.cancel_quantile,
             "batch_setup_s": policy.batch_setup_s,
             "small_run": small,
+            "estimate_worst": plan.worst,
             "requests": checked.valid,
             "rejected": checked.invalid_lines,
             "rejects_path": str(intake.rejects_path) if intake.rejects_path else None,

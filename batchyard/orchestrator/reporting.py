@@ -23,8 +23,8 @@ from batchyard.orchestrator.reports import (
     FetchReport,
     RunStatus,
 )
-from batchyard.orchestrator.routing import turnarounds
-from batchyard.router import Turnaround
+from batchyard.orchestrator.routing import capacities, turnarounds
+from batchyard.router import Turnaround, Work, realtime_seconds
 from batchyard.store import Store
 from batchyard.store.rows import RequestRow, RunRow
 
@@ -66,7 +66,10 @@ def status(
     now: float,
     stalled: str | None = None,
     prior: Turnaround | None = None,
+    models: Mapping[str, ModelInfo] | None = None,
 ) -> RunStatus:
+    """The run as the user sees it. With `models` (the price and limit table), the deadline
+    verdict asks whether real time from now could still finish the open work."""
     counts = {
         f"{route.value if route else '-'}/{state.value}": n
         for (route, state), n in sorted(
@@ -127,11 +130,19 @@ def status(
         expected = now
     done = run.state in (RunState.COMPLETED, RunState.CANCELLED)
     deadline_ok = None
+    needed = None if done or models is None else realtime_needed(store, run, models)
     if run.deadline_at is not None:
-        finish = run.finished_at if done else expected
-        deadline_ok = finish is None or finish <= run.deadline_at
+        if done:
+            deadline_ok = run.finished_at is None or run.finished_at <= run.deadline_at
+        elif needed is not None:
+            # The plan moves late batch work to real time before the deadline: the run is
+            # at risk only when real time from now could not finish what is open.
+            deadline_ok = now + needed <= run.deadline_at
+        else:
+            deadline_ok = expected is None or expected <= run.deadline_at
+    paid_twice, paid_twice_cost = store.paid_twice(run.id)
+    worst = run.options.get("estimate_worst")
     summary = store.summary(run.id)
-    spent = run.actual_cost
     return RunStatus(
         run_id=run.id,
         state=run.state.value,
@@ -152,11 +163,15 @@ def status(
         reasons=reasons[-10:],
         done=done,
         stalled=None if done else stalled,
+        estimated_worst=float(worst) if isinstance(worst, int | float) else None,
+        paid_twice=paid_twice,
+        paid_twice_cost=paid_twice_cost,
+        realtime_needed_s=needed,
         reused=sum(x.reused for x in summary),
         reuse_saving=round(sum(x.saved for x in summary), 6),
         requeues=sum(x.requeues for x in summary),
         requeue_cost=round(sum(x.requeue_cost for x in summary), 6),
-        budget_spent=spent,
+        budget_spent=run.actual_cost,
         budget_reserved=reserved_cost(store, run.id),
         budget_warning=next(
             (e.message for e in reversed(events) if e.kind == "budget.warning"), None
@@ -176,6 +191,24 @@ def reserved_cost(store: Store, run_id: str) -> float:
             for r in store.iter_requests(run_id, statuses=_OPEN)
         ),
         6,
+    )
+
+
+def realtime_needed(store: Store, run: RunRow, models: Mapping[str, ModelInfo]) -> float:
+    """Seconds real time needs from now to finish the run's open work at the table's
+    limits, models side by side (each has its own limits), with the run's spread."""
+    load = store.open_load(run.id)
+    known = [m for m in load if as_catalog(models).find(m) is not None]
+    caps = capacities(models, known)
+    spread = float(run.options.get("realtime_spread", 0.0) or 0.0)
+    return max(
+        (
+            realtime_seconds(
+                Work(count=load[m][0], rate_tokens=load[m][1]), caps[m], Route.STANDARD, spread
+            )
+            for m in known
+        ),
+        default=0.0,
     )
 
 
@@ -228,10 +261,22 @@ def costs(store: Store, models: Mapping[str, ModelInfo], run_id: str | None = No
         ]
     actual = sum(r.actual for r in rows)
     standard = sum(r.all_standard for r in rows)
+    twice = [store.paid_twice(run.id) for run in runs]
+    worsts = [run.options.get("estimate_worst") for run in runs]
+    worst = (
+        round(sum(float(w) for w in worsts if isinstance(w, int | float)), 6)
+        if all(isinstance(w, int | float) for w in worsts)
+        else None
+    )
     return CostReport(
         run_id=run_id,
         rows=rows,
-        estimated=round(sum(r.estimated for r in rows), 6),
+        # The plan's expected figure, as `status` shows it (the rows split the same lines
+        # by the route they took, each at that route's estimated price).
+        estimated=round(sum(run.estimated_cost for run in runs), 6),
+        estimated_worst=worst,
+        paid_twice=sum(n for n, _ in twice),
+        paid_twice_cost=round(sum(c for _, c in twice), 6),
         actual=round(actual, 6),
         all_standard=round(standard, 6),
         saving=round(standard - actual, 6),

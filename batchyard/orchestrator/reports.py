@@ -86,6 +86,13 @@ class RunStatus:
     reasons: list[str]  # latest routing reasons and changes of course, newest last
     done: bool  # every request terminal and every batch applied
     stalled: str | None = None  # why this process cannot move the run on (quota, budget)
+    # The plan's estimate: `estimated_cost` is the expected figure, this the worst case.
+    estimated_worst: float | None = None
+    # Lines answered in batch after being sent again in real time: the deadline's price.
+    paid_twice: int = 0
+    paid_twice_cost: float = 0.0
+    # Seconds real time needs from now for the open work (the deadline verdict's basis).
+    realtime_needed_s: float | None = None
     reused: int = 0  # lines answered from earlier runs or an identical line (not sent)
     reuse_saving: float = 0.0  # what those answers cost when they were bought
     requeues: int = 0  # sends after an answer failed a check
@@ -147,6 +154,10 @@ class CostReport:
     all_standard: float
     saving: float  # all_standard - actual, over finished requests
     reasons: list[str] = field(default_factory=list)
+    # `estimated` is the plan's expected cost (the figure `status` shows); this its worst.
+    estimated_worst: float | None = None
+    paid_twice: int = 0  # lines billed twice to hold a deadline (their cost is in actual)
+    paid_twice_cost: float = 0.0
     reused: int = 0  # lines answered from the store or an identical line, not bought
     reuse_saving: float = 0.0  # what those answers cost when bought: not paid again
     requeues: int = 0  # sends after an answer failed a check

@@ -11,6 +11,8 @@ import math
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.config import Settings
@@ -29,10 +31,11 @@ from batchyard.router import (
     parse_deadline,
 )
 from batchyard.store import Store
-from batchyard.store.rows import BatchRow, NewRequest, RequestRow, RunRow
+from batchyard.store.rows import BatchRow, NewRequest, OutputEvidence, RequestRow, RunRow
 
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
+    "worst_output",
     "OPEN_STATUSES",
     "cancel_latency",
     "capacities",
@@ -95,13 +98,15 @@ def user_policy(
     )
 
 
-def _safety(settings: Settings) -> dict[str, float]:
+def _safety(settings: Settings) -> dict[str, Any]:
     """The deadline's safety settings, as `RunPolicy` fields."""
     return {
         "margin_s": settings.margin_seconds,
         "realtime_spread": settings.realtime_spread,
         "cancel_quantile": settings.cancel_quantile,
         "batch_setup_s": settings.batch_setup_seconds,
+        # a cancelling shard is polled every 2 x poll_min; then its output is applied
+        "cancel_notice_s": 2 * settings.poll_min_seconds + 5.0,
     }
 
 
@@ -130,13 +135,30 @@ def run_policy(run: RunRow, settings: Settings) -> RunPolicy:
     )
 
 
-def expected_output(endpoint: str, max_output: int | None, learned: float | None = None) -> int:
-    """The request's own maximum; else the model's mean over finished requests; else 256."""
+def expected_output(
+    endpoint: str, max_output: int | None, evidence: OutputEvidence | None = None
+) -> int:
+    """The expected output tokens: the billed mean for the model and endpoint, capped by
+    the request's own maximum; before there is evidence, that maximum; else 256."""
     if endpoint.endswith(("/embeddings", "/moderations")):
         return 0
-    if max_output is not None:
-        return max_output
-    return round(learned) if learned is not None else DEFAULT_OUTPUT_TOKENS
+    if evidence is not None:
+        mean = round(evidence.mean)
+        return mean if max_output is None else min(mean, max_output)
+    return max_output if max_output is not None else DEFAULT_OUTPUT_TOKENS
+
+
+def worst_output(
+    endpoint: str, max_output: int | None, evidence: OutputEvidence | None = None
+) -> int:
+    """The worst-case output tokens the plan and budget count on: the billed p95 for the
+    model and endpoint, capped by the request's maximum; before there is evidence, that
+    maximum. With neither, the expected figure (256): set a maximum to bound it."""
+    if endpoint.endswith(("/embeddings", "/moderations")):
+        return 0
+    if evidence is not None:
+        return evidence.high if max_output is None else min(evidence.high, max_output)
+    return max_output if max_output is not None else DEFAULT_OUTPUT_TOKENS
 
 
 def asks_fast(body: Mapping[str, object] | None) -> bool:
@@ -155,6 +177,7 @@ def _feature(
     *,
     fast: bool = False,
     cost_fast: float | None = None,
+    max_output: int | None = None,
 ) -> RequestFeatures:
     standard, flex, batch = costs
     return RequestFeatures(
@@ -170,6 +193,7 @@ def _feature(
             fast=cost_fast,
         ),
         priority=priority,
+        max_output_tokens=max_output,
         shard=shard,
         fast=fast,
     )
@@ -187,6 +211,8 @@ def feature(r: RequestRow, live_shards: frozenset[int] = frozenset()) -> Request
         str(r.shard) if r.shard is not None and r.shard in live_shards else None,
         # a line routed fast was pinned there (its body, or --route fast): it stays
         fast=r.route is Route.FAST or asks_fast(r.body),
+        # TPM is charged at the cap; rows recorded before caps were kept had it as output
+        max_output=r.max_output_tokens,
     )
 
 
@@ -197,9 +223,10 @@ def features(
     return [feature(r, live_shards) for r in rows]
 
 
-def from_new(n: NewRequest) -> RequestFeatures:
-    """Router features of a request about to be stored."""
-    return _feature(
+def from_new(n: NewRequest, worst: NewRequest | None = None) -> RequestFeatures:
+    """Router features of a request about to be stored; `worst` is the same request costed
+    at its worst-case output (default: the expected one)."""
+    f = _feature(
         n.custom_id,
         n.endpoint,
         n.model,
@@ -208,7 +235,20 @@ def from_new(n: NewRequest) -> RequestFeatures:
         n.priority,
         fast=asks_fast(n.body),
         cost_fast=n.cost_fast,
+        max_output=n.max_output_tokens,
     )
+    if worst is None or worst.output_tokens == n.output_tokens:
+        return f
+    w = _feature(
+        n.custom_id,
+        n.endpoint,
+        n.model,
+        (n.input_tokens, worst.output_tokens),
+        (worst.cost_standard, worst.cost_flex, worst.cost_batch),
+        n.priority,
+        cost_fast=worst.cost_fast,
+    )
+    return replace(f, output_worst=w.output_tokens, cost_worst=w.cost)
 
 
 def capacities(

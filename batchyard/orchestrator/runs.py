@@ -226,7 +226,7 @@ class Orchestrator:
         intake = check_file(
             Path(path),
             self.models,
-            learned_output=self.store.mean_output_tokens(),
+            learned_output=self.store.output_evidence(),
             reuse=self.settings.reuse if reuse is None else reuse,
         )
         requests, preview = reuse_preview(intake, self.store)
@@ -278,7 +278,7 @@ class Orchestrator:
             self.models,
             skip_invalid=skip_invalid,
             rejects=Path(rejects) if rejects else None,
-            learned_output=self.store.mean_output_tokens(),
+            learned_output=self.store.output_evidence(),
             reuse=self.settings.reuse if reuse is None else reuse,
         )
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
@@ -385,6 +385,7 @@ class Orchestrator:
     async def _batch_round(self, run: RunRow) -> bool:
         """Poll, re-decide, submit. False while the run is being cancelled: then only the
         cancelled shards are still applied and nothing new starts."""
+        self._poll_now_if_due(run.id)
         await self.batch.poll(run.id)
         if run.state is RunState.CANCELLING:
             return False
@@ -424,6 +425,8 @@ class Orchestrator:
             while not self.stopping.is_set():
                 run = check_recorded(self.store, self.store.get_run(run_id))
                 if run.state in (RunState.COMPLETED, RunState.CANCELLED):
+                    if on_round is not None and rounds == 0:
+                        on_round(self.status(run_id))  # finished before: one round still
                     break
                 if await self._batch_round(run) and (rt_task is None or rt_task.done()):
                     if rt_task is not None and (exc := rt_task.exception()) is not None:
@@ -451,9 +454,18 @@ class Orchestrator:
                 await rt_task
         return self.status(run_id)
 
+    def _poll_now_if_due(self, run_id: str) -> None:
+        """At an escalation or release point, what moves depends on how far the shards
+        have come: poll them now, not when their (backed-off) schedule says."""
+        wake = self._escalation.get(run_id)
+        if wake is not None and self.clock() >= wake:
+            for b in self.store.list_active_batches(run_id):
+                self.batch.schedule.forget(b.id)
+
     def _next_round_in(self, run_id: str) -> float:
-        """Until the next batch poll is due, or the next escalation point if sooner (so
-        late batch work is moved the moment it must be, not a poll interval later)."""
+        """Until the next batch poll is due, or the next escalation or release point if
+        sooner (so late batch work is moved the moment it must be, not a poll interval
+        later)."""
         wait = self.batch.next_poll_in(run_id)
         escalation = self._escalation.get(run_id)
         if escalation is not None:
@@ -502,7 +514,7 @@ class Orchestrator:
     def status(self, run_id: str) -> RunStatus:
         stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))
         run = self.store.get_run(run_id)
-        return reporting.status(self.store, run, self.clock(), stalled, self.prior)
+        return reporting.status(self.store, run, self.clock(), stalled, self.prior, self.models)
 
     def costs(self, run_id: str | None = None) -> CostReport:
         return reporting.costs(self.store, self.models, run_id)

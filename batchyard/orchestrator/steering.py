@@ -10,6 +10,7 @@ no printing.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from batchyard.catalog import ModelInfo, lookup
@@ -64,7 +65,8 @@ async def reroute(
     prior: Turnaround | None = None,
     cancel_prior: Turnaround | None = None,
 ) -> float | None:
-    """Re-decide the open work of `run`; returns the next escalation point still ahead.
+    """Re-decide the open work of `run`; returns the next escalation or release point still
+    ahead (when the driver must look again, whatever the poll schedule says).
 
     Requests in flight are not moved, but they are work real time still has to finish, so
     they count when the router works out how long real time needs. Lines of a shard the
@@ -83,9 +85,14 @@ async def reroute(
         if r.status is not RequestStatus.SUBMITTED or r.shard in live
     ]
     batches = store.list_batches()
+    escalated = frozenset(
+        b.model
+        for b in batches
+        if b.run_id == run.id and b.provider_times.get("cancelling_at") is not None
+    )
     red = redecide(
         open_work,
-        policy,
+        replace(policy, escalated=escalated),
         capacities(names),
         now,
         routing.turnarounds(batches, names, prior),
@@ -97,6 +104,12 @@ async def reroute(
     for change in red.changes:
         if change.action == "cancel_shard":
             store.add_event(run.id, "route.escalate", change.reason, shard=int(change.subject))
+        elif change.action == "release_shard" and change.to_route is not None:
+            released = store.release_shard(
+                run.id, int(change.subject), change.to_route, change.reason
+            )
+            if released:
+                progress("route", {"run_id": run.id, "released": released})
     if red.cancel_shards:
         report = await batch.cancel_shards(
             run.id, [int(s) for s in red.cancel_shards], "escalation point reached"
@@ -121,8 +134,10 @@ async def reroute(
             extra = len(moves) - _EVENTS_PER_ROUND
             store.add_event(run.id, "route.change", f"... and {extra} more request(s) re-routed")
         progress("route", {"run_id": run.id, "moved": len(moves)})
-    ahead = [t for t in red.decision.escalation_at.values() if t is not None and t > now]
-    return min(ahead, default=None)
+    points = (
+        t for m in red.decision.models for t in (m.escalation_at, m.release_at) if t is not None
+    )
+    return min((t for t in points if t > now), default=None)
 
 
 def watch_cancels(batch: BatchRunner, report: CancelReport, now: float) -> None:

@@ -64,6 +64,7 @@ class ModelDecision:
     classes: Mapping[int, Work] = field(default_factory=dict)
     cancel_shards: tuple[str, ...] = ()
     release_shards: tuple[str, ...] = ()
+    release_at: float | None = None  # the next release point of a cancelling shard
     routed: Mapping[Route, Work] = field(default_factory=dict)
     deferred: Work = NO_WORK
     assignments: tuple[Assignment, ...] = ()
@@ -105,6 +106,13 @@ class Decision:
     @property
     def escalation_at(self) -> dict[str, float | None]:
         return {m.model: m.escalation_at for m in self.models}
+
+    @property
+    def wake_at(self) -> float | None:
+        """The next moment the decision may change on its own: the earliest escalation or
+        release point among the models (None: nothing scheduled)."""
+        points = [t for m in self.models for t in (m.escalation_at, m.release_at) if t is not None]
+        return min(points, default=None)
 
     @property
     def cancel_shards(self) -> tuple[str, ...]:

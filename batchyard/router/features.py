@@ -102,8 +102,9 @@ class RunPolicy:
     deadline needs, not one constant: `margin_s` (a small floor), plus `realtime_spread`
     (real time may run this share slower than its rate limits say), plus the cancel
     latency (a learned distribution the caller passes to the router: its mean where
-    nothing of a batch is known finished, its `cancel_quantile` where the batch's own
-    progress is counted on). `batch_setup_s`: how long a new shard needs before it can
+    nothing of a batch is known finished, its `cancel_quantile` once the provider counts
+    finished lines, which a slow cancel would make us pay twice; plus `cancel_notice_s`,
+    the poll that sees the cancel done). `batch_setup_s`: how long a new shard needs before it can
     make progress (upload, create, validation); batch is tried whenever the escalation
     point is at least that far away.
     `escalation_step_s`: an escalation point closer than this counts as reached (as a batch
@@ -111,7 +112,9 @@ class RunPolicy:
     A run with at most `small_run_requests` requests, or whose all-standard cost is at most
     `small_run_usd`, is too small for batching to matter and goes to real time.
     `breaker_margin_s`: how much earlier the escalation point moves while a model's
-    real-time circuit breaker is open.
+    real-time circuit breaker is open. `escalated`: models whose batches this run already
+    cancelled at their escalation point; their open work stays in real time (a cancel that
+    finished sooner than allowed for must not send it back to a batch as slow as the last).
     """
 
     deadline: float | None = None
@@ -123,7 +126,9 @@ class RunPolicy:
     small_run_usd: float = 0.05
     breaker_margin_s: float = 300.0
     realtime_spread: float = 0.05
-    cancel_quantile: float = 0.9
+    cancel_quantile: float = 0.95
+    cancel_notice_s: float = 15.0
+    escalated: frozenset[str] = frozenset()
     batch_setup_s: float = 60.0
     escalation_step_s: float = 10.0
 

@@ -63,20 +63,29 @@ class Safety:
     floor_s: float
     spread: float
     cancel: Turnaround
-    quantile: float = 0.9
+    quantile: float = 0.95
+    notice_s: float = 0.0  # after the provider finishes a cancel, until the driver sees it
 
     @classmethod
     def of(cls, policy: RunPolicy, cancel: Turnaround) -> Safety:
-        return cls(policy.margin_s, policy.realtime_spread, cancel, policy.cancel_quantile)
+        return cls(
+            policy.margin_s,
+            policy.realtime_spread,
+            cancel,
+            policy.cancel_quantile,
+            policy.cancel_notice_s,
+        )
 
     @property
     def cancel_mean_s(self) -> float:
-        return self.cancel.mean_s
+        """The cancel's mean latency, and the poll that sees it done."""
+        return self.cancel.mean_s + self.notice_s
 
     @property
     def cancel_high_s(self) -> float:
+        """The cancel's `quantile` latency (capped at its longest), and the poll."""
         high = self.cancel.quantile(self.quantile)
-        return min(high, self.cancel.max_s)
+        return min(high, self.cancel.max_s) + self.notice_s
 
 
 def latest_start(

@@ -55,16 +55,20 @@ def is_small_run(
     return total.count <= policy.small_run_requests or total.cost.standard <= policy.small_run_usd
 
 
-def _shard_actions(ctx: ModelContext, md: ModelDecision) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(shards to cancel now, cancelling shards to release to real time now)."""
+def _shard_actions(
+    ctx: ModelContext, md: ModelDecision
+) -> tuple[tuple[str, ...], tuple[str, ...], float | None]:
+    """(shards to cancel now, cancelling shards to release to real time now, the next
+    release point still ahead: when the caller must look again)."""
     esc = md.escalation_at
     if esc is None:
-        return (), ()
+        return (), (), None
     now = ctx.now
     reached = now >= esc - ctx.policy.escalation_step_s
     cancel = tuple(s.shard_id for s in ctx.shards if not s.cancelling and reached)
     deadline = ctx.policy.deadline
     release: list[str] = []
+    ahead: list[float] = []
     if deadline is not None:
         for s in ctx.shards:
             if not s.cancelling:
@@ -74,7 +78,9 @@ def _shard_actions(ctx: ModelContext, md: ModelDecision) -> tuple[tuple[str, ...
             )
             if now >= point:
                 release.append(s.shard_id)
-    return cancel, tuple(release)
+            else:
+                ahead.append(point)
+    return cancel, tuple(release), min(ahead, default=None)
 
 
 def route_work(
@@ -118,8 +124,10 @@ def route_work(
             raise ValueError(
                 f"rules {rules!r} decided nothing for {model}; end them with a catch-all"
             )
-        cancel_ids, release_ids = _shard_actions(ctx, decided)
-        decided = replace(decided, cancel_shards=cancel_ids, release_shards=release_ids)
+        cancel_ids, release_ids, release_at = _shard_actions(ctx, decided)
+        decided = replace(
+            decided, cancel_shards=cancel_ids, release_shards=release_ids, release_at=release_at
+        )
         fast = ctx.work.fast
         if fast:
             decided = replace(

@@ -39,6 +39,7 @@ __all__ = [
     "override_rule",
     "quota_rule",
     "release_point",
+    "cancel_allowance",
     "small_run_rule",
 ]
 
@@ -81,24 +82,66 @@ def escalation_point(
     capacity: ModelCapacity,
     route: Route,
     safety: Safety,
+    now: float | None = None,
 ) -> float | None:
     """The last safe moment to cancel the model's batches and finish their work in real time.
 
-    Two bounds, the later wins. Counting every line not known finished, real time could
-    start on all of them once the cancel is done, so the point allows for the cancel's mean
-    latency. Counting on the provider's own progress (`request_counts.completed`), real time
-    needs only the unfinished lines, but cannot tell which they are until the cancel is
-    done, so the point allows for a high quantile of the cancel latency. As a batch makes
+    Real time's latest start for every line not known finished (by the provider's own
+    count), less an allowance for the cancel (`cancel_allowance`). As a batch makes
     progress, the point moves later. None without a deadline.
     """
     if deadline is None:
         return None
     base = work.fixed + work.total
-    every = sum((s.work for s in shards), base)
     unanswered = sum((s.remaining for s in shards), base)
-    all_lines = latest_start(deadline, every, capacity, route, safety) - safety.cancel_mean_s
-    counted = latest_start(deadline, unanswered, capacity, route, safety) - safety.cancel_high_s
-    return max(all_lines, counted)
+    allowance = cancel_allowance(shards, unanswered, route, safety, now)
+    return latest_start(deadline, unanswered, capacity, route, safety) - allowance
+
+
+_ALLOWANCE_QUANTILES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def cancel_allowance(
+    shards: Sequence[ShardState],
+    unanswered: Work,
+    route: Route,
+    safety: Safety,
+    now: float | None,
+) -> float:
+    """How much cancel latency the escalation point allows for: the allowance `a` with the
+    lowest expected cost, from the cancel's mean up to its `cancel_quantile`.
+
+    Which lines a batch finished is known only once its cancel is done. A cancel slower
+    than `a` releases the lines to real time, and the `D` lines the provider counted
+    finished are then paid twice: expected cost P(cancel > a) x D x the real-time price.
+    A larger `a` cancels earlier, so the batch finishes fewer lines at its own price:
+    a x the batch's completion rate x (real-time - batch price). While nothing is counted
+    finished, nothing could be paid twice and the mean is allowed for. Every allowance
+    includes the poll that sees the cancel done (`Safety.notice_s`).
+    """
+    floor = safety.cancel_mean_s
+    done = sum(max(s.completed, 0) for s in shards)
+    if done <= 0 or unanswered.count <= 0:
+        return floor
+    rate = 0.0  # lines per second the batches finish
+    for s in shards:
+        began = s.started_at if s.started_at is not None else s.submitted_at
+        if now is not None and s.completed > 0 and now > began:
+            rate += s.completed / (now - began)
+    per_rt = unanswered.cost.on(route) / unanswered.count
+    per_batch = unanswered.cost.batch / unanswered.count
+    cancel, notice = safety.cancel, safety.notice_s
+
+    def expected(a: float) -> float:
+        slow = 1.0 - cancel.cdf(max(a - notice, 0.0))
+        return slow * done * per_rt + a * rate * max(per_rt - per_batch, 0.0)
+
+    candidates = [floor]
+    for q in _ALLOWANCE_QUANTILES:
+        if q > safety.quantile:
+            break
+        candidates.append(max(floor, min(cancel.quantile(q), cancel.max_s) + notice))
+    return min(candidates, key=expected)
 
 
 def release_point(
@@ -158,7 +201,7 @@ def make_context(
         capacity.flex_usable and flex_cheaper and _flex_fits(unanswered, capacity, policy, now)
     )
     route = Route.FLEX if use_flex else Route.STANDARD
-    esc = escalation_point(policy.deadline, work, shards, capacity, route, safety)
+    esc = escalation_point(policy.deadline, work, shards, capacity, route, safety, now)
     if esc is not None and capacity.breaker_open:
         esc -= policy.breaker_margin_s
     return ModelContext(
@@ -356,6 +399,12 @@ def _deadline(ctx: ModelContext) -> ModelDecision | None:
         "; real-time breaker open, escalation pulled earlier" if ctx.capacity.breaker_open else ""
     )
     point = f"escalation point {format_time(esc)}"
+    if ctx.model in ctx.policy.escalated and ctx.open:
+        reason = (
+            f"escalated earlier in this run (its batch was not back by the point): {needs}; "
+            f"the rest in real time{breaker}"
+        )
+        return _realtime_now(ctx, "deadline", route, reason)
     setup = ctx.policy.batch_setup_s
     if not ctx.open or esc - ctx.now >= setup:
         tried = try_batch_cost(ctx)

@@ -29,6 +29,10 @@ Runs
 Requests
     add_requests(run_id, Iterable[NewRequest]) -> int        streamed, chunked, pending
     set_routes(run_id, Iterable[(custom_id, Route, reason)]) -> int   -> routed (checked)
+    release_shard(run_id, shard, route, reason) -> int   a slow-cancel shard's lines -> routed
+    open_load(run_id) -> {model: (count, tpm tokens)}   unfinished work, for the verdict
+    paid_twice(run_id) -> (lines, usd)            answered in batch after being sent again
+    output_evidence() -> {(model, endpoint): OutputEvidence}   billed output, mean and p95
     iter_requests(run_id, *, statuses, routes, shard, with_body, with_response)
         -> Iterator[RequestRow]        line order, paged; never loads the whole run
     get_request(run_id, custom_id) -> RequestRow;  get_bodies(run_id, ids) -> {id: body}
@@ -87,6 +91,7 @@ from .rows import (
     FileKind,
     FileRow,
     NewRequest,
+    OutputEvidence,
     RequestRow,
     Result,
     RunRow,
@@ -108,6 +113,7 @@ __all__ = [
     "FileKind",
     "FileRow",
     "NewRequest",
+    "OutputEvidence",
     "RequestRow",
     "Result",
     "RunRow",

@@ -19,7 +19,7 @@ from batchyard.models import BatchStatus, RequestStatus, Route
 
 from .base import CHUNK, LOOKUP, StoreBase, chunked, placeholders
 from .codec import decode_body, encode_body
-from .rows import NewRequest, RequestRow, SummaryRow
+from .rows import NewRequest, OutputEvidence, RequestRow, SummaryRow
 from .transitions import PROVIDER_TERMINAL, REQUEST_TERMINAL, check_request
 
 __all__ = ["RequestsMixin"]
@@ -28,14 +28,15 @@ _COLS = (
     "run_id, custom_id, line, endpoint, model, priority, est_input_tokens, est_output_tokens, "
     "est_cost_standard, est_cost_flex, est_cost_batch, route, route_reason, status, attempts, "
     "shard, owner, not_before, status_code, error_code, error_message, input_tokens, "
-    "output_tokens, cost, updated_at, finished_at, request_id, fingerprint, reused_from, saved, "
-    "requeues, requeue_cost"
+    "output_tokens, cost, updated_at, finished_at, request_id, max_output_tokens, fingerprint, "
+    "reused_from, saved, requeues, requeue_cost"
 )
-_N_COLS = 32
+_N_COLS = 33
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
     "est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, est_cost_batch, "
-    "status, updated_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
+    "max_output_tokens, status, updated_at, fingerprint) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
 )
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
 # Estimated cost of a request on the route it was given (standard until routed).
@@ -77,11 +78,12 @@ def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> Req
         body=decode_body(body),
         response_body=decode_body(response),
         request_id=r[26],
-        fingerprint=r[27],
-        reused_from=json.loads(r[28]) if r[28] else None,
-        saved=r[29],
-        requeues=r[30],
-        requeue_cost=r[31],
+        max_output_tokens=r[27],
+        fingerprint=r[28],
+        reused_from=json.loads(r[29]) if r[29] else None,
+        saved=r[30],
+        requeues=r[31],
+        requeue_cost=r[32],
     )
 
 
@@ -114,6 +116,7 @@ class RequestsMixin(StoreBase):
                     r.cost_standard,
                     r.cost_flex,
                     r.cost_batch,
+                    r.max_output_tokens,
                     now,
                     r.fingerprint,
                 )
@@ -212,6 +215,67 @@ class RequestsMixin(StoreBase):
                 )
             total += len(chunk)
         return total
+
+    def release_shard(self, run_id: str, shard: int, route: Route, reason: str) -> int:
+        """Send the lines of a shard whose cancel is still pending to `route` (real time).
+
+        For when the cancel has not finished by the last moment real time can still start:
+        the deadline comes first. The lines leave the shard (`submitted` -> `routed`); the
+        shard's attempt stays open, so when the cancelled shard is applied its answers for
+        them are either taken (line not yet sent again) or recorded as paid twice. Returns
+        how many lines were released.
+        """
+        self._require_run(run_id)
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT status FROM batches WHERE id = ? AND run_id = ?", (shard, run_id)
+            ).fetchone()
+            if found is None or found[0] != BatchStatus.CANCELLING.value:
+                raise IllegalTransition(
+                    f"Shard {shard} of run {run_id} is {found[0] if found else 'unknown'}: "
+                    "only the lines of a shard still cancelling can be released."
+                )
+            n = conn.execute(
+                "UPDATE requests SET route = ?, route_reason = ?, status = 'routed', "
+                "shard = NULL, updated_at = ? "
+                "WHERE run_id = ? AND shard = ? AND status = 'submitted'",
+                (Route(route).value, reason, self.now(), run_id, shard),
+            ).rowcount
+            if n:
+                self._event(
+                    conn,
+                    run_id,
+                    "route.release",
+                    f"{n} line(s) of shard {shard} sent to {Route(route).value}: {reason}",
+                    {"released": n, "route": Route(route).value},
+                    shard=shard,
+                )
+        return int(n)
+
+    def open_load(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Per model, the run's unfinished requests: (count, tokens charged against TPM:
+        input plus the output cap, or the estimated output where there is no cap)."""
+        self._require_run(run_id)
+        rows = self.db.conn.execute(
+            "SELECT model, count(*), "
+            "coalesce(sum(est_input_tokens + coalesce(max_output_tokens, est_output_tokens)), 0) "
+            "FROM requests WHERE run_id = ? "
+            "AND status NOT IN ('succeeded', 'failed', 'invalid', 'cancelled', 'twin') "
+            "GROUP BY model",
+            (run_id,),
+        )
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+    def paid_twice(self, run_id: str) -> tuple[int, float]:
+        """(lines, USD) a released shard answered after they were sent again: billed twice,
+        the price of holding the deadline."""
+        self._require_run(run_id)
+        count, cost = self.db.conn.execute(
+            "SELECT count(*), coalesce(sum(cost), 0) FROM attempts "
+            "WHERE run_id = ? AND outcome = 'paid_twice'",
+            (run_id,),
+        ).fetchone()
+        return int(count), float(cost)
 
     def _shard_statuses(self, conn: sqlite3.Connection, shards: set[Any]) -> dict[int, str]:
         shards.discard(None)
@@ -337,14 +401,29 @@ class RequestsMixin(StoreBase):
         )
         return {(Route(r[0]) if r[0] else None, RequestStatus(r[1])): r[2] for r in rows}
 
-    def mean_output_tokens(self, *, min_samples: int = 20) -> dict[str, float]:
-        """Per model, the mean output tokens of succeeded requests (across runs), where at
-        least `min_samples` requests have finished: the estimate for uncapped requests."""
-        rows = self.db.conn.execute(
-            "SELECT model, avg(output_tokens), count(*) FROM requests "
-            "WHERE status = 'succeeded' AND output_tokens IS NOT NULL GROUP BY model"
-        )
-        return {r[0]: float(r[1]) for r in rows if r[2] >= min_samples}
+    def output_evidence(
+        self, *, min_samples: int = 20, quantile: float = 0.95
+    ) -> dict[tuple[str, str], OutputEvidence]:
+        """Per (model, endpoint), the output tokens billed for succeeded requests across
+        runs: mean and `quantile`, where at least `min_samples` have finished. The router's
+        expected and worst-case output estimates come from these."""
+        conn = self.db.conn
+        groups = conn.execute(
+            "SELECT model, endpoint, avg(output_tokens), count(*) FROM requests "
+            "WHERE status = 'succeeded' AND output_tokens IS NOT NULL GROUP BY 1, 2"
+        ).fetchall()
+        found: dict[tuple[str, str], OutputEvidence] = {}
+        for model, endpoint, mean, n in groups:
+            if n < min_samples:
+                continue
+            (high,) = conn.execute(
+                "SELECT output_tokens FROM requests WHERE status = 'succeeded' "
+                "AND output_tokens IS NOT NULL AND model = ? AND endpoint = ? "
+                "ORDER BY output_tokens LIMIT 1 OFFSET ?",
+                (model, endpoint, min(n - 1, int(quantile * n))),
+            ).fetchone()
+            found[(model, endpoint)] = OutputEvidence(float(mean), int(high), int(n))
+        return found
 
     def summary(self, run_id: str) -> list[SummaryRow]:
         """Per (model, route): requests, outcomes, estimated and actual cost, tokens."""

@@ -85,6 +85,7 @@ class ResultsMixin(ReuseMixin):
         settled: list[str] = []
         applied = duplicates = stale = unknown = 0
         unknown_ids: list[str] = []
+        released: list[Result] = []
         cost = 0.0
         for res in chunk:
             if res.status not in _OUTCOMES:
@@ -104,9 +105,10 @@ class ResultsMixin(ReuseMixin):
             ):
                 # Re-queues spent: the line ends invalid, its last answer and reason kept.
                 res = dataclasses.replace(res, status=RequestStatus.INVALID, requeue=False)
-            if (res.shard is not None and shard != res.shard) or (
-                owner is not None and (old != RequestStatus.IN_FLIGHT or row_owner != owner)
-            ):
+            if owner is None and res.shard is not None and shard != res.shard:
+                released.append(res)  # settled below: a released line, or stale
+                continue
+            if owner is not None and (old != RequestStatus.IN_FLIGHT or row_owner != owner):
                 stale += 1
                 continue
             if old in REQUEST_TERMINAL or old == res.status:
@@ -166,12 +168,117 @@ class ResultsMixin(ReuseMixin):
         conn.executemany("UPDATE requests SET body = ? WHERE id = ?", resends)
         if settled:
             self._settle_twins(conn, run_id, settled, now)
+        late = self._settle_released(conn, run_id, released, current, now)
+        stale += len(released) - late.applied - late.paid_twice
+        applied += late.applied
+        cost += late.cost
         if cost:
             conn.execute(
                 "UPDATE runs SET actual_cost = actual_cost + ?, updated_at = ? WHERE id = ?",
                 (cost, now, run_id),
             )
-        return ApplyReport(applied, duplicates, stale, unknown, tuple(unknown_ids), cost)
+        return ApplyReport(
+            applied,
+            duplicates,
+            stale,
+            unknown,
+            tuple(unknown_ids),
+            cost,
+            late.paid_twice,
+            late.paid_twice_cost,
+        )
+
+    def _settle_released(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        results: Sequence[Result],
+        current: dict[str, list[Any]],
+        now: float,
+    ) -> ApplyReport:
+        """Settle batch results for lines that left their shard (`applied`: answers taken,
+        `paid_twice`: answers billed and not used; `cost` covers both).
+
+        A line released from a shard whose cancel was too slow still has that shard's
+        attempt open. If it has not been sent again yet and the batch answered it, the
+        batch's answer is taken (and the line leaves the real-time queue). Otherwise the
+        answer is billed but not used: its attempt closes as `paid_twice` and the cost is
+        added to the run, because the provider bills it. A result whose shard attempt is
+        already closed (or never existed) is stale, as before.
+        """
+        if not results:
+            return ApplyReport()
+        open_attempts: dict[tuple[str, int], int] = {}
+        ids = list({r.custom_id for r in results})
+        for part in chunked(ids, LOOKUP):
+            for cid, number, shard in conn.execute(
+                "SELECT custom_id, attempt, shard FROM attempts WHERE run_id = ? "
+                f"AND finished_at IS NULL AND shard IS NOT NULL AND custom_id IN "
+                f"({placeholders(len(part))})",
+                (run_id, *part),
+            ):
+                open_attempts[(cid, int(shard))] = int(number)
+        taken = twice = 0
+        cost = twice_cost = 0.0
+        answered: list[str] = []
+        minimum = self.compress_min_bytes
+        for res in results:
+            assert res.shard is not None
+            number = open_attempts.pop((res.custom_id, res.shard), None)
+            if number is None:
+                continue
+            row_id, status, *_ = current[res.custom_id]
+            old = RequestStatus(status)
+            waiting = old in (RequestStatus.ROUTED, RequestStatus.RETRYABLE)
+            if waiting and res.status is RequestStatus.SUCCEEDED:
+                body = encode_body(res.response_body, minimum) if res.response_body else None
+                conn.execute(
+                    _UPDATE,
+                    (
+                        res.status.value,
+                        res.status_code,
+                        body,
+                        None,
+                        None,
+                        res.input_tokens,
+                        res.output_tokens,
+                        res.cost,
+                        None,
+                        now,
+                        now,
+                        res.request_id,
+                        0,
+                        0.0,
+                        row_id,
+                    ),
+                )
+                current[res.custom_id][1] = res.status.value
+                answered.append(res.custom_id)
+                outcome = res.status.value
+                taken += 1
+            elif res.status is RequestStatus.SUCCEEDED:
+                outcome = "paid_twice"
+                twice += 1
+                twice_cost += res.cost
+            else:
+                outcome = res.status.value
+            cost += res.cost  # billed either way: taken, or paid twice
+            conn.execute(
+                "UPDATE attempts SET finished_at = ?, outcome = ?, status_code = ?, "
+                "error_code = ?, cost = ? WHERE run_id = ? AND custom_id = ? AND attempt = ?",
+                (
+                    now,
+                    outcome,
+                    res.status_code,
+                    res.error_code,
+                    res.cost,
+                    run_id,
+                    res.custom_id,
+                    number,
+                ),
+            )
+        self._settle_twins(conn, run_id, answered, now)
+        return ApplyReport(applied=taken, cost=cost, paid_twice=twice, paid_twice_cost=twice_cost)
 
     # ---- real-time claims -------------------------------------------------------------
     def claim_realtime(

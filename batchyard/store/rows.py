@@ -22,6 +22,7 @@ __all__ = [
     "FileKind",
     "FileRow",
     "NewRequest",
+    "OutputEvidence",
     "RequestRow",
     "Result",
     "ReuseReport",
@@ -56,6 +57,7 @@ class NewRequest:
     cost_batch: float | None
     priority: int = 0
     cost_fast: float | None = None  # for the plan only; not stored
+    max_output_tokens: int | None = None  # the request's own cap, if it sets one
     fingerprint: str | None = None  # None: never answered from the store nor merged
 
 
@@ -98,6 +100,10 @@ class ApplyReport:
     unknown: int = 0  # custom_id not in this run: ignored
     unknown_ids: tuple[str, ...] = ()  # the first few of them, for the message
     cost: float = 0.0  # sum of cost of the applied results
+    # Lines a released shard answered after they were sent again in real time: billed
+    # twice. Their count and batch cost (also in `cost`, since the provider bills them).
+    paid_twice: int = 0
+    paid_twice_cost: float = 0.0
 
     def __add__(self, other: ApplyReport) -> ApplyReport:
         return ApplyReport(
@@ -107,7 +113,18 @@ class ApplyReport:
             unknown=self.unknown + other.unknown,
             unknown_ids=(self.unknown_ids + other.unknown_ids)[:20],
             cost=self.cost + other.cost,
+            paid_twice=self.paid_twice + other.paid_twice,
+            paid_twice_cost=self.paid_twice_cost + other.paid_twice_cost,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OutputEvidence:
+    """Output tokens billed for one (model, endpoint) across the store's history."""
+
+    mean: float
+    high: int  # a high quantile (p95): the worst case the router plans for
+    samples: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +180,7 @@ class RequestRow:
     body: JSONDict | None = None
     response_body: JSONDict | None = None
     request_id: str | None = None
+    max_output_tokens: int | None = None  # the request's own cap (None: it sets none)
     fingerprint: str | None = None
     reused_from: JSONDict | None = None  # {run, custom_id, at} of a reused answer
     saved: float | None = None  # what a reused answer cost when it was bought

@@ -293,6 +293,13 @@ def m008_checks_and_reuse(db: Database) -> None:
     db.execute("CREATE INDEX requests_twins ON requests(run_id, reuse_of) WHERE status = 'twin'")
 
 
+@_migration
+def m009_output_cap(db: Database) -> None:
+    """Each request's own output cap (`max_tokens` and kin, times `n`; NULL when it sets
+    none): OpenAI charges it against TPM, while the estimates use the expected output."""
+    db.execute("ALTER TABLE requests ADD COLUMN max_output_tokens INTEGER")
+
+
 def _create_private(path: Path) -> None:
     """Create the file (and its folder) readable by the owner only, if missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -50,6 +50,10 @@ REQUEST_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     R.PENDING: frozenset({R.ROUTED, R.FAILED, R.CANCELLED, R.TWIN}),
     # routed -> routed is a re-route (the router changed its mind before dispatch).
     R.ROUTED: frozenset({R.ROUTED, R.SUBMITTED, R.IN_FLIGHT, R.FAILED, R.CANCELLED}),
+    # Not submitted -> routed: a line inside a live batch must not be sent again. The one
+    # exception is deliberate and has its own method, `Store.release_shard` (a shard whose
+    # cancel has not finished by the last moment real time can start); its late answers
+    # are settled against the shard's still-open attempt, never blindly applied.
     # INVALID: the answer failed a check and no re-queue is left.
     R.SUBMITTED: frozenset({R.SUCCEEDED, R.FAILED, R.RETRYABLE, R.CANCELLED, R.INVALID}),
     # in_flight -> routed is a release: the claim was given back before the call was made.
