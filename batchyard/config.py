@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     batch_creates_per_hour: int = 2000  # OpenAI's batch creations per hour per organisation
     poll_min_seconds: float = 5.0
     poll_max_seconds: float = 300.0
+    # Checks on answers (`batchyard.checks`): which run, and how often a line that fails
+    # one is sent again before it ends `invalid`.
+    checks: list[str] = Field(default_factory=lambda: ["finish", "refusal", "json", "schema"])
+    check_requeues: int = Field(default=2, ge=0)
+    length_raise: bool = True  # re-send a cut-off answer with a larger token cap
+    reuse: bool = True  # answer identical requests from the store (`--no-reuse`)
+    budget: float | None = Field(default=None, gt=0)  # USD, default for submit
+    budget_warn_share: float = Field(default=0.8, gt=0, le=1)  # warn at this share spent
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @classmethod

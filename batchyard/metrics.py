@@ -31,6 +31,8 @@ _HELP = {
     "batchyard_rate_limited_total": ("counter", "HTTP 429 answers seen."),
     "batchyard_retries_total": ("counter", "Retries scheduled."),
     "batchyard_breaker_open": ("gauge", "1 while a model's circuit breaker is open."),
+    "batchyard_budget_usd": ("gauge", "Budget of the watched run: limit, spent, reserved."),
+    "batchyard_budget_warning": ("gauge", "1 once the run has spent its warning share."),
 }
 
 
@@ -78,6 +80,15 @@ class Metrics:
         self._replace("batchyard_batches", batches)
         self.set("batchyard_cost_usd", status.estimated_cost, run=status.run_id, kind="estimated")
         self.set("batchyard_cost_usd", status.actual_cost, run=status.run_id, kind="actual")
+        if status.budget is not None:
+            for kind, value in (
+                ("limit", status.budget),
+                ("spent", status.budget_spent),
+                ("reserved", status.budget_reserved),
+            ):
+                self.set("batchyard_budget_usd", value, run=status.run_id, kind=kind)
+            warned = 1.0 if status.budget_warning else 0.0
+            self.set("batchyard_budget_warning", warned, run=status.run_id)
 
     def observe_costs(self, report: CostReport) -> None:
         tokens: dict[Labels, float] = {}

@@ -62,7 +62,7 @@ class Tier(StrEnum):
 class RunState(StrEnum):
     PENDING = "pending"  # recorded, nothing sent yet
     RUNNING = "running"  # work is in flight somewhere
-    COMPLETED = "completed"  # every request terminal (succeeded or failed)
+    COMPLETED = "completed"  # every request terminal (succeeded, failed, invalid, cancelled)
     CANCELLING = "cancelling"
     CANCELLED = "cancelled"
 
@@ -76,6 +76,8 @@ class RequestStatus(StrEnum):
     SUCCEEDED = "succeeded"  # terminal
     FAILED = "failed"  # terminal
     CANCELLED = "cancelled"  # terminal
+    INVALID = "invalid"  # terminal: answered, but the answer failed a check every time
+    TWIN = "twin"  # identical to an earlier line of the run: takes that line's outcome
 
 
 class BatchStatus(StrEnum):

@@ -39,14 +39,15 @@ def sample_lines(
     seed: int = 7,
     endpoint: str = "/v1/chat/completions",
 ) -> Iterator[dict[str, Any]]:
-    """`count` request lines, round-robin over `models`, prompts of mixed sizes."""
+    """`count` distinct request lines, round-robin over `models`, prompts of mixed sizes."""
     rng = random.Random(seed)
     for i in range(count):
         model = models[i % len(models)]
         topic = _TOPICS[rng.randrange(len(_TOPICS))]
         padding = _FILLER * rng.choice((0, 1, 2, 4, 8))
-        prompt = f"Explain {topic} in a short paragraph. {padding}".strip()
-        limit = rng.choice((64, 128, 256))
+        # Numbered: every line is a distinct request (identical ones would be sent once).
+        prompt = f"Question {i + 1}: explain {topic} in a short paragraph. {padding}".strip()
+        limit = rng.choice((160, 192, 256))  # room for every simulated answer: none cut off
         body: dict[str, Any] = {
             "model": model,
             "messages": [

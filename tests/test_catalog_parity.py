@@ -104,7 +104,7 @@ def _lines(model: str, n: int) -> list[dict[str, Any]]:
                     {"role": "system", "content": SYSTEM},
                     {"role": "user", "content": f"Question {i}: what applies here?"},
                 ],
-                "max_completion_tokens": 40,
+                "max_completion_tokens": 200,  # room for the whole answer: none re-sent
             },
         }
         for i in range(n)

@@ -79,6 +79,12 @@ EXPECTED_COLUMNS = {
         "finished_at",
         "request_id",
         "max_output_tokens",
+        "fingerprint",
+        "reuse_of",
+        "reused_from",
+        "saved",
+        "requeues",
+        "requeue_cost",
     },
     "batches": {
         "id",

@@ -19,6 +19,7 @@ from batchyard.cli.options import (
     Deadline,
     Json,
     NewestRun,
+    NoReuse,
     RequestFile,
     RouteOpt,
     RunArg,
@@ -56,6 +57,7 @@ def plan(
     template: TemplateOpt = None,
     vary: Vary = None,
     samples: Samples = 1,
+    no_reuse: NoReuse = False,
     json_: Json = False,
 ) -> None:
     """Show the plan for FILE without calling the API or recording anything.
@@ -79,6 +81,7 @@ def plan(
             template=template,
             vary=vary or (),
             samples=samples,
+            reuse=False if no_reuse else None,
         )
         if json_:
             emit_json(result.to_dict())

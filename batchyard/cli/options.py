@@ -20,8 +20,11 @@ from batchyard.router.parse import parse_budget, parse_deadline
 __all__ = [
     "Budget",
     "Deadline",
+    "CheckOpt",
     "Json",
     "NewestRun",
+    "NoReuse",
+    "Requeues",
     "RequestFile",
     "RouteOpt",
     "RunArg",
@@ -79,6 +82,30 @@ RouteOpt = Annotated[
 Strict = Annotated[
     bool,
     typer.Option("--strict", help="Refuse (exit 4) when any request would miss the deadline."),
+]
+CheckOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--check",
+        help="A check on every answer, repeatable: finish, refusal, json, schema, "
+        "MODULE:FUNCTION for your own, or none. Default: finish, refusal, json, schema.",
+    ),
+]
+Requeues = Annotated[
+    int | None,
+    typer.Option(
+        "--requeues",
+        min=0,
+        help="Times a line whose answer fails a check is sent again before it ends "
+        "invalid (default 2, setting check_requeues).",
+    ),
+]
+NoReuse = Annotated[
+    bool,
+    typer.Option(
+        "--no-reuse",
+        help="Send every line as asked: no answers from earlier runs, identical lines not merged.",
+    ),
 ]
 RunArg = Annotated[
     str, typer.Argument(metavar="RUN", help="The run id, as `batchyard runs` lists it.")

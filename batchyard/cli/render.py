@@ -122,6 +122,16 @@ def plan_view(plan: Plan) -> RenderableType:
         f"{format_usd(plan.worst)}); all-standard {format_usd(plan.all_standard)}; "
         f"saving {format_usd(plan.saving)}",
     ]
+    if plan.reused or plan.twins:
+        lines.append(
+            f"reuse: {plan.reused:,} line(s) answered from earlier runs, {plan.twins:,} "
+            f"identical to an earlier line (sent once); saving {format_usd(plan.reuse_saving)}"
+        )
+    if plan.budget_usd is not None:
+        lines.append(
+            f"budget {format_usd(plan.budget_usd)}: worst case {format_usd(plan.worst)} "
+            f"({100 * plan.worst / plan.budget_usd:.0f}%)"
+        )
     if plan.deadline is not None:
         lines.append(f"deadline: {when(plan.deadline, plan.now)}")
     if plan.expected_finish is not None:
@@ -208,11 +218,28 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
         f"run {status.run_id}: {status.state}"
         + (" (done)" if status.done else "")
         + f", {status.finished:,}/{status.requests:,} finished "
-        f"({status.succeeded:,} succeeded, {status.failed:,} failed)",
+        f"({status.succeeded:,} succeeded, {status.failed:,} failed"
+        + (f", {status.invalid:,} of them invalid" if status.invalid else "")
+        + ")",
         f"source: {status.source_path}",
-        f"cost so far {format_usd(status.actual_cost)} of {_estimate(status)}"
-        + (f"; budget {format_usd(status.budget)}" if status.budget is not None else ""),
+        f"cost so far {format_usd(status.actual_cost)} of {_estimate(status)}",
     ]
+    if status.budget is not None:
+        share = (status.budget_spent + status.budget_reserved) / status.budget
+        head.append(
+            f"budget {format_usd(status.budget)}: spent {format_usd(status.budget_spent)}, "
+            f"reserved {format_usd(status.budget_reserved)} ({share:.0%})"
+            + (f"; WARNING: {status.budget_warning}" if status.budget_warning else "")
+        )
+    if status.reused:
+        head.append(
+            f"reused answers: {status.reused:,} line(s), saving {format_usd(status.reuse_saving)}"
+        )
+    if status.requeues:
+        head.append(
+            f"re-sent after a failed check: {status.requeues:,} time(s), "
+            f"{format_usd(status.requeue_cost)} (included in cost so far)"
+        )
     if status.paid_twice:
         head.append(
             f"paid twice to hold the deadline: {status.paid_twice:,} line(s), "
@@ -260,6 +287,7 @@ def status_line(status: RunStatus) -> str:
     line = (
         f"{status.run_id} {status.state}: {status.finished:,}/{status.requests:,} finished "
         f"({pct}%), {status.succeeded:,} ok, {status.failed:,} failed"
+        + (f" ({status.invalid:,} invalid)" if status.invalid else "")
         + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
         + "; "
         f"{active} batch(es) active; cost {format_usd(status.actual_cost)} of "
@@ -267,6 +295,8 @@ def status_line(status: RunStatus) -> str:
     )
     if status.deadline_ok is False:
         line += "; deadline at risk"
+    if status.budget_warning:
+        line += f"; budget: {status.budget_warning}"
     return line
 
 
@@ -348,13 +378,26 @@ def costs_view(report: CostReport) -> RenderableType:
             f"\npaid twice to hold the deadline: {report.paid_twice:,} line(s), "
             f"{format_usd(report.paid_twice_cost)} (in actual)"
         )
+    if report.reused:
+        total += (
+            f"\nreused answers: {report.reused:,} line(s) not bought again, saving "
+            f"{format_usd(report.reuse_saving)}"
+        )
+    if report.requeues or report.invalid:
+        total += (
+            f"\nre-sends after a failed check: {report.requeues:,}, costing "
+            f"{format_usd(report.requeue_cost)} (outside the all-standard comparison); "
+            f"{report.invalid:,} line(s) invalid"
+        )
     return Group(*parts, Text(total))
 
 
 def fetch_lines(report: FetchReport) -> list[str]:
     lines = [
         f"wrote {report.lines:,} line(s) to {report.output}: {report.succeeded:,} succeeded, "
-        f"{report.failed:,} failed, {report.unfinished:,} not finished yet"
+        f"{report.failed:,} failed"
+        + (f" ({report.invalid:,} invalid: failed a check)" if report.invalid else "")
+        + f", {report.unfinished:,} not finished yet"
     ]
     if report.errors is not None and report.failed + report.unfinished:
         lines.append(f"failed and unfinished lines also in {report.errors}")

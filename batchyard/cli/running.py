@@ -17,10 +17,13 @@ from batchyard.cli.live import watching
 from batchyard.cli.models_cmd import warn_if_stale
 from batchyard.cli.options import (
     Budget,
+    CheckOpt,
     Deadline,
     Json,
     NewestRun,
+    NoReuse,
     RequestFile,
+    Requeues,
     RouteOpt,
     RunArg,
     Samples,
@@ -96,6 +99,9 @@ def submit(
             help="Call this URL once the run finishes (signed with BATCHYARD_NOTIFY_SECRET).",
         ),
     ] = None,
+    check: CheckOpt = None,
+    requeues: Requeues = None,
+    no_reuse: NoReuse = False,
     json_: Json = False,
 ) -> None:
     """Submit FILE: validate, plan, record, send batches, run the real-time share.
@@ -127,6 +133,9 @@ def submit(
             vary=vary or (),
             samples=samples,
             notify=notify,
+            checks=check,
+            requeues=requeues,
+            reuse=False if no_reuse else None,
         )
         cli.run_id = result.run_id
         if not json_:

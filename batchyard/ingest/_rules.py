@@ -77,6 +77,7 @@ class ParsedRequest:
     output_tokens: int | None
     embedding_inputs: int
     priority: int = 0
+    sample: bool = False  # a top-level "sample" key: a deliberate repeat, never merged
 
     @property
     def group(self) -> tuple[Endpoint, str]:
@@ -409,4 +410,5 @@ def check_line(
         output_tokens=output,
         embedding_inputs=inputs,
         priority=priority,
+        sample=obj.get("sample") is not None,
     )

@@ -7,6 +7,7 @@ estimate for requests that set no maximum. Reads the file; writes only the rejec
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from array import array
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,7 @@ from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.errors import ConfigError, LineProblem
+from batchyard.fingerprint import fingerprint
 from batchyard.ingest import (
     ParsedRequest,
     Validated,
@@ -24,13 +26,21 @@ from batchyard.ingest import (
     validate_file,
     write_rejects,
 )
-from batchyard.models import Route, RunState
+from batchyard.models import RequestStatus, Route, RunState
 from batchyard.orchestrator import _routing as routing
 from batchyard.router import Decision, Plan, RequestFeatures, RunPolicy
 from batchyard.store import Store
 from batchyard.store.rows import NewRequest, OutputEvidence
 
-__all__ = ["Intake", "check_file", "record_run", "sha256_file"]
+__all__ = [
+    "Intake",
+    "ReusePreview",
+    "check_file",
+    "record_run",
+    "reuse_preview",
+    "sha256_file",
+    "with_reuse",
+]
 
 
 def sha256_file(path: Path) -> str:
@@ -45,14 +55,29 @@ def _model_info(models: Mapping[str, ModelInfo], name: str) -> ModelInfo:
     return as_catalog(models).require(name)
 
 
+def _resolved_name(models: Mapping[str, ModelInfo], name: str) -> str:
+    """The model a name means, for reuse: an alias is its target; a dated snapshot or a
+    fine-tuned name is itself (its family's answers may change under it)."""
+    found = as_catalog(models).resolve(name)
+    return found.entry if found.how in ("exact", "alias") else name
+
+
 Evidence = Mapping[tuple[str, str], OutputEvidence]
 
 
 def _new_request(
-    models: Mapping[str, ModelInfo], evidence: Evidence, p: _Line, *, worst: bool = False
+    models: Mapping[str, ModelInfo],
+    evidence: Evidence,
+    p: _Line,
+    *,
+    worst: bool = False,
+    reuse: bool = True,
 ) -> NewRequest:
     """The stored row of one line, costed at its expected output (`worst`: its worst case)."""
     info = _model_info(models, p.model)
+    key = None
+    if reuse and not p.sample:
+        key = fingerprint(p.endpoint, p.body, _resolved_name(models, p.model))
     seen = evidence.get((p.model, p.endpoint))
     if worst:
         out = routing.worst_output(p.endpoint, p.max_output, seen)
@@ -72,6 +97,7 @@ def _new_request(
         cost_fast=info.estimate(Route.FAST, p.input_tokens, out) if info.fast else None,
         priority=p.priority,
         max_output_tokens=p.max_output,
+        fingerprint=key,
     )
 
 
@@ -87,6 +113,7 @@ class _Line:
     input_tokens: int
     max_output: int | None
     priority: int
+    sample: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +129,8 @@ class Intake:
     learned_output: Evidence
     requests: list[RequestFeatures]
     cache: tuple[array[int], array[int], array[int], array[int]]
+    reuse: bool = True  # False: every line is sent as asked (`--no-reuse`)
+    fingerprints: tuple[str | None, ...] = ()  # beside `requests`, for the plan's preview
 
     def features(self) -> list[RequestFeatures]:
         return self.requests
@@ -123,7 +152,9 @@ class Intake:
                     tokens_in,
                     tokens_out if tokens_out >= 0 else None,
                     priority,
+                    obj.get("sample") is not None,
                 ),
+                reuse=self.reuse,
             )
 
     @property
@@ -139,6 +170,7 @@ def check_file(
     skip_invalid: bool = False,
     rejects: Path | None = None,
     learned_output: Evidence | None = None,
+    reuse: bool = True,
 ) -> Intake:
     """Validate the whole file in one pass before anything is recorded, keeping what the
     router needs of every valid line.
@@ -148,6 +180,7 @@ def check_file(
     """
     learned = dict(learned_output or {})
     requests: list[RequestFeatures] = []
+    keys: list[str | None] = []
     cache: tuple[array[int], array[int], array[int], array[int]] = (
         array("q"),
         array("q"),
@@ -165,9 +198,12 @@ def check_file(
             item.input_tokens,
             item.output_tokens,
             item.priority,
+            item.sample,
         )
-        expected = _new_request(models, learned, line)
-        requests.append(routing.from_new(expected, _new_request(models, learned, line, worst=True)))
+        expected = _new_request(models, learned, line, reuse=reuse)
+        worst = _new_request(models, learned, line, worst=True)
+        requests.append(routing.from_new(expected, worst))
+        keys.append(expected.fingerprint)
         cached = (
             item.line,
             item.input_tokens,
@@ -187,7 +223,58 @@ def check_file(
         write_rejects(problems, rejects_path, source=path)
     if checked.valid == 0:
         raise ConfigError(f"{path} has no valid request to submit.")
-    return Intake(path, models, checked, rejects_path, learned, requests, cache)
+    return Intake(path, models, checked, rejects_path, learned, requests, cache, reuse, tuple(keys))
+
+
+@dataclass(frozen=True)
+class ReusePreview:
+    """How many lines earlier answers (or an identical earlier line) will answer."""
+
+    reused: int = 0  # from earlier runs' answers that passed their checks
+    twins: int = 0  # identical to an earlier line of this file: sent once
+    saving: float = 0.0  # what the reused answers cost when bought (twins: added by plan)
+    twin_ids: frozenset[str] = frozenset()
+
+
+def reuse_preview(intake: Intake, store: Store) -> tuple[list[RequestFeatures], ReusePreview]:
+    """The lines left to send, and what reuse answers: the plan covers only the former."""
+    if not intake.reuse:
+        return intake.requests, ReusePreview()
+    sources = store.answer_sources(k for k in intake.fingerprints if k is not None)
+    seen: set[str] = set()
+    left: list[RequestFeatures] = []
+    reused = 0
+    saving = 0.0
+    twins: set[str] = set()
+    for features, key in zip(intake.requests, intake.fingerprints, strict=True):
+        if key is not None and key in sources:
+            reused += 1
+            saving += sources[key].cost
+        elif key is not None and key in seen:
+            twins.add(features.custom_id)
+        else:
+            left.append(features)
+        if key is not None:
+            seen.add(key)
+    return left, ReusePreview(reused, len(twins), saving, frozenset(twins))
+
+
+def with_reuse(plan: Plan, preview: ReusePreview, intake: Intake) -> Plan:
+    """The plan with what reuse answers; a twin saves what its first line's route costs."""
+    if not (preview.reused or preview.twins):
+        return plan
+    routes = {a.custom_id: a.route for a in plan.decision.assignments}
+    first: dict[str, str] = {}
+    saving = preview.saving
+    for features, key in zip(intake.requests, intake.fingerprints, strict=True):
+        if key is None:
+            continue
+        leader = first.setdefault(key, features.custom_id)
+        if features.custom_id in preview.twin_ids and leader in routes:
+            saving += features.cost.on(routes[leader])
+    return dataclasses.replace(
+        plan, reused=preview.reused, twins=preview.twins, reuse_saving=saving
+    )
 
 
 def record_run(
@@ -198,6 +285,7 @@ def record_run(
     plan: Plan,
     *,
     small: bool,
+    options: Mapping[str, Any] | None = None,
 ) -> str:
     """Record the run, its requests and their routes; the run stays `pending` until all of
     it is written (an interrupted recording is closed on resume, never half-submitted)."""
@@ -222,6 +310,8 @@ def record_run(
             "requests": checked.valid,
             "rejected": checked.invalid_lines,
             "rejects_path": str(intake.rejects_path) if intake.rejects_path else None,
+            "reuse": intake.reuse,
+            **(options or {}),
             # the name each line sent (what goes to the API) and the table row it priced as
             "model_entries": {
                 name: as_catalog(intake.models).resolve(name).entry
@@ -230,7 +320,15 @@ def record_run(
         },
     )
     store.add_requests(run_id, intake.new_requests())
-    store.set_routes(run_id, ((a.custom_id, a.route, a.reason) for a in decision.assignments))
+    assignments = decision.assignments
+    if intake.reuse and store.reuse_answers(run_id).changed:
+        # Only lines still pending are routed: an answer bought by another process since
+        # the plan may have answered one more (its route is then simply not needed).
+        pending = {
+            r.custom_id for r in store.iter_requests(run_id, statuses=[RequestStatus.PENDING])
+        }
+        assignments = tuple(a for a in assignments if a.custom_id in pending)
+    store.set_routes(run_id, ((a.custom_id, a.route, a.reason) for a in assignments))
     store.add_event(run_id, "route.plan", decision.reason, plan.to_dict(assignments=False))
     store.set_run_state(run_id, RunState.RUNNING)
     return run_id

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,17 @@ import openai
 
 from batchyard.build import BuildReport, Variation, build_file
 from batchyard.catalog import Catalog
+from batchyard.checks import CheckFn
 from batchyard.config import Settings, load_settings
 from batchyard.errors import DispatchStopped, ProviderError
 from batchyard.models import RouteOverride, RunState
-from batchyard.orchestrator import _client as checks
+from batchyard.orchestrator import _client as key_checks
 from batchyard.orchestrator import _reports as reporting
 from batchyard.orchestrator import _routing as routing
+from batchyard.orchestrator._answer_checks import Judges, check_options
 from batchyard.orchestrator._answers import Result, iter_results
 from batchyard.orchestrator._client import make_client
-from batchyard.orchestrator._intake import check_file, record_run
+from batchyard.orchestrator._intake import check_file, record_run, reuse_preview, with_reuse
 from batchyard.orchestrator._notify import notify_if_finished, notify_secret
 from batchyard.orchestrator._reports import (
     CostReport,
@@ -40,6 +42,7 @@ from batchyard.orchestrator._reports import (
 from batchyard.orchestrator._sources import Requests, Source, prepare_source
 from batchyard.orchestrator._steering import (
     budget_guard,
+    budget_warning,
     cancel_realtime,
     check_recorded,
     finish_if_done,
@@ -96,6 +99,7 @@ class Orchestrator:
         sleep: Sleep = real_sleep,
         on_progress: Progress | None = None,
         workdir: Path | None = None,
+        checks: Mapping[str, CheckFn] | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.models: Catalog = self.settings.model_table()
@@ -125,6 +129,9 @@ class Orchestrator:
         self._realtime: RealtimeRunner | None = None
         self._blocked: dict[str, str] = {}  # run -> why real-time dispatch stopped
         self._said: dict[tuple[str, str], str] = {}  # (run, kind) -> last message recorded
+        self._registry: dict[str, CheckFn] = dict(checks or {})  # user checks by name
+        self._judges: Judges | None = None
+        self._warned: set[str] = set()  # runs whose budget warning is recorded
 
     # ---- parts, created on first use ----------------------------------------------------
     @property
@@ -140,16 +147,24 @@ class Orchestrator:
         return self._client
 
     @property
+    def judges(self) -> Judges:
+        """Each run's checks on answers (user checks passed in are found here by name)."""
+        if self._judges is None:
+            self._judges = Judges(self.store, self.models, self._registry)
+        return self._judges
+
+    @property
     def batch(self) -> BatchRunner:
         if self._batch is None:
             workdir = self._workdir or Path(tempfile.mkdtemp(prefix="batchyard-"))
             self._batch = BatchRunner(*self._parts(), workdir=workdir, **self._timing())
+            self._batch.ctx.judges = self.judges
         return self._batch
 
     @property
     def realtime(self) -> RealtimeRunner:
         if self._realtime is None:
-            self._realtime = RealtimeRunner(*self._parts(), **self._timing())
+            self._realtime = RealtimeRunner(*self._parts(), judges=self.judges, **self._timing())
         return self._realtime
 
     def _parts(self) -> tuple[Store, openai.AsyncOpenAI, Catalog, Settings]:
@@ -193,7 +208,7 @@ class Orchestrator:
             self.settings,
             self.clock(),
             deadline=deadline,
-            budget=budget,
+            budget=budget if budget is not None else self.settings.budget,
             route=route,
             strict=strict,
         )
@@ -228,23 +243,30 @@ class Orchestrator:
         template: str | os.PathLike[str] | None = None,
         vary: Sequence[str] = (),
         samples: int = 1,
+        reuse: bool | None = None,
     ) -> Plan:
-        """The plan for a file: routes, escalation point, costs. No API calls.
+        """The plan for a file: routes, escalation point, costs, and how many lines earlier
+        answers will answer (`reuse`, default from settings). No API calls.
 
         With `template`, `path` is a data file (CSV or JSONL) rendered through it; `vary`
         (`"temperature=0,0.7"`) and `samples` multiply every line into variants."""
         with tempfile.TemporaryDirectory(prefix="batchyard-plan-") as spool:
             source = self._source(path, template, vary, samples, Path(spool))
-            learned = self.store.output_evidence()
-            intake = check_file(source.path, self.models, learned_output=learned)
-        requests = intake.features()
+            intake = check_file(
+                source.path,
+                self.models,
+                learned_output=self.store.output_evidence(),
+                reuse=self.settings.reuse if reuse is None else reuse,
+            )
+            requests, preview = reuse_preview(intake, self.store)
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         names = sorted({r.model for r in requests})
         caps = self._capacities(names)
         batches = self.store.list_batches()
         history = routing.turnarounds(batches, names, self.prior)
         cancel = routing.cancel_latency(batches, self.cancel_prior)
-        return make_plan(requests, policy, caps, self.clock(), history, cancel=cancel)
+        plan = make_plan(requests, policy, caps, self.clock(), history, cancel=cancel)
+        return with_reuse(plan, preview, intake)
 
     def build(
         self,
@@ -275,6 +297,9 @@ class Orchestrator:
         vary: Sequence[str] = (),
         samples: int = 1,
         notify: str | None = None,
+        checks: Sequence[str | CheckFn] | None = None,
+        requeues: int | None = None,
+        reuse: bool | None = None,
     ) -> SubmitResult:
         """Validate, plan, record the run and submit its batch shards.
 
@@ -292,21 +317,34 @@ class Orchestrator:
 
         `notify`: a URL called once (signed with the `notify_secret` setting, Standard
         Webhooks) when the run finishes, by whichever process drives it to the end.
+
+        `checks` (names, `module:function` or callables; default: the settings' list, every
+        shipped check) judge each answer; one that fails is sent again up to `requeues` times
+        (default: settings' `check_requeues`), then the line ends `invalid`. With `reuse`
+        (default on), lines identical to an answered request are answered from the store
+        and identical lines of the file are sent once.
         """
         if notify is not None:
             notify_secret(self.settings)  # refuse before anything is recorded
         source = self._source(path, template, vary, samples).path
+        self.judges.register(checks)
+        options = check_options(
+            list(checks) if checks is not None else self.settings.checks,
+            self.settings.check_requeues if requeues is None else requeues,
+            self.settings.length_raise,
+        )
         intake = check_file(
             source,
             self.models,
             skip_invalid=skip_invalid,
             rejects=Path(rejects) if rejects else None,
             learned_output=self.store.output_evidence(),
+            reuse=self.settings.reuse if reuse is None else reuse,
         )
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
-        requests = intake.features()
+        requests, preview = reuse_preview(intake, self.store)
         names = sorted({r.model for r in requests})
-        await checks.preflight(self.client, self.sleep)
+        await key_checks.preflight(self.client, self.sleep)
         now = self.clock()
         caps = self._capacities(names)
         batches = self.store.list_batches()
@@ -314,11 +352,13 @@ class Orchestrator:
         cancel = routing.cancel_latency(batches, self.cancel_prior)
         # may raise PlanRefused
         decision, est = decide(requests, policy, caps, now, history, cancel=cancel)
-        plan = plan_from_decision(decision, est, policy)
+        plan = with_reuse(plan_from_decision(decision, est, policy), preview, intake)
         small = is_small_run(requests, policy)
         del requests
         checked = intake.checked
-        run_id = record_run(self.store, intake, policy, decision, plan, small=small)
+        run_id = record_run(
+            self.store, intake, policy, decision, plan, small=small, options=options
+        )
         if notify is not None:
             self.store.set_notify(run_id, notify)
         report = await self._submit_batches(run_id)
@@ -356,6 +396,23 @@ class Orchestrator:
             self.prior,
             self.cancel_prior,
         )
+
+    def _warn_budget(self, run_id: str) -> None:
+        """Once a run has spent the warning share of its budget: one `budget.warning`
+        event (also for other processes on the run), a progress event and so a metric; the
+        status line and the live view show it from then on."""
+        if run_id in self._warned:
+            return
+        run = self.store.get_run(run_id)
+        message = budget_warning(self.store, run, self.settings.budget_warn_share)
+        if message is None:
+            return
+        self._warned.add(run_id)
+        if self.store.list_events(run_id, kinds=["budget.warning"], limit=1):
+            return
+        data = {"budget": run.budget, "spent": run.actual_cost}
+        self.store.add_event(run_id, "budget.warning", message, data)
+        self._progress("budget.warning", {"run_id": run_id, "message": message, **data})
 
     def _say(self, run_id: str, kind: str, message: str) -> None:
         """Record an event unless it repeats the last one of its kind (rounds repeat)."""
@@ -408,6 +465,7 @@ class Orchestrator:
             if stalled := stall_reason(self.store, run_id, self._blocked.get(run_id)):
                 self._say(run_id, "run.stalled", stalled)
         finish_if_done(self.store, run_id)
+        self._warn_budget(run_id)
         return await self._finished(run_id)
 
     async def _finished(self, run_id: str) -> RunStatus:
@@ -447,6 +505,7 @@ class Orchestrator:
                 # (a simulated clock): otherwise it would only start once the loop ends.
                 await asyncio.sleep(0)
                 finish_if_done(self.store, run_id)
+                self._warn_budget(run_id)
                 status = self.status(run_id)
                 if on_round is not None:
                     on_round(status)
@@ -575,4 +634,4 @@ class Orchestrator:
 
     async def verify(self) -> VerifyReport:
         """Check the key and base URL with a models call; the key is never shown."""
-        return await checks.verify(self.client, self.settings)
+        return await key_checks.verify(self.client, self.settings)

@@ -44,7 +44,7 @@ __all__ = [
 
 
 _REALTIME_ROUTES = ("standard", "flex", "fast")
-_TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+_TERMINAL_STATUSES = ("succeeded", "failed", "invalid", "cancelled")
 
 
 def _jsonable(value: Any) -> Any:
@@ -118,6 +118,13 @@ class RunStatus:
     paid_twice_cost: float = 0.0
     # Seconds real time needs from now for the open work (the deadline verdict's basis).
     realtime_needed_s: float | None = None
+    reused: int = 0  # lines answered from earlier runs or an identical line (not sent)
+    reuse_saving: float = 0.0  # what those answers cost when they were bought
+    requeues: int = 0  # sends after an answer failed a check
+    requeue_cost: float = 0.0  # what the answers that failed a check cost (in actual_cost)
+    budget_spent: float = 0.0  # actual cost so far, re-sends included
+    budget_reserved: float = 0.0  # expected cost of the work not finished yet
+    budget_warning: str | None = None  # the latest budget warning, once the share is reached
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -130,7 +137,12 @@ class RunStatus:
 
     @property
     def failed(self) -> int:
-        return sum(n for key, n in self.counts.items() if key.endswith("/failed"))
+        """Failed lines, invalid ones (an answer that failed its checks) included."""
+        return sum(n for key, n in self.counts.items() if key.endswith(("/failed", "/invalid")))
+
+    @property
+    def invalid(self) -> int:
+        return sum(n for key, n in self.counts.items() if key.endswith("/invalid"))
 
     @property
     def cancelled(self) -> int:
@@ -148,7 +160,7 @@ class RunStatus:
 
     @property
     def finished(self) -> int:
-        terminal = ("/succeeded", "/failed", "/cancelled")
+        terminal = ("/succeeded", "/failed", "/invalid", "/cancelled")
         return sum(n for key, n in self.counts.items() if key.endswith(terminal))
 
 
@@ -181,6 +193,11 @@ class CostReport:
     estimated_worst: float | None = None
     paid_twice: int = 0  # lines billed twice to hold a deadline (their cost is in actual)
     paid_twice_cost: float = 0.0
+    reused: int = 0  # lines answered from the store or an identical line, not bought
+    reuse_saving: float = 0.0  # what those answers cost when bought: not paid again
+    requeues: int = 0  # sends after an answer failed a check
+    requeue_cost: float = 0.0  # answers that failed a check: paid, outside `actual`
+    invalid: int = 0  # lines whose answer failed a check every time
     variants: list[VariantCost] = field(default_factory=list)  # one run's fan-out, if any
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,8 +214,9 @@ class FetchReport:
     errors: Path | None
     lines: int  # one per input line (grouped: one per original request)
     succeeded: int
-    failed: int
+    failed: int  # invalid lines included
     unfinished: int
+    invalid: int = 0  # answered, but failed a check every time (last answer kept)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in asdict(self).items()}
@@ -228,7 +246,15 @@ _ERROR_KINDS = (
     "stall",
 )
 _REASON_PREFIX = "route."
+_ENDED = ("/succeeded", "/failed", "/invalid", "/cancelled")
 _PRIOR = Turnaround.prior()  # a model's turnaround before any of its batches finished
+_OPEN = (
+    RequestStatus.PENDING,
+    RequestStatus.ROUTED,
+    RequestStatus.SUBMITTED,
+    RequestStatus.IN_FLIGHT,
+    RequestStatus.RETRYABLE,
+)
 _FINISHED_BATCH = (
     BatchStatus.COMPLETED,
     BatchStatus.FAILED,
@@ -319,17 +345,13 @@ def status(
                 k: v for k, v in (e.data.get("escalation_at") or {}).items() if v is not None
             }
             planned_finish = e.data.get("expected_finish")
-    open_ = sum(
-        n for key, n in counts.items() if not key.endswith(("/succeeded", "/failed", "/cancelled"))
-    )
+    open_ = sum(n for key, n in counts.items() if not key.endswith(_ENDED))
     live = [
         b.expected_finish for b in batches if b.status not in {s.value for s in _FINISHED_BATCH}
     ]
     expected = max([f for f in live if f is not None], default=None)
     open_realtime = any(
-        n
-        and key.startswith(("standard/", "flex/"))
-        and not key.endswith(("/succeeded", "/failed", "/cancelled"))
+        n and key.startswith(("standard/", "flex/")) and not key.endswith(_ENDED)
         for key, n in counts.items()
     )
     if open_realtime:
@@ -352,6 +374,7 @@ def status(
             deadline_ok = expected is None or expected <= run.deadline_at
     paid_twice, paid_twice_cost = store.paid_twice(run.id)
     worst = run.options.get("estimate_worst")
+    summary = store.summary(run.id)
     return RunStatus(
         run_id=run.id,
         state=run.state.value,
@@ -376,6 +399,30 @@ def status(
         paid_twice=paid_twice,
         paid_twice_cost=paid_twice_cost,
         realtime_needed_s=needed,
+        reused=sum(x.reused for x in summary),
+        reuse_saving=round(sum(x.saved for x in summary), 6),
+        requeues=sum(x.requeues for x in summary),
+        requeue_cost=round(sum(x.requeue_cost for x in summary), 6),
+        budget_spent=run.actual_cost,
+        budget_reserved=reserved_cost(store, run.id),
+        budget_warning=next(
+            (e.message for e in reversed(events) if e.kind == "budget.warning"), None
+        ),
+    )
+
+
+def reserved_cost(store: Store, run_id: str) -> float:
+    """What the run's unfinished work is expected to cost on the routes it has now."""
+    return round(
+        sum(
+            r.est_cost_batch or r.est_cost_standard
+            if r.route is Route.BATCH
+            else (r.est_cost_flex or r.est_cost_standard)
+            if r.route is Route.FLEX
+            else r.est_cost_standard
+            for r in store.iter_requests(run_id, statuses=_OPEN)
+        ),
+        6,
     )
 
 
@@ -402,8 +449,11 @@ def costs(store: Store, models: Mapping[str, ModelInfo], run_id: str | None = No
     runs = [store.get_run(run_id)] if run_id else store.list_runs()
     catalog = as_catalog(models)
     merged: dict[tuple[str, str], list[float]] = {}
+    extra = [0.0] * 5  # reused, saved, requeues, requeue cost, invalid
     for run in runs:
         for s in store.summary(run.id):
+            for i, value in enumerate((s.reused, s.saved, s.requeues, s.requeue_cost, s.invalid)):
+                extra[i] += value
             key = (s.model, s.route.value if s.route else "-")
             info = catalog.find(s.model)
             standard = (
@@ -464,6 +514,11 @@ def costs(store: Store, models: Mapping[str, ModelInfo], run_id: str | None = No
         saving=round(standard - actual, 6),
         reasons=reasons,
         variants=variant_costs(store, run_id) if run_id else [],
+        reused=int(extra[0]),
+        reuse_saving=round(extra[1], 6),
+        requeues=int(extra[2]),
+        requeue_cost=round(extra[3], 6),
+        invalid=int(extra[4]),
     )
 
 
@@ -479,7 +534,15 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
         }
     elif r.status is RequestStatus.SUCCEEDED:
         response = {"status_code": 200, "request_id": r.request_id, "body": r.response_body}
-    if r.status is not RequestStatus.SUCCEEDED and response is None:
+    if r.status is RequestStatus.INVALID:
+        # The last answer is kept in `response`; `error` says which check it failed.
+        error = {
+            "code": "invalid",
+            "message": f"{r.error_message or 'The answer failed a check.'} "
+            f"({r.error_code or 'check'}; {r.requeues} re-send(s))",
+            "check": (r.error_code or "").removeprefix("check:") or None,
+        }
+    elif r.status is not RequestStatus.SUCCEEDED and response is None:
         if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
             code = r.error_code or r.status.value
             message = r.error_message or f"The request was {r.status.value}."
@@ -501,6 +564,10 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
             "cost": r.cost,
             "input_tokens": r.input_tokens,
             "output_tokens": r.output_tokens,
+            "requeues": r.requeues,
+            "requeue_cost": r.requeue_cost,
+            # Where a reused answer came from: {"run", "custom_id", "at"}; None if bought here.
+            "reused_from": r.reused_from,
         },
     }
 
@@ -517,7 +584,7 @@ def fetch(
             f"Run {run_id} was pruned: its requests and answers are no longer in {store.path}."
         )
     batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
-    succeeded = failed = unfinished = lines = 0
+    succeeded = failed = unfinished = lines = invalid = 0
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     err_tmp = errors.with_name(errors.name + ".partial") if errors else None
@@ -537,8 +604,9 @@ def fetch(
             if r.status is RequestStatus.SUCCEEDED:
                 succeeded += 1
                 continue
-            if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
+            if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED, RequestStatus.INVALID):
                 failed += 1
+                invalid += r.status is RequestStatus.INVALID
             else:
                 unfinished += 1
             if err is not None:
@@ -549,4 +617,4 @@ def fetch(
     tmp.replace(output)
     if errors and err_tmp:
         err_tmp.replace(errors)
-    return FetchReport(run_id, output, errors, lines, succeeded, failed, unfinished)
+    return FetchReport(run_id, output, errors, lines, succeeded, failed, unfinished, invalid)

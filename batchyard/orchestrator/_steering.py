@@ -19,12 +19,20 @@ from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator import _routing as routing
 from batchyard.orchestrator.batch.remote import owner_is_dead
 from batchyard.orchestrator.batch.runner import BatchRunner, CancelReport
-from batchyard.router import ModelCapacity, RunPolicy, Turnaround, budget_stop_reason, redecide
+from batchyard.router import (
+    ModelCapacity,
+    RunPolicy,
+    Turnaround,
+    budget_stop_reason,
+    format_usd,
+    redecide,
+)
 from batchyard.store import Store
 from batchyard.store.rows import RunRow
 
 __all__ = [
     "budget_guard",
+    "budget_warning",
     "cancel_realtime",
     "check_recorded",
     "finish_if_done",
@@ -36,7 +44,12 @@ __all__ = [
 ]
 
 _MOVABLE = (RequestStatus.ROUTED, RequestStatus.RETRYABLE)
-_TERMINAL = (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
+_TERMINAL = (
+    RequestStatus.SUCCEEDED,
+    RequestStatus.FAILED,
+    RequestStatus.INVALID,
+    RequestStatus.CANCELLED,
+)
 _REALTIME = (Route.STANDARD, Route.FLEX, Route.FAST)
 _EVENTS_PER_ROUND = 50  # per-request change events kept per round (the rest are counted)
 
@@ -172,6 +185,17 @@ def budget_guard(store: Store, run: RunRow) -> str | None:
     return budget_stop_reason(run.budget, run.actual_cost + reserved, pending)
 
 
+def budget_warning(store: Store, run: RunRow, share: float) -> str | None:
+    """The warning to record once the run has spent `share` of its budget (re-sends after
+    failed checks included, as they are in the run's actual cost), or None."""
+    if run.budget is None or run.budget <= 0 or run.actual_cost < share * run.budget:
+        return None
+    return (
+        f"{format_usd(run.actual_cost)} spent of the budget {format_usd(run.budget)} "
+        f"({run.actual_cost / run.budget:.0%}; warning at {share:.0%})"
+    )
+
+
 def set_state(store: Store, run_id: str, state: RunState) -> bool:
     """Move the run to `state`; False if another process moved it first (a race, not a bug:
     `watch` and `poll --wait` may drive one run side by side)."""
@@ -184,6 +208,7 @@ def set_state(store: Store, run_id: str, state: RunState) -> bool:
 
 def finish_if_done(store: Store, run_id: str) -> None:
     """Close the run once every request is finished and no batch has work left."""
+    store.settle_twins(run_id)  # twins of lines that ended outside a result (cancels)
     counts = store.count_requests(run_id)
     if any(n for (_, status), n in counts.items() if status not in _TERMINAL):
         return

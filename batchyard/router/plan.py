@@ -44,6 +44,9 @@ class Plan:
     reason: str
     reasons: Mapping[str, str]  # per model
     decision: Decision
+    reused: int = 0  # lines earlier answers will answer (not sent, not in `rows`)
+    twins: int = 0  # lines identical to an earlier line of the file: sent once
+    reuse_saving: float = 0.0  # what those answers cost when bought, or would cost now
 
     @property
     def saving(self) -> float:
@@ -75,6 +78,11 @@ class Plan:
                 "worst": self.worst,
                 "all_standard": self.all_standard,
                 "saving": self.saving,
+            },
+            "reuse": {
+                "reused": self.reused,
+                "twins": self.twins,
+                "saving": self.reuse_saving,
             },
             "p_escalation": self.p_escalation,
             "expected_finish": self.expected_finish,
@@ -113,6 +121,11 @@ class Plan:
             f"best {format_usd(self.best)}; all-standard {format_usd(self.all_standard)}, "
             f"expected saving {format_usd(self.saving)}; escalation {self.p_escalation:.0%} likely"
         )
+        if self.reused or self.twins:
+            lines.append(
+                f"reuse: {self.reused} line(s) answered from earlier runs, {self.twins} "
+                f"identical to an earlier line (sent once); saving {format_usd(self.reuse_saving)}"
+            )
         if self.expected_finish is not None:
             lines.append(
                 f"expected finish {format_time(self.expected_finish)} "

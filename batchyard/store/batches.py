@@ -404,7 +404,8 @@ class BatchesMixin(FilesMixin, StoreBase):
             # from the request's outcome, or "retryable" if it has moved on since.
             conn.execute(
                 "UPDATE attempts SET finished_at = ?, outcome = CASE WHEN r.status IN "
-                "('succeeded', 'failed', 'retryable') THEN r.status ELSE 'retryable' END, "
+                "('succeeded', 'failed', 'retryable', 'invalid') THEN r.status "
+                "ELSE 'retryable' END, "
                 "status_code = r.status_code, error_code = r.error_code, cost = r.cost "
                 "FROM requests AS r WHERE attempts.shard = ? AND attempts.finished_at IS NULL "
                 "AND r.run_id = attempts.run_id AND r.custom_id = attempts.custom_id "

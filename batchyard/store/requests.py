@@ -9,6 +9,7 @@ status.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from batchyard.models import BatchStatus, RequestStatus, Route
 from .base import CHUNK, LOOKUP, StoreBase, chunked, placeholders
 from .codec import decode_body, encode_body
 from .rows import NewRequest, OutputEvidence, RequestRow, SummaryRow
-from .transitions import PROVIDER_TERMINAL, check_request
+from .transitions import PROVIDER_TERMINAL, REQUEST_TERMINAL, check_request
 
 __all__ = ["RequestsMixin"]
 
@@ -27,14 +28,15 @@ _COLS = (
     "run_id, custom_id, line, endpoint, model, priority, est_input_tokens, est_output_tokens, "
     "est_cost_standard, est_cost_flex, est_cost_batch, route, route_reason, status, attempts, "
     "shard, owner, not_before, status_code, error_code, error_message, input_tokens, "
-    "output_tokens, cost, updated_at, finished_at, request_id, max_output_tokens"
+    "output_tokens, cost, updated_at, finished_at, request_id, max_output_tokens, fingerprint, "
+    "reused_from, saved, requeues, requeue_cost"
 )
-_N_COLS = 28
+_N_COLS = 33
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
     "est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, est_cost_batch, "
-    "max_output_tokens, status, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"
+    "max_output_tokens, status, updated_at, fingerprint) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
 )
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
 # Estimated cost of a request on the route it was given (standard until routed).
@@ -77,6 +79,11 @@ def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> Req
         response_body=decode_body(response),
         request_id=r[26],
         max_output_tokens=r[27],
+        fingerprint=r[28],
+        reused_from=json.loads(r[29]) if r[29] else None,
+        saved=r[30],
+        requeues=r[31],
+        requeue_cost=r[32],
     )
 
 
@@ -131,6 +138,7 @@ class RequestsMixin(StoreBase):
                     r.cost_batch,
                     r.max_output_tokens,
                     now,
+                    r.fingerprint,
                 )
                 for r in chunk
             ]
@@ -272,7 +280,8 @@ class RequestsMixin(StoreBase):
             "SELECT model, count(*), "
             "coalesce(sum(est_input_tokens + coalesce(max_output_tokens, est_output_tokens)), 0) "
             "FROM requests WHERE run_id = ? "
-            "AND status NOT IN ('succeeded', 'failed', 'cancelled') GROUP BY model",
+            "AND status NOT IN ('succeeded', 'failed', 'invalid', 'cancelled', 'twin') "
+            "GROUP BY model",
             (run_id,),
         )
         return {r[0]: (int(r[1]), int(r[2])) for r in rows}
@@ -311,7 +320,7 @@ class RequestsMixin(StoreBase):
         """Move requests to `to`, each change checked; a chunk with one illegal change
         is not written at all. Terminal targets set finished_at. Returns the count."""
         self._require_run(run_id)
-        terminal = to in (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
+        terminal = to in REQUEST_TERMINAL
         total = 0
         for chunk in chunked(custom_ids, chunk_size):
             with self._write() as conn:
@@ -450,10 +459,13 @@ class RequestsMixin(StoreBase):
         self._require_run(run_id)
         rows = self.db.conn.execute(
             "SELECT model, route, count(*), "
-            "sum(status = 'succeeded'), sum(status = 'failed'), "
-            "sum(status NOT IN ('succeeded', 'failed', 'cancelled')), "
+            "sum(status = 'succeeded'), sum(status IN ('failed', 'invalid')), "
+            "sum(status NOT IN ('succeeded', 'failed', 'cancelled', 'invalid')), "
             f"total({EST_COST_SQL}), total(cost), sum(est_input_tokens), "
-            "sum(est_output_tokens), total(input_tokens), total(output_tokens) "
+            "sum(est_output_tokens), total(CASE WHEN reused_from IS NULL THEN input_tokens END), "
+            "total(CASE WHEN reused_from IS NULL THEN output_tokens END), "
+            "sum(status = 'invalid'), sum(reused_from IS NOT NULL), total(saved), "
+            "sum(requeues), total(requeue_cost) "
             "FROM requests WHERE run_id = ? GROUP BY model, route ORDER BY model, route",
             (run_id,),
         )
@@ -471,6 +483,11 @@ class RequestsMixin(StoreBase):
                 est_output_tokens=r[9],
                 input_tokens=int(r[10]),
                 output_tokens=int(r[11]),
+                invalid=r[12],
+                reused=r[13],
+                saved=r[14],
+                requeues=r[15],
+                requeue_cost=r[16],
             )
             for r in rows
         ]

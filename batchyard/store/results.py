@@ -9,27 +9,36 @@ It must not create or change batches.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from batchyard.errors import NotFound
+from batchyard.errors import IllegalTransition, NotFound
 from batchyard.models import RequestStatus, Route
 
-from .base import CHUNK, LOOKUP, StoreBase, chunked, placeholders
+from .base import CHUNK, LOOKUP, chunked, placeholders
 from .codec import decode_body, encode_body
+from .reuse import ReuseMixin
 from .rows import ApplyReport, Claim, Result
 from .transitions import REQUEST_TERMINAL, check_request
 
 __all__ = ["ResultsMixin"]
 
-_OUTCOMES = (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.RETRYABLE)
+_OUTCOMES = (
+    RequestStatus.SUCCEEDED,
+    RequestStatus.FAILED,
+    RequestStatus.RETRYABLE,
+    RequestStatus.INVALID,
+)
+_UNSENT = (RequestStatus.PENDING, RequestStatus.TWIN)
 _REALTIME = (Route.STANDARD, Route.FLEX, Route.FAST)
 
 _UPDATE = (
     "UPDATE requests SET status = ?, status_code = ?, response_body = ?, error_code = ?, "
     "error_message = ?, input_tokens = ?, output_tokens = ?, cost = ?, not_before = ?, "
-    "owner = NULL, updated_at = ?, finished_at = ?, request_id = ? WHERE id = ?"
+    "owner = NULL, updated_at = ?, finished_at = ?, request_id = ?, "
+    "requeues = requeues + ?, requeue_cost = requeue_cost + ? WHERE id = ?"
 )
 _CLOSE_ATTEMPT = (
     "UPDATE attempts SET finished_at = ?, outcome = ?, status_code = ?, error_code = ?, "
@@ -37,7 +46,7 @@ _CLOSE_ATTEMPT = (
 )
 
 
-class ResultsMixin(StoreBase):
+class ResultsMixin(ReuseMixin):
     def apply_results(
         self, run_id: str, results: Iterable[Result], *, chunk_size: int = CHUNK
     ) -> ApplyReport:
@@ -63,7 +72,7 @@ class ResultsMixin(StoreBase):
         ids = list({r.custom_id: None for r in chunk})
         for part in chunked(ids, LOOKUP):
             for row in conn.execute(
-                "SELECT custom_id, id, status, shard, attempts, owner FROM requests "
+                "SELECT custom_id, id, status, shard, attempts, owner, requeues FROM requests "
                 f"WHERE run_id = ? AND custom_id IN ({placeholders(len(part))})",
                 (run_id, *part),
             ):
@@ -72,6 +81,8 @@ class ResultsMixin(StoreBase):
         minimum = self.compress_min_bytes
         updates: list[tuple[Any, ...]] = []
         closes: list[tuple[Any, ...]] = []
+        resends: list[tuple[Any, ...]] = []
+        settled: list[str] = []
         applied = duplicates = stale = unknown = 0
         unknown_ids: list[str] = []
         released: list[Result] = []
@@ -85,8 +96,15 @@ class ResultsMixin(StoreBase):
                 if len(unknown_ids) < 20:
                     unknown_ids.append(res.custom_id)
                 continue
-            row_id, status, shard, attempts, row_owner = row
+            row_id, status, shard, attempts, row_owner, requeues = row
             old = RequestStatus(status)
+            if (
+                res.requeue
+                and res.status == RequestStatus.RETRYABLE
+                and requeues >= res.requeue_limit
+            ):
+                # Re-queues spent: the line ends invalid, its last answer and reason kept.
+                res = dataclasses.replace(res, status=RequestStatus.INVALID, requeue=False)
             if owner is None and res.shard is not None and shard != res.shard:
                 released.append(res)  # settled below: a released line, or stale
                 continue
@@ -96,10 +114,19 @@ class ResultsMixin(StoreBase):
             if old in REQUEST_TERMINAL or old == res.status:
                 duplicates += 1
                 continue
+            if old in _UNSENT:  # pending -> succeeded is only for answers from the store
+                raise IllegalTransition(
+                    f"Request '{res.custom_id}' of run {run_id} was never sent (status "
+                    f"'{old}'); a result cannot be applied to it."
+                )
             check_request(run_id, res.custom_id, old, res.status)
             row[1] = res.status.value  # a second result for the same id in this chunk
             terminal = res.status != RequestStatus.RETRYABLE
             body = encode_body(res.response_body, minimum) if res.response_body else None
+            # An answer that failed a check and goes again: paid, but not this line's cost.
+            requeue = res.requeue and res.status == RequestStatus.RETRYABLE
+            if requeue and res.resend_body is not None:
+                resends.append((encode_body(res.resend_body, minimum), row_id))
             updates.append(
                 (
                     res.status.value,
@@ -109,14 +136,18 @@ class ResultsMixin(StoreBase):
                     res.error_message,
                     res.input_tokens,
                     res.output_tokens,
-                    res.cost,
+                    None if requeue else res.cost,
                     res.not_before,
                     now,
                     now if terminal else None,
                     res.request_id,
+                    1 if requeue else 0,
+                    res.cost if requeue else 0.0,
                     row_id,
                 )
             )
+            if terminal:
+                settled.append(res.custom_id)
             if old == RequestStatus.IN_FLIGHT:  # batch attempts close when the shard is applied
                 closes.append(
                     (
@@ -134,6 +165,9 @@ class ResultsMixin(StoreBase):
             cost += res.cost
         conn.executemany(_UPDATE, updates)
         conn.executemany(_CLOSE_ATTEMPT, closes)
+        conn.executemany("UPDATE requests SET body = ? WHERE id = ?", resends)
+        if settled:
+            self._settle_twins(conn, run_id, settled, now)
         late = self._settle_released(conn, run_id, released, current, now)
         stale += len(released) - late.applied - late.paid_twice
         applied += late.applied
@@ -186,13 +220,14 @@ class ResultsMixin(StoreBase):
                 open_attempts[(cid, int(shard))] = int(number)
         taken = twice = 0
         cost = twice_cost = 0.0
+        answered: list[str] = []
         minimum = self.compress_min_bytes
         for res in results:
             assert res.shard is not None
             number = open_attempts.pop((res.custom_id, res.shard), None)
             if number is None:
                 continue
-            row_id, status, _, _, _ = current[res.custom_id]
+            row_id, status, *_ = current[res.custom_id]
             old = RequestStatus(status)
             waiting = old in (RequestStatus.ROUTED, RequestStatus.RETRYABLE)
             if waiting and res.status is RequestStatus.SUCCEEDED:
@@ -212,10 +247,13 @@ class ResultsMixin(StoreBase):
                         now,
                         now,
                         res.request_id,
+                        0,
+                        0.0,
                         row_id,
                     ),
                 )
                 current[res.custom_id][1] = res.status.value
+                answered.append(res.custom_id)
                 outcome = res.status.value
                 taken += 1
             elif res.status is RequestStatus.SUCCEEDED:
@@ -239,6 +277,7 @@ class ResultsMixin(StoreBase):
                     number,
                 ),
             )
+        self._settle_twins(conn, run_id, answered, now)
         return ApplyReport(applied=taken, cost=cost, paid_twice=twice, paid_twice_cost=twice_cost)
 
     # ---- real-time claims -------------------------------------------------------------

@@ -25,6 +25,7 @@ __all__ = [
     "OutputEvidence",
     "RequestRow",
     "Result",
+    "ReuseReport",
     "RunRow",
     "SummaryRow",
 ]
@@ -57,6 +58,7 @@ class NewRequest:
     priority: int = 0
     cost_fast: float | None = None  # for the plan only; not stored
     max_output_tokens: int | None = None  # the request's own cap, if it sets one
+    fingerprint: str | None = None  # None: never answered from the store nor merged
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,11 @@ class Result:
     route: Route | None = None
     request_id: str | None = None  # the provider's id of the answer
     not_before: float | None = None  # retryable: do not claim again before this time
+    # RETRYABLE after a failed check: the answer was paid for (cost goes to requeue_cost,
+    # requeues goes up) and, when given, `resend_body` replaces the body for the re-send.
+    requeue: bool = False
+    requeue_limit: int = 0  # re-sends allowed: past it, the store ends the line INVALID
+    resend_body: JSONDict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +182,24 @@ class RequestRow:
     response_body: JSONDict | None = None
     request_id: str | None = None
     max_output_tokens: int | None = None  # the request's own cap (None: it sets none)
+    fingerprint: str | None = None
+    reused_from: JSONDict | None = None  # {run, custom_id, at} of a reused answer
+    saved: float | None = None  # what a reused answer cost when it was bought
+    requeues: int = 0  # sends after a failed check
+    requeue_cost: float = 0.0  # what the answers that failed a check cost
+
+
+@dataclass(frozen=True, slots=True)
+class ReuseReport:
+    """What `reuse_answers` and `link_twins` did for one run."""
+
+    reused: int = 0  # answered from earlier runs
+    twins: int = 0  # identical to an earlier line of the run: sent once
+    saved: float = 0.0  # what the reused answers cost when they were bought
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.reused or self.twins)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,3 +303,8 @@ class SummaryRow:
     est_output_tokens: int
     input_tokens: int
     output_tokens: int
+    invalid: int = 0  # of `failed`: answers that failed a check every time
+    reused: int = 0  # answered from the store or by an identical line (not sent)
+    saved: float = 0.0  # what the reused answers cost when bought
+    requeues: int = 0  # sends after a failed check
+    requeue_cost: float = 0.0  # what the answers that failed a check cost (not in actual)

@@ -45,19 +45,25 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 
 REQUEST_TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
     # FAILED straight from pending: the line was refused before routing (e.g. skipped).
-    R.PENDING: frozenset({R.ROUTED, R.FAILED, R.CANCELLED}),
+    # TWIN: identical to an earlier line of the run, or to an answer in the store that
+    # passed its checks (then settled in the same transaction); never sent itself.
+    R.PENDING: frozenset({R.ROUTED, R.FAILED, R.CANCELLED, R.TWIN}),
     # routed -> routed is a re-route (the router changed its mind before dispatch).
     R.ROUTED: frozenset({R.ROUTED, R.SUBMITTED, R.IN_FLIGHT, R.FAILED, R.CANCELLED}),
     # Not submitted -> routed: a line inside a live batch must not be sent again. The one
     # exception is deliberate and has its own method, `Store.release_shard` (a shard whose
     # cancel has not finished by the last moment real time can start); its late answers
     # are settled against the shard's still-open attempt, never blindly applied.
-    R.SUBMITTED: frozenset({R.SUCCEEDED, R.FAILED, R.RETRYABLE, R.CANCELLED}),
+    # INVALID: the answer failed a check and no re-queue is left.
+    R.SUBMITTED: frozenset({R.SUCCEEDED, R.FAILED, R.RETRYABLE, R.CANCELLED, R.INVALID}),
     # in_flight -> routed is a release: the claim was given back before the call was made.
-    R.IN_FLIGHT: frozenset({R.SUCCEEDED, R.FAILED, R.RETRYABLE, R.ROUTED, R.CANCELLED}),
+    R.IN_FLIGHT: frozenset({R.SUCCEEDED, R.FAILED, R.RETRYABLE, R.ROUTED, R.CANCELLED, R.INVALID}),
     # A retryable request is claimed again (real time), re-routed, or given up on.
     R.RETRYABLE: frozenset({R.IN_FLIGHT, R.ROUTED, R.FAILED, R.CANCELLED}),
+    # A twin ends with the outcome of the line it is identical to.
+    R.TWIN: frozenset({R.SUCCEEDED, R.FAILED, R.INVALID, R.CANCELLED}),
     R.SUCCEEDED: frozenset(),
+    R.INVALID: frozenset(),
     R.FAILED: frozenset(),
     R.CANCELLED: frozenset(),
 }

@@ -26,12 +26,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from batchyard.errors import NotFound
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
+from batchyard.orchestrator._answer_checks import Judge
 from batchyard.orchestrator.batch.lines import line_errors, result_from_line
 from batchyard.orchestrator.batch.remote import BatchContext
 from batchyard.orchestrator.batch.submit import LIMIT_EVENT, TOKENS_KEY, queue_limit
 from batchyard.shards import learn_limit
-from batchyard.store import ApplyReport, BatchRow, FileKind, Result
+from batchyard.store import ApplyReport, BatchRow, FileKind, Result, Store
 
 __all__ = ["ApplyOutcome", "apply_shard"]
 
@@ -82,11 +84,27 @@ async def _apply_file(
                     bad.append(f"{kind} file {file_id} line {number}: {exc}")
 
     report = ApplyReport()
+    judge = ctx.judge_for(b.run_id)
     for chunk in _chunks(results(), ctx.apply_chunk):
-        report += store.apply_results(b.run_id, chunk)
+        report += store.apply_results(b.run_id, _judged(store, judge, b, chunk))
         ctx.step("applying", b.id)
     dest.unlink(missing_ok=True)
     return report
+
+
+def _judged(store: Store, judge: Judge, b: BatchRow, chunk: list[Result]) -> list[Result]:
+    """The chunk with every succeeded answer checked against its request."""
+    if not judge.checks:
+        return chunk
+    ids = [r.custom_id for r in chunk if r.status is RequestStatus.SUCCEEDED]
+    try:
+        bodies = store.get_bodies(b.run_id, ids)
+    except NotFound:  # a line naming no request of the run: the store counts it unknown
+        bodies = {}
+    return [
+        judge.judge(r, b.endpoint, bodies[r.custom_id], b.model) if r.custom_id in bodies else r
+        for r in chunk
+    ]
 
 
 def _failed_results(ctx: BatchContext, b: BatchRow) -> list[Result]:

@@ -29,6 +29,7 @@ from openai.pagination import AsyncCursorPage
 from openai.types import Batch, FileObject
 
 from batchyard.config import ModelInfo, Settings
+from batchyard.orchestrator._answer_checks import Judge, Judges
 from batchyard.orchestrator._retry import RetryPolicy, call_with_retry, classify
 from batchyard.orchestrator._timing import Clock, Sleep
 from batchyard.orchestrator.realtime.admission import Bucket
@@ -108,6 +109,12 @@ class BatchContext:
     apply_chunk: int = 1000  # results per store transaction while applying a file
     lookback_seconds: float = 7 * 86_400  # how far back batches.list is searched for a tag
     pacer: Bucket | None = None  # batch-API calls per minute, created on first call
+    judges: Judges | None = None  # checks on answers; created on first use
+
+    def judge_for(self, run_id: str) -> Judge:
+        if self.judges is None:
+            self.judges = Judges(self.store, self.models)
+        return self.judges.for_run(run_id)
 
     def event(
         self,

@@ -20,6 +20,7 @@ import openai
 from batchyard.catalog import Catalog, ModelInfo, as_catalog
 from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
+from batchyard.orchestrator._answer_checks import Judges
 from batchyard.orchestrator._client import flex_options
 from batchyard.orchestrator._retry import RetryPolicy
 from batchyard.orchestrator._timing import Clock, Sleep
@@ -65,6 +66,7 @@ class RealtimeContext:
     options: RealtimeOptions
     policy: RetryPolicy
     admission: AdmissionTable
+    judges: Judges  # the checks every answer must pass (a run's own, by its options)
     on_progress: OnProgress | None = None
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     flex_down_until: dict[str, float] = field(default_factory=dict)  # model -> until when
@@ -86,6 +88,7 @@ class RealtimeContext:
         owner: str,
         on_progress: OnProgress | None = None,
         options: RealtimeOptions | None = None,
+        judges: Judges | None = None,
     ) -> RealtimeContext:
         options = options or RealtimeOptions()
         catalog = as_catalog(models)
@@ -108,6 +111,7 @@ class RealtimeContext:
                 headroom=options.headroom,
                 duration_scale=options.provider_time_scale,
             ),
+            judges=judges or Judges(store, catalog),
             on_progress=on_progress,
         )
         for name in catalog:

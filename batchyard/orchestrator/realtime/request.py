@@ -260,12 +260,10 @@ class RequestHandler:
         info = self.ctx.models.find(claim.model)
         cost = info.cost(usage.tier, usage.billed) if info else 0.0
         report = self.ctx.run.report
-        report.succeeded += 1
         report.input_tokens += usage.input_tokens
         report.output_tokens += usage.output_tokens
         report.cost += cost
-        self._commit(
-            job,
+        result = self.ctx.judges.for_run(self.ctx.run.run_id).judge(
             Result(
                 claim.custom_id,
                 RequestStatus.SUCCEEDED,
@@ -276,8 +274,18 @@ class RequestHandler:
                 cost=cost,
                 request_id=answer.headers.get("x-request-id"),
             ),
+            claim.endpoint,
+            claim.body,
+            claim.model,
         )
-        self.ctx.emit("succeeded", f"{claim.custom_id} succeeded", claim.custom_id, claim.model)
+        self._commit(job, result)
+        if result.status is RequestStatus.SUCCEEDED:
+            report.succeeded += 1
+            self.ctx.emit("succeeded", f"{claim.custom_id} succeeded", claim.custom_id, claim.model)
+        else:
+            report.requeued += 1
+            message = f"{claim.custom_id}: {result.error_code}: {result.error_message}"
+            self.ctx.emit("check_failed", message, claim.custom_id, claim.model)
 
     def _after_retries(self, job: Job, failure: Failure) -> None:
         if failure.kind in STOP_KINDS:

@@ -56,6 +56,7 @@ from batchyard.catalog import ModelInfo
 from batchyard.config import Settings
 from batchyard.errors import QuotaExhausted
 from batchyard.models import RequestStatus, Route, Tier
+from batchyard.orchestrator._answer_checks import Judges
 from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator.realtime.breaker import BreakerState, CircuitBreaker
 from batchyard.orchestrator.realtime.context import RealtimeContext, RunDispatch
@@ -87,6 +88,7 @@ class RealtimeRunner:
         owner: str,
         on_progress: OnProgress | None = None,
         options: RealtimeOptions | None = None,
+        judges: Judges | None = None,
     ) -> None:
         self.ctx = RealtimeContext.build(
             store,
@@ -98,6 +100,7 @@ class RealtimeRunner:
             owner=owner,
             on_progress=on_progress,
             options=options,
+            judges=judges,
         )
         self.handler = RequestHandler(self.ctx)
 

@@ -84,6 +84,7 @@ class RealtimeReport:
     run_id: str
     succeeded: int = 0
     failed: int = 0
+    requeued: int = 0  # answers that failed a check: sent again, or the line ended invalid
     retries: int = 0  # calls repeated after a retryable failure
     rate_limited: int = 0  # 429 rate_limit_exceeded answers seen
     deferred: int = 0  # set aside for later (breaker open, long retry-after, attempts left)

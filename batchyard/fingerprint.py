@@ -1,0 +1,39 @@
+"""When two requests are the same request: the fingerprint that reuse and twins key on.
+
+Owns `fingerprint`: a digest of the endpoint, the body normalised (keys sorted, fields that
+do not change the answer left out) and the model as the catalog resolves it (an alias and
+its target are one model; a dated snapshot is not its family, whose answers may change).
+Pure: no I/O. Whether a line may be reused at all (samples, `--no-reuse`) is the caller's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["IGNORED_FIELDS", "fingerprint"]
+
+# Fields that say who asked, how to bill or where to keep the answer, not what to answer.
+IGNORED_FIELDS = frozenset(
+    {
+        "metadata",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "safety_identifier",
+        "service_tier",
+        "store",
+        "stream_options",
+        "user",
+    }
+)
+
+
+def fingerprint(endpoint: str, body: Mapping[str, Any], model: str) -> str:
+    """32 hex digits that are equal exactly when the requests are the same request."""
+    kept = {k: v for k, v in body.items() if k not in IGNORED_FIELDS and k != "model"}
+    text = json.dumps(
+        [endpoint, model, kept], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
