@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import openai
 
 from batchyard.build import BuildReport
+from batchyard.checks import CheckFn
 from batchyard.config import Settings
 from batchyard.models import RouteOverride
 from batchyard.orchestrator import (
@@ -81,6 +82,7 @@ class Batchyard:
         template: str | os.PathLike[str] | None = None,
         vary: Sequence[str] = (),
         samples: int = 1,
+        reuse: bool | None = None,
     ) -> Plan:
         return self.orchestrator.plan(
             path,
@@ -91,6 +93,7 @@ class Batchyard:
             template=template,
             vary=vary,
             samples=samples,
+            reuse=reuse,
         )
 
     def build(
@@ -118,6 +121,9 @@ class Batchyard:
         vary: Sequence[str] = (),
         samples: int = 1,
         notify: str | None = None,
+        checks: Sequence[str | CheckFn] | None = None,
+        requeues: int | None = None,
+        reuse: bool | None = None,
     ) -> SubmitResult:
         return self._run(
             self.orchestrator.submit(
@@ -132,6 +138,9 @@ class Batchyard:
                 vary=vary,
                 samples=samples,
                 notify=notify,
+                checks=checks,
+                requeues=requeues,
+                reuse=reuse,
             )
         )
 

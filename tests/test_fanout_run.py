@@ -17,7 +17,7 @@ TEMPLATE = """\
 model = "gpt-4o-mini"
 custom_id = "q-{{ id }}"
 [body]
-max_tokens = 20
+max_tokens = 200
 [[body.messages]]
 role = "user"
 content = "{{ question }}"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from batchyard.build import split_variant
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.errors import ConfigError, LineProblem
 from batchyard.fingerprint import fingerprint
@@ -101,6 +102,13 @@ def _new_request(
     )
 
 
+def _is_sample(custom_id: str) -> bool:
+    """A fan-out sample (`--samples N`: `ORIGINAL#...,sample=N`): a deliberate repeat of
+    its siblings, never merged with them nor answered from an earlier run."""
+    _, label = split_variant(custom_id)
+    return label is not None and any(p.startswith("sample=") for p in label.split(","))
+
+
 @dataclass(frozen=True, slots=True)
 class _Line:
     """What recording needs of one valid line."""
@@ -152,7 +160,7 @@ class Intake:
                     tokens_in,
                     tokens_out if tokens_out >= 0 else None,
                     priority,
-                    obj.get("sample") is not None,
+                    obj.get("sample") is not None or _is_sample(obj["custom_id"]),
                 ),
                 reuse=self.reuse,
             )
@@ -198,7 +206,7 @@ def check_file(
             item.input_tokens,
             item.output_tokens,
             item.priority,
-            item.sample,
+            item.sample or _is_sample(item.custom_id),
         )
         expected = _new_request(models, learned, line, reuse=reuse)
         worst = _new_request(models, learned, line, worst=True)
