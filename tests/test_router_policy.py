@@ -628,14 +628,18 @@ def test_duplicate_custom_ids_are_refused() -> None:
 
 
 # The cancel allowance: what a slow cancel would cost against the batch lines given up.
-def _allowance(completed: int, elapsed: float, n: int = 600) -> float:
+def _allowance(
+    completed: int, elapsed: float, n: int = 600, capacity: ModelCapacity | None = None
+) -> float:
     from batchyard.router.pace import Safety
     from batchyard.router.rules import cancel_allowance
 
     work = many(n)
     shard = _shard(work, completed)
     safety = Safety.of(RunPolicy(), Turnaround.cancel_prior())
-    return cancel_allowance([shard], shard.remaining, Route.STANDARD, safety, NOW + elapsed)
+    return cancel_allowance(
+        [shard], shard.remaining, Route.STANDARD, safety, NOW + elapsed, capacity
+    )
 
 
 def test_nothing_counted_finished_allows_for_the_mean_cancel() -> None:
@@ -667,3 +671,13 @@ def test_a_model_escalated_once_stays_in_real_time() -> None:
     assert "escalated earlier in this run" in re.decision.reason
     fresh = redecide(work, policy, caps("gpt-4o-mini"), NOW + 60, shards=[])
     assert routes(fresh.decision) == {Route.BATCH}
+
+
+def test_slow_real_time_pays_few_lines_twice_so_the_allowance_stays_short() -> None:
+    # The same 240 of 600 lines at stake, but real time sends 50 a minute: over a slow
+    # cancel it re-sends few of them before the batch's answers arrive (the rest take the
+    # batch's answer), so cancelling early would cost more than it saves.
+    mean = Turnaround.cancel_prior().mean_s + RunPolicy().cancel_notice_s
+    slow = cap(rpm=50, tpm=40_000)
+    assert _allowance(240, 48 * 60, capacity=slow) == pytest.approx(mean)
+    assert _allowance(240, 48 * 60, capacity=cap(rpm=5000, tpm=10_000_000)) > mean

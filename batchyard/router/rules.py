@@ -94,7 +94,7 @@ def escalation_point(
         return None
     base = work.fixed + work.total
     unanswered = sum((s.remaining for s in shards), base)
-    allowance = cancel_allowance(shards, unanswered, route, safety, now)
+    allowance = cancel_allowance(shards, unanswered, route, safety, now, capacity)
     return latest_start(deadline, unanswered, capacity, route, safety) - allowance
 
 
@@ -107,13 +107,17 @@ def cancel_allowance(
     route: Route,
     safety: Safety,
     now: float | None,
+    capacity: ModelCapacity | None = None,
 ) -> float:
     """How much cancel latency the escalation point allows for: the allowance `a` with the
     lowest expected cost, from the cancel's mean up to its `cancel_quantile`.
 
     Which lines a batch finished is known only once its cancel is done. A cancel slower
-    than `a` releases the lines to real time, and the `D` lines the provider counted
-    finished are then paid twice: expected cost P(cancel > a) x D x the real-time price.
+    than `a` releases the shards' lines to real time; of those real time sends before the
+    cancel is done (at its rate limits, over the cancel's mean latency: at most all of
+    them), the share the provider counted finished (`D` of them) is paid twice: expected
+    cost P(cancel > a) x that many lines x the real-time price (lines still unsent when
+    the cancel is done take the batch's answer).
     A larger `a` cancels earlier, so the batch finishes fewer lines at its own price:
     a x the batch's completion rate x (real-time - batch price). While nothing is counted
     finished, nothing could be paid twice and the mean is allowed for. Every allowance
@@ -131,10 +135,18 @@ def cancel_allowance(
     per_rt = unanswered.cost.on(route) / unanswered.count
     per_batch = unanswered.cost.batch / unanswered.count
     cancel, notice = safety.cancel, safety.notice_s
+    lines = sum(max(s.work.count, 0) for s in shards)
+    twice = float(done)
+    if capacity is not None and lines > 0:
+        rpm, tpm, _ = capacity.limits(route)
+        per_line = unanswered.rate_tokens / unanswered.count
+        per_s = min(rpm, tpm / per_line if per_line > 0 else rpm) / 60.0
+        sent = min(float(lines), per_s * cancel.mean_s)
+        twice = sent * min(done / lines, 1.0)
 
     def expected(a: float) -> float:
         slow = 1.0 - cancel.cdf(max(a - notice, 0.0))
-        return slow * done * per_rt + a * rate * max(per_rt - per_batch, 0.0)
+        return slow * twice * per_rt + a * rate * max(per_rt - per_batch, 0.0)
 
     candidates = [floor]
     for q in _ALLOWANCE_QUANTILES:
