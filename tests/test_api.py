@@ -68,7 +68,7 @@ def test_sync_facade_runs_a_file_to_completion(tmp_path: Path) -> None:
 
 def test_requests_in_memory_and_typed_results_in_input_order(tmp_path: Path) -> None:
     config = SimConfig.model_validate({"batch": {"validation_seconds": 1, "turnaround_seconds": 5}})
-    chat = {"model": "gpt-4o-mini", "max_tokens": 16}
+    chat = {"model": "gpt-4o-mini", "max_tokens": 256}  # room for the whole answer
     asked = [
         batchyard.Request(f"q-{i}", {**chat, "messages": [{"role": "user", "content": f"Q{i}"}]})
         for i in range(3)
@@ -79,7 +79,11 @@ def test_requests_in_memory_and_typed_results_in_input_order(tmp_path: Path) -> 
     ]
     with running_server(config) as server:
         settings = batchyard.load_settings(
-            api_key="sk-test", base_url=server.base_url, db=tmp_path / "by.db"
+            api_key="sk-test",
+            base_url=server.base_url,
+            db=tmp_path / "by.db",
+            poll_min_seconds=0.05,
+            poll_max_seconds=0.2,
         )
         with batchyard.Batchyard(settings) as by:
             typed = by.submit(iter(asked), route="batch", vary=["temperature=0,1"])

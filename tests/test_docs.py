@@ -83,7 +83,7 @@ def test_the_readme_follows_the_agreed_order() -> None:
 
 def test_the_readme_python_examples_run(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     sample(tmp_path, 12)
     with running_server(fast_config()) as server:
         for i, code in enumerate(blocks):

@@ -299,7 +299,8 @@ async def test_drive_realtime_finishes_the_realtime_share_and_leaves_batches_run
     assert status.done and status.succeeded == 6 and status.realtime_open == 0
     assert rounds[0] == 0 and rounds[-1] == 6
 
-    batch = await orch.submit(write_sample(tmp_path / "b.jsonl", 6), route="batch")
+    # the same six lines: sent again (reuse would answer them from the first run)
+    batch = await orch.submit(write_sample(tmp_path / "b.jsonl", 6), route="batch", reuse=False)
     status = await orch.drive_realtime(batch.run_id)
     assert not status.done and status.realtime_open == 0
     assert status.batches and status.succeeded == 0, "batches are left to `wait`"

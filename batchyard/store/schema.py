@@ -255,56 +255,6 @@ _OLD_STATUSES = (
 
 
 @_migration
-def m008_checks_and_reuse(db: Database) -> None:
-    """Answer checks and reuse: statuses `invalid` and `twin`, re-queue accounting and
-    where a reused answer came from.
-
-    - `requests.status` may be `invalid` (the answer failed a check every time) or `twin`
-      (identical to an earlier line of the run, waiting for its outcome); as in m003 only
-      the CHECK list grows, so the recorded SQL is edited in place.
-    - `fingerprint`: digest of endpoint, normalised body and resolved model (NULL: never
-      reused nor merged); `reuse_of`: the custom_id of the line a twin waits for;
-      `reused_from`: JSON {run, custom_id, at} of the answer a line was given from the
-      store; `saved`: what that answer cost when it was bought.
-    - `requeues` / `requeue_cost`: sends after a failed check, and what the answers that
-      failed a check cost (outside the all-standard comparison, shown apart).
-    """
-    new = f"status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ({_in(RequestStatus)}))"
-    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'requests'").fetchone()
-    if _OLD_STATUSES in sql:
-        (version,) = db.execute("PRAGMA schema_version").fetchone()
-        db.execute("PRAGMA writable_schema = ON")
-        try:
-            db.execute(
-                "UPDATE sqlite_master SET sql = replace(sql, ?, ?) "
-                "WHERE type = 'table' AND name = 'requests'",
-                [_OLD_STATUSES, new],
-            )
-            db.execute(f"PRAGMA schema_version = {int(version) + 1}")
-        finally:
-            db.execute("PRAGMA writable_schema = OFF")
-    for column in (
-        "fingerprint TEXT",
-        "reuse_of TEXT",
-        "reused_from TEXT",
-        "saved REAL",
-        "requeues INTEGER NOT NULL DEFAULT 0",
-        "requeue_cost REAL NOT NULL DEFAULT 0",
-    ):
-        db.execute(f"ALTER TABLE requests ADD COLUMN {column}")
-    # Earlier answers that passed their checks, newest first, found by key across runs.
-    db.execute(
-        "CREATE INDEX requests_reuse ON requests(fingerprint, finished_at) "
-        "WHERE status = 'succeeded' AND fingerprint IS NOT NULL"
-    )
-    db.execute(
-        "CREATE INDEX requests_fingerprints ON requests(run_id, fingerprint, line) "
-        "WHERE fingerprint IS NOT NULL"
-    )
-    db.execute("CREATE INDEX requests_twins ON requests(run_id, reuse_of) WHERE status = 'twin'")
-
-
-@_migration
 def m006_live_view_and_prune(db: Database) -> None:
     """The live view and `prune`.
 
@@ -376,6 +326,56 @@ def m007_webhooks(db: Database) -> None:
             last_error TEXT
         )"""
     )
+
+
+@_migration
+def m008_checks_and_reuse(db: Database) -> None:
+    """Answer checks and reuse: statuses `invalid` and `twin`, re-queue accounting and
+    where a reused answer came from.
+
+    - `requests.status` may be `invalid` (the answer failed a check every time) or `twin`
+      (identical to an earlier line of the run, waiting for its outcome); as in m003 only
+      the CHECK list grows, so the recorded SQL is edited in place.
+    - `fingerprint`: digest of endpoint, normalised body and resolved model (NULL: never
+      reused nor merged); `reuse_of`: the custom_id of the line a twin waits for;
+      `reused_from`: JSON {run, custom_id, at} of the answer a line was given from the
+      store; `saved`: what that answer cost when it was bought.
+    - `requeues` / `requeue_cost`: sends after a failed check, and what the answers that
+      failed a check cost (outside the all-standard comparison, shown apart).
+    """
+    new = f"status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ({_in(RequestStatus)}))"
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'requests'").fetchone()
+    if _OLD_STATUSES in sql:
+        (version,) = db.execute("PRAGMA schema_version").fetchone()
+        db.execute("PRAGMA writable_schema = ON")
+        try:
+            db.execute(
+                "UPDATE sqlite_master SET sql = replace(sql, ?, ?) "
+                "WHERE type = 'table' AND name = 'requests'",
+                [_OLD_STATUSES, new],
+            )
+            db.execute(f"PRAGMA schema_version = {int(version) + 1}")
+        finally:
+            db.execute("PRAGMA writable_schema = OFF")
+    for column in (
+        "fingerprint TEXT",
+        "reuse_of TEXT",
+        "reused_from TEXT",
+        "saved REAL",
+        "requeues INTEGER NOT NULL DEFAULT 0",
+        "requeue_cost REAL NOT NULL DEFAULT 0",
+    ):
+        db.execute(f"ALTER TABLE requests ADD COLUMN {column}")
+    # Earlier answers that passed their checks, newest first, found by key across runs.
+    db.execute(
+        "CREATE INDEX requests_reuse ON requests(fingerprint, finished_at) "
+        "WHERE status = 'succeeded' AND fingerprint IS NOT NULL"
+    )
+    db.execute(
+        "CREATE INDEX requests_fingerprints ON requests(run_id, fingerprint, line) "
+        "WHERE fingerprint IS NOT NULL"
+    )
+    db.execute("CREATE INDEX requests_twins ON requests(run_id, reuse_of) WHERE status = 'twin'")
 
 
 @_migration
