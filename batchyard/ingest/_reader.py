@@ -8,10 +8,13 @@ at a time plus the index of custom_ids seen; never writes anything.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import orjson
 
 from batchyard.config import ModelInfo
 from batchyard.errors import InputError, LineProblem
@@ -29,6 +32,22 @@ def _reject_constant(name: str) -> float:
 
 
 _DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+_MISS = object()
+# orjson reads an integer past 64 bits as a float where json keeps it exact: such lines (any
+# run of 20 digits, even inside a string) take json's path, so the objects are the same.
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")
+
+
+def _fast_decode(raw: bytes) -> Any:
+    """`raw` (one line, bytes) parsed by orjson, or `_MISS` where json must decide: orjson
+    refuses what json refuses (NaN, Infinity, bad UTF-8) and a few things json accepts (a
+    lone surrogate escape, 1e400), which then get json's own result or message."""
+    if _LONG_NUMBER.search(raw) is not None:
+        return _MISS
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _MISS
 
 
 def open_request_file(path: str | PathLike[str]) -> BinaryIO:
@@ -41,6 +60,31 @@ def open_request_file(path: str | PathLike[str]) -> BinaryIO:
         raise InputError(f"{path} is a directory; give the path of a JSONL request file.") from None
     except PermissionError:
         raise InputError(f"{path} cannot be read: permission denied.") from None
+
+
+def _slow_decode(name: str, lineno: int, raw: bytes) -> Generator[LineProblem, None, Any]:
+    """json's parse of a line orjson did not take: the object, or `_MISS` after yielding
+    the line's problem."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield LineProblem(
+            name,
+            lineno,
+            None,
+            f"This line is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position "
+            f"{exc.start + 1}); save the file as UTF-8.",
+        )
+        return _MISS
+    try:
+        return _DECODE(text.rstrip("\r\n"))  # columns count within the line
+    except ValueError as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        yield LineProblem(
+            name, lineno, None, f"This line is not parseable as valid JSON: {detail}{where}."
+        )
+        return _MISS
 
 
 def read_requests(
@@ -62,29 +106,11 @@ def read_requests(
             if not raw or raw.isspace():
                 continue
             seen_any = True
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield LineProblem(
-                    name,
-                    lineno,
-                    None,
-                    f"This line is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position "
-                    f"{exc.start + 1}); save the file as UTF-8.",
-                )
-                continue
-            try:
-                obj = _DECODE(text.rstrip("\r\n"))  # columns count within the line
-            except ValueError as exc:
-                detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-                where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-                yield LineProblem(
-                    name,
-                    lineno,
-                    None,
-                    f"This line is not parseable as valid JSON: {detail}{where}.",
-                )
-                continue
+            obj = _fast_decode(raw)
+            if obj is _MISS:
+                obj = yield from _slow_decode(name, lineno, raw)
+                if obj is _MISS:
+                    continue
             envelope = check_envelope(obj)
             cid = obj.get("custom_id") if isinstance(obj, dict) else None
             custom_id = cid if isinstance(cid, str) and cid.strip() else None
@@ -127,7 +153,10 @@ def reread_lines(path: str | PathLike[str], lines: Iterable[int]) -> Iterator[tu
                 continue
             if lineno == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
-            yield lineno, _DECODE(raw.decode("utf-8").rstrip("\r\n"))
+            obj = _fast_decode(raw)
+            if obj is _MISS:
+                obj = _DECODE(raw.decode("utf-8").rstrip("\r\n"))
+            yield lineno, obj
             next_line = next(wanted, None)
     if next_line is not None:
         raise InputError(f"{path} changed while it was being read; submit it again.")
