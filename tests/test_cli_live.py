@@ -102,7 +102,7 @@ def test_the_view_shows_every_path_batch_cost_deadline_and_escalation() -> None:
     assert re.search(r"batch .*\s24%\s+123/500\s+-\s+expected .*\(in 30m\)", text), text
     assert "batch_abc" in text and "in_progress" in text
     assert re.search(r"in_progress\s+120\s+3\s+500", text)  # the batch's request_counts
-    assert "cost so far $0.2500 of $1.00 estimated; budget $5.00" in text
+    assert "cost so far $0.2500 of $1.00 expected; budget $5.00" in text
     assert "(in 3h00m): will be met" in text
     assert "escalation point for gpt-4o-mini" in text and "(in 2h00m)" in text
     # Relative times are computed when drawn: ten minutes later they say so.

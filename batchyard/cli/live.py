@@ -27,7 +27,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from batchyard.cli.render import percent, status_line, when
+from batchyard.cli.render import estimate_text, percent, status_line, when
 from batchyard.metrics import Metrics
 from batchyard.router.parse import format_duration, format_usd
 
@@ -159,8 +159,7 @@ def live_view(status: RunStatus, rates: Rates, now: float) -> RenderableType:
         f"({percent(status.finished, status.requests)}%): {status.succeeded:,} ok, "
         f"{status.failed:,} failed"
         + (f", {status.cancelled:,} cancelled" if status.cancelled else ""),
-        f"cost so far {format_usd(status.actual_cost)} of {format_usd(status.estimated_cost)} "
-        f"estimated{budget}",
+        f"cost so far {format_usd(status.actual_cost)} of {estimate_text(status)}{budget}",
     ]
     if status.deadline_at is not None:
         verdict = {True: "will be met", False: "AT RISK", None: "-"}[status.deadline_ok]

@@ -36,6 +36,7 @@ __all__ = [
     "config_table",
     "costs_view",
     "emit_json",
+    "estimate_text",
     "fetch_lines",
     "jsonable",
     "open_work_hint",
@@ -222,7 +223,7 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
         + (f", {status.invalid:,} of them invalid" if status.invalid else "")
         + ")",
         f"source: {status.source_path}",
-        f"cost so far {format_usd(status.actual_cost)} of {_estimate(status)}",
+        f"cost so far {format_usd(status.actual_cost)} of {estimate_text(status)}",
     ]
     if status.budget is not None:
         share = (status.budget_spent + status.budget_reserved) / status.budget
@@ -271,7 +272,7 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
     return Group(*parts)
 
 
-def _estimate(status: RunStatus) -> str:
+def estimate_text(status: RunStatus) -> str:
     """The plan's one estimate, labelled: expected, and worst case where recorded."""
     shown = f"{format_usd(status.estimated_cost)} expected"
     if status.estimated_worst is not None and status.estimated_worst > status.estimated_cost:
