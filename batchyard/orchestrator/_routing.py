@@ -168,6 +168,15 @@ def asks_fast(body: Mapping[str, object] | None) -> bool:
     return body is not None and body.get("service_tier") in ("fast", "priority")
 
 
+def _path_costs(
+    standard: float, flex: float | None, batch: float | None, fast: float | None
+) -> PathCosts:
+    """Per-path costs as stored; a model without a batch price is priced as standard."""
+    return PathCosts(
+        standard=standard, batch=batch if batch is not None else standard, flex=flex, fast=fast
+    )
+
+
 def _feature(
     custom_id: str,
     endpoint: str,
@@ -181,19 +190,13 @@ def _feature(
     cost_fast: float | None = None,
     max_output: int | None = None,
 ) -> RequestFeatures:
-    standard, flex, batch = costs
     return RequestFeatures(
         custom_id=custom_id,
         endpoint=Endpoint(endpoint),
         model=model,
         input_tokens=tokens[0],
         output_tokens=tokens[1],
-        cost=PathCosts(
-            standard=standard,
-            batch=batch if batch is not None else standard,
-            flex=flex,
-            fast=cost_fast,
-        ),
+        cost=_path_costs(*costs, cost_fast),
         priority=priority,
         max_output_tokens=max_output,
         shard=shard,
@@ -241,16 +244,8 @@ def from_new(n: NewRequest, worst: NewRequest | None = None) -> RequestFeatures:
     )
     if worst is None or worst.output_tokens == n.output_tokens:
         return f
-    w = _feature(
-        n.custom_id,
-        n.endpoint,
-        n.model,
-        (n.input_tokens, worst.output_tokens),
-        (worst.cost_standard, worst.cost_flex, worst.cost_batch),
-        n.priority,
-        cost_fast=worst.cost_fast,
-    )
-    return replace(f, output_worst=w.output_tokens, cost_worst=w.cost)
+    cost = _path_costs(worst.cost_standard, worst.cost_flex, worst.cost_batch, worst.cost_fast)
+    return replace(f, output_worst=worst.output_tokens, cost_worst=cost)
 
 
 def capacities(

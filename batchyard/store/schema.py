@@ -216,6 +216,27 @@ def m002_request_id(db: Database) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN request_id TEXT")
 
 
+def _widen_check(db: Database, table: str, old: str, new: str) -> None:
+    """Replace a column definition `old` by `new` in `table`'s recorded SQL, where only a
+    CHECK constraint's list of values grows: nothing stored changes, so the schema is edited
+    in place (SQLite's documented procedure for constraint changes that existing rows
+    already satisfy) instead of copying every row to a new table. A table created after the
+    change already has `new` and is left as it is."""
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", [table]).fetchone()
+    if old not in sql:
+        return
+    (version,) = db.execute("PRAGMA schema_version").fetchone()
+    db.execute("PRAGMA writable_schema = ON")
+    try:
+        db.execute(
+            "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = ?",
+            [old, new, table],
+        )
+        db.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
+
+
 @_migration
 def m003_fast_route(db: Database) -> None:
     """Route `fast` (fast mode, `service_tier: "fast"`): allowed in `requests.route` and
@@ -228,19 +249,7 @@ def m003_fast_route(db: Database) -> None:
     """
     old = "route TEXT CHECK (route IN ('standard', 'flex', 'batch'))"
     new = f"route TEXT CHECK (route IN ({_in(Route)}))"
-    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'requests'").fetchone()
-    if old in sql:
-        (version,) = db.execute("PRAGMA schema_version").fetchone()
-        db.execute("PRAGMA writable_schema = ON")
-        try:
-            db.execute(
-                "UPDATE sqlite_master SET sql = replace(sql, ?, ?) "
-                "WHERE type = 'table' AND name = 'requests'",
-                [old, new],
-            )
-            db.execute(f"PRAGMA schema_version = {int(version) + 1}")
-        finally:
-            db.execute("PRAGMA writable_schema = OFF")
+    _widen_check(db, "requests", old, new)
     db.execute("DROP INDEX IF EXISTS requests_realtime_queue")
     db.execute(
         """CREATE INDEX requests_realtime_queue ON requests(run_id, priority DESC, line)
@@ -344,19 +353,7 @@ def m008_checks_and_reuse(db: Database) -> None:
       failed a check cost (outside the all-standard comparison, shown apart).
     """
     new = f"status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ({_in(RequestStatus)}))"
-    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'requests'").fetchone()
-    if _OLD_STATUSES in sql:
-        (version,) = db.execute("PRAGMA schema_version").fetchone()
-        db.execute("PRAGMA writable_schema = ON")
-        try:
-            db.execute(
-                "UPDATE sqlite_master SET sql = replace(sql, ?, ?) "
-                "WHERE type = 'table' AND name = 'requests'",
-                [_OLD_STATUSES, new],
-            )
-            db.execute(f"PRAGMA schema_version = {int(version) + 1}")
-        finally:
-            db.execute("PRAGMA writable_schema = OFF")
+    _widen_check(db, "requests", _OLD_STATUSES, new)
     for column in (
         "fingerprint TEXT",
         "reuse_of TEXT",
