@@ -125,6 +125,14 @@ class RunStatus:
     budget_spent: float = 0.0  # actual cost so far, re-sends included
     budget_reserved: float = 0.0  # expected cost of the work not finished yet
     budget_warning: str | None = None  # the latest budget warning, once the share is reached
+    # Real-time sends that failed and were tried again, per error kind (rate_limit, server,
+    # timeout, connection, ...): each is an attempt row.
+    retried: dict[str, int] = field(default_factory=dict)
+    # Every send failing for a while (429s, 5xx, ...): the latest stall's message, until
+    # answers flow again. Requests keep waiting and retrying meanwhile.
+    send_stall: str | None = None
+    # Requests held back right now: (reason, how many, when the first is due).
+    waiting: list[tuple[str, int, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -335,7 +343,10 @@ def status(
     reasons: list[str] = []
     escalation: dict[str, float] = {}
     planned_finish: Any = None
+    send_stall: str | None = None
     for e in events:
+        if e.kind in ("realtime.stall", "realtime.flowing"):
+            send_stall = e.message if e.kind == "realtime.stall" else None
         if any(word in e.kind for word in _ERROR_KINDS):
             last_errors[e.kind] = e.message
         if e.kind.startswith(_REASON_PREFIX):
@@ -408,6 +419,9 @@ def status(
         budget_warning=next(
             (e.message for e in reversed(events) if e.kind == "budget.warning"), None
         ),
+        retried=store.retried_sends(run.id),
+        send_stall=None if done else send_stall,
+        waiting=[] if done else store.waiting_reasons(run.id),
     )
 
 

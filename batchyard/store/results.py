@@ -20,7 +20,8 @@ from batchyard.models import RequestStatus, Route
 from .base import CHUNK, LOOKUP, chunked, placeholders
 from .codec import decode_body, encode_body
 from .reuse import ReuseMixin
-from .rows import ApplyReport, Claim, Result
+from .rows import ApplyReport, Claim, FailedSend, Result
+from .sends import SendsMixin
 from .transitions import REQUEST_TERMINAL, check_request
 
 __all__ = ["ResultsMixin"]
@@ -37,16 +38,17 @@ _REALTIME = (Route.STANDARD, Route.FLEX, Route.FAST)
 _UPDATE = (
     "UPDATE requests SET status = ?, status_code = ?, response_body = ?, error_code = ?, "
     "error_message = ?, input_tokens = ?, output_tokens = ?, cost = ?, not_before = ?, "
-    "owner = NULL, updated_at = ?, finished_at = ?, request_id = ?, "
+    "not_before_reason = ?, owner = NULL, updated_at = ?, finished_at = ?, request_id = ?, "
     "requeues = requeues + ?, requeue_cost = requeue_cost + ? WHERE id = ?"
 )
 _CLOSE_ATTEMPT = (
     "UPDATE attempts SET finished_at = ?, outcome = ?, status_code = ?, error_code = ?, "
-    "cost = ? WHERE run_id = ? AND custom_id = ? AND attempt = ? AND finished_at IS NULL"
+    "cost = ?, request_id = ?, error_kind = ? "
+    "WHERE run_id = ? AND custom_id = ? AND attempt = ? AND finished_at IS NULL"
 )
 
 
-class ResultsMixin(ReuseMixin):
+class ResultsMixin(ReuseMixin, SendsMixin):
     def apply_results(
         self, run_id: str, results: Iterable[Result], *, chunk_size: int = CHUNK
     ) -> ApplyReport:
@@ -138,6 +140,7 @@ class ResultsMixin(ReuseMixin):
                     res.output_tokens,
                     None if requeue else res.cost,
                     res.not_before,
+                    res.wait_reason if res.not_before is not None else None,
                     now,
                     now if terminal else None,
                     res.request_id,
@@ -156,6 +159,8 @@ class ResultsMixin(ReuseMixin):
                         res.status_code,
                         res.error_code,
                         res.cost,
+                        res.request_id,
+                        res.error_kind,
                         run_id,
                         res.custom_id,
                         attempts,
@@ -302,8 +307,8 @@ class ResultsMixin(ReuseMixin):
         now = self.now()
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, custom_id, line, endpoint, model, route, attempts, status, body "
-                "FROM requests WHERE run_id = ? AND status IN ('routed', 'retryable') "
+                "SELECT id, custom_id, line, endpoint, model, route, attempts, status, body, "
+                "faults FROM requests WHERE run_id = ? AND status IN ('routed', 'retryable') "
                 "AND route IN ('standard', 'flex', 'fast') "
                 f"AND route IN ({placeholders(len(routes))}) "
                 "AND (not_before IS NULL OR not_before <= ?) "
@@ -314,7 +319,8 @@ class ResultsMixin(ReuseMixin):
                 check_request(run_id, r[1], RequestStatus(r[7]), RequestStatus.IN_FLIGHT)
             conn.executemany(
                 "UPDATE requests SET status = 'in_flight', owner = ?, claimed_at = ?, "
-                "attempts = attempts + 1, not_before = NULL, updated_at = ? WHERE id = ?",
+                "attempts = attempts + 1, not_before = NULL, not_before_reason = NULL, "
+                "updated_at = ? WHERE id = ?",
                 [(owner, now, now, r[0]) for r in rows],
             )
             conn.executemany(
@@ -326,16 +332,24 @@ class ResultsMixin(ReuseMixin):
         for r in rows:
             body = decode_body(r[8])
             assert body is not None
-            claims.append(Claim(r[1], r[2], r[3], r[4], Route(r[5]), r[6] + 1, body))
+            claims.append(Claim(r[1], r[2], r[3], r[4], Route(r[5]), r[6] + 1, body, r[9]))
         return claims
 
-    def finish_realtime(self, run_id: str, owner: str, results: Sequence[Result]) -> ApplyReport:
-        """Record the outcomes of `owner`'s claimed calls (one transaction).
+    def finish_realtime(
+        self,
+        run_id: str,
+        owner: str,
+        results: Sequence[Result],
+        sends: Sequence[FailedSend] = (),
+    ) -> ApplyReport:
+        """Record the outcomes of `owner`'s claimed calls and the sends that failed and were
+        tried again before them (one transaction; the sends first).
 
         A result for a request that is no longer in flight under `owner` (it was
         recovered by another process) is counted `stale` and not applied.
         """
         with self._write() as conn:
+            self._record_failed_sends(conn, run_id, owner, sends)
             return self._apply(conn, run_id, results, owner=owner)
 
     def release_realtime(self, run_id: str, owner: str, custom_ids: Iterable[str]) -> int:
@@ -406,7 +420,9 @@ class ResultsMixin(ReuseMixin):
                     "UPDATE requests SET status = ?, owner = NULL, updated_at = ? WHERE id = ?",
                     [(to.value, now, r[0]) for r in rows],
                 )
-                closes = [(now, outcome, None, None, None, run_id, r[1], r[4]) for r in rows]
+                closes = [
+                    (now, outcome, None, None, None, None, None, run_id, r[1], r[4]) for r in rows
+                ]
                 conn.executemany(_CLOSE_ATTEMPT, closes)
                 done += len(rows)
         return done

@@ -20,10 +20,13 @@ import openai
 from batchyard import tokens
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator._retry import (
+    FAULT_KINDS,
     STOP_KINDS,
+    Decision,
     Failure,
     FailureKind,
-    backoff,
+    Retries,
+    Verdict,
     classify,
     retrying,
     stop_error,
@@ -33,7 +36,7 @@ from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.call import Answer, prepared_body, send, usage_of
 from batchyard.orchestrator.realtime.context import RealtimeContext
 from batchyard.orchestrator.realtime.types import FlexFallback, StopReason
-from batchyard.store import Claim, Result
+from batchyard.store import Claim, FailedSend, Result
 
 __all__ = ["Job", "Phase", "RequestHandler", "SetAside"]
 
@@ -69,6 +72,7 @@ class Job:
         "output_cap",
         "phase",
         "prompt",
+        "retries",
         "settled",
         "tier",
     )
@@ -86,6 +90,7 @@ class Job:
         self.flex_waited = 0.0
         self.phase = Phase.WAITING
         self.settled = False
+        self.retries: Retries | None = None  # set by the handler (its policy and clock)
 
 
 class RequestHandler:
@@ -121,12 +126,22 @@ class RequestHandler:
         finally:
             self.ctx.run.in_flight -= 1
 
+    def _retries(self, job: Job) -> Retries:
+        if job.retries is None:
+            job.retries = Retries(
+                self.ctx.policy,
+                faults=job.claim.faults,
+                scale=self.ctx.options.provider_time_scale,
+                defer_after=self.ctx.options.defer_after,
+            )
+        return job.retries
+
     async def _with_retries(self, job: Job) -> Answer | SetAside:
-        left = max(1, self.ctx.policy.max_attempts - (job.claim.attempt - 1))
+        retries = self._retries(job)
 
         def on_retry(failure: Failure, number: int, delay: float) -> None:
-            # The claim's attempt row records the final outcome; each failed call within
-            # it is recorded here, in the run's history.
+            # Each failed send is an attempt row (written with the next group commit)
+            # and an event in the run's history.
             self.ctx.run.report.retries += 1
             message = f"{failure.kind}: {failure.message} (retry in {delay:.2f}s)"
             self.ctx.store.add_event(
@@ -146,22 +161,48 @@ class RequestHandler:
             self.ctx.emit("retry", message, job.claim.custom_id, job.claim.model)
 
         async for attempt in retrying(
-            self.ctx.policy,
-            sleep=self.ctx.sleep,
-            on_retry=on_retry,
-            delay=self._retry_delay,
-            max_attempts=left,
+            retries, sleep=self.ctx.sleep, on_retry=on_retry, decided=True
         ):
             with attempt:
-                return await self._attempt(job)
+                try:
+                    return await self._attempt(job)
+                except openai.APIError as exc:
+                    self._failed_send(job, classify(exc))
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _retry_delay(self, failure: Failure, number: int) -> float:
-        if failure.kind is FailureKind.RATE_LIMIT:
-            return 0.0  # the model's admission is paused already; queue behind it
-        if failure.retry_after is not None:
-            return failure.retry_after * self.ctx.options.provider_time_scale
-        return backoff(number, self.ctx.policy)
+    def _failed_send(self, job: Job, failure: Failure) -> None:
+        """Decide when a failed send goes again (`Retries`, then the model's 429 pause),
+        and record that send: an attempt row with the request's `not_before` and reason."""
+        decision = self._retries(job).decide(failure)
+        if decision.verdict is Verdict.RETRY and failure.kind is FailureKind.RATE_LIMIT:
+            # The model's admission is paused for everyone: the request cannot go sooner.
+            admission = self.ctx.admission[job.claim.model, _bucket(job.tier)]
+            pause = admission.paused_until - self.ctx.clock()
+            if pause > decision.wait:
+                decision = Decision(
+                    Verdict.RETRY, pause, f"rate_limit: {job.claim.model} paused after a 429"
+                )
+                job.retries.last = decision  # type: ignore[union-attr]
+        if decision.verdict is Verdict.RETRY:
+            self._record_send(job, failure, decision)
+
+    def _record_send(self, job: Job, failure: Failure, decision: Decision) -> None:
+        now = self.ctx.clock()
+        self.ctx.run.sends.append(
+            FailedSend(
+                job.claim.custom_id,
+                now,
+                str(failure.kind),
+                failure.status_code,
+                failure.code,
+                failure.request_id,
+                now + decision.wait,
+                decision.reason,
+                failure.kind in FAULT_KINDS,
+            )
+        )
+        self.ctx.run.flush_wanted.set()
 
     async def _attempt(self, job: Job) -> Answer | SetAside:
         """One call (plus waiting out flex unavailability), or the request set aside
@@ -184,6 +225,7 @@ class RequestHandler:
                     breaker.retry_at() or self.ctx.clock() + breaker.timeout,
                     "circuit_open",
                     f"{model} keeps failing; the circuit is open.",
+                    f"circuit_open: {model} failed {breaker.failure_threshold} times in a row",
                 )
             admission = self.ctx.admission[model, _bucket(job.tier)]
             job.phase = Phase.WAITING
@@ -201,7 +243,9 @@ class RequestHandler:
                 self._note_failure(job, admission, breaker, failure, exc)
                 if failure.kind is not FailureKind.FLEX_UNAVAILABLE:
                     raise
-                delay = self._retry_delay(failure, job.flex_tries + 1)
+                decision = self._retries(job).decide(failure)
+                delay = decision.wait
+                self._record_send(job, failure, decision)
                 if job.flex_waited + delay > self.ctx.options.flex_max_wait:
                     self.ctx.flex_down_until[model] = (
                         self.ctx.clock() + self.ctx.options.flex_cooldown
@@ -219,6 +263,7 @@ class RequestHandler:
             job.phase = Phase.WAITING
             admission.observe(answer.headers)
             breaker.record_success()
+            self._answered()
             return answer
 
     def _note_failure(
@@ -236,6 +281,8 @@ class RequestHandler:
             breaker.record_failure()
         else:
             breaker.release_probe()
+        if failure.retryable:
+            self._stalling(job, failure)
         if failure.kind is FailureKind.RATE_LIMIT:
             self.ctx.run.report.rate_limited += 1
             admission.penalize(failure.retry_after, headers)
@@ -291,17 +338,38 @@ class RequestHandler:
         if failure.kind in STOP_KINDS:
             self._release_now(job)
             return
-        if failure.retryable and failure.retry_after is not None:
-            wait = failure.retry_after * self.ctx.options.provider_time_scale
-            if failure.retry_after > self.ctx.policy.max_retry_after:
-                self._defer(
-                    job, self.ctx.clock() + wait, failure.code or str(failure.kind), failure.message
-                )
-                return
+        decision = job.retries.last if job.retries is not None else None
+        if decision is not None and decision.verdict is Verdict.DEFER:
+            self._defer(
+                job,
+                self.ctx.clock() + decision.wait,
+                failure.code or str(failure.kind),
+                failure.message,
+                decision.reason,
+                str(failure.kind),
+                failure.status_code,
+            )
+            return
         message = failure.message
         if failure.retryable:
             message = f"{message} (gave up after {job.claim.attempt - 1 + job.calls} attempts)"
         self._finish_failed(job, failure, failure.code or str(failure.kind), message)
+
+    # ---- stalls --------------------------------------------------------------------------
+    def _stalling(self, job: Job, failure: Failure) -> None:
+        message = self.ctx.run.stall.failed(str(failure.kind), self.ctx.clock())
+        if message is None:
+            return
+        self.ctx.run.report.stalls += 1
+        kinds = dict(self.ctx.run.stall.kinds)
+        self.ctx.store.add_event(self.ctx.run.run_id, "realtime.stall", message, {"kinds": kinds})
+        self.ctx.emit("stall", message, None, job.claim.model)
+
+    def _answered(self) -> None:
+        if self.ctx.run.stall.answered():
+            message = "Answers flow again after a stall."
+            self.ctx.store.add_event(self.ctx.run.run_id, "realtime.flowing", message)
+            self.ctx.emit("flowing", message, None, None)
 
     def _finish_failed(self, job: Job, failure: Failure | None, code: str, message: str) -> None:
         self.ctx.run.report.failed += 1
@@ -315,20 +383,34 @@ class RequestHandler:
                 response_body=body,
                 error_code=code,
                 error_message=message,
+                request_id=failure.request_id if failure else None,
+                error_kind=str(failure.kind) if failure and failure.retryable else None,
             ),
         )
         self.ctx.emit("failed", message, job.claim.custom_id, job.claim.model)
 
-    def _defer(self, job: Job, not_before: float, code: str, message: str) -> SetAside:
+    def _defer(
+        self,
+        job: Job,
+        not_before: float,
+        code: str,
+        message: str,
+        reason: str,
+        kind: str | None = None,
+        status_code: int | None = None,
+    ) -> SetAside:
         self.ctx.run.report.deferred += 1
         self._commit(
             job,
             Result(
                 job.claim.custom_id,
                 RequestStatus.RETRYABLE,
+                status_code=status_code,
                 error_code=code,
                 error_message=message,
                 not_before=not_before,
+                wait_reason=reason,
+                error_kind=kind,
             ),
         )
         self.ctx.emit("deferred", message, job.claim.custom_id, job.claim.model)
@@ -339,6 +421,7 @@ class RequestHandler:
         return SetAside("released")
 
     def _release_now(self, job: Job) -> None:
+        self.flush()  # its failed sends first: the release closes the send after them
         self.ctx.run.report.released += self.ctx.store.release_realtime(
             self.ctx.run.run_id, self.ctx.owner, [job.claim.custom_id]
         )
@@ -359,6 +442,7 @@ class RequestHandler:
             )
             return None
         reason = f"{why}; handed to the Batch API (flex fallback policy: batch)"
+        self.flush()
         self.ctx.store.release_realtime(self.ctx.run.run_id, self.ctx.owner, [claim.custom_id])
         self.ctx.store.set_routes(self.ctx.run.run_id, [(claim.custom_id, Route.BATCH, reason)])
         job.settled = True
@@ -381,7 +465,9 @@ class RequestHandler:
             self.flush()
 
     def flush(self) -> None:
-        if not self.ctx.run.buffer:
+        run = self.ctx.run
+        if not run.buffer and not run.sends:
             return
-        results, self.ctx.run.buffer = self.ctx.run.buffer, []
-        self.ctx.store.finish_realtime(self.ctx.run.run_id, self.ctx.owner, results)
+        results, run.buffer = run.buffer, []
+        sends, run.sends = run.sends, []
+        self.ctx.store.finish_realtime(run.run_id, self.ctx.owner, results, sends)
