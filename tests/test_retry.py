@@ -12,8 +12,11 @@ from collections.abc import Callable
 import httpx2
 import openai
 import pytest
+from pydantic import SecretStr
 
+from batchyard.config import Settings
 from batchyard.errors import QuotaExhausted
+from batchyard.orchestrator._client import verify
 from batchyard.orchestrator._retry import (
     FailureKind,
     Retries,
@@ -291,3 +294,25 @@ async def test_retry_after_beyond_the_cap_is_left_to_the_caller() -> None:
         )
     assert script.calls == 1
     assert classify(info.value).retry_after == 600.0
+
+
+async def test_verify_waits_out_a_busy_key_instead_of_failing() -> None:
+    # A 429 without retry-after and a 500, then the models list: a busy key is not a
+    # wrong one. The waits grow.
+    clock = ManualClock()
+    models = {
+        "object": "list",
+        "data": [{"id": "gpt-4o-mini", "object": "model", "created": 1, "owned_by": "openai"}],
+    }
+    script = Script(
+        [
+            error(429, "Rate limit reached", "rate_limit_exceeded", "requests"),
+            error(500, "The server had an error", None, "server_error"),
+            httpx2.Response(200, json=models),
+        ]
+    )
+    settings = Settings(api_key=SecretStr("sk-test-verify-key"))
+    report = await verify(sdk(script), settings, clock.sleep)
+    assert report.ok and report.models == ["gpt-4o-mini"]
+    assert script.calls == 3
+    assert len(clock.sleeps) == 2 and clock.sleeps[1] > clock.sleeps[0]

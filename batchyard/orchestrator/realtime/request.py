@@ -31,7 +31,7 @@ from batchyard.orchestrator._retry import (
     retrying,
     stop_error,
 )
-from batchyard.orchestrator.realtime.admission import ModelAdmission
+from batchyard.orchestrator.realtime.admission import ModelAdmission, Sent
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.call import Answer, prepared_body, send, usage_of
 from batchyard.orchestrator.realtime.context import RealtimeContext
@@ -229,8 +229,9 @@ class RequestHandler:
                 )
             admission = self.ctx.admission[model, _bucket(job.tier)]
             job.phase = Phase.WAITING
+            sent: Sent | None = None
             try:
-                async with admission.slot(job.charge):
+                async with admission.slot(job.charge) as sent:
                     if self.ctx.run.halt.is_set():  # quota ran out while we waited our turn
                         return self._release(job)
                     job.phase = Phase.CALLING
@@ -240,7 +241,7 @@ class RequestHandler:
             except openai.APIError as exc:
                 job.phase = Phase.WAITING
                 failure = classify(exc)
-                self._note_failure(job, admission, breaker, failure, exc)
+                self._note_failure(job, admission, breaker, failure, exc, sent)
                 if failure.kind is not FailureKind.FLEX_UNAVAILABLE:
                     raise
                 decision = self._retries(job).decide(failure)
@@ -261,7 +262,7 @@ class RequestHandler:
                 await self.ctx.sleep(delay)
                 continue
             job.phase = Phase.WAITING
-            admission.observe(answer.headers)
+            admission.observe(answer.headers, sent)
             breaker.record_success()
             self._answered()
             return answer
@@ -273,6 +274,7 @@ class RequestHandler:
         breaker: CircuitBreaker,
         failure: Failure,
         exc: openai.APIError,
+        sent: Sent | None,
     ) -> None:
         headers: Mapping[str, str] = (
             exc.response.headers if isinstance(exc, openai.APIStatusError) else {}
@@ -285,10 +287,10 @@ class RequestHandler:
             self._stalling(job, failure)
         if failure.kind is FailureKind.RATE_LIMIT:
             self.ctx.run.report.rate_limited += 1
-            admission.penalize(failure.retry_after, headers)
+            admission.penalize(failure.retry_after, headers, sent)
             self.ctx.emit("rate_limited", failure.message, job.claim.custom_id, job.claim.model)
         elif headers:
-            admission.observe(headers)
+            admission.observe(headers, sent)
         if failure.kind in STOP_KINDS and not self.ctx.run.halt.is_set():
             error = stop_error(failure)
             self.ctx.stop_error = error
