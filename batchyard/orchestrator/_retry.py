@@ -267,10 +267,11 @@ class Retries:
     """The retry bookkeeping of one request (or one call): every "when is this tried
     again?" answer for a failed send comes from `decide`.
 
-    Rate limits: the provider's retry-after (scaled by `scale`, the clock seconds per
-    provider second), else `backoff` on the number of 429s in a row; never a give-up on the
-    real-time path (`rate_limit_budget` bounds one-off calls, `defer_after` None). Faults:
-    retry-after or `backoff` on the number of faults, until `max_attempts` faults. A wait
+    Every wait is the provider's retry-after (scaled by `scale`, the clock seconds per
+    provider second), else `backoff` on the number of failures so far, so each is longer
+    than the one before. Rate limits never give up on the real-time path
+    (`rate_limit_budget` bounds one-off calls, `defer_after` None); faults give up after
+    `max_attempts` of them. A wait
     of `defer_after` or more (real time) is a DEFER: the request goes back to the store
     with `not_before`, where the router can still move it.
     """
@@ -302,10 +303,10 @@ class Retries:
             return Decision(Verdict.GIVE_UP, 0.0, f"{kind}: not retryable")
         if failure.kind in RATE_KINDS:
             self.limited += 1
-            number = self.limited
         else:
             self.faults += 1
-            number = self.faults
+        number = self.limited + self.faults  # failures so far: each wait longer than the last
+        if failure.kind not in RATE_KINDS:
             if self.faults >= policy.max_attempts:
                 return Decision(Verdict.GIVE_UP, 0.0, f"{kind}: {self.faults} faults")
         if failure.retry_after is not None:

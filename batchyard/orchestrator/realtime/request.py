@@ -1,8 +1,9 @@
 """How the real-time runner handles one claimed request, from admission to its result.
 
-Owns `RequestHandler`, which works on one `Job` (a claim plus its tier, body and token
-charge) with what a `RealtimeContext` gives it: admission, the call, retries through
-`_retry.py`, the breaker, flex waits and fallback, and the outcome (succeeded, failed, or
+Owns `RequestHandler`, which works on one `Job` (`job.py`: a claim plus its tier, body and
+token charge) with what a `RealtimeContext` gives it: admission, the call, retries through
+`_retry.py` (each failed send goes to `sends.py`'s `SendLog`: when it goes again, its
+attempt row, stalls), the breaker, flex waits and fallback, and the outcome (succeeded, failed, or
 `SetAside`: deferred, released, re-routed) buffered for a group commit to the store.
 `runner.py` holds the dispatch loop and the public API; see its docstring for the
 behaviour. No SQL, no printing.
@@ -13,19 +14,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
 import openai
 
-from batchyard import tokens
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator._retry import (
-    FAULT_KINDS,
     STOP_KINDS,
-    Decision,
     Failure,
     FailureKind,
-    Retries,
     Verdict,
     classify,
     retrying,
@@ -35,23 +31,14 @@ from batchyard.orchestrator.realtime.admission import ModelAdmission, Sent
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.call import Answer, prepared_body, send, usage_of
 from batchyard.orchestrator.realtime.context import RealtimeContext
+from batchyard.orchestrator.realtime.job import Job, Phase, bucket
+from batchyard.orchestrator.realtime.sends import SendLog
 from batchyard.orchestrator.realtime.types import FlexFallback, StopReason
-from batchyard.store import Claim, FailedSend, Result
+from batchyard.store import Result
 
 __all__ = ["Job", "Phase", "RequestHandler", "SetAside"]
 
 _FAULTS = (FailureKind.SERVER, FailureKind.CONNECTION, FailureKind.TIMEOUT)
-_TIERS = {Route.FLEX: Tier.FLEX, Route.FAST: Tier.FAST}
-
-
-def _bucket(tier: Tier) -> str:
-    """The rate-limit pool a tier draws on: fast shares the standard tier's (OpenAI)."""
-    return Tier.DEFAULT.value if tier is Tier.FAST else tier.value
-
-
-class Phase(StrEnum):
-    WAITING = "waiting"  # not calling right now: admission, backoff (safe to release)
-    CALLING = "calling"  # a call is on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,43 +48,12 @@ class SetAside:
     how: str  # "deferred", "released" or "rerouted"
 
 
-class Job:
-    __slots__ = (
-        "body",
-        "calls",
-        "charge",
-        "claim",
-        "flex_tries",
-        "flex_waited",
-        "output_cap",
-        "phase",
-        "prompt",
-        "retries",
-        "settled",
-        "tier",
-    )
-
-    def __init__(self, claim: Claim) -> None:
-        self.claim = claim
-        self.tier = _TIERS.get(claim.route, Tier.DEFAULT)
-        self.body = prepared_body(claim.body, self.tier)
-        count = tokens.count_request(claim.endpoint, claim.body)
-        self.prompt = count.prompt
-        self.output_cap = count.output or 0
-        self.charge = self.prompt + self.output_cap
-        self.calls = 0
-        self.flex_tries = 0
-        self.flex_waited = 0.0
-        self.phase = Phase.WAITING
-        self.settled = False
-        self.retries: Retries | None = None  # set by the handler (its policy and clock)
-
-
 class RequestHandler:
     """Per-request behaviour of the real-time path, on one explicit `RealtimeContext`."""
 
     def __init__(self, ctx: RealtimeContext) -> None:
         self.ctx = ctx
+        self.sends = SendLog(ctx)
 
     # ---- one request ---------------------------------------------------------------------
     async def process(self, job: Job) -> None:
@@ -126,39 +82,11 @@ class RequestHandler:
         finally:
             self.ctx.run.in_flight -= 1
 
-    def _retries(self, job: Job) -> Retries:
-        if job.retries is None:
-            job.retries = Retries(
-                self.ctx.policy,
-                faults=job.claim.faults,
-                scale=self.ctx.options.provider_time_scale,
-                defer_after=self.ctx.options.defer_after,
-            )
-        return job.retries
-
     async def _with_retries(self, job: Job) -> Answer | SetAside:
-        retries = self._retries(job)
+        retries = self.sends.retries(job)
 
         def on_retry(failure: Failure, number: int, delay: float) -> None:
-            # Each failed send is an attempt row (written with the next group commit)
-            # and an event in the run's history.
-            self.ctx.run.report.retries += 1
-            message = f"{failure.kind}: {failure.message} (retry in {delay:.2f}s)"
-            self.ctx.store.add_event(
-                self.ctx.run.run_id,
-                "realtime.retry",
-                message,
-                {
-                    "call": number,
-                    "kind": str(failure.kind),
-                    "status_code": failure.status_code,
-                    "error_code": failure.code,
-                    "delay": delay,
-                    "tier": job.tier.value,
-                },
-                custom_id=job.claim.custom_id,
-            )
-            self.ctx.emit("retry", message, job.claim.custom_id, job.claim.model)
+            self.sends.retried(job, failure, number, delay)
 
         async for attempt in retrying(
             retries, sleep=self.ctx.sleep, on_retry=on_retry, decided=True
@@ -167,42 +95,9 @@ class RequestHandler:
                 try:
                     return await self._attempt(job)
                 except openai.APIError as exc:
-                    self._failed_send(job, classify(exc))
+                    self.sends.failed(job, classify(exc))
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _failed_send(self, job: Job, failure: Failure) -> None:
-        """Decide when a failed send goes again (`Retries`, then the model's 429 pause),
-        and record that send: an attempt row with the request's `not_before` and reason."""
-        decision = self._retries(job).decide(failure)
-        if decision.verdict is Verdict.RETRY and failure.kind is FailureKind.RATE_LIMIT:
-            # The model's admission is paused for everyone: the request cannot go sooner.
-            admission = self.ctx.admission[job.claim.model, _bucket(job.tier)]
-            pause = admission.paused_until - self.ctx.clock()
-            if pause > decision.wait:
-                decision = Decision(
-                    Verdict.RETRY, pause, f"rate_limit: {job.claim.model} paused after a 429"
-                )
-                job.retries.last = decision  # type: ignore[union-attr]
-        if decision.verdict is Verdict.RETRY:
-            self._record_send(job, failure, decision)
-
-    def _record_send(self, job: Job, failure: Failure, decision: Decision) -> None:
-        now = self.ctx.clock()
-        self.ctx.run.sends.append(
-            FailedSend(
-                job.claim.custom_id,
-                now,
-                str(failure.kind),
-                failure.status_code,
-                failure.code,
-                failure.request_id,
-                now + decision.wait,
-                decision.reason,
-                failure.kind in FAULT_KINDS,
-            )
-        )
-        self.ctx.run.flush_wanted.set()
 
     async def _attempt(self, job: Job) -> Answer | SetAside:
         """One call (plus waiting out flex unavailability), or the request set aside
@@ -227,7 +122,7 @@ class RequestHandler:
                     f"{model} keeps failing; the circuit is open.",
                     f"circuit_open: {model} failed {breaker.failure_threshold} times in a row",
                 )
-            admission = self.ctx.admission[model, _bucket(job.tier)]
+            admission = self.ctx.admission[model, bucket(job.tier)]
             job.phase = Phase.WAITING
             sent: Sent | None = None
             try:
@@ -244,9 +139,9 @@ class RequestHandler:
                 self._note_failure(job, admission, breaker, failure, exc, sent)
                 if failure.kind is not FailureKind.FLEX_UNAVAILABLE:
                     raise
-                decision = self._retries(job).decide(failure)
+                decision = self.sends.retries(job).decide(failure)
                 delay = decision.wait
-                self._record_send(job, failure, decision)
+                self.sends.record(job, failure, decision)
                 if job.flex_waited + delay > self.ctx.options.flex_max_wait:
                     self.ctx.flex_down_until[model] = (
                         self.ctx.clock() + self.ctx.options.flex_cooldown
@@ -264,7 +159,7 @@ class RequestHandler:
             job.phase = Phase.WAITING
             admission.observe(answer.headers, sent)
             breaker.record_success()
-            self._answered()
+            self.sends.answered()
             return answer
 
     def _note_failure(
@@ -284,7 +179,7 @@ class RequestHandler:
         else:
             breaker.release_probe()
         if failure.retryable:
-            self._stalling(job, failure)
+            self.sends.stalling(job, failure)
         if failure.kind is FailureKind.RATE_LIMIT:
             self.ctx.run.report.rate_limited += 1
             admission.penalize(failure.retry_after, headers, sent)
@@ -303,7 +198,7 @@ class RequestHandler:
     def _succeed(self, job: Job, answer: Answer) -> None:
         claim = job.claim
         usage = usage_of(claim.endpoint, answer.body, job.tier)
-        self.ctx.admission[claim.model, _bucket(job.tier)].settle(
+        self.ctx.admission[claim.model, bucket(job.tier)].settle(
             job.charge, usage.input_tokens + job.output_cap
         )
         info = self.ctx.models.find(claim.model)
@@ -356,22 +251,6 @@ class RequestHandler:
         if failure.retryable:
             message = f"{message} (gave up after {job.claim.attempt - 1 + job.calls} attempts)"
         self._finish_failed(job, failure, failure.code or str(failure.kind), message)
-
-    # ---- stalls --------------------------------------------------------------------------
-    def _stalling(self, job: Job, failure: Failure) -> None:
-        message = self.ctx.run.stall.failed(str(failure.kind), self.ctx.clock())
-        if message is None:
-            return
-        self.ctx.run.report.stalls += 1
-        kinds = dict(self.ctx.run.stall.kinds)
-        self.ctx.store.add_event(self.ctx.run.run_id, "realtime.stall", message, {"kinds": kinds})
-        self.ctx.emit("stall", message, None, job.claim.model)
-
-    def _answered(self) -> None:
-        if self.ctx.run.stall.answered():
-            message = "Answers flow again after a stall."
-            self.ctx.store.add_event(self.ctx.run.run_id, "realtime.flowing", message)
-            self.ctx.emit("flowing", message, None, None)
 
     def _finish_failed(self, job: Job, failure: Failure | None, code: str, message: str) -> None:
         self.ctx.run.report.failed += 1
