@@ -122,7 +122,7 @@ class RetryPolicy:
     """
 
     max_attempts: int = 8  # sends that met a fault, first one included
-    base_delay: float = 0.5  # first wait without a retry-after
+    base_delay: float = 1.0  # first wait without a retry-after
     max_delay: float = 60.0  # cap of the exponential waits
     jitter: float = 0.5  # each wait gets up to this fraction of base_delay added at random
     max_retry_after: float = 120.0  # honour retry-after up to this in place; beyond, defer
@@ -306,9 +306,8 @@ class Retries:
         else:
             self.faults += 1
         number = self.limited + self.faults  # failures so far: each wait longer than the last
-        if failure.kind not in RATE_KINDS:
-            if self.faults >= policy.max_attempts:
-                return Decision(Verdict.GIVE_UP, 0.0, f"{kind}: {self.faults} faults")
+        if failure.kind not in RATE_KINDS and self.faults >= policy.max_attempts:
+            return Decision(Verdict.GIVE_UP, 0.0, f"{kind}: {self.faults} faults")
         if failure.retry_after is not None:
             wait = failure.retry_after * self.scale
             why = f"{kind}: the provider's retry-after ({failure.retry_after:g} s)"

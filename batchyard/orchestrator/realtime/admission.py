@@ -228,35 +228,55 @@ class ModelAdmission:
         self.penalties = 0
         self.last_view: RateView | None = None
         self._lock = asyncio.Lock()
+        self._retry_lock = asyncio.Lock()
+        self._retries_waiting = 0
         self._slots = asyncio.Semaphore(concurrency)
         self.concurrency = concurrency
         self.learn_seconds = 5.0 * period / 60.0  # how slowly others' rate is learnt
 
-    async def acquire(self, tokens: int) -> Sent:
+    async def acquire(self, tokens: int, *, retry: bool = False) -> Sent:
         """Wait (FIFO) until one request of `tokens` fits both budgets, then charge it;
-        returns the budgets' state right after the charge (for `observe`)."""
+        returns the budgets' state right after the charge (for `observe`). A `retry` (a
+        request sent before, that waited out its backoff) goes ahead of first sends, so
+        its wait is its backoff and not the queue's length."""
+        if retry:
+            self._retries_waiting += 1
+            try:
+                async with self._retry_lock:
+                    return await self._admit(tokens, retry=True)
+            finally:
+                self._retries_waiting -= 1
         async with self._lock:
-            while True:
-                now = self._clock()
-                wait = max(
-                    self.paused_until - now,
-                    self.requests.wait_for(1, now),
-                    self.tokens.wait_for(tokens, now),
-                )
-                if wait <= _EPSILON:  # float residue must not spin the loop
-                    break
-                await self._sleep(wait)
+            return await self._admit(tokens, retry=False)
+
+    async def _admit(self, tokens: int, *, retry: bool) -> Sent:
+        while True:
             now = self._clock()
-            self.requests.take(1, now)
-            self.tokens.take(tokens, now)
-            return Sent(
-                (self.requests.level, self.requests.corrected),
-                (self.tokens.level, self.tokens.corrected),
+            wait = max(
+                self.paused_until - now,
+                self.requests.wait_for(1, now),
+                self.tokens.wait_for(tokens, now),
             )
+            if not retry and self._retries_waiting:
+                wait = max(wait, 1.0 / self.requests.ours)  # let the retry go first
+            if wait <= _EPSILON:  # float residue must not spin the loop
+                break
+            await self._sleep(wait)
+        now = self._clock()
+        self.requests.take(1, now)
+        self.tokens.take(tokens, now)
+        return Sent(
+            (self.requests.level, self.requests.corrected),
+            (self.tokens.level, self.tokens.corrected),
+        )
 
     @asynccontextmanager
-    async def slot(self, tokens: int) -> AsyncIterator[Sent]:
-        """A concurrency slot plus the budget for one request of `tokens`."""
+    async def slot(self, tokens: int, *, retry: bool = False) -> AsyncIterator[Sent]:
+        """A concurrency slot plus the budget for one request of `tokens`. A retry does
+        not queue for a slot behind first sends (it held one before its backoff)."""
+        if retry:
+            yield await self.acquire(tokens, retry=True)
+            return
         async with self._slots:
             yield await self.acquire(tokens)
 

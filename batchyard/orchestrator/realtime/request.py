@@ -126,7 +126,7 @@ class RequestHandler:
             job.phase = Phase.WAITING
             sent: Sent | None = None
             try:
-                async with admission.slot(job.charge) as sent:
+                async with admission.slot(job.charge, retry=job.calls > 0) as sent:
                     if self.ctx.run.halt.is_set():  # quota ran out while we waited our turn
                         return self._release(job)
                     job.phase = Phase.CALLING

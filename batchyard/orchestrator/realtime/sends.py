@@ -14,7 +14,6 @@ from batchyard.orchestrator._retry import (
     FAULT_KINDS,
     Decision,
     Failure,
-    FailureKind,
     Retries,
     Verdict,
 )
@@ -45,13 +44,13 @@ class SendLog:
         """Decide when a failed send goes again (`Retries`, then the model's 429 pause),
         and record that send: an attempt row with the request's `not_before` and reason."""
         decision = self.retries(job).decide(failure)
-        if decision.verdict is Verdict.RETRY and failure.kind is FailureKind.RATE_LIMIT:
-            # The model's admission is paused for everyone: the request cannot go sooner.
+        if decision.verdict is Verdict.RETRY:
+            # The model's admission is paused after a 429: the request cannot go sooner.
             admission = self.ctx.admission[job.claim.model, bucket(job.tier)]
             pause = admission.paused_until - self.ctx.clock()
             if pause > decision.wait:
                 decision = Decision(
-                    Verdict.RETRY, pause, f"rate_limit: {job.claim.model} paused after a 429"
+                    Verdict.RETRY, pause, f"{failure.kind}: {job.claim.model} paused after a 429"
                 )
                 job.retries.last = decision  # type: ignore[union-attr]
         if decision.verdict is Verdict.RETRY:
