@@ -152,8 +152,8 @@ def both_errors(row: RequestRow, message: str) -> str:
     """The message of a line whose fallback model was refused as well."""
     first = row.fallback or {}
     return (
-        f"The fallback model {row.model} was refused too: {message} (the line's own model "
-        f"{first.get('from')} was refused first: {first.get('error')})"
+        f"Both models were refused. The line's own model {first.get('from')}: "
+        f"{first.get('error')} Its fallback model {row.model}: {message}"
     )
 
 
