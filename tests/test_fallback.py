@@ -215,6 +215,30 @@ async def test_lines_the_batch_api_refuses_are_sent_again_with_the_fallback(
     await orch.aclose()
 
 
+async def test_a_model_removed_while_its_batch_runs_is_answered_by_the_fallback(
+    tmp_path: Path,
+) -> None:
+    sim = make_sim()
+    orch = orchestrator(tmp_path, sim)
+    source = write(tmp_path / "in.jsonl", [chat_line(i, "gpt-4.1-nano") for i in range(3)])
+    run = await orch.submit(source, route="batch", fallback=FALLBACK)
+    for _ in range(50):  # until the provider has validated the shard and runs its lines
+        await orch.step(run.run_id, realtime=False)
+        if orch.store.list_batches(run.run_id)[0].status.value == "in_progress":
+            break
+        sim[1].clock.advance(10)
+    assert orch.store.list_batches(run.run_id)[0].status.value == "in_progress"
+    del sim[1].config.models["gpt-4.1-nano"]  # the API stops serving it mid-batch
+    status = await orch.wait(run.run_id, max_rounds=200)
+    assert status.done and status.succeeded == 3, status.last_errors
+    assert [b.model for b in orch.store.list_batches(run.run_id)] == ["gpt-4.1-nano", FALLBACK]
+    for line in fetched(orch, run.run_id, tmp_path):
+        facts = line["batchyard"]
+        assert facts["model"] == FALLBACK and facts["fallback"]["from"] == "gpt-4.1-nano"
+        assert "gpt-4.1-nano" in facts["fallback"]["error"]
+    await orch.aclose()
+
+
 async def test_the_fallback_survives_a_restart(tmp_path: Path) -> None:
     sim = make_sim()
     first = orchestrator(tmp_path, sim)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from batchyard.catalog import ModelInfo, as_catalog
-from batchyard.errors import ConfigError, OptionError
+from batchyard.errors import ConfigError, NotFound, OptionError
 from batchyard.models import RequestStatus, Route
 from batchyard.router import format_time
 from batchyard.store import FallbackMove, RequestRow, Result, Store
@@ -191,24 +191,33 @@ def fall_back_refused(
 def batch_refusals(
     store: Store, run_id: str, shard: int, results: list[Result]
 ) -> tuple[list[Result], list[tuple[RequestRow, str]]]:
-    """A failed shard's results, with the lines the Batch API refused for their model
-    (validation's `model_not_found`) made retryable where the run has a fallback for it,
-    and returned beside them to move once applied; a line on its fallback already fails
-    naming both errors. Without fallbacks, `results` unchanged."""
-    table = fallbacks_of(store.get_run(run_id))
+    """Batch results (a failed shard's validation errors, or a chunk of its output and
+    error files), with the lines refused for their model made retryable where the run has a
+    fallback for it, and returned beside them to move once applied; a line on its fallback
+    already fails naming both errors. Without refusals or fallbacks, `results` unchanged."""
     refused_ids = {
         r.custom_id
         for r in results
         if r.status is RequestStatus.FAILED
-        and is_refused(None, r.error_code, r.error_message or "")
+        and is_refused(r.status_code, r.error_code, r.error_message or "")
     }
-    if not table or not refused_ids:
+    if not refused_ids:
         return results, []
-    rows = {r.custom_id: r for r in store.iter_requests(run_id, shard=shard, with_body=True)}
+    table = fallbacks_of(store.get_run(run_id))
+    if not table:
+        return results, []
+    rows: dict[str, RequestRow] = {}
+    for cid in sorted(refused_ids):
+        try:
+            found = store.get_request(run_id, cid)
+        except NotFound:
+            continue  # a line naming no request of the run: the store counts it unknown
+        if found.shard == shard:  # a line that left the shard is the store's to settle
+            rows[cid] = found
     out, refused = [], []
     for res in results:
         row = rows.get(res.custom_id)
-        if res.custom_id in refused_ids and row is not None:
+        if row is not None and res.status is RequestStatus.FAILED:
             message = res.error_message or ""
             if row.fallback is not None:
                 res = replace(res, error_message=both_errors(row, message))

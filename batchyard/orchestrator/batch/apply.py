@@ -87,7 +87,10 @@ async def _apply_file(
     report = ApplyReport()
     judge = ctx.judge_for(b.run_id)
     for chunk in _chunks(results(), ctx.apply_chunk):
+        chunk, refused = batch_refusals(store, b.run_id, b.id, chunk)
         report += store.apply_results(b.run_id, _judged(store, judge, b, chunk))
+        if refused:  # lines refused for their model mid-batch go to their fallback
+            fall_back_refused(store, ctx.models, store.get_run(b.run_id), refused, batch=True)
         ctx.step("applying", b.id)
     dest.unlink(missing_ok=True)
     return report
