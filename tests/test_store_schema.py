@@ -87,6 +87,7 @@ EXPECTED_COLUMNS = {
         "requeue_cost",
         "not_before_reason",
         "faults",
+        "fallback",
     },
     "batches": {
         "id",

@@ -383,6 +383,14 @@ def m009_output_cap(db: Database) -> None:
 
 
 @_migration
+def m013_fallback(db: Database) -> None:
+    """The fallback model a line was moved to (`--fallback`, `[fallback]` in batchyard.toml):
+    `requests.fallback` is JSON {from, to, reason, error, at} (NULL: answered, or to be, by the
+    model the file named). The line's `model` and body then name the fallback model, so
+    shards, limits and prices follow it; `from` keeps the model the file asked for."""
+    db.execute("ALTER TABLE requests ADD COLUMN fallback TEXT")
+
+
 def m010_sends_and_waits(db: Database) -> None:
     """Every send is an attempt row, and one place says when a request is tried again.
 
