@@ -391,6 +391,7 @@ def m013_fallback(db: Database) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN fallback TEXT")
 
 
+@_migration
 def m010_sends_and_waits(db: Database) -> None:
     """Every send is an attempt row, and one place says when a request is tried again.
 
