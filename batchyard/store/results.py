@@ -249,6 +249,7 @@ class ResultsMixin(ReuseMixin, SendsMixin):
                         res.output_tokens,
                         res.cost,
                         None,
+                        None,
                         now,
                         now,
                         res.request_id,

@@ -383,15 +383,6 @@ def m009_output_cap(db: Database) -> None:
 
 
 @_migration
-def m013_fallback(db: Database) -> None:
-    """The fallback model a line was moved to (`--fallback`, `[fallback]` in batchyard.toml):
-    `requests.fallback` is JSON {from, to, reason, error, at} (NULL: answered, or to be, by the
-    model the file named). The line's `model` and body then name the fallback model, so
-    shards, limits and prices follow it; `from` keeps the model the file asked for."""
-    db.execute("ALTER TABLE requests ADD COLUMN fallback TEXT")
-
-
-@_migration
 def m010_sends_and_waits(db: Database) -> None:
     """Every send is an attempt row, and one place says when a request is tried again.
 
@@ -410,6 +401,15 @@ def m010_sends_and_waits(db: Database) -> None:
     db.execute(
         "CREATE INDEX attempts_kinds ON attempts(run_id, error_kind) WHERE error_kind IS NOT NULL"
     )
+
+
+@_migration
+def m013_fallback(db: Database) -> None:
+    """The fallback model a line was moved to (`--fallback`, `[fallback]` in batchyard.toml):
+    `requests.fallback` is JSON {from, to, reason, error, at} (NULL: answered, or to be, by the
+    model the file named). The line's `model` and body then name the fallback model, so
+    shards, limits and prices follow it; `from` keeps the model the file asked for."""
+    db.execute("ALTER TABLE requests ADD COLUMN fallback TEXT")
 
 
 def _create_private(path: Path) -> None:
