@@ -26,6 +26,7 @@ from batchyard.orchestrator import (
     Orchestrator,
     Progress,
     Result,
+    RunInfo,
     RunStatus,
     SubmitResult,
     VerifyReport,
@@ -34,7 +35,6 @@ from batchyard.orchestrator._sources import Requests
 from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.router import Plan
 from batchyard.store import Store
-from batchyard.store.rows import RunRow
 
 __all__ = ["Batchyard"]
 
@@ -168,7 +168,7 @@ class Batchyard:
     def status(self, run_id: str) -> RunStatus:
         return self.orchestrator.status(run_id)
 
-    def runs(self, limit: int | None = None) -> list[RunRow]:
+    def runs(self, limit: int | None = None) -> list[RunInfo]:
         return self.orchestrator.runs(limit)
 
     def costs(self, run_id: str | None = None) -> CostReport:

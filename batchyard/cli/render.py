@@ -25,12 +25,12 @@ if TYPE_CHECKING:
     from batchyard.orchestrator._reports import (
         CostReport,
         FetchReport,
+        RunInfo,
         RunStatus,
         SubmitResult,
         VerifyReport,
     )
     from batchyard.router import Plan
-    from batchyard.store.rows import RunRow
 
 __all__ = [
     "config_table",
@@ -302,7 +302,7 @@ def status_line(status: RunStatus) -> str:
 
 
 # ---- runs, costs, fetch, verify, config --------------------------------------------------------
-def runs_table(rows: Sequence[RunRow]) -> Table:
+def runs_table(rows: Sequence[RunInfo]) -> Table:
     table = Table(title="runs, newest first", title_justify="left")
     names = ("run", "state", "created", "requests", "deadline", "estimated", "actual", "source")
     for name in names:

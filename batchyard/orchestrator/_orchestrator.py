@@ -35,6 +35,7 @@ from batchyard.orchestrator._notify import notify_if_finished, notify_secret
 from batchyard.orchestrator._reports import (
     CostReport,
     FetchReport,
+    RunInfo,
     RunStatus,
     SubmitResult,
     VerifyReport,
@@ -603,8 +604,9 @@ class Orchestrator:
         return await self._finished(run_id)
 
     # ---- reading ------------------------------------------------------------------------------
-    def runs(self, limit: int | None = None) -> list[RunRow]:
-        return self.store.list_runs(limit=limit)
+    def runs(self, limit: int | None = None) -> list[RunInfo]:
+        """The runs in the job database, newest first."""
+        return [RunInfo.from_row(run) for run in self.store.list_runs(limit=limit)]
 
     def status(self, run_id: str) -> RunStatus:
         stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))

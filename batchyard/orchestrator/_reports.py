@@ -1,7 +1,8 @@
 """What a run looks like from outside: the typed reports, and reading the store into them.
 
 Owns the plain frozen records the orchestrator returns to the CLI and to Python callers
-(`SubmitResult`, `RunStatus`, `CostReport`, `FetchReport`, `VerifyReport`, with `to_dict()`
+(`SubmitResult`, `RunInfo`, `RunStatus`, `CostReport`, `FetchReport`, `VerifyReport`, with
+`to_dict()`
 for `--json`), and reading the store into `RunStatus`, `CostReport` and the `fetch` output
 (one line per input line, in input order, in the OpenAI batch output shape plus a
 `batchyard` object). Reads only; changes nothing in the store and makes no API calls.
@@ -13,13 +14,13 @@ import json
 import math
 from collections.abc import Mapping
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.errors import NotFound
-from batchyard.models import BatchStatus, RequestStatus, Route, RunState
+from batchyard.models import BatchStatus, RequestStatus, Route, RouteOverride, RunState
 from batchyard.orchestrator._routing import capacities, turnarounds
 from batchyard.orchestrator._variants import Grouper, VariantCost, variant_costs
 from batchyard.router import Plan, Turnaround, Work, realtime_seconds
@@ -31,6 +32,7 @@ __all__ = [
     "CostReport",
     "CostRow",
     "FetchReport",
+    "RunInfo",
     "RunStatus",
     "SubmitResult",
     "VariantCost",
@@ -70,6 +72,41 @@ class SubmitResult:
     def to_dict(self) -> dict[str, Any]:
         data = {k: _jsonable(v) for k, v in asdict(self).items() if k != "plan"}
         data["plan"] = self.plan.to_dict(assignments=False)  # routes are in the store
+        return data
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as `runs` lists it: what was submitted, when, and what it cost."""
+
+    id: str
+    state: RunState
+    source_path: str
+    source_sha256: str
+    endpoint: str
+    models: tuple[str, ...]
+    route_override: RouteOverride
+    deadline_at: float | None
+    budget: float | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    estimated_cost: float
+    actual_cost: float
+    request_count: int
+    options: dict[str, Any] = field(default_factory=dict)  # the submit options it was run with
+    pruned_at: float | None = None  # `prune` removed its requests, attempts and events
+
+    @classmethod
+    def from_row(cls, run: RunRow) -> RunInfo:
+        """The report of a store row (the store's record is not public API)."""
+        return cls(**{f.name: getattr(run, f.name) for f in fields(cls)})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["route_override"] = self.route_override.value
+        data["models"] = list(self.models)
         return data
 
 
