@@ -70,8 +70,8 @@ class Metrics:
         """Requests by route/status, batches by status and cost, from one round's status."""
         requests: dict[Labels, float] = {}
         for key, n in status.counts.items():
-            route, _, state = key.partition("/")
-            requests[(("route", route), ("run", status.run_id), ("status", state))] = n
+            route = key.route.value if key.route else "-"
+            requests[(("route", route), ("run", status.run_id), ("status", key.status.value))] = n
         self._replace("batchyard_requests", requests)
         batches: dict[Labels, float] = {}
         for b in status.batches:

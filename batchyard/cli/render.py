@@ -180,8 +180,8 @@ def _routes(status: RunStatus) -> Table:
     routes: dict[str, dict[str, int]] = {}
     columns: list[str] = []
     for key, n in status.counts.items():
-        route, _, state = key.partition("/")
-        routes.setdefault(route, {})[state] = n
+        state = key.status.value
+        routes.setdefault(key.route.value if key.route else "-", {})[state] = n
         if state not in columns:
             columns.append(state)
     table = Table(title="requests by route and status", title_justify="left")

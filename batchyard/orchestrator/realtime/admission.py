@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from batchyard.models import Tier
 from batchyard.orchestrator._timing import Clock, Sleep
 
 __all__ = ["AdmissionTable", "Bucket", "ModelAdmission", "RateView", "parse_duration"]
@@ -274,9 +275,9 @@ class AdmissionTable:
         self._concurrency = concurrency
         self._headroom = headroom
         self._period = period
-        self._table: dict[tuple[str, str], ModelAdmission] = {}
+        self._table: dict[tuple[str, Tier], ModelAdmission] = {}
 
-    def __getitem__(self, key: tuple[str, str]) -> ModelAdmission:
+    def __getitem__(self, key: tuple[str, Tier]) -> ModelAdmission:
         found = self._table.get(key)
         if found is None:
             rpm, tpm = self._limits.get(key[0], (500, 200_000))
@@ -293,5 +294,5 @@ class AdmissionTable:
             self._table[key] = found
         return found
 
-    def items(self) -> list[tuple[tuple[str, str], ModelAdmission]]:
+    def items(self) -> list[tuple[tuple[str, Tier], ModelAdmission]]:
         return list(self._table.items())

@@ -41,9 +41,9 @@ _FAULTS = (FailureKind.SERVER, FailureKind.CONNECTION, FailureKind.TIMEOUT)
 _TIERS = {Route.FLEX: Tier.FLEX, Route.FAST: Tier.FAST}
 
 
-def _bucket(tier: Tier) -> str:
+def _bucket(tier: Tier) -> Tier:
     """The rate-limit pool a tier draws on: fast shares the standard tier's (OpenAI)."""
-    return Tier.DEFAULT.value if tier is Tier.FAST else tier.value
+    return Tier.DEFAULT if tier is Tier.FAST else tier
 
 
 class Phase(StrEnum):

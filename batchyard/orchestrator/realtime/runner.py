@@ -143,7 +143,7 @@ class RealtimeRunner:
         out: dict[str, tuple[int, int]] = {}
         for (model, tier), admission in self.ctx.admission.items():
             view = admission.last_view
-            if tier != Tier.DEFAULT.value or view is None:
+            if tier is not Tier.DEFAULT or view is None:
                 continue
             info = self.ctx.models.get(model)
             rpm = view.limit_requests or (info.rpm if info else 0)
