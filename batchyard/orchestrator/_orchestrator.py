@@ -23,6 +23,7 @@ from batchyard.catalog import Catalog
 from batchyard.checks import CheckFn
 from batchyard.config import Settings, load_settings
 from batchyard.errors import DispatchStopped, ProviderError
+from batchyard.metrics import Metrics
 from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import _client as key_checks
 from batchyard.orchestrator import _reports as reporting
@@ -101,8 +102,11 @@ class Orchestrator:
         on_progress: Progress | None = None,
         workdir: Path | None = None,
         checks: Mapping[str, CheckFn] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        # Prometheus series in a registry of this orchestrator's own (`--metrics-port`).
+        self.metrics = metrics or Metrics()
         self.models: Catalog = self.settings.model_table()
         self.prior = Turnaround.from_median_p95(
             self.settings.batch_turnaround_median_seconds,
@@ -165,7 +169,9 @@ class Orchestrator:
     @property
     def realtime(self) -> RealtimeRunner:
         if self._realtime is None:
-            self._realtime = RealtimeRunner(*self._parts(), judges=self.judges, **self._timing())
+            self._realtime = RealtimeRunner(
+                *self._parts(), judges=self.judges, metrics=self.metrics, **self._timing()
+            )
         return self._realtime
 
     def _parts(self) -> tuple[Store, openai.AsyncOpenAI, Catalog, Settings]:

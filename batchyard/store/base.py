@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlite_utils import Database
+from sqlite_utils.utils import chunks
 
 from batchyard.errors import NotFound, StoreError
 
@@ -38,15 +39,10 @@ LOOKUP = 500
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Lists of at most `size` items, streaming (never materialises `items`)."""
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    """Lists of at most `size` items, streaming (never materialises `items`): sqlite-utils'
+    `chunks`, each chunk read into a list (its chunks share one iterator)."""
+    for chunk in chunks(items, size):
+        yield list(chunk)
 
 
 def by_name(cursor: sqlite3.Cursor) -> Iterator[dict[str, Any]]:

@@ -32,7 +32,7 @@ from batchyard.config import ModelInfo, Settings
 from batchyard.orchestrator._answer_checks import Judge, Judges
 from batchyard.orchestrator._retry import RetryPolicy, call_with_retry, classify
 from batchyard.orchestrator._timing import Clock, Sleep
-from batchyard.orchestrator.realtime.admission import Bucket
+from batchyard.orchestrator.realtime.admission import LeakyBucket
 from batchyard.shards import ShardLimits
 from batchyard.store import Store
 
@@ -108,7 +108,7 @@ class BatchContext:
     limits: ShardLimits | None = None  # per-shard caps below the API's (tests, tuning)
     apply_chunk: int = 1000  # results per store transaction while applying a file
     lookback_seconds: float = 7 * 86_400  # how far back batches.list is searched for a tag
-    pacer: Bucket | None = None  # batch-API calls per minute, created on first call
+    pacer: LeakyBucket | None = None  # batch-API calls per minute, created on first call
     judges: Judges | None = None  # checks on answers; created on first use
 
     def judge_for(self, run_id: str) -> Judge:
@@ -145,7 +145,7 @@ class BatchContext:
             # Polls, uploads, downloads and lists share one budget per process, so many
             # shards never hammer the Files and Batches APIs (429s are retried on top).
             # A leaky bucket on the injected clock, so simulated time paces it too.
-            self.pacer = Bucket(max(1, self.settings.batch_api_rpm), 60.0, self.clock())
+            self.pacer = LeakyBucket(max(1, self.settings.batch_api_rpm), 60.0, self.clock())
         pacer = self.pacer
 
         async def paced() -> T:

@@ -24,7 +24,7 @@ leaving a debt that drains like any other charge, so later requests wait their t
 Why not aiolimiter: its `AsyncLimiter` reads the event loop's clock and schedules wake-ups
 with `loop.call_at`, so it cannot run on an injected clock (tests, and a simulator clock
 running 10x faster) and it has no public way to set its level from headers or pause it.
-`Bucket` is the same leaky-bucket algorithm (level drains at max_rate / time_period;
+`LeakyBucket` is the same leaky-bucket algorithm (level drains at max_rate / time_period;
 an acquisition fits when level + amount <= max_rate), written on the injected clock.
 """
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from batchyard.models import Tier
 from batchyard.orchestrator._timing import Clock, Sleep
 
-__all__ = ["AdmissionTable", "Bucket", "ModelAdmission", "RateView", "parse_duration"]
+__all__ = ["AdmissionTable", "LeakyBucket", "ModelAdmission", "RateView", "parse_duration"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
 _EPSILON = 1e-6
@@ -67,8 +67,17 @@ def parse_duration(text: str | None) -> float | None:
     return total if pos == len(value) and pos > 0 else None
 
 
-class Bucket:
-    """A leaky bucket on an injected clock: `level` drains at `capacity / period` per second."""
+class LeakyBucket:
+    """A leaky bucket on an injected clock: `level` is what was spent and has not drained
+    yet (0: the whole capacity is free); it drains at `capacity / period` per second.
+
+    Hand-written rather than aiolimiter's `AsyncLimiter` (the same algorithm) because that
+    one reads the event loop's clock and cannot run on an injected one (tests, the
+    simulator's fast clock), and has no way to be corrected from rate-limit headers
+    (`raise_to`, `resize`) or to take a request back (`give_back`). The simulator's
+    `TokenBucket` counts the other way round (its level is what is left) on purpose: it
+    imports nothing from batchyard, so the two cannot share a mistake.
+    """
 
     def __init__(self, capacity: float, period: float, now: float) -> None:
         if capacity <= 0 or period <= 0:
@@ -170,8 +179,8 @@ class ModelAdmission:
         # against OpenAI; the simulator's time_scale when our clock runs scaled with it.
         self.duration_scale = duration_scale
         now = clock()
-        self.requests = Bucket(rpm * headroom, period, now)
-        self.tokens = Bucket(tpm * headroom, period, now)
+        self.requests = LeakyBucket(rpm * headroom, period, now)
+        self.tokens = LeakyBucket(tpm * headroom, period, now)
         self.paused_until = 0.0
         self.penalties = 0
         self.last_view: RateView | None = None

@@ -20,6 +20,7 @@ import openai
 from batchyard.catalog import Catalog, ModelInfo, as_catalog
 from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
+from batchyard.metrics import Metrics
 from batchyard.orchestrator._answer_checks import Judges
 from batchyard.orchestrator._client import flex_options
 from batchyard.orchestrator._retry import RetryPolicy
@@ -68,6 +69,7 @@ class RealtimeContext:
     admission: AdmissionTable
     judges: Judges  # the checks every answer must pass (a run's own, by its options)
     on_progress: OnProgress | None = None
+    metrics: Metrics = field(default_factory=Metrics)  # latency, errors, remaining limits
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     flex_down_until: dict[str, float] = field(default_factory=dict)  # model -> until when
     # Set once dispatch stopped (the quota is used up, or the key or URL was refused):
@@ -89,6 +91,7 @@ class RealtimeContext:
         on_progress: OnProgress | None = None,
         options: RealtimeOptions | None = None,
         judges: Judges | None = None,
+        metrics: Metrics | None = None,
     ) -> RealtimeContext:
         options = options or RealtimeOptions()
         catalog = as_catalog(models)
@@ -113,6 +116,7 @@ class RealtimeContext:
             ),
             judges=judges or Judges(store, catalog),
             on_progress=on_progress,
+            metrics=metrics or Metrics(),
         )
         for name in catalog:
             ctx.breaker(name)

@@ -55,6 +55,7 @@ import openai
 from batchyard.catalog import ModelInfo
 from batchyard.config import Settings
 from batchyard.errors import QuotaExhausted
+from batchyard.metrics import Metrics
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator._answer_checks import Judges
 from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
@@ -89,6 +90,7 @@ class RealtimeRunner:
         on_progress: OnProgress | None = None,
         options: RealtimeOptions | None = None,
         judges: Judges | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.ctx = RealtimeContext.build(
             store,
@@ -101,6 +103,7 @@ class RealtimeRunner:
             on_progress=on_progress,
             options=options,
             judges=judges,
+            metrics=metrics,
         )
         self.handler = RequestHandler(self.ctx)
 
