@@ -15,6 +15,7 @@ from batchyard.config import DB_ENV, default_db_path
 
 from .batches import BatchesMixin
 from .codec import DEFAULT_MIN_BYTES
+from .fallback import FallbackMixin
 from .hooks import HooksMixin
 from .prune import PruneMixin
 from .requests import RequestsMixin
@@ -25,7 +26,9 @@ from .schema import connect, migrate
 __all__ = ["DB_ENV", "Store", "default_db_path"]
 
 
-class Store(BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin):
+class Store(
+    BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin, FallbackMixin
+):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 
     @classmethod

@@ -38,7 +38,7 @@ _COLS = (
     "est_cost_standard, est_cost_flex, est_cost_batch, route, route_reason, status, attempts, "
     "shard, owner, not_before, status_code, error_code, error_message, input_tokens, "
     "output_tokens, cost, updated_at, finished_at, request_id, max_output_tokens, fingerprint, "
-    "reused_from, saved, requeues, requeue_cost"
+    "reused_from, saved, requeues, requeue_cost, fallback"
 )
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
@@ -66,6 +66,7 @@ def request_row(r: dict[str, Any]) -> RequestRow:
         body=decode_body(r.get("body")),
         response_body=decode_body(r.get("response_body")),
         reused_from=json.loads(r["reused_from"]) if r["reused_from"] else None,
+        fallback=json.loads(r["fallback"]) if r["fallback"] else None,
     )
 
 
