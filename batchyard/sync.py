@@ -23,8 +23,8 @@ from batchyard.models import RouteOverride
 from batchyard.orchestrator import (
     CostReport,
     FetchReport,
+    OnProgress,
     Orchestrator,
-    Progress,
     Result,
     RunInfo,
     RunStatus,
@@ -52,7 +52,7 @@ class Batchyard:
         client: openai.AsyncOpenAI | None = None,
         clock: Clock = real_clock,
         sleep: Sleep = real_sleep,
-        on_progress: Progress | None = None,
+        on_progress: OnProgress | None = None,
         workdir: Path | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()

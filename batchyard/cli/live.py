@@ -1,6 +1,6 @@
 """Progress while a run is driven: one live rich view on a terminal, plain lines otherwise.
 
-Owns `Progress`, the `on_round` callback `submit`, `watch`, `resume`, `poll --wait` and
+Owns `ProgressView`, the `on_round` callback `submit`, `watch`, `resume`, `poll --wait` and
 `demo` hand to the orchestrator, and the view it draws: per path (standard, flex, fast,
 batch) a bar with done/total, the rate and ETA observed from throughput, each batch with its
 state and request counts, cost so far against the estimate, the deadline and the escalation
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from batchyard.orchestrator._orchestrator import Orchestrator
     from batchyard.orchestrator._reports import RunStatus
 
-__all__ = ["PATHS", "Progress", "Rates", "live_view", "watching"]
+__all__ = ["PATHS", "ProgressView", "Rates", "live_view", "watching"]
 
 PATHS = (Route.STANDARD, Route.FAST, Route.FLEX, Route.BATCH)
 _TERMINAL = (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
@@ -182,7 +182,7 @@ def live_view(status: RunStatus, rates: Rates, now: float) -> RenderableType:
 class _Frame:
     """What `Live` redraws (4 times a second): relative times move even between refreshes."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: ProgressView) -> None:
         self.progress = progress
 
     def __rich__(self) -> RenderableType:
@@ -192,7 +192,7 @@ class _Frame:
         return live_view(p.last, p.rates, p.clock())
 
 
-class Progress:
+class ProgressView:
     """Shows a run while a command drives it; `async with` around the driving call.
 
     `refresh` (usually `reporting.refresh` over the store) turns the last status into a
@@ -224,7 +224,7 @@ class Progress:
         self._live: Live | None = None
         self._ticker: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Progress:
+    async def __aenter__(self) -> ProgressView:
         if not self.plain:
             self._live = Live(
                 _Frame(self), console=self.console, refresh_per_second=4, transient=False
@@ -297,12 +297,12 @@ def watching(
     *,
     console: Console | None = None,
     plain: bool | None = None,
-) -> Progress:
+) -> ProgressView:
     """The view of `run_id` for a command: starts from its status now, then refreshes from
     the store every second and takes each round's full status."""
     from batchyard.orchestrator import _reports as reporting
 
-    progress = Progress(
+    progress = ProgressView(
         console or cli.err,
         clock=orch.clock,
         metrics=cli.metrics,

@@ -8,7 +8,8 @@ imports typer or rich.
 """
 
 from batchyard.orchestrator._answers import Result
-from batchyard.orchestrator._orchestrator import Orchestrator, Progress
+from batchyard.orchestrator._orchestrator import Orchestrator
+from batchyard.orchestrator._progress import OnProgress
 from batchyard.orchestrator._reports import (
     BatchInfo,
     CostReport,
@@ -27,8 +28,8 @@ __all__ = [
     "CostReport",
     "CostRow",
     "FetchReport",
+    "OnProgress",
     "Orchestrator",
-    "Progress",
     "RouteStatus",
     "RunInfo",
     "RunStatus",

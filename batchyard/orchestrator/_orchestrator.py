@@ -35,6 +35,7 @@ from batchyard.orchestrator._fallback import OPTION as FALLBACK_OPTION
 from batchyard.orchestrator._fallback import breaker_fallback, resolve_fallbacks
 from batchyard.orchestrator._intake import check_file, record_run, reuse_preview, with_reuse
 from batchyard.orchestrator._notify import notify_if_finished, notify_secret
+from batchyard.orchestrator._progress import OnProgress
 from batchyard.orchestrator._reports import (
     CostReport,
     FetchReport,
@@ -76,14 +77,11 @@ from batchyard.router import (
 from batchyard.store import Store
 from batchyard.store.rows import RunRow
 
-__all__ = ["Orchestrator", "Progress"]
+__all__ = ["OnProgress", "Orchestrator"]
 
 # The priors count as this many observed batches (or cancels): the first few of this
 # store's own move the estimate most of the way.
 _PRIOR_WEIGHT = 2.0
-
-Progress = Callable[[str, dict[str, Any]], None]
-"""Progress callback: (event kind, data). Kinds include "realtime", "batch", "route"."""
 
 
 class Orchestrator:
@@ -101,7 +99,7 @@ class Orchestrator:
         client: openai.AsyncOpenAI | None = None,
         clock: Clock = real_clock,
         sleep: Sleep = real_sleep,
-        on_progress: Progress | None = None,
+        on_progress: OnProgress | None = None,
         workdir: Path | None = None,
         checks: Mapping[str, CheckFn] | None = None,
         metrics: Metrics | None = None,

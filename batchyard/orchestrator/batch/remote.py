@@ -30,6 +30,7 @@ from openai.types import Batch, FileObject
 
 from batchyard.config import ModelInfo, Settings
 from batchyard.orchestrator._answer_checks import Judge, Judges
+from batchyard.orchestrator._progress import OnProgress
 from batchyard.orchestrator._retry import RetryPolicy, call_with_retry, classify
 from batchyard.orchestrator._timing import Clock, Sleep
 from batchyard.orchestrator.realtime.admission import LeakyBucket
@@ -39,7 +40,7 @@ from batchyard.store import Store
 __all__ = [
     "BatchContext",
     "CrashHook",
-    "Progress",
+    "OnProgress",
     "TAG_RUN",
     "TAG_SHARD",
     "new_owner",
@@ -52,10 +53,6 @@ TAG_RUN = "batchyard_run"
 TAG_SHARD = "batchyard_shard"
 LIST_PAGE = 100  # batches.list maximum page size
 FILES_PAGE = 10_000  # files.list maximum page size
-
-
-Progress = Callable[[str, dict[str, Any]], None]
-"""`on_progress(kind, data)`: kind like `batch.submitted`; data has run_id, shard, message."""
 
 
 CrashHook = Callable[[str, int], None]
@@ -103,7 +100,7 @@ class BatchContext:
     owner: str
     workdir: Path
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    on_progress: Progress | None = None
+    on_progress: OnProgress | None = None
     hook: CrashHook | None = None
     limits: ShardLimits | None = None  # per-shard caps below the API's (tests, tuning)
     apply_chunk: int = 1000  # results per store transaction while applying a file

@@ -1,7 +1,7 @@
-"""Admission: how many requests and tokens one (model, tier) may send, and when.
+"""Rate-limit admission: how many requests and tokens one (model, tier) may send, and when.
 
-Owns `ModelAdmission` (an RPM and a TPM budget plus a concurrency cap), the table of them
-per (model, tier) (`AdmissionTable`), and `parse_duration` for the Go-style durations in
+Owns `RateLimitAdmission` (an RPM and a TPM budget plus a concurrency cap), the table of them
+per (model, tier) (`RateLimitTable`), and `parse_duration` for the Go-style durations in
 `x-ratelimit-reset-*` headers (`1s`, `6m0s`, `114ms`, `23m16.298s`). It must not call the
 API, touch the store or read the real clock: time comes from the injected `Clock`/`Sleep`.
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from batchyard.models import Tier
 from batchyard.orchestrator._timing import Clock, Sleep
 
-__all__ = ["AdmissionTable", "LeakyBucket", "ModelAdmission", "RateView", "parse_duration"]
+__all__ = ["RateLimitTable", "LeakyBucket", "RateLimitAdmission", "RateView", "parse_duration"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
 _EPSILON = 1e-6
@@ -151,8 +151,9 @@ class RateView:
         )
 
 
-class ModelAdmission:
-    """RPM + TPM budgets and a concurrency cap for one (model, tier).
+class RateLimitAdmission:
+    """RPM + TPM budgets and a concurrency cap for one (model, tier) of real-time calls.
+    (Which batch shards the Batch API's queue takes is `shards.QueueAdmission`.)
 
     Use `async with admission.slot(tokens):` around one call; inside, call `observe` with
     the response headers, `settle` with the provider's token count, or `penalize` after a 429.
@@ -263,8 +264,8 @@ class ModelAdmission:
         self.paused_until = max(self.paused_until, now + delay)
 
 
-class AdmissionTable:
-    """One `ModelAdmission` per (model, tier), created on first use."""
+class RateLimitTable:
+    """One `RateLimitAdmission` per (model, tier), created on first use."""
 
     def __init__(
         self,
@@ -284,13 +285,13 @@ class AdmissionTable:
         self._concurrency = concurrency
         self._headroom = headroom
         self._period = period
-        self._table: dict[tuple[str, Tier], ModelAdmission] = {}
+        self._table: dict[tuple[str, Tier], RateLimitAdmission] = {}
 
-    def __getitem__(self, key: tuple[str, Tier]) -> ModelAdmission:
+    def __getitem__(self, key: tuple[str, Tier]) -> RateLimitAdmission:
         found = self._table.get(key)
         if found is None:
             rpm, tpm = self._limits.get(key[0], (500, 200_000))
-            found = ModelAdmission(
+            found = RateLimitAdmission(
                 rpm,
                 tpm,
                 self._clock,
@@ -303,5 +304,5 @@ class AdmissionTable:
             self._table[key] = found
         return found
 
-    def items(self) -> list[tuple[tuple[str, Tier], ModelAdmission]]:
+    def items(self) -> list[tuple[tuple[str, Tier], RateLimitAdmission]]:
         return list(self._table.items())

@@ -25,12 +25,12 @@ from batchyard.orchestrator._answer_checks import Judges
 from batchyard.orchestrator._client import flex_options
 from batchyard.orchestrator._retry import RetryPolicy
 from batchyard.orchestrator._timing import Clock, Sleep
-from batchyard.orchestrator.realtime.admission import AdmissionTable
+from batchyard.orchestrator.realtime.admission import RateLimitTable
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.types import (
     FlexFallback,
     OnProgress,
-    Progress,
+    RealtimeEvent,
     RealtimeOptions,
     RealtimeReport,
 )
@@ -66,7 +66,7 @@ class RealtimeContext:
     owner: str
     options: RealtimeOptions
     policy: RetryPolicy
-    admission: AdmissionTable
+    admission: RateLimitTable
     judges: Judges  # the checks every answer must pass (a run's own, by its options)
     on_progress: OnProgress | None = None
     metrics: Metrics = field(default_factory=Metrics)  # latency, errors, remaining limits
@@ -106,7 +106,7 @@ class RealtimeContext:
             owner=owner,
             options=options,
             policy=options.policy or RetryPolicy(max_attempts=settings.max_attempts),
-            admission=AdmissionTable(
+            admission=RateLimitTable(
                 catalog.rate_limits(),
                 clock,
                 sleep,
@@ -141,7 +141,7 @@ class RealtimeContext:
         if self.on_progress is None:
             return
         run, r = self.run, self.run.report
-        event = Progress(
+        event = RealtimeEvent(
             kind, message, custom_id, model, r.succeeded, r.failed, run.in_flight, r.cost
         )
         self.on_progress("realtime", {"run_id": run.run_id, **dataclasses.asdict(event)})

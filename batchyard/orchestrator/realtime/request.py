@@ -29,7 +29,7 @@ from batchyard.orchestrator._retry import (
     retrying,
     stop_error,
 )
-from batchyard.orchestrator.realtime.admission import ModelAdmission, RateView
+from batchyard.orchestrator.realtime.admission import RateLimitAdmission, RateView
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.call import Answer, prepared_body, send, usage_of
 from batchyard.orchestrator.realtime.context import RealtimeContext
@@ -248,7 +248,7 @@ class RequestHandler:
     def _note_failure(
         self,
         job: Job,
-        admission: ModelAdmission,
+        admission: RateLimitAdmission,
         breaker: CircuitBreaker,
         failure: Failure,
         exc: openai.APIError,

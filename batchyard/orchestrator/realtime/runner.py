@@ -27,8 +27,9 @@ the run waits for it (or for the router to move it to batch).
 
 Quota. `insufficient_quota` stops dispatch: calls on the wire get the grace, every unsent
 request stays routed, and `run` raises `QuotaExhausted` (message to act on).
-`runner.quota_exhausted` then stays True, so later `run`s on this runner raise at once
-without calling; a new process starts afresh.
+`runner.quota_exhausted` (or `key_refused`, for a refused key or URL; either is
+`dispatch_stopped`) then stays True, so later `run`s on this runner raise at once without
+calling; a new process starts afresh.
 
 Flex. A flex call that gets the unbilled 429 "resource unavailable" backs off; after
 `flex_max_wait` seconds it falls back as `flex_fallback` says (standard: the same call at
@@ -123,9 +124,20 @@ class RealtimeRunner:
         return self.ctx.breaker(model)
 
     @property
-    def quota_exhausted(self) -> bool:
-        """Dispatch stopped: the quota is used up, or the key or URL was refused."""
+    def dispatch_stopped(self) -> bool:
+        """Real-time dispatch stopped until the user fixes something: the quota is used up
+        (`quota_exhausted`) or the key or base URL was refused (`key_refused`)."""
         return self.ctx.stop_error is not None
+
+    @property
+    def quota_exhausted(self) -> bool:
+        """The account's quota is used up (insufficient_quota)."""
+        return isinstance(self.ctx.stop_error, QuotaExhausted)
+
+    @property
+    def key_refused(self) -> bool:
+        """The API refused the key or the base URL (401, 403, 404 on the URL)."""
+        return self.dispatch_stopped and not self.quota_exhausted
 
     # ---- public ------------------------------------------------------------------------
 
