@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from batchyard.orchestrator._reports import CostReport, RunStatus
 
 __all__ = ["LATENCY_BUCKETS", "Metrics", "serving"]
+
+M = TypeVar("M", Gauge, Counter)
 
 # Seconds: real-time calls take from a fraction of a second (embeddings) to minutes (flex).
 LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -41,77 +43,43 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()  # a replaced series is cleared and refilled as one
-        r = self.registry
-        self.requests = Gauge(
-            "batchyard_requests",
-            "Requests of the watched run by route and status.",
-            ["route", "run", "status"],
-            registry=r,
-        )
-        self.batches = Gauge(
-            "batchyard_batches",
-            "Batches of the watched run by status.",
-            ["run", "status"],
-            registry=r,
-        )
-        self.cost = Gauge(
-            "batchyard_cost_usd",
-            "Cost of the watched run in USD (estimated, actual).",
-            ["kind", "run"],
-            registry=r,
-        )
-        self.tokens = Gauge(
-            "batchyard_tokens",
-            "Tokens of finished requests by model and direction.",
-            ["direction", "model", "route"],
-            registry=r,
-        )
-        self.budget = Gauge(
-            "batchyard_budget_usd",
-            "Budget of the watched run: limit, spent, reserved.",
-            ["kind", "run"],
-            registry=r,
-        )
-        self.budget_warning = Gauge(
-            "batchyard_budget_warning",
-            "1 once the run has spent its warning share.",
-            ["run"],
-            registry=r,
-        )
-        self.events = Counter(
-            "batchyard_events",
-            "Progress events reported by the orchestrator.",
-            ["kind"],
-            registry=r,
-        )
-        self.rate_limited = Counter("batchyard_rate_limited", "HTTP 429 answers seen.", registry=r)
-        self.retries = Counter("batchyard_retries", "Retries scheduled.", registry=r)
-        self.breaker_open = Gauge(
-            "batchyard_breaker_open",
-            "1 while a model's circuit breaker is open.",
-            ["model"],
-            registry=r,
-        )
+        gauge, counter = self._series(Gauge), self._series(Counter)
+        self.requests = gauge("requests", "Requests of the watched run by route and status.",
+                              "route", "run", "status")  # fmt: skip
+        self.batches = gauge("batches", "Batches of the watched run by status.", "run", "status")
+        self.cost = gauge("cost_usd", "Cost of the watched run in USD (estimated, actual).",
+                          "kind", "run")  # fmt: skip
+        self.tokens = gauge("tokens", "Tokens of finished requests by model and direction.",
+                            "direction", "model", "route")  # fmt: skip
+        self.budget = gauge("budget_usd", "Budget of the watched run: limit, spent, reserved.",
+                            "kind", "run")  # fmt: skip
+        self.budget_warning = gauge("budget_warning", "1 once the run has spent its warning "
+                                    "share.", "run")  # fmt: skip
+        self.events = counter("events", "Progress events reported by the orchestrator.", "kind")
+        self.rate_limited = counter("rate_limited", "HTTP 429 answers seen.")
+        self.retries = counter("retries", "Retries scheduled.")
+        self.breaker_open = gauge("breaker_open", "1 while a model's circuit breaker is open.",
+                                  "model")  # fmt: skip
         self.latency = Histogram(
             "batchyard_request_seconds",
             "Real-time calls: seconds from sending a request to its answer or error.",
             ["model", "route"],
             buckets=LATENCY_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
-        self.errors = Counter(
-            "batchyard_errors",
-            "Failed real-time calls by kind (rate_limit, server, timeout, quota, ...).",
-            ["kind", "model"],
-            registry=r,
-        )
-        self.remaining = Gauge(
-            "batchyard_ratelimit_remaining",
-            "Requests and tokens left in the current rate-limit window, as the provider's "
-            "x-ratelimit-remaining-* headers last said.",
-            ["kind", "model", "tier"],
-            registry=r,
-        )
+        self.errors = counter("errors", "Failed real-time calls by kind (rate_limit, server, "
+                              "timeout, quota, ...).", "kind", "model")  # fmt: skip
+        self.remaining = gauge("ratelimit_remaining", "Requests and tokens left in the current "
+                               "rate-limit window, as the provider's x-ratelimit-remaining-* "
+                               "headers last said.", "kind", "model", "tier")  # fmt: skip
+
+    def _series(self, kind: type[M]) -> Callable[..., M]:
+        """A maker of `kind` series named `batchyard_<name>` in this registry."""
+
+        def make(name: str, text: str, *labels: str) -> M:
+            return kind(f"batchyard_{name}", text, list(labels), registry=self.registry)
+
+        return make
 
     # ---- reading -----------------------------------------------------------------------
     def value(self, name: str, **labels: str) -> float | None:
