@@ -20,9 +20,9 @@ __all__ = ["Job", "Phase", "bucket"]
 _TIERS = {Route.FLEX: Tier.FLEX, Route.FAST: Tier.FAST}
 
 
-def bucket(tier: Tier) -> str:
+def bucket(tier: Tier) -> Tier:
     """The rate-limit pool a tier draws on: fast shares the standard tier's (OpenAI)."""
-    return Tier.DEFAULT.value if tier is Tier.FAST else tier.value
+    return Tier.DEFAULT if tier is Tier.FAST else tier
 
 
 class Phase(StrEnum):
