@@ -26,7 +26,7 @@ from batchyard.errors import DispatchStopped, ProviderError
 from batchyard.metrics import Metrics
 from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import _client as key_checks
-from batchyard.orchestrator import _reports as reporting
+from batchyard.orchestrator import _costs, _fetch, _status
 from batchyard.orchestrator import _routing as routing
 from batchyard.orchestrator._answer_checks import Judges, check_options
 from batchyard.orchestrator._answers import Result, iter_results
@@ -634,10 +634,10 @@ class Orchestrator:
     def status(self, run_id: str) -> RunStatus:
         stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))
         run = self.store.get_run(run_id)
-        return reporting.status(self.store, run, self.clock(), stalled, self.prior, self.models)
+        return _status.status(self.store, run, self.clock(), stalled, self.prior, self.models)
 
     def costs(self, run_id: str | None = None) -> CostReport:
-        return reporting.costs(self.store, self.models, run_id)
+        return _costs.costs(self.store, self.models, run_id)
 
     def fetch(
         self,
@@ -650,7 +650,7 @@ class Orchestrator:
         """Merged results in input order; `group`: one line per original request with its
         fan-out variants side by side (`{"custom_id", "variants": {LABEL: line}}`)."""
         errs = Path(errors) if errors else None
-        return reporting.fetch(self.store, run_id, Path(output), errs, group=group)
+        return _fetch.fetch(self.store, run_id, Path(output), errs, group=group)
 
     def results(self, run_id: str) -> Iterator[Result]:
         """The run's results as `Result` objects, one per request, in input order, read
