@@ -299,14 +299,12 @@ def watching(
 ) -> Progress:
     """The view of `run_id` for a command: starts from its status now, then refreshes from
     the store every second and takes each round's full status."""
-    from batchyard.orchestrator import _reports as reporting
-
     progress = Progress(
         console or cli.err,
         clock=orch.clock,
         metrics=cli.metrics,
         plain=plain,
-        refresh=lambda last: reporting.refresh(orch.store, last),
+        refresh=orch.refresh,
     )
     progress.last = orch.status(run_id)
     return progress

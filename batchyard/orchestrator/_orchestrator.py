@@ -32,6 +32,7 @@ from batchyard.orchestrator._answers import Result, iter_results
 from batchyard.orchestrator._client import make_client
 from batchyard.orchestrator._intake import check_file, record_run, reuse_preview, with_reuse
 from batchyard.orchestrator._notify import notify_if_finished, notify_secret
+from batchyard.orchestrator._provider_clock import ClockMap, ProviderClock
 from batchyard.orchestrator._reports import (
     CostReport,
     FetchReport,
@@ -132,6 +133,7 @@ class Orchestrator:
         self._registry: dict[str, CheckFn] = dict(checks or {})  # user checks by name
         self._judges: Judges | None = None
         self._warned: set[str] = set()  # runs whose budget warning is recorded
+        self._provider_clock: ProviderClock | None = None
 
     # ---- parts, created on first use ----------------------------------------------------
     @property
@@ -147,6 +149,17 @@ class Orchestrator:
         return self._client
 
     @property
+    def provider_clock(self) -> ProviderClock:
+        """The provider's clock as read off its responses (kept in the store per base URL)."""
+        if self._provider_clock is None:
+            self._provider_clock = ProviderClock(self.store, self.settings.base_url, self.clock)
+        return self._provider_clock
+
+    def clock_map(self) -> ClockMap:
+        """Provider times onto our clock: the offset and rate fitted so far."""
+        return self.provider_clock.map()
+
+    @property
     def judges(self) -> Judges:
         """Each run's checks on answers (user checks passed in are found here by name)."""
         if self._judges is None:
@@ -157,7 +170,12 @@ class Orchestrator:
     def batch(self) -> BatchRunner:
         if self._batch is None:
             workdir = self._workdir or Path(tempfile.mkdtemp(prefix="batchyard-"))
-            self._batch = BatchRunner(*self._parts(), workdir=workdir, **self._timing())
+            self._batch = BatchRunner(
+                *self._parts(),
+                workdir=workdir,
+                provider_clock=self.provider_clock,
+                **self._timing(),
+            )
             self._batch.ctx.judges = self.judges
         return self._batch
 
@@ -262,9 +280,9 @@ class Orchestrator:
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         names = sorted({r.model for r in requests})
         caps = self._capacities(names)
-        batches = self.store.list_batches()
-        history = routing.turnarounds(batches, names, self.prior)
-        cancel = routing.cancel_latency(batches, self.cancel_prior)
+        batches, clock = self.store.list_batches(), self.clock_map()
+        history = routing.turnarounds(batches, names, self.prior, clock)
+        cancel = routing.cancel_latency(batches, self.cancel_prior, clock)
         plan = make_plan(requests, policy, caps, self.clock(), history, cancel=cancel)
         return with_reuse(plan, preview, intake)
 
@@ -347,9 +365,9 @@ class Orchestrator:
         await key_checks.preflight(self.client, self.sleep)
         now = self.clock()
         caps = self._capacities(names)
-        batches = self.store.list_batches()
-        history = routing.turnarounds(batches, names, self.prior)
-        cancel = routing.cancel_latency(batches, self.cancel_prior)
+        batches, clock = self.store.list_batches(), self.clock_map()
+        history = routing.turnarounds(batches, names, self.prior, clock)
+        cancel = routing.cancel_latency(batches, self.cancel_prior, clock)
         # may raise PlanRefused
         decision, est = decide(requests, policy, caps, now, history, cancel=cancel)
         plan = with_reuse(plan_from_decision(decision, est, policy), preview, intake)
@@ -379,6 +397,7 @@ class Orchestrator:
 
     async def _submit_batches(self, run_id: str) -> SubmitReport:
         report = await self.batch.submit(run_id)
+        self.provider_clock.flush()
         route_unbatchable(self.store, run_id, report.unbatchable, self.models)
         return report
 
@@ -395,6 +414,7 @@ class Orchestrator:
             self._progress,
             self.prior,
             self.cancel_prior,
+            self.clock_map(),
         )
 
     def _warn_budget(self, run_id: str) -> None:
@@ -449,6 +469,7 @@ class Orchestrator:
         cancelled shards are still applied and nothing new starts."""
         self._poll_now_if_due(run.id)
         await self.batch.poll(run.id)
+        self.provider_clock.flush()
         if run.state is RunState.CANCELLING:
             return False
         await self._reroute(run)
@@ -599,6 +620,7 @@ class Orchestrator:
                 run_id, "run.cancel", f"{cancelled} real-time request(s) cancelled before sending"
             )
         watch_cancels(self.batch, await self.batch.cancel(run_id), self.clock())
+        self.provider_clock.flush()
         finish_if_done(self.store, run_id)
         return await self._finished(run_id)
 
@@ -609,7 +631,14 @@ class Orchestrator:
     def status(self, run_id: str) -> RunStatus:
         stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))
         run = self.store.get_run(run_id)
-        return reporting.status(self.store, run, self.clock(), stalled, self.prior, self.models)
+        return reporting.status(
+            self.store, run, self.clock(), stalled, self.prior, self.models, self.clock_map()
+        )
+
+    def refresh(self, last: RunStatus) -> RunStatus:
+        """`last` with the counts, batches and cost as the store has them now (cheap: for a
+        view redrawn every second)."""
+        return reporting.refresh(self.store, last, self.clock_map())
 
     def costs(self, run_id: str | None = None) -> CostReport:
         return reporting.costs(self.store, self.models, run_id)

@@ -14,6 +14,7 @@ from pathlib import Path
 import platformdirs
 
 from .batches import BatchesMixin
+from .clocks import ClocksMixin
 from .codec import DEFAULT_MIN_BYTES
 from .hooks import HooksMixin
 from .prune import PruneMixin
@@ -35,7 +36,9 @@ def default_db_path() -> Path:
     return platformdirs.user_data_path("batchyard", appauthor=False) / "batchyard.db"
 
 
-class Store(BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin):
+class Store(
+    BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin, ClocksMixin
+):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 
     @classmethod
