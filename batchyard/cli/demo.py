@@ -2,9 +2,13 @@
 
 Owns the demo's set-up: the simulator in-process (an `httpx2.ASGITransport`, no socket)
 with an accelerated clock and the orchestrator on the matching scaled clock, a sample file
-of chat requests over two models, a deadline that makes the router split the run between
-real time and batch, and a temporary job database unless `--db` is given. Then it does
-what a user would: submit, watch, fetch, costs. The work is the orchestrator's.
+of chat requests over three models and a deadline that shows every path: gpt-4o-mini goes
+to batch and comes back in time, gpt-5-mini goes to flex (it costs what batch costs), and
+gpt-4.1-mini goes to batch on a simulator whose batches for it are slow, so at its
+escalation point the batch is cancelled, the lines it finished are kept and the rest are
+sent in standard real time. The run is recorded in the job database (`--db`, else the
+usual one), so `batchyard status RUN` finds it afterwards. Then it does what a user would:
+submit, watch, fetch, costs. The work is the orchestrator's.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from batchyard.config import load_settings
 if TYPE_CHECKING:
     from batchyard.orchestrator._orchestrator import Orchestrator
 
-__all__ = ["DEMO_MODELS"]
+__all__ = ["DEMO_MODELS", "SLOW_MODEL"]
 
-DEMO_MODELS = ("gpt-4o-mini", "gpt-5-mini")
+DEMO_MODELS = ("gpt-4o-mini", "gpt-5-mini", "gpt-4.1-mini")
+SLOW_MODEL = "gpt-4.1-mini"  # its batches outlast the deadline: the demo's escalation
+_SLOW_TURNAROUND_S = 5 * 3600.0  # simulated; the deadline is 3 h
 _DEMO_URL = "http://simulator/v1"
+_MARGIN_REAL_S = 5.0
 
 
 @app.command()
@@ -52,8 +59,10 @@ def demo(
 ) -> None:
     """Run a whole job against the embedded simulator: no API key, under a minute.
 
-    A few thousand sample chat requests over two models, a deadline that splits them
-    between real time and batch, live progress, the merged results and the cost report.
+    A few thousand sample chat requests over three models and a deadline: batch, flex,
+    and a slow batch cancelled at its escalation point (its finished lines kept, the rest
+    sent in standard real time); live progress, the merged results and the cost report.
+    The run stays in the job database: `batchyard status RUN` shows it again.
 
     Example: batchyard demo -n 500 -o demo.jsonl
     """
@@ -67,12 +76,23 @@ def demo(
         workdir = Path(tmp)
         sample = write_sample(workdir / "demo-requests.jsonl", requests, DEMO_MODELS)
         start = time.time()
-        sim = create_app(load_config(None, clock={"start": start, "time_scale": time_scale}))
+        sim = create_app(
+            load_config(
+                None,
+                clock={"start": start, "time_scale": time_scale},
+                batch={"model_turnaround_seconds": {SLOW_MODEL: _SLOW_TURNAROUND_S}},
+            )
+        )
         clock, sleep = scaled(time_scale, start=start)
         settings = guarded(
             cli,
             lambda: load_settings(
-                db=cli.db or workdir / "demo.db", api_key="sk-demo", base_url=_DEMO_URL
+                db=cli.db,
+                api_key="sk-demo",
+                base_url=_DEMO_URL,
+                # Real-time calls take real time, which the scaled clock multiplies: keep
+                # a few real seconds free before the deadline, whatever the machine's load.
+                margin_seconds=_MARGIN_REAL_S * time_scale,
             ),
         )
         client = make_client(
@@ -81,7 +101,7 @@ def demo(
 
         async def body(orch: Orchestrator) -> int:
             cli.err.print(
-                f"Demo: {requests:,} chat requests over {' and '.join(DEMO_MODELS)}, deadline "
+                f"Demo: {requests:,} chat requests over {', '.join(DEMO_MODELS)}, deadline "
                 f"{deadline}, against the embedded simulator (clock x{time_scale:g}).",
                 markup=False,
             )
@@ -96,6 +116,10 @@ def demo(
             fetched = orch.fetch(result.run_id, output)
             report = orch.costs(result.run_id)
             cli.metrics.observe_costs(report)
+            cli.err.print(
+                f"The run is {result.run_id}: `batchyard status {result.run_id}` shows it again.",
+                markup=False,
+            )
             if json_:
                 emit_json({"submit": result, "status": status, "fetch": fetched, "costs": report})
                 return EXIT_OK

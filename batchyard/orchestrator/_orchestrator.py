@@ -177,6 +177,7 @@ class Orchestrator:
                 **self._timing(),
             )
             self._batch.ctx.judges = self.judges
+            self._batch.ctx.deadline_view = self._deadline_view
         return self._batch
 
     @property
@@ -416,6 +417,14 @@ class Orchestrator:
             self.cancel_prior,
             self.clock_map(),
         )
+
+    def _deadline_view(self, run_id: str, model: str) -> tuple[float | None, float]:
+        """For lines sent again: the run's next escalation point (else its deadline) and
+        the model's median turnaround, on our clock."""
+        batches, clock = self.store.list_batches(), self.clock_map()
+        median = routing.turnarounds(batches, [model], self.prior, clock)[model].median_s
+        point = self._escalation.get(run_id)
+        return (point if point is not None else self.store.get_run(run_id).deadline_at), median
 
     def _warn_budget(self, run_id: str) -> None:
         """Once a run has spent the warning share of its budget: one `budget.warning`

@@ -112,6 +112,9 @@ class BatchContext:
     pacer: Bucket | None = None  # batch-API calls per minute, created on first call
     judges: Judges | None = None  # checks on answers; created on first use
     provider_clock: ProviderClock | None = None  # reads the provider's clock off responses
+    # (run, model) -> (the model's escalation point or None, its median turnaround), on our
+    # clock: when lines sent again may still wait for a worthwhile shard.
+    deadline_view: Callable[[str, str], tuple[float | None, float]] | None = None
 
     def observe(self, headers: object, created_at: float | None = None) -> None:
         """A response's `Date` (else a new batch's `created_at`): the provider's clock."""
