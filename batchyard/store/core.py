@@ -16,6 +16,7 @@ import platformdirs
 from .batches import BatchesMixin
 from .clocks import ClocksMixin
 from .codec import DEFAULT_MIN_BYTES
+from .fallback import FallbackMixin
 from .hooks import HooksMixin
 from .prune import PruneMixin
 from .requests import RequestsMixin
@@ -37,7 +38,14 @@ def default_db_path() -> Path:
 
 
 class Store(
-    BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin, ClocksMixin
+    BatchesMixin,
+    ResultsMixin,
+    RequestsMixin,
+    RunsMixin,
+    HooksMixin,
+    PruneMixin,
+    FallbackMixin,
+    ClocksMixin,
 ):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 

@@ -383,6 +383,30 @@ def m009_output_cap(db: Database) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN max_output_tokens INTEGER")
 
 
+@_migration
+def m012_provider_clock(db: Database) -> None:
+    """`clock_observations`: (provider time, our time at receipt) pairs per base URL, the
+    newest few kept, from which the provider's clock is mapped onto ours (offset and rate)."""
+    db.execute(
+        """CREATE TABLE clock_observations (
+            id INTEGER PRIMARY KEY,
+            base_url TEXT NOT NULL,
+            provider_at REAL NOT NULL,
+            local_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX idx_clock_observations ON clock_observations (base_url, id)")
+
+
+@_migration
+def m013_fallback(db: Database) -> None:
+    """The fallback model a line was moved to (`--fallback`, `[fallback]` in batchyard.toml):
+    `requests.fallback` is JSON {from, to, reason, error, at} (NULL: answered, or to be, by the
+    model the file named). The line's `model` and body then name the fallback model, so
+    shards, limits and prices follow it; `from` keeps the model the file asked for."""
+    db.execute("ALTER TABLE requests ADD COLUMN fallback TEXT")
+
+
 def _create_private(path: Path) -> None:
     """Create the file (and its folder) readable by the owner only, if missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -432,18 +456,3 @@ def migrate(db: Database, path: Path) -> None:
         db.rollback()
         raise
     db.commit()
-
-
-@_migration
-def m012_provider_clock(db: Database) -> None:
-    """`clock_observations`: (provider time, our time at receipt) pairs per base URL, the
-    newest few kept, from which the provider's clock is mapped onto ours (offset and rate)."""
-    db.execute(
-        """CREATE TABLE clock_observations (
-            id INTEGER PRIMARY KEY,
-            base_url TEXT NOT NULL,
-            provider_at REAL NOT NULL,
-            local_at REAL NOT NULL
-        )"""
-    )
-    db.execute("CREATE INDEX idx_clock_observations ON clock_observations (base_url, id)")
