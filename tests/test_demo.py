@@ -4,6 +4,7 @@ and batch, results fetched in order, a saving reported; and the default size und
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -43,10 +44,11 @@ def test_demo_shows_every_path_and_an_escalation_with_kept_lines(tmp_path: Path)
     slow = [b for b in doc["status"]["batches"] if b["model"] == SLOW_MODEL]
     assert slow and 0 < slow[0]["completed"] < slow[0]["total"], slow
     assert doc["status"]["deadline_ok"] is True
-    # The run stays in the job database: `status RUN` finds it afterwards.
+    # The run stays in the demo database: the printed `status` command finds it afterwards.
     run_id = doc["status"]["run_id"]
-    assert f"batchyard status {run_id}" in result.stderr
-    again = invoke("status", run_id, "--json")
+    shown = re.search(rf"`batchyard --db (\S+) status {run_id}`", result.stderr)
+    assert shown, result.stderr
+    again = invoke("--db", shown.group(1), "status", run_id, "--json")
     assert again.exit_code == 0, again.stderr
     assert json_out(again)["run_id"] == run_id and json_out(again)["done"] is True
 

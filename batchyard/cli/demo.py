@@ -6,13 +6,14 @@ of chat requests over three models and a deadline that shows every path: gpt-4o-
 to batch and comes back in time, gpt-5-mini goes to flex (it costs what batch costs), and
 gpt-4.1-mini goes to batch on a simulator whose batches for it are slow, so at its
 escalation point the batch is cancelled, the lines it finished are kept and the rest are
-sent in standard real time. The run is recorded in the job database (`--db`, else the
-usual one), so `batchyard status RUN` finds it afterwards. Then it does what a user would:
-submit, watch, fetch, costs. The work is the orchestrator's.
+sent in standard real time. The run is kept out of the user's job database, in a demo
+database beside it (`batchyard-demo.db`, or `--db`), whose `status` command is printed.
+Then it does what a user would: submit, watch, fetch, costs. The work is the orchestrator's.
 """
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -30,13 +31,21 @@ from batchyard.config import load_settings
 if TYPE_CHECKING:
     from batchyard.orchestrator._orchestrator import Orchestrator
 
-__all__ = ["DEMO_MODELS", "SLOW_MODEL"]
+__all__ = ["DEMO_MODELS", "SLOW_MODEL", "demo_db_path"]
 
 DEMO_MODELS = ("gpt-4o-mini", "gpt-5-mini", "gpt-4.1-mini")
 SLOW_MODEL = "gpt-4.1-mini"  # its batches outlast the deadline: the demo's escalation
 _SLOW_TURNAROUND_S = 5 * 3600.0  # simulated; the deadline is 3 h
 _DEMO_URL = "http://simulator/v1"
 _MARGIN_REAL_S = 5.0
+
+
+def demo_db_path() -> Path:
+    """Where demo runs are kept: `batchyard-demo.db` beside the job database, so they stay
+    out of it (and what the simulator taught stays out of what the router learned)."""
+    from batchyard.store import default_db_path
+
+    return default_db_path().parent / "batchyard-demo.db"
 
 
 @app.command()
@@ -62,7 +71,8 @@ def demo(
     A few thousand sample chat requests over three models and a deadline: batch, flex,
     and a slow batch cancelled at its escalation point (its finished lines kept, the rest
     sent in standard real time); live progress, the merged results and the cost report.
-    The run stays in the job database: `batchyard status RUN` shows it again.
+    The run is kept in batchyard-demo.db beside the job database (or --db); the command
+    that shows it again is printed.
 
     Example: batchyard demo -n 500 -o demo.jsonl
     """
@@ -87,7 +97,7 @@ def demo(
         settings = guarded(
             cli,
             lambda: load_settings(
-                db=cli.db,
+                db=cli.db or demo_db_path(),
                 api_key="sk-demo",
                 base_url=_DEMO_URL,
                 # Real-time calls take real time, which the scaled clock multiplies: keep
@@ -116,8 +126,10 @@ def demo(
             fetched = orch.fetch(result.run_id, output)
             report = orch.costs(result.run_id)
             cli.metrics.observe_costs(report)
+            db = orch.settings.db_path()
             cli.err.print(
-                f"The run is {result.run_id}: `batchyard status {result.run_id}` shows it again.",
+                f"The run is {result.run_id}: `batchyard --db {shlex.quote(str(db))} status "
+                f"{result.run_id}` shows it again.",
                 markup=False,
             )
             if json_:
