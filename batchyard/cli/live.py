@@ -195,7 +195,7 @@ class _Frame:
 class ProgressView:
     """Shows a run while a command drives it; `async with` around the driving call.
 
-    `refresh` (usually `reporting.refresh` over the store) turns the last status into a
+    `refresh` (usually `_status.refresh` over the store) turns the last status into a
     fresh one; it is called every `interval` real seconds while the command works.
     """
 
@@ -300,6 +300,7 @@ def watching(
 ) -> ProgressView:
     """The view of `run_id` for a command: starts from its status now, then refreshes from
     the store every second and takes each round's full status."""
+
     progress = ProgressView(
         console or cli.err,
         clock=orch.clock,
