@@ -25,7 +25,8 @@ import typer
 from batchyard.cli.app import EXIT_OK, app, execute, guarded, state
 from batchyard.cli.live import watching
 from batchyard.cli.options import Json
-from batchyard.cli.render import costs_view, emit_json, fetch_lines, plan_view, submit_lines
+from batchyard.cli.render import emit_json, plan_view, submit_lines
+from batchyard.cli.render_runs import costs_view, fetch_lines
 from batchyard.config import load_settings
 
 if TYPE_CHECKING:
