@@ -14,6 +14,7 @@ from pathlib import Path
 from batchyard.config import DB_ENV, default_db_path
 
 from .batches import BatchesMixin
+from .clocks import ClocksMixin
 from .codec import DEFAULT_MIN_BYTES
 from .fallback import FallbackMixin
 from .hooks import HooksMixin
@@ -27,7 +28,14 @@ __all__ = ["DB_ENV", "Store", "default_db_path"]
 
 
 class Store(
-    BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin, FallbackMixin
+    BatchesMixin,
+    ResultsMixin,
+    RequestsMixin,
+    RunsMixin,
+    HooksMixin,
+    PruneMixin,
+    FallbackMixin,
+    ClocksMixin,
 ):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 

@@ -29,6 +29,7 @@ MIGRATIONS = Migrations("batchyard")
 SCHEMA_TABLES = (
     "attempts",
     "batches",
+    "clock_observations",
     "events",
     "files",
     "learned_output",
@@ -401,6 +402,21 @@ def m010_sends_and_waits(db: Database) -> None:
     db.execute(
         "CREATE INDEX attempts_kinds ON attempts(run_id, error_kind) WHERE error_kind IS NOT NULL"
     )
+
+
+@_migration
+def m012_provider_clock(db: Database) -> None:
+    """`clock_observations`: (provider time, our time at receipt) pairs per base URL, the
+    newest few kept, from which the provider's clock is mapped onto ours (offset and rate)."""
+    db.execute(
+        """CREATE TABLE clock_observations (
+            id INTEGER PRIMARY KEY,
+            base_url TEXT NOT NULL,
+            provider_at REAL NOT NULL,
+            local_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX idx_clock_observations ON clock_observations (base_url, id)")
 
 
 @_migration
