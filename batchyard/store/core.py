@@ -22,12 +22,20 @@ from .requests import RequestsMixin
 from .results import ResultsMixin
 from .runs import RunsMixin
 from .schema import connect, migrate
+from .summary import SummaryMixin
 
 __all__ = ["DB_ENV", "Store", "default_db_path"]
 
 
 class Store(
-    BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin, FallbackMixin
+    BatchesMixin,
+    ResultsMixin,
+    RequestsMixin,
+    SummaryMixin,
+    RunsMixin,
+    HooksMixin,
+    PruneMixin,
+    FallbackMixin,
 ):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 
