@@ -1,10 +1,9 @@
 """Requests: recording a file's lines, routing them, reading them back, checked changes.
 
-Owns the bulk writes of the `requests` table (chunked, one transaction per chunk), the
-paged reads (never the whole run in memory) and the per-(model, route) summary. Every
-status change here is checked against `transitions.REQUEST_TRANSITIONS`. Results and
-real-time claims are in `results.py`; it must not touch batches beyond reading a shard's
-status.
+Owns the bulk writes of the `requests` table (chunked, one transaction per chunk) and the
+paged reads (never the whole run in memory). Every status change here is checked against
+`transitions.REQUEST_TRANSITIONS`. Totals are in `summary.py`, results in `results.py`,
+real-time claims in `claims.py`; it must not touch batches beyond reading a shard's status.
 """
 
 from __future__ import annotations
