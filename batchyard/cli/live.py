@@ -290,14 +290,13 @@ def watching(
 ) -> ProgressView:
     """The view of `run_id` for a command: starts from its status now, then refreshes from
     the store every second and takes each round's full status."""
-    from batchyard.orchestrator import _status
 
     progress = ProgressView(
         console or cli.err,
         clock=orch.clock,
         metrics=cli.metrics,
         plain=plain,
-        refresh=lambda last: _status.refresh(orch.store, last),
+        refresh=orch.refresh,
     )
     progress.last = orch.status(run_id)
     return progress

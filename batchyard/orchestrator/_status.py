@@ -15,6 +15,7 @@ from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
+from batchyard.orchestrator._provider_clock import IDENTITY, ClockMap
 from batchyard.orchestrator._reports import (
     _TERMINAL_STATUSES,
     BatchInfo,
@@ -66,7 +67,8 @@ def _counts(store: Store, run_id: str) -> dict[RouteStatus, int]:
     }
 
 
-def _batch_info(b: BatchRow, expected_finish: float | None) -> BatchInfo:
+def _batch_info(b: BatchRow, expected_finish: float | None, clock: ClockMap) -> BatchInfo:
+    created = b.provider_times.get("created_at")
     return BatchInfo(
         shard=b.id,
         provider_batch_id=b.provider_batch_id,
@@ -75,19 +77,20 @@ def _batch_info(b: BatchRow, expected_finish: float | None) -> BatchInfo:
         total=b.counts_total or b.request_count,  # 0 while validating
         completed=b.counts_completed or 0,
         failed=b.counts_failed or 0,
-        created_at=b.provider_times.get("created_at") or b.created_at,
+        created_at=clock.to_local(created) if created is not None else b.created_at,
         expected_finish=expected_finish,
     )
 
 
-def refresh(store: Store, last: RunStatus) -> RunStatus:
+def refresh(store: Store, last: RunStatus, clock: ClockMap = IDENTITY) -> RunStatus:
     """`last` with the counts, batches, cost and state as the store has them now: three
     cheap queries (no events, no turnaround history), for a view redrawn every second.
-    Expected finishes, the deadline verdict and the reasons stay those of `last`."""
+    Expected finishes, the deadline verdict and the reasons stay those of `last`; `clock`
+    maps the provider's times onto ours."""
     run = store.get_run(last.run_id)
     expected = {b.shard: b.expected_finish for b in last.batches}
     batches = [
-        _batch_info(b, expected.get(b.id) if b.status not in _FINISHED_BATCH else None)
+        _batch_info(b, expected.get(b.id) if b.status not in _FINISHED_BATCH else None, clock)
         for b in store.list_batches(run.id)
     ]
     done = run.state in (RunState.COMPLETED, RunState.CANCELLED)
@@ -109,20 +112,24 @@ def status(
     stalled: str | None = None,
     prior: Turnaround | None = None,
     models: Mapping[str, ModelInfo] | None = None,
+    clock: ClockMap = IDENTITY,
 ) -> RunStatus:
     """The run as the user sees it. With `models` (the price and limit table), the deadline
-    verdict asks whether real time from now could still finish the open work."""
+    verdict asks whether real time from now could still finish the open work. Every time
+    is on our clock: `clock` maps the provider's (its timestamps and the turnaround learned
+    on it) onto ours."""
     counts = _counts(store, run.id)
     prior = prior or _PRIOR
     history = turnarounds(store.list_batches(), prior=prior)
     batches = []
     for b in store.list_batches(run.id):
-        created = b.provider_times.get("created_at") or b.created_at
+        created = b.provider_times.get("created_at")
+        created = clock.to_provider(b.created_at) if created is None else created
         finish = b.provider_times.get("completed_at")
         if finish is None and b.status not in _FINISHED_BATCH:
             median = history.get(b.model, prior).quantile(0.5)
             finish = created + median if math.isfinite(median) else None
-        batches.append(_batch_info(b, finish))
+        batches.append(_batch_info(b, None if finish is None else clock.to_local(finish), clock))
     events = store.list_events(run.id)
     last_errors: dict[str, str] = {}
     reasons: list[str] = []

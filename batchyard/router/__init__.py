@@ -63,6 +63,7 @@ from batchyard.router.parse import (
 )
 from batchyard.router.plan import Plan, make_plan, plan_from_decision
 from batchyard.router.policy import decide, is_small_run, redecide, route, route_work
+from batchyard.router.resubmit import Leftovers, ResubmitAction, ResubmitRule, resubmission
 from batchyard.router.rules import (
     BATCH_ONLY_RULES,
     DEFAULT_RULES,
@@ -83,6 +84,7 @@ __all__ = [
     "Change",
     "Decision",
     "Estimate",
+    "Leftovers",
     "ModelCapacity",
     "ModelContext",
     "ModelDecision",
@@ -92,6 +94,8 @@ __all__ = [
     "PlanRow",
     "Redecision",
     "RequestFeatures",
+    "ResubmitAction",
+    "ResubmitRule",
     "Rule",
     "RunPolicy",
     "Safety",
@@ -115,6 +119,7 @@ __all__ = [
     "realtime_seconds",
     "redecide",
     "release_point",
+    "resubmission",
     "route",
     "route_work",
 ]

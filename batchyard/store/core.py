@@ -15,6 +15,7 @@ from batchyard.config import DB_ENV, default_db_path
 
 from .batches import BatchesMixin
 from .claims import ClaimsMixin
+from .clocks import ClocksMixin
 from .codec import DEFAULT_MIN_BYTES
 from .fallback import FallbackMixin
 from .hooks import HooksMixin
@@ -36,6 +37,7 @@ class Store(
     HooksMixin,
     PruneMixin,
     FallbackMixin,
+    ClocksMixin,
 ):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 
