@@ -15,6 +15,7 @@ from typing import Any
 import openai
 from simfixtures import sim_client
 
+from batchyard.catalog import Catalog
 from batchyard.config import Settings, model_table
 from batchyard.models import RequestStatus, Route
 from batchyard.orchestrator._retry import RetryPolicy
@@ -59,7 +60,7 @@ class Bench:
     state: SimState
     workdir: Path
     run_id: str = ""
-    models: dict[str, Any] = field(default_factory=dict)
+    models: Catalog = field(default_factory=lambda: Catalog({}))
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     # Lines sent again go back to batch however few (the bench has no real-time path).
     settings: Settings = field(

@@ -26,7 +26,9 @@ from batchyard.simulator.server import RunningServer, running_server
 __all__ = [
     "RunningServer",
     "admin_client",
+    "billed_ids",
     "chat_body",
+    "error_message",
     "quiet_config",
     "running_server",
     "sim_client",
@@ -71,3 +73,20 @@ def admin_client(state: SimState) -> httpx2.AsyncClient:
 def chat_body(text: str = "Say hello.", model: str = "gpt-4o-mini", **extra: Any) -> dict[str, Any]:
     """A minimal chat-completions body."""
     return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def error_message(error: openai.APIError) -> str:
+    """The `message` of an API error's JSON body (the SDK types the body as `object`)."""
+    body = error.body
+    assert isinstance(body, dict), body
+    message = body["message"]
+    assert isinstance(message, str), message
+    return message
+
+
+def billed_ids(state: SimState) -> list[str]:
+    """The custom_id of every billed request, in billing order; each entry must carry one
+    (batchyard sends X-Client-Request-Id on every real-time call)."""
+    ids = [e.custom_id for e in state.ledger]
+    assert None not in ids, ids
+    return [cid for cid in ids if cid is not None]

@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from batchyard.models import Tier
 from batchyard.orchestrator._timing import ManualClock
 from batchyard.orchestrator.realtime.admission import (
     RateLimitAdmission,
@@ -173,9 +174,9 @@ async def test_concurrency_cap() -> None:
 def test_table_keys_by_model_and_tier() -> None:
     clock = ManualClock()
     table = RateLimitTable({"m": (60, 1000)}, clock, clock.sleep)
-    assert table["m", "default"] is table["m", "default"]
-    assert table["m", "default"] is not table["m", "flex"]
-    assert table["m", "flex"].requests.capacity == 60
+    assert table["m", Tier.DEFAULT] is table["m", Tier.DEFAULT]
+    assert table["m", Tier.DEFAULT] is not table["m", Tier.FLEX]
+    assert table["m", Tier.FLEX].requests.capacity == 60
 
 
 async def test_learns_what_another_client_uses_and_paces_on_what_is_left() -> None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from simfixtures import billed_ids
+
 import batchyard
 from batchyard.samples import write_sample
 from batchyard.simulator.config import SimConfig
@@ -59,7 +61,7 @@ def test_sync_facade_runs_a_file_to_completion(tmp_path: Path) -> None:
             submitted = by.submit(requests, route="realtime")
             status = by.wait(submitted.run_id)
             report = by.fetch(submitted.run_id, tmp_path / "out.jsonl")
-        billed = [e.custom_id for e in server.state.ledger]
+        billed = billed_ids(server.state)
     assert status.done and status.succeeded == 30
     assert report.succeeded == 30
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]

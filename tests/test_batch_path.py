@@ -27,6 +27,7 @@ async def test_small_run_completes_with_batch_prices_and_shuffled_output(tmp_pat
         row = bench.store.get_request(bench.run_id, cid)
         assert row.response_body is not None
         assert row.input_tokens and row.input_tokens > 0
+        assert row.output_tokens is not None
         info = bench.models[MODEL]
         assert row.cost == pytest.approx(
             info.estimate(Route.BATCH, row.input_tokens, row.output_tokens)
@@ -163,7 +164,8 @@ async def test_expired_batch_is_salvaged(tmp_path: Path) -> None:
     while bench.store.get_batch(first.id).status != BatchStatus.APPLIED:
         await runner.poll(bench.run_id)
         await bench.sleep(runner.next_poll_in(bench.run_id))
-    assert bench.store.get_batch(first.id).raw["status"] == "expired"  # type: ignore[index]
+    raw = bench.store.get_batch(first.id).raw
+    assert raw is not None and raw["status"] == "expired"
     done = {cid for cid, n in bench.billed().items() if n}
     assert 0 < len(done) < 9
     statuses = bench.statuses()

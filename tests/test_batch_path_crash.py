@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
-from batch_path_env import chat_body, make_bench, sim_config
+from batch_path_env import Bench, chat_body, make_bench, sim_config
 from simfixtures import running_server
 
 from batchyard.models import RequestStatus
+from batchyard.orchestrator.batch.remote import CrashHook
 
 STEPS = ["upload_intent", "uploaded", "create_intent", "created", "applying"]
 
@@ -27,8 +28,8 @@ class Crash(Exception):
     """Stands in for the process dying at a lifecycle step."""
 
 
-def crash_at(step: str):  # type: ignore[no-untyped-def]
-    fired = []
+def crash_at(step: str) -> CrashHook:
+    fired: list[int] = []
 
     def hook(name: str, shard: int) -> None:
         if name == step and not fired:
@@ -38,7 +39,7 @@ def crash_at(step: str):  # type: ignore[no-untyped-def]
     return hook
 
 
-def _assert_exactly_once(bench, ids: list[str]) -> None:  # type: ignore[no-untyped-def]
+def _assert_exactly_once(bench: Bench, ids: list[str]) -> None:
     assert bench.statuses() == {RequestStatus.SUCCEEDED: len(ids)}
     assert bench.billed() == {cid: 1 for cid in ids}
     per_shard = bench.provider_batches_per_shard()

@@ -171,7 +171,10 @@ def test_a_variant_the_api_would_refuse_names_the_row_and_the_variant(
 
 def test_nested_keys_and_typed_values() -> None:
     variation = Variation.parse(["reasoning.effort=low,high", "store=true"])
-    line = {"custom_id": "x", "body": {"model": "o4-mini", "reasoning": {"summary": "auto"}}}
+    line: dict[str, Any] = {
+        "custom_id": "x",
+        "body": {"model": "o4-mini", "reasoning": {"summary": "auto"}},
+    }
     out = list(variation.expand(line))
     assert out[1]["body"]["reasoning"] == {"summary": "auto", "effort": "high"}
     assert out[1]["body"]["store"] is True
@@ -243,7 +246,7 @@ def test_plan_takes_a_template_and_sees_every_variant(tmp_path: Path) -> None:
 
 def _readme_block(lang: str, containing: str) -> str:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    blocks = re.findall(rf"```{lang}\n(.*?)```", readme, re.S)
+    blocks: list[str] = re.findall(rf"```{lang}\n(.*?)```", readme, re.S)
     return next(b for b in blocks if containing in b)
 
 

@@ -22,6 +22,7 @@ from simfixtures import RunningServer, running_server
 
 from batchyard.cli.live import Rates, live_view, path_counts
 from batchyard.cli.render import percent, status_line
+from batchyard.models import Route
 from batchyard.orchestrator._reports import BatchInfo, RunStatus
 
 _NOW = 1_800_000_000.0
@@ -68,13 +69,13 @@ def test_percent_never_rounds_up_to_done() -> None:
 
 def test_rates_come_from_observed_throughput() -> None:
     rates = Rates()
-    assert rates.rate("standard") is None
+    assert rates.rate(Route.STANDARD) is None
     for i, done in enumerate((0, 10, 30, 60)):
         rates.observe(
             _NOW + i * 2, _status({"standard/succeeded": done, "standard/routed": 100 - done})
         )
-    assert rates.rate("standard") == pytest.approx(60 / 6)
-    assert rates.rate("batch") is None
+    assert rates.rate(Route.STANDARD) == pytest.approx(60 / 6)
+    assert rates.rate(Route.BATCH) is None
 
 
 def test_the_view_shows_every_path_batch_cost_deadline_and_escalation() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx2
 from cli_support import ROOT, fast_config, run_cli, sample, sim_env
-from simfixtures import running_server
+from simfixtures import billed_ids, running_server
 
 from batchyard.samples import sample_lines
 
@@ -186,5 +186,5 @@ def test_ctrl_c_during_real_time_work_lets_calls_finish_and_loses_nothing(
         run_id = found.group(1)
         resumed = run_cli(["resume", run_id, "--json"], env, cwd=tmp_path)
         assert resumed.returncode == 0, resumed.stderr
-        billed = [e.custom_id for e in server.state.ledger]
+        billed = billed_ids(server.state)
         assert sorted(billed) == sorted(f"req-{i:06d}" for i in range(60))  # each once

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import fast_config, invoke, point_at
+from simfixtures import billed_ids
 
 import batchyard
 from batchyard.build import split_variant
@@ -52,7 +53,7 @@ def test_a_model_sweep_is_answered_grouped_and_costed_by_variant(
             by.fetch(run.run_id, tmp_path / "flat.jsonl")
             report = by.fetch(run.run_id, tmp_path / "grouped.jsonl", group=True)
             costs = by.costs(run.run_id)
-        billed = sorted(e.custom_id for e in server.state.ledger)
+        billed = sorted(billed_ids(server.state))
     assert status.done and status.succeeded == 20
     flat = [json.loads(x) for x in (tmp_path / "flat.jsonl").read_text().splitlines()]
     ids = [x["custom_id"] for x in flat]

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from batchyard.config import ModelInfo, model_table
+from batchyard.catalog import Catalog
+from batchyard.config import model_table
 from batchyard.errors import LineProblem
 from batchyard.ingest import ParsedRequest, read_requests
 from batchyard.models import Endpoint
@@ -36,7 +37,7 @@ def write(tmp_path: Path, *rows: object) -> Path:
 
 
 @pytest.fixture(scope="module")
-def models() -> dict[str, ModelInfo]:
+def models() -> Catalog:
     table = model_table(
         {
             "tiny-ctx": {
@@ -51,11 +52,11 @@ def models() -> dict[str, ModelInfo]:
     return table
 
 
-def results(path: Path, models: dict[str, ModelInfo]) -> list[ParsedRequest | LineProblem]:
+def results(path: Path, models: Catalog) -> list[ParsedRequest | LineProblem]:
     return list(read_requests(path, models))
 
 
-def problems(path: Path, models: dict[str, ModelInfo]) -> list[LineProblem]:
+def problems(path: Path, models: Catalog) -> list[LineProblem]:
     return [r for r in results(path, models) if isinstance(r, LineProblem)]
 
 
@@ -275,7 +276,7 @@ BAD_LINES: list[tuple[str, object, str | None, str]] = [
     ids=[case[0] for case in BAD_LINES],
 )
 def test_bad_line_names_line_field_and_reason(
-    tmp_path: Path, models: dict[str, ModelInfo], row: object, field: str | None, message: str
+    tmp_path: Path, models: Catalog, row: object, field: str | None, message: str
 ) -> None:
     good = line(cid="first")
     path = write(tmp_path, good, row)
@@ -284,16 +285,15 @@ def test_bad_line_names_line_field_and_reason(
     bad = found[1:]
     assert bad, "the bad line was accepted"
     assert all(isinstance(p, LineProblem) for p in bad)
-    assert any(p.field == field and message in p.message for p in bad), bad  # type: ignore[union-attr]
+    problems = [p for p in bad if isinstance(p, LineProblem)]
+    assert any(p.field == field and message in p.message for p in problems), bad
     for p in bad:
         assert isinstance(p, LineProblem)
         assert (p.path, p.line) == (str(path), 2)
         assert str(p).startswith(f"{path}:2")
 
 
-def test_one_line_reports_each_of_its_body_problems(
-    tmp_path: Path, models: dict[str, ModelInfo]
-) -> None:
+def test_one_line_reports_each_of_its_body_problems(tmp_path: Path, models: Catalog) -> None:
     body = {"model": "gpt-5", "messages": MESSAGES, "stream": True, "max_tokens": 5}
     found = problems(write(tmp_path, line(body)), models)
     assert {p.field for p in found} == {"body.stream", "body.max_tokens"}
@@ -301,7 +301,7 @@ def test_one_line_reports_each_of_its_body_problems(
 
 
 def test_valid_chat_request_carries_counts_and_exact_shard_size(
-    tmp_path: Path, models: dict[str, ModelInfo]
+    tmp_path: Path, models: Catalog
 ) -> None:
     body = {"model": "gpt-4o-mini", "messages": MESSAGES, "max_completion_tokens": 40, "n": 2}
     path = write(tmp_path, line(body, priority=7, cid="é-1"))
@@ -322,9 +322,7 @@ def test_valid_chat_request_carries_counts_and_exact_shard_size(
     assert b"priority" not in written  # batchyard's own key is never uploaded
 
 
-def test_metadata_priority_and_uncapped_output(
-    tmp_path: Path, models: dict[str, ModelInfo]
-) -> None:
+def test_metadata_priority_and_uncapped_output(tmp_path: Path, models: Catalog) -> None:
     body = {"model": "gpt-4o-mini", "messages": MESSAGES, "metadata": {"priority": "-2"}}
     [req] = results(write(tmp_path, line(body)), models)
     assert isinstance(req, ParsedRequest)
@@ -332,7 +330,7 @@ def test_metadata_priority_and_uncapped_output(
     assert req.output_tokens is None
 
 
-def test_embeddings_count_inputs(tmp_path: Path, models: dict[str, ModelInfo]) -> None:
+def test_embeddings_count_inputs(tmp_path: Path, models: Catalog) -> None:
     body = {"model": "text-embedding-3-small", "input": ["one", "two", "three"]}
     [req] = results(write(tmp_path, line(body, url="/v1/embeddings")), models)
     assert isinstance(req, ParsedRequest)
@@ -340,13 +338,13 @@ def test_embeddings_count_inputs(tmp_path: Path, models: dict[str, ModelInfo]) -
     assert req.input_tokens == 3
 
 
-def test_dated_snapshot_uses_base_model_entry(tmp_path: Path, models: dict[str, ModelInfo]) -> None:
+def test_dated_snapshot_uses_base_model_entry(tmp_path: Path, models: Catalog) -> None:
     body = {"model": "gpt-5-mini-2025-08-07", "messages": MESSAGES, "max_tokens": 5}
     [p] = problems(write(tmp_path, line(body)), models)
     assert p.field == "body.max_tokens"  # the snapshot inherits gpt-5-mini's rejects
 
 
-def test_duplicate_custom_id_names_both_lines(tmp_path: Path, models: dict[str, ModelInfo]) -> None:
+def test_duplicate_custom_id_names_both_lines(tmp_path: Path, models: Catalog) -> None:
     path = write(tmp_path, line(cid="a"), line(cid="b"), "", line(cid="a"))
     found = results(path, models)
     assert [r.line for r in found] == [1, 2, 4]
@@ -356,7 +354,7 @@ def test_duplicate_custom_id_names_both_lines(tmp_path: Path, models: dict[str, 
     assert "line 1 already uses it" in dup.message
 
 
-def test_mixed_models_keep_their_groups(tmp_path: Path, models: dict[str, ModelInfo]) -> None:
+def test_mixed_models_keep_their_groups(tmp_path: Path, models: Catalog) -> None:
     rows = [
         line({"model": "gpt-4o-mini", "messages": MESSAGES}, cid="1"),
         line({"model": "gpt-4.1-mini", "messages": MESSAGES}, cid="2"),

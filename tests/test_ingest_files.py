@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from batchyard.config import ModelInfo, model_table
+from batchyard.catalog import Catalog
+from batchyard.config import model_table
 from batchyard.errors import InputError, LineProblem, ValidationFailed
 from batchyard.ingest import ParsedRequest, read_requests, validate_file, write_rejects
 from batchyard.models import Endpoint
@@ -21,19 +22,17 @@ def request(cid: str, model: str = "gpt-4o-mini", content: str = "Hi.") -> bytes
 
 
 @pytest.fixture(scope="module")
-def models() -> dict[str, ModelInfo]:
+def models() -> Catalog:
     return model_table()
 
 
-def ids(path: Path, models: dict[str, ModelInfo]) -> list[tuple[int, str]]:
+def ids(path: Path, models: Catalog) -> list[tuple[int, str]]:
     return [
         (r.line, r.custom_id) for r in read_requests(path, models) if isinstance(r, ParsedRequest)
     ]
 
 
-def test_crlf_blank_lines_bom_and_no_final_newline(
-    tmp_path: Path, models: dict[str, ModelInfo]
-) -> None:
+def test_crlf_blank_lines_bom_and_no_final_newline(tmp_path: Path, models: Catalog) -> None:
     path = tmp_path / "windows.jsonl"
     path.write_bytes(
         b"\xef\xbb\xbf"
@@ -46,9 +45,7 @@ def test_crlf_blank_lines_bom_and_no_final_newline(
     assert ids(path, models) == [(1, "a"), (4, "b"), (5, "c")]
 
 
-def test_non_utf8_line_is_reported_and_the_rest_still_read(
-    tmp_path: Path, models: dict[str, ModelInfo]
-) -> None:
+def test_non_utf8_line_is_reported_and_the_rest_still_read(tmp_path: Path, models: Catalog) -> None:
     path = tmp_path / "latin1.jsonl"
     latin1 = request("b", content="café").decode().encode("latin-1")
     path.write_bytes(request("a") + b"\n" + latin1 + b"\n" + request("c") + b"\n")
@@ -61,25 +58,21 @@ def test_non_utf8_line_is_reported_and_the_rest_still_read(
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n  \r\n"], ids=["zero bytes", "blank lines"])
-def test_empty_file_is_an_input_error(
-    tmp_path: Path, models: dict[str, ModelInfo], content: bytes
-) -> None:
+def test_empty_file_is_an_input_error(tmp_path: Path, models: Catalog, content: bytes) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_bytes(content)
     with pytest.raises(InputError, match=r"empty\.jsonl is empty"):
         list(read_requests(path, models))
 
 
-def test_missing_file_and_directory(tmp_path: Path, models: dict[str, ModelInfo]) -> None:
+def test_missing_file_and_directory(tmp_path: Path, models: Catalog) -> None:
     with pytest.raises(InputError, match="does not exist"):
         list(read_requests(tmp_path / "nope.jsonl", models))
     with pytest.raises(InputError, match="is a directory"):
         list(read_requests(tmp_path, models))
 
 
-def test_validate_file_totals_groups_and_plans_shards(
-    tmp_path: Path, models: dict[str, ModelInfo]
-) -> None:
+def test_validate_file_totals_groups_and_plans_shards(tmp_path: Path, models: Catalog) -> None:
     rows = [request(f"m{i}") for i in range(3)] + [request("g1", model="gpt-4.1-mini")]
     rows.append(b'{"custom_id": "m0", "broken": ')
     path = tmp_path / "mixed.jsonl"
@@ -97,7 +90,7 @@ def test_validate_file_totals_groups_and_plans_shards(
 
 
 def test_validate_file_with_learned_limit_plans_more_shards_and_waves(
-    tmp_path: Path, models: dict[str, ModelInfo]
+    tmp_path: Path, models: Catalog
 ) -> None:
     path = tmp_path / "many.jsonl"
     path.write_bytes(b"\n".join(request(f"r{i}", content="word " * 50) for i in range(10)))
@@ -123,7 +116,7 @@ def test_request_larger_than_the_queue_is_flagged_by_the_plan(
 
 
 def test_rejects_file_lists_every_problem_with_the_original_line(
-    tmp_path: Path, models: dict[str, ModelInfo]
+    tmp_path: Path, models: Catalog
 ) -> None:
     path = tmp_path / "in.jsonl"
     bad_json = b'{"custom_id": "x", '
@@ -141,7 +134,7 @@ def test_rejects_file_lists_every_problem_with_the_original_line(
     assert "line 1 already uses it" in records[1]["message"]
 
 
-def test_duplicates_found_across_a_large_file(tmp_path: Path, models: dict[str, ModelInfo]) -> None:
+def test_duplicates_found_across_a_large_file(tmp_path: Path, models: Catalog) -> None:
     """The id index grows several times over 70,000 lines and still knows every first line."""
     n = 70_000
     rows = [request(f"id-{i}") for i in range(n)]

@@ -237,7 +237,13 @@ def test_openai_file_and_lists() -> None:
     validate("ListFilesResponse", {**listing, "has_more": False}, strict_keys=True)
     validate("ListBatchesResponse", {"object": "list", "data": [BATCH], "has_more": False})
     # Spec quirk: first_id/last_id are non-nullable strings, so an empty page cannot null them.
-    empty = {"object": "list", "data": [], "first_id": None, "last_id": None, "has_more": False}
+    empty: dict[str, object] = {
+        "object": "list",
+        "data": [],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+    }
     assert errors("ListFilesResponse", empty) == [
         "$.first_id: None is not of type 'string'",
         "$.last_id: None is not of type 'string'",
@@ -361,7 +367,7 @@ def sdk_file(**overrides: Any) -> FileObject:
     return FileObject(**{**fields, **overrides})
 
 
-RICH_RESPONSE = {
+RICH_RESPONSE: dict[str, Any] = {
     "tools": [FunctionTool(type="function", name="f", parameters={"type": "object"}, strict=True)],
     "output": [
         ResponseReasoningItem(id="rs_1", type="reasoning", summary=[]),

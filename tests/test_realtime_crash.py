@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pydantic import SecretStr
 from simfixtures import running_server
 from test_realtime_support import MODEL, chat_body, models_for
 
@@ -74,7 +75,7 @@ def config(**faults: float) -> SimConfig:
     return SimConfig(
         rate_limits=False,
         latency=LatencySettings(fixed_ms=40.0, jitter_ms=40.0),
-        faults=FaultSettings(**faults),
+        faults=FaultSettings.model_validate(faults),
     )
 
 
@@ -114,7 +115,7 @@ async def test_crash_mid_run_then_resume_bills_only_in_flight_twice(tmp_path: Pa
         assert succeeded_at_kill and len(succeeded_at_kill) < n  # it really died mid-run
         assert in_flight_at_kill  # and had calls in flight
 
-        settings = Settings(api_key="sk-test", base_url=server.base_url, concurrency=16)
+        settings = Settings(api_key=SecretStr("sk-test"), base_url=server.base_url, concurrency=16)
         runner = RealtimeRunner(
             store, make_client(settings), models_for(100_000, 10**9), settings, owner="resume"
         )
@@ -135,7 +136,7 @@ async def test_timeouts_are_retried_on_a_real_socket(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
     run_id = seed(store, 30)
     with running_server(config(slow_rate=0.2, slow_seconds=3.0)) as server:
-        settings = Settings(api_key="sk-test", base_url=server.base_url, max_attempts=10)
+        settings = Settings(api_key=SecretStr("sk-test"), base_url=server.base_url, max_attempts=10)
         client = make_client(settings, timeout=0.6)
         runner = RealtimeRunner(
             store,

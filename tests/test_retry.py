@@ -7,11 +7,12 @@ MockTransport, so classification is checked against the exceptions the SDK reall
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletion
 from pydantic import SecretStr
 
 from batchyard.config import Settings
@@ -85,8 +86,8 @@ def sdk(script: Script) -> openai.AsyncOpenAI:
     )
 
 
-def call(client: openai.AsyncOpenAI) -> Callable[[], object]:
-    async def go() -> object:
+def call(client: openai.AsyncOpenAI) -> Callable[[], Awaitable[ChatCompletion]]:
+    async def go() -> ChatCompletion:
         return await client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
         )
@@ -231,7 +232,7 @@ async def test_retry_after_is_honoured_then_succeeds() -> None:
         ]
     )
     result = await call_with_retry(call(sdk(script)), RetryPolicy(), sleep=clock.sleep)
-    assert result.choices[0].message.content == "hi"  # type: ignore[attr-defined]
+    assert result.choices[0].message.content == "hi"
     assert clock.sleeps == [2.5]
     assert script.calls == 2
 

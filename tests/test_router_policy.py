@@ -523,15 +523,17 @@ def test_a_batch_faster_than_real_time_is_never_escalated_early() -> None:
     policy = RunPolicy(deadline=NOW + HOUR)
     first = decided(work, policy, capacity, NOW)
     assert routes(first) == {Route.BATCH}
-    points = []
+    points: list[float] = []
     for minute in (3, 6, 10, 15):
         done = int(1500 * (minute - 0.5) / 20)
         total = sum((Work.of(r) for r in work), Work())
         shard = ShardState("1", "gpt-4o-mini", total, NOW, completed=done, started_at=NOW + 30)
         re = redecide(_in_shard(work), policy, capacity, NOW + minute * 60, shards=[shard])
         assert re.cancel_shards == ()
-        points.append(re.decision.escalation_at["gpt-4o-mini"])
-    assert points == sorted(points) and all(p is not None for p in points)
+        escalation_at = re.decision.escalation_at["gpt-4o-mini"]
+        assert escalation_at is not None
+        points.append(escalation_at)
+    assert points == sorted(points)
 
 
 def _cancelling(work: list[RequestFeatures], at: float, completed: int = 0) -> ShardState:

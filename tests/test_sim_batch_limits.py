@@ -9,6 +9,7 @@ import openai
 import pytest
 from openapi_check import validate
 from sim_batch_helpers import CHAT, at, chat_lines, client_for, config, read_lines, submit, upload
+from simfixtures import error_message
 
 from batchyard.simulator import SimConfig
 
@@ -47,7 +48,7 @@ async def test_batch_creations_past_the_hourly_limit_get_a_429() -> None:
     error = info.value
     validate("ErrorResponse", error.response.json())
     assert (error.code, error.type, error.param) == ("rate_limit_exceeded", "requests", None)
-    assert error.body["message"].startswith(
+    assert error_message(error).startswith(
         "Rate limit reached for batch creation in organization org-simulated: Limit 3 batches "
         "per hour, Used 3, Requested 1. Please try again in 58m20s."
     )

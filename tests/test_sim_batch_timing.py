@@ -56,7 +56,7 @@ async def _cancel_durations(seed: int, sigma: float) -> list[float]:
     cfg = config(cancelling_seconds=120, cancelling_sigma=sigma)
     cfg.seed = seed
     client, state = client_for(cfg)
-    durations = []
+    durations: list[float] = []
     for i in range(5):
         batch = await submit(client, chat_lines(2, prefix=f"b{i}-"))
         await client.batches.cancel(batch.id)
@@ -98,6 +98,7 @@ async def test_realtime_speed_finishes_lines_at_the_models_request_rate() -> Non
     view = (await admin.get(f"/_sim/batches/{batch.id}")).json()
     assert view["turnaround_seconds"] == pytest.approx(40.0)  # 40 lines at one a second
     finishes = [line["finishes_at"] for line in view["schedule"]]
+    assert running.in_progress_at is not None
     assert finishes == pytest.approx([running.in_progress_at + k for k in range(1, 41)])
     assert {line["custom_id"] for line in view["schedule"]} == {f"req-{i}" for i in range(40)}
 
@@ -145,6 +146,7 @@ async def test_an_admin_can_retime_a_batch_it_did_not_create() -> None:
     assert retimed.json()["turnaround_seconds"] == 100
     done = await at(client, state, second, CREATE_TO_RUN + 100 + 60)
     assert done.status == "completed"
+    assert done.in_progress_at is not None
     assert done.finalizing_at == done.in_progress_at + 100
 
     third = await submit(client, chat_lines(10, prefix="t-"))

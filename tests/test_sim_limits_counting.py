@@ -9,7 +9,7 @@ from typing import Any
 
 import openai
 import pytest
-from simfixtures import admin_client, chat_body, quiet_config, sim_client
+from simfixtures import admin_client, chat_body, error_message, quiet_config, sim_client
 
 from batchyard import tokens as independent
 from batchyard.simulator import SimConfig
@@ -48,7 +48,7 @@ async def test_a_refused_request_still_uses_the_request_limit() -> None:
         await client.chat.completions.create(**chat_body())
     # Half a request had refilled; the refused one used it, so the next fits in a full second.
     assert info.value.response.headers["retry-after-ms"] == "1000"
-    assert "Used 60, Requested 1" in info.value.body["message"]
+    assert "Used 60, Requested 1" in error_message(info.value)
     state.clock.advance(0.5)
     assert not await _admitted(client)  # half a second is no longer enough
     state.clock.advance(1.0)
@@ -139,7 +139,7 @@ async def test_a_second_client_on_the_key_uses_its_share_all_the_time() -> None:
     assert used["gpt-4o-mini"]["requests"] == pytest.approx(300, abs=0.01)
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(**chat_body())
-    assert "Limit 100, Used 100, Requested 1" in info.value.body["message"]
+    assert "Limit 100, Used 100, Requested 1" in error_message(info.value)
 
 
 async def test_the_second_client_can_be_limited_to_some_models() -> None:

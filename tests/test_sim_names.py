@@ -8,7 +8,7 @@ import openai
 import pytest
 from openapi_check import validate
 from sim_batch_helpers import at, chat_lines, client_for, config, read_lines, submit
-from simfixtures import chat_body, quiet_config, sim_client
+from simfixtures import chat_body, error_message, quiet_config, sim_client
 
 from batchyard.simulator.execute import price
 
@@ -43,7 +43,7 @@ async def test_a_snapshot_shares_its_familys_rate_limit() -> None:
     await client.chat.completions.create(**chat_body(model=FINE_TUNED))
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(**chat_body(model=SNAPSHOT))
-    assert info.value.body["message"].startswith(
+    assert error_message(info.value).startswith(
         "Rate limit reached for gpt-4o-mini in organization org-simulated on requests per min"
     )
 
@@ -79,7 +79,7 @@ async def test_unknown_names_get_the_real_404(model: str) -> None:
         await client.chat.completions.create(**chat_body(model=model))
     validate("ErrorResponse", info.value.response.json())
     assert info.value.code == "model_not_found"
-    assert info.value.body["message"] == (
+    assert error_message(info.value) == (
         f"The model `{model}` does not exist or you do not have access to it."
     )
     with pytest.raises(openai.NotFoundError) as retrieved:

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 from openapi_check import validate
-from simfixtures import admin_client, chat_body, quiet_config, sim_client
+from simfixtures import admin_client, chat_body, error_message, quiet_config, sim_client
 
 from batchyard import tokens as independent
 from batchyard.simulator import SimConfig
@@ -49,7 +49,7 @@ async def test_unknown_model_is_a_404_with_openai_body() -> None:
     with pytest.raises(openai.NotFoundError) as info:
         await client.chat.completions.create(**chat_body(model="gpt-nope"))
     assert info.value.code == "model_not_found"
-    assert info.value.body["message"] == (
+    assert error_message(info.value) == (
         "The model `gpt-nope` does not exist or you do not have access to it."
     )
 
@@ -120,7 +120,7 @@ async def test_reasoning_models_report_reasoning_tokens_and_reject_max_tokens() 
         await client.chat.completions.create(**chat_body(model="gpt-5", max_tokens=100))
     assert info.value.param == "max_tokens"
     assert info.value.code == "unsupported_parameter"
-    assert info.value.body["message"] == (
+    assert error_message(info.value) == (
         "Unsupported parameter: 'max_tokens' is not supported with this model. "
         "Use 'max_completion_tokens' instead."
     )
@@ -128,7 +128,11 @@ async def test_reasoning_models_report_reasoning_tokens_and_reject_max_tokens() 
 
 async def test_responses_endpoint_shape_and_usage() -> None:
     client, _ = sim_client()
-    body = {"model": "gpt-4.1-mini", "instructions": "Be brief.", "input": "Name a planet."}
+    body: dict[str, Any] = {
+        "model": "gpt-4.1-mini",
+        "instructions": "Be brief.",
+        "input": "Name a planet.",
+    }
     raw = await client.responses.with_raw_response.create(**body)
     data = raw.http_response.json()
     validate("Response", data, strict_keys=True)
@@ -194,7 +198,7 @@ async def test_prompt_over_the_context_window_is_rejected() -> None:
     with pytest.raises(openai.BadRequestError) as info:
         await client.chat.completions.create(**chat_body("word " * 60))
     assert info.value.code == "context_length_exceeded"
-    assert "maximum context length is 40 tokens" in info.value.body["message"]
+    assert "maximum context length is 40 tokens" in error_message(info.value)
 
 
 async def test_embedding_and_chat_models_stay_on_their_endpoints() -> None:

@@ -9,7 +9,14 @@ import httpx2
 import openai
 import pytest
 from openapi_check import validate
-from simfixtures import admin_client, chat_body, quiet_config, running_server, sim_client
+from simfixtures import (
+    admin_client,
+    chat_body,
+    error_message,
+    quiet_config,
+    running_server,
+    sim_client,
+)
 
 
 async def test_server_errors_are_openai_shaped_and_unbilled() -> None:
@@ -40,7 +47,7 @@ async def test_flex_unavailable_is_an_unbilled_429() -> None:
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(**body)
     assert info.value.code == "resource_unavailable"
-    assert info.value.body["message"].startswith("Resource Unavailable")
+    assert error_message(info.value).startswith("Resource Unavailable")
     validate("ErrorResponse", info.value.response.json())
     # Standard requests to the same model are unaffected.
     done = await client.chat.completions.create(**chat_body(model="gpt-5"))

@@ -7,7 +7,7 @@ import re
 import openai
 import pytest
 from openapi_check import validate
-from simfixtures import admin_client, chat_body, quiet_config, sim_client
+from simfixtures import admin_client, chat_body, error_message, quiet_config, sim_client
 
 from batchyard import tokens as independent
 from batchyard.simulator.clock import SimClock
@@ -85,7 +85,7 @@ async def test_requests_per_minute_429_body_and_retry_headers() -> None:
     assert error.type == "requests"
     assert error.code == "rate_limit_exceeded"
     assert error.param is None
-    message = error.body["message"]
+    message = error_message(error)
     assert message.startswith(
         "Rate limit reached for gpt-4o-mini in organization org-simulated on requests per min "
         "(RPM): Limit 3, Used 3, Requested 1. Please try again in "
@@ -113,7 +113,7 @@ async def test_tokens_per_minute_429_and_refill_over_simulated_time() -> None:
     assert info.value.code == "rate_limit_exceeded"
     assert (
         f"on tokens per min (TPM): Limit 100, Used {charge}, Requested {charge}."
-        in info.value.body["message"]
+        in error_message(info.value)
     )
     expected_wait = (charge - (100 - charge)) * 60 / 100
     retry_ms = int(info.value.response.headers["retry-after-ms"])
@@ -129,7 +129,7 @@ async def test_a_request_larger_than_the_whole_tpm_limit() -> None:
     client, _ = sim_client(quiet_config(models={"gpt-4o-mini": {"tpm": 100}}))
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(**chat_body(max_completion_tokens=500))
-    assert info.value.body["message"].startswith(
+    assert error_message(info.value).startswith(
         "Request too large for gpt-4o-mini in organization org-simulated on tokens per min "
         "(TPM): Limit 100, Requested "
     )
@@ -153,7 +153,7 @@ async def test_quota_exhausted_mode() -> None:
         await client.chat.completions.create(**chat_body())
     assert info.value.code == "insufficient_quota"
     assert info.value.type == "insufficient_quota"
-    assert info.value.body["message"] == (
+    assert error_message(info.value) == (
         "You exceeded your current quota, please check your plan and billing details. For more "
         "information on this error, read the docs: "
         "https://platform.openai.com/docs/guides/error-codes/api-errors."

@@ -53,7 +53,9 @@ def test_status_and_costs_report_the_same_labelled_estimate(tmp_path: Path) -> N
     assert status.estimated_cost == costs.estimated == 1.25
     assert status.estimated_worst == costs.estimated_worst == 2.5
     # the rows still split the lines by route at that route's estimated price
-    assert sum(r.estimated for r in costs.rows) == 10 * new_request(0).cost_batch
+    cost_batch = new_request(0).cost_batch
+    assert cost_batch is not None
+    assert sum(r.estimated for r in costs.rows) == 10 * cost_batch
 
 
 def test_request_caps_count_against_tpm_in_the_verdict(tmp_path: Path) -> None:

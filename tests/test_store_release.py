@@ -67,11 +67,11 @@ def test_released_lines_go_to_real_time_and_late_answers_are_settled(store: Stor
     assert after["req-0"].response_body == {"id": "rt"}  # never overwritten
     assert after["req-1"].status == R.IN_FLIGHT
     assert (after["req-2"].status, after["req-2"].response_body) == (R.SUCCEEDED, {"id": "b2"})
-    assert store.paid_twice(run_id) == (2, pytest.approx(0.002))
+    assert store.paid_twice(run_id) == pytest.approx((2, 0.002))
     assert store.get_run(run_id).actual_cost == pytest.approx(0.002 + 0.003)
     # re-applying the same file (after a crash) settles nothing again
     again = store.apply_results(run_id, [_answer(i, shard) for i in range(3)])
     assert (again.applied, again.paid_twice, again.cost) == (0, 0, 0)
-    assert store.paid_twice(run_id) == (2, pytest.approx(0.002))
+    assert store.paid_twice(run_id) == pytest.approx((2, 0.002))
     outcomes = [a.outcome for a in store.list_attempts(run_id, "req-0")]
     assert outcomes == ["paid_twice", "succeeded"]

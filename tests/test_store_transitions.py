@@ -25,7 +25,10 @@ from batchyard.store import (
     Store,
 )
 
-R, B, S = RequestStatus, BatchStatus, RunState
+# Short names for the three status enums (one assignment each, so they are type aliases).
+R = RequestStatus
+B = BatchStatus
+S = RunState
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +76,10 @@ KEY_FORBIDDEN_RUN = [
 def test_key_forbidden_changes_are_not_in_the_tables() -> None:
     for old, new in KEY_FORBIDDEN_REQUEST:
         assert new not in REQUEST_TRANSITIONS[old], (old, new)
-    for old, new in KEY_FORBIDDEN_BATCH:
-        assert new not in BATCH_TRANSITIONS[old], (old, new)
-    for old, new in KEY_FORBIDDEN_RUN:
-        assert new not in RUN_TRANSITIONS[old], (old, new)
+    for old_batch, new_batch in KEY_FORBIDDEN_BATCH:
+        assert new_batch not in BATCH_TRANSITIONS[old_batch], (old_batch, new_batch)
+    for old_run, new_run in KEY_FORBIDDEN_RUN:
+        assert new_run not in RUN_TRANSITIONS[old_run], (old_run, new_run)
 
 
 def test_tables_cover_every_status_and_terminal_ones_have_no_exit() -> None:
