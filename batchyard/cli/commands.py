@@ -32,6 +32,7 @@ from batchyard.cli.options import (
 from batchyard.cli.render import (
     costs_view,
     emit_json,
+    emit_plan_json,
     fetch_lines,
     plan_view,
     runs_table,
@@ -84,7 +85,7 @@ def plan(
             reuse=False if no_reuse else None,
         )
         if json_:
-            emit_json(result.to_dict())
+            emit_plan_json(result)
         else:
             cli.out.print(plan_view(result))
         return EXIT_OK

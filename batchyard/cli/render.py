@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -36,6 +36,7 @@ __all__ = [
     "config_table",
     "costs_view",
     "emit_json",
+    "emit_plan_json",
     "estimate_text",
     "fetch_lines",
     "jsonable",
@@ -72,6 +73,30 @@ def emit_json(data: Any) -> None:
     """Exactly one JSON document on stdout (no colour, no wrapping)."""
     sys.stdout.write(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+def emit_plan_json(plan: Plan, out: TextIO | None = None) -> None:
+    """`emit_json(plan.to_dict())`, the same text, with the per-line assignments written as
+    they stream from the plan rather than built into one document first."""
+    out = out or sys.stdout
+    head = json.dumps(jsonable(plan.to_dict(assignments=False)), indent=2)
+    out.write(head[: -len("\n}")] + ',\n  "assignments": [')
+    encoded: dict[str, str] = {}  # a run has few distinct reasons: encode each once
+    sep = "\n"
+    for a in plan.decision.assignments:
+        reason = encoded.get(a.reason)
+        if reason is None:
+            reason = json.dumps(a.reason)
+            if len(encoded) < 10_000:
+                encoded[a.reason] = reason
+        out.write(
+            f'{sep}    {{\n      "custom_id": {json.dumps(a.custom_id)},\n      "route": '
+            f'"{a.route.value}",\n      "reason": {reason},\n      "deferred": '
+            f"{'true' if a.deferred else 'false'}\n    }}"
+        )
+        sep = ",\n"
+    out.write("]\n}\n" if sep == "\n" else "\n  ]\n}\n")
+    out.flush()
 
 
 def percent(done: int, total: int) -> int:
@@ -137,9 +162,9 @@ def plan_view(plan: Plan) -> RenderableType:
         lines.append(f"deadline: {when(plan.deadline, plan.now)}")
     if plan.expected_finish is not None:
         lines.append(f"expected finish: {when(plan.expected_finish, plan.now)}")
-    if plan.cannot_meet:
-        shown = ", ".join(plan.cannot_meet[:5]) + (", ..." if len(plan.cannot_meet) > 5 else "")
-        lines.append(f"{len(plan.cannot_meet)} request(s) cannot make the deadline: {shown}")
+    if plan.late:
+        shown = ", ".join(plan.cannot_meet[:5]) + (", ..." if plan.late > 5 else "")
+        lines.append(f"{plan.late} request(s) cannot make the deadline: {shown}")
     if plan.reasons:
         lines.append("why:")
         lines.extend(f"  {model}: {why}" for model, why in plan.reasons.items())

@@ -202,12 +202,19 @@ class RequestsMixin(StoreBase):
         return found
 
     def set_routes(
-        self, run_id: str, routes: Iterable[tuple[str, Route, str]], *, chunk_size: int = CHUNK
+        self,
+        run_id: str,
+        routes: Iterable[tuple[str, Route, str]],
+        *,
+        chunk_size: int = CHUNK,
+        pending_only: bool = False,
     ) -> int:
         """Record the router's (custom_id, route, reason) decisions: -> routed, checked.
 
         A re-route (routed or retryable -> routed) leaves the request's old shard, which
         must be finished: a request in a live or planned shard cannot be re-routed.
+        `pending_only`: a request no longer pending (answered meanwhile) is left as it is.
+        Returns the number of requests routed.
         """
         self._require_run(run_id)
         total = 0
@@ -220,6 +227,8 @@ class RequestsMixin(StoreBase):
                 updates = []
                 for custom_id, route, reason in chunk:
                     row_id, status, shard = cur[custom_id]
+                    if pending_only and status != RequestStatus.PENDING.value:
+                        continue
                     check_request(run_id, custom_id, RequestStatus(status), RequestStatus.ROUTED)
                     if shard is not None and shard_status[shard] not in _SHARD_DONE:
                         raise IllegalTransition(
@@ -233,7 +242,7 @@ class RequestsMixin(StoreBase):
                     "shard = NULL, updated_at = ? WHERE id = ?",
                     updates,
                 )
-            total += len(chunk)
+            total += len(updates)
         return total
 
     def release_shard(self, run_id: str, shard: int, route: Route, reason: str) -> int:

@@ -1,0 +1,95 @@
+"""The pieces that keep a large file's plan out of memory: the streamed `plan --json`,
+the spill of per-line records, the on-disk key set and the shared price functions."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+from batchyard.cli.render import emit_plan_json, jsonable
+from batchyard.config import model_table
+from batchyard.models import Endpoint, Route
+from batchyard.orchestrator._spill import CHUNK, Spill
+from batchyard.router import ModelCapacity, PathCosts, RequestFeatures, RunPolicy, make_plan
+from batchyard.store.scratch import DiskSet
+
+NOW = 1_750_000_000.0
+
+
+def _plan(n: int, deadline: float | None) -> object:
+    cost = PathCosts(0.002, 0.001)
+    reqs = [
+        RequestFeatures(f'id-{i}\u00e9"', Endpoint.CHAT, "gpt-4o-mini", 5_000, 800, cost, i % 2)
+        for i in range(n)
+    ]
+    caps = {"gpt-4o-mini": ModelCapacity(model="gpt-4o-mini", tpm=200_000, rpm=500)}
+    return make_plan(reqs, RunPolicy(deadline=deadline), caps, NOW)
+
+
+def test_plan_json_is_streamed_as_the_same_document() -> None:
+    for plan in (_plan(40, None), _plan(300, NOW + 300.0), _plan(0, None)):
+        out = io.StringIO()
+        emit_plan_json(plan, out)  # type: ignore[arg-type]
+        whole = json.dumps(jsonable(plan.to_dict()), indent=2) + "\n"  # type: ignore[attr-defined]
+        assert out.getvalue() == whole
+    assert json.loads(out.getvalue())["assignments"] == []  # the last plan has no line
+
+
+def test_late_lines_stream_with_their_own_reasons() -> None:
+    plan = _plan(300, NOW + 300.0)
+    out = io.StringIO()
+    emit_plan_json(plan, out)  # type: ignore[arg-type]
+    data = json.loads(out.getvalue())
+    assert data["late"] > 0 and len(data["assignments"]) == 300
+    assert any("cannot make the deadline" in a["reason"] for a in data["assignments"])
+
+
+def test_a_spill_gives_its_records_back_in_order_and_removes_its_file() -> None:
+    spill = Spill()
+    records = [(i, f"id-{i}", None if i % 3 else 1.5, (0.1, None)) for i in range(2 * CHUNK + 5)]
+    for r in records:
+        spill.add(r)
+    assert list(spill) == records and list(spill) == records  # read again
+    assert [len(b) for b in spill.chunks()] == [CHUNK, CHUNK, 5]
+    path = spill.path
+    spill.close()
+    assert not os.path.exists(path)
+
+
+def test_the_disk_set_knows_keys_across_calls_and_within_one() -> None:
+    seen = DiskSet()
+    keys = [f"k{i % 700}" for i in range(1_500)]  # repeats inside one call, past one query
+    fresh = seen.add(keys)
+    assert fresh == [i < 700 for i in range(1_500)]
+    assert seen.add(["k1", "new", "new"]) == [False, True, False]
+    assert seen.first_lines([b"x", b"y", b"x"], [10, 11, 12]) == [10, 11, 10]
+    assert seen.first_lines([b"y"], [99]) == [11]
+    seen.close()
+
+
+def test_the_price_functions_match_estimate_to_the_last_bit() -> None:
+    routes = (Route.STANDARD, Route.BATCH, Route.FLEX, Route.FAST)
+    checked = 0
+    for info in model_table({}).values():
+        for route in routes:
+            price = info.estimator(route)
+            limit = info.long_context_threshold or 100_000
+            for tokens_in in (0, 1, 999, limit, limit + 1, 3 * limit + 7):
+                for tokens_out in (0, 1, 257, 32_001):
+                    assert price(tokens_in, tokens_out) == info.estimate(
+                        route, tokens_in, tokens_out
+                    )
+                    checked += 1
+    assert checked > 1_000
+
+
+def test_nothing_is_left_in_the_temp_folder_by_a_closed_spill(tmp_path: Path) -> None:
+    folder = tmp_path / "spills"
+    folder.mkdir()
+    spill = Spill(folder)
+    spill.add((1,))
+    assert len(list(folder.iterdir())) == 1
+    spill.close()
+    assert list(folder.iterdir()) == []
