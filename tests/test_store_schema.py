@@ -85,6 +85,7 @@ EXPECTED_COLUMNS = {
         "saved",
         "requeues",
         "requeue_cost",
+        "fallback",
     },
     "batches": {
         "id",

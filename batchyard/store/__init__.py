@@ -78,6 +78,10 @@ Batches (shards) and files
     mark_applied(shard, owner, *, leftover=RETRYABLE) -> leftover count
     release_batch_claim(shard, owner);  mark_file_deleted(file_row);  list_files(run_id)
 
+Fallback models (fallback.py)
+    fall_back(run_id, [FallbackMove], *, owner=None) -> [custom_id]   refused lines -> their
+        fallback model, routed; the record kept in requests.fallback
+    fallback_summary(run_id) -> [FallbackTotals]   per (from, to, reason): lines, outcomes
 History (append-only; the database refuses updates and deletes of events)
     add_event(run_id, kind, message, data=None, *, custom_id=None, shard=None) -> id
     list_events(run_id, *, kinds, custom_id, shard, limit) -> list[EventRow]
@@ -90,6 +94,7 @@ from __future__ import annotations
 
 from .batches import PROVIDER_STATUS
 from .core import DB_ENV, Store, default_db_path
+from .fallback import FallbackMove, FallbackTotals
 from .rows import (
     ApplyReport,
     AttemptRow,
@@ -118,6 +123,8 @@ __all__ = [
     "BatchRow",
     "Claim",
     "EventRow",
+    "FallbackMove",
+    "FallbackTotals",
     "FileKind",
     "FileRow",
     "NewRequest",

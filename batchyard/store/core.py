@@ -15,6 +15,7 @@ import platformdirs
 
 from .batches import BatchesMixin
 from .codec import DEFAULT_MIN_BYTES
+from .fallback import FallbackMixin
 from .hooks import HooksMixin
 from .prune import PruneMixin
 from .requests import RequestsMixin
@@ -35,7 +36,9 @@ def default_db_path() -> Path:
     return platformdirs.user_data_path("batchyard", appauthor=False) / "batchyard.db"
 
 
-class Store(BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin):
+class Store(
+    BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin, FallbackMixin
+):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 
     @classmethod
