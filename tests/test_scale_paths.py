@@ -93,3 +93,63 @@ def test_nothing_is_left_in_the_temp_folder_by_a_closed_spill(tmp_path: Path) ->
     assert len(list(folder.iterdir())) == 1
     spill.close()
     assert list(folder.iterdir()) == []
+
+
+def test_fetch_splices_stored_answers_into_the_same_bytes(tmp_path: Path) -> None:
+    """Answers written out as their stored text give the bytes that decoding and encoding
+    them again gives: floats, escapes, non-ASCII text, compressed large bodies, errors."""
+    from batchyard.models import RequestStatus
+    from batchyard.orchestrator._reports import fetch, output_line
+    from batchyard.store import Store
+    from batchyard.store.rows import NewRequest, Result
+
+    store = Store.open(tmp_path / "jobs.db")
+    run_id = store.create_run(
+        source_path="in.jsonl", source_sha256="0" * 64, endpoint="/v1/chat/completions",
+        models=["gpt-4o-mini"],
+    )  # fmt: skip
+    bodies: list[dict[str, object] | None] = [
+        {"choices": [{"message": {"content": "plain"}}], "usage": {"x": 1.0, "y": 1e-07}},
+        {"text": 'quote " backslash \\ tab \t newline \n ctrl \u0001', "n": 12345678901234567890},
+        {"text": "caf\u00e9 \u2603 \U0001f600"},  # not ASCII: decoded and encoded again
+        {"big": "answer " * 2_000, "f": 0.1 + 0.2},  # compressed in the store
+        None,  # failed: no answer
+    ]
+    store.add_requests(
+        run_id,
+        (
+            NewRequest(
+                f"r{i}",
+                i + 1,
+                "/v1/chat/completions",
+                "gpt-4o-mini",
+                {"i": i},
+                10,
+                10,
+                0.1,
+                None,
+                0.05,
+            )
+            for i in range(len(bodies))
+        ),
+    )
+    ids = [f"r{i}" for i in range(len(bodies))]
+    store.set_routes(run_id, [(cid, Route.STANDARD, "test") for cid in ids])
+    store.transition_requests(run_id, ids, RequestStatus.IN_FLIGHT)
+    store.apply_results(
+        run_id,
+        [
+            Result(f"r{i}", RequestStatus.SUCCEEDED, 200, body)
+            if body is not None
+            else Result(f"r{i}", RequestStatus.FAILED, 400, None, "bad", "Bad request.")
+            for i, body in enumerate(bodies)
+        ],
+    )
+    out = tmp_path / "out.jsonl"
+    fetch(store, run_id, out)
+    expected = [
+        json.dumps(output_line(run_id, r, {}), separators=(",", ":")) + "\n"
+        for r in store.iter_requests(run_id, with_response=True)
+    ]
+    assert out.read_text(encoding="utf-8").splitlines(keepends=True) == expected
+    assert json.loads(expected[0])["response"]["body"] == bodies[0]

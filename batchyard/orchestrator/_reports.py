@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
@@ -24,6 +25,7 @@ from batchyard.orchestrator._routing import capacities, turnarounds
 from batchyard.orchestrator._variants import Grouper, VariantCost, variant_costs
 from batchyard.router import Plan, Turnaround, Work, realtime_seconds
 from batchyard.store import Store
+from batchyard.store.codec import decode_body
 from batchyard.store.rows import BatchRow, RequestRow, RunRow
 
 __all__ = [
@@ -613,6 +615,37 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
     }
 
 
+class _Splice:
+    """Output lines with each stored answer written into them as its stored text.
+
+    The store keeps a response body as the compact JSON the encoder made of it; the output
+    line is `json.dumps(record, separators=(",", ":"))`, which writes such a body back to
+    the same text when it is ASCII (only `ensure_ascii` differs between the two). So an
+    ASCII body is spliced in as text, in place of a placeholder, without being decoded and
+    encoded again; any other body takes the long way. The bytes written are the same."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._enabled = enabled  # off where the records themselves are used (`--group`)
+        self._key = f"batchyard-splice-{uuid.uuid4().hex}"
+        self._placeholder = {self._key: 0}
+        self._text = json.dumps(self._placeholder, separators=(",", ":"))
+
+    def line(
+        self, run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None]
+    ) -> tuple[dict[str, Any], str]:
+        """The record and its line; a spliced record's body is a placeholder."""
+        text = r.response_text
+        if self._enabled and text is not None and text.isascii():
+            record = output_line(run_id, replace(r, response_body=self._placeholder), batch_ids)
+            line = json.dumps(record, separators=(",", ":"))
+            if line.count(self._text) == 1:
+                return record, line.replace(self._text, text)
+        if text is not None:
+            r = replace(r, response_body=decode_body(text))
+        record = output_line(run_id, r, batch_ids)
+        return record, json.dumps(record, separators=(",", ":"))
+
+
 def fetch(
     store: Store, run_id: str, output: Path, errors: Path | None = None, *, group: bool = False
 ) -> FetchReport:
@@ -632,9 +665,9 @@ def fetch(
     with tmp.open("w", encoding="utf-8") as out, ExitStack() as stack:
         err = stack.enter_context(err_tmp.open("w", encoding="utf-8")) if err_tmp else None
         grouper = Grouper() if group else None
-        for r in store.iter_requests(run_id, with_response=True):
-            record = output_line(run_id, r, batch_ids)
-            line = json.dumps(record, separators=(",", ":"))
+        splice = _Splice(enabled=grouper is None)
+        for r in store.iter_requests(run_id, raw_response=True):
+            record, line = splice.line(run_id, r, batch_ids)
             if grouper is None:
                 out.write(line + "\n")
                 lines += 1

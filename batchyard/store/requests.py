@@ -18,7 +18,7 @@ from batchyard.errors import IllegalTransition, NotFound, StoreError
 from batchyard.models import BatchStatus, RequestStatus, Route
 
 from .base import CHUNK, LOOKUP, StoreBase, chunked, placeholders
-from .codec import decode_body, encode_body
+from .codec import body_text, decode_body, encode_body
 from .rows import NewRequest, OutputEvidence, RequestRow, SummaryRow
 from .transitions import PROVIDER_TERMINAL, REQUEST_TERMINAL, check_request
 
@@ -47,7 +47,13 @@ EST_COST_SQL = (
 )
 
 
-def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> RequestRow:
+def request_row(
+    r: Sequence[Any], body: Any = None, response: Any = None, *, raw_response: bool = False
+) -> RequestRow:
+    text = None
+    if raw_response and response is not None:
+        text = body_text(response)
+        response = None
     return RequestRow(
         run_id=r[0],
         custom_id=r[1],
@@ -85,6 +91,7 @@ def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> Req
         requeues=r[31],
         requeue_cost=r[32],
         fallback=json.loads(r[33]) if r[33] else None,
+        response_text=text,
     )
 
 
@@ -366,9 +373,13 @@ class RequestsMixin(StoreBase):
         shard: int | None = None,
         with_body: bool = False,
         with_response: bool = False,
+        raw_response: bool = False,
         page_size: int = 1000,
     ) -> Iterator[RequestRow]:
-        """The run's requests in line order, filtered, fetched `page_size` at a time."""
+        """The run's requests in line order, filtered, fetched `page_size` at a time.
+
+        `raw_response`: the response body as its stored JSON text (`response_text`), not
+        decoded (for writing it out as it is)."""
         self._require_run(run_id)
         where, params = ["run_id = ?"], [run_id]
         params_any: list[Any] = params
@@ -384,7 +395,7 @@ class RequestsMixin(StoreBase):
         # A shard's rows are a small part of a run: walk its own index, not the run's.
         hint = "INDEXED BY requests_shard" if shard is not None else ""
         extra = (", body" if with_body else ", NULL") + (
-            ", response_body" if with_response else ", NULL"
+            ", response_body" if with_response or raw_response else ", NULL"
         )
         sql = (
             f"SELECT {_COLS}, id{extra} FROM requests {hint} WHERE {' AND '.join(where)} "
@@ -394,7 +405,7 @@ class RequestsMixin(StoreBase):
         while True:
             page = self.db.conn.execute(sql, (*params, *after, page_size)).fetchall()
             for r in page:
-                yield request_row(r, r[_N_COLS + 1], r[_N_COLS + 2])
+                yield request_row(r, r[_N_COLS + 1], r[_N_COLS + 2], raw_response=raw_response)
             if len(page) < page_size:
                 return
             after = (page[-1][2], page[-1][_N_COLS])
