@@ -8,12 +8,15 @@ imports typer or rich.
 """
 
 from batchyard.orchestrator._answers import Result
-from batchyard.orchestrator._orchestrator import Orchestrator, Progress
+from batchyard.orchestrator._orchestrator import Orchestrator
+from batchyard.orchestrator._progress import OnProgress
 from batchyard.orchestrator._reports import (
     BatchInfo,
     CostReport,
     CostRow,
     FetchReport,
+    RouteStatus,
+    RunInfo,
     RunStatus,
     SubmitResult,
     VariantCost,
@@ -25,8 +28,10 @@ __all__ = [
     "CostReport",
     "CostRow",
     "FetchReport",
+    "OnProgress",
     "Orchestrator",
-    "Progress",
+    "RouteStatus",
+    "RunInfo",
     "RunStatus",
     "Result",
     "SubmitResult",

@@ -23,6 +23,7 @@ from batchyard.catalog import Catalog
 from batchyard.checks import CheckFn
 from batchyard.config import Settings, load_settings
 from batchyard.errors import DispatchStopped, ProviderError
+from batchyard.metrics import Metrics
 from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import _client as key_checks
 from batchyard.orchestrator import _reports as reporting
@@ -34,9 +35,11 @@ from batchyard.orchestrator._fallback import OPTION as FALLBACK_OPTION
 from batchyard.orchestrator._fallback import breaker_fallback, resolve_fallbacks
 from batchyard.orchestrator._intake import check_file, record_run, reuse_preview, with_reuse
 from batchyard.orchestrator._notify import notify_if_finished, notify_secret
+from batchyard.orchestrator._progress import OnProgress
 from batchyard.orchestrator._reports import (
     CostReport,
     FetchReport,
+    RunInfo,
     RunStatus,
     SubmitResult,
     VerifyReport,
@@ -73,14 +76,11 @@ from batchyard.router import (
 from batchyard.store import Store
 from batchyard.store.rows import RunRow
 
-__all__ = ["Orchestrator", "Progress"]
+__all__ = ["OnProgress", "Orchestrator"]
 
 # The priors count as this many observed batches (or cancels): the first few of this
 # store's own move the estimate most of the way.
 _PRIOR_WEIGHT = 2.0
-
-Progress = Callable[[str, dict[str, Any]], None]
-"""Progress callback: (event kind, data). Kinds include "realtime", "batch", "route"."""
 
 
 class Orchestrator:
@@ -98,11 +98,14 @@ class Orchestrator:
         client: openai.AsyncOpenAI | None = None,
         clock: Clock = real_clock,
         sleep: Sleep = real_sleep,
-        on_progress: Progress | None = None,
+        on_progress: OnProgress | None = None,
         workdir: Path | None = None,
         checks: Mapping[str, CheckFn] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        # Prometheus series in a registry of this orchestrator's own (`--metrics-port`).
+        self.metrics = metrics or Metrics()
         self.models: Catalog = self.settings.model_table()
         self.prior = Turnaround.from_median_p95(
             self.settings.batch_turnaround_median_seconds,
@@ -165,7 +168,9 @@ class Orchestrator:
     @property
     def realtime(self) -> RealtimeRunner:
         if self._realtime is None:
-            self._realtime = RealtimeRunner(*self._parts(), judges=self.judges, **self._timing())
+            self._realtime = RealtimeRunner(
+                *self._parts(), judges=self.judges, metrics=self.metrics, **self._timing()
+            )
         return self._realtime
 
     def _parts(self) -> tuple[Store, openai.AsyncOpenAI, Catalog, Settings]:
@@ -623,8 +628,9 @@ class Orchestrator:
         return await self._finished(run_id)
 
     # ---- reading ------------------------------------------------------------------------------
-    def runs(self, limit: int | None = None) -> list[RunRow]:
-        return self.store.list_runs(limit=limit)
+    def runs(self, limit: int | None = None) -> list[RunInfo]:
+        """The runs in the job database, newest first."""
+        return [RunInfo.from_row(run) for run in self.store.list_runs(limit=limit)]
 
     def status(self, run_id: str) -> RunStatus:
         stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))

@@ -1,7 +1,8 @@
 """What a run looks like from outside: the typed reports, and reading the store into them.
 
 Owns the plain frozen records the orchestrator returns to the CLI and to Python callers
-(`SubmitResult`, `RunStatus`, `CostReport`, `FetchReport`, `VerifyReport`, with `to_dict()`
+(`SubmitResult`, `RunInfo`, `RunStatus`, `CostReport`, `FetchReport`, `VerifyReport`, with
+`to_dict()`
 for `--json`), and reading the store into `RunStatus`, `CostReport` and the `fetch` output
 (one line per input line, in input order, in the OpenAI batch output shape plus a
 `batchyard` object). Reads only; changes nothing in the store and makes no API calls.
@@ -14,13 +15,13 @@ import math
 import uuid
 from collections.abc import Mapping
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.errors import NotFound
-from batchyard.models import BatchStatus, RequestStatus, Route, RunState
+from batchyard.models import BatchStatus, RequestStatus, Route, RouteOverride, RunState
 from batchyard.orchestrator._routing import capacities, turnarounds
 from batchyard.orchestrator._variants import Grouper, VariantCost, variant_costs
 from batchyard.router import Plan, Turnaround, Work, realtime_seconds
@@ -33,6 +34,8 @@ __all__ = [
     "CostReport",
     "CostRow",
     "FetchReport",
+    "RouteStatus",
+    "RunInfo",
     "RunStatus",
     "SubmitResult",
     "VariantCost",
@@ -45,8 +48,13 @@ __all__ = [
 ]
 
 
-_REALTIME_ROUTES = ("standard", "flex", "fast")
-_TERMINAL_STATUSES = ("succeeded", "failed", "invalid", "cancelled")
+_REALTIME_ROUTES = (Route.STANDARD, Route.FLEX, Route.FAST)
+_TERMINAL_STATUSES = (
+    RequestStatus.SUCCEEDED,
+    RequestStatus.FAILED,
+    RequestStatus.INVALID,
+    RequestStatus.CANCELLED,
+)
 
 
 def _jsonable(value: Any) -> Any:
@@ -72,6 +80,52 @@ class SubmitResult:
     def to_dict(self) -> dict[str, Any]:
         data = {k: _jsonable(v) for k, v in asdict(self).items() if k != "plan"}
         data["plan"] = self.plan.to_dict(assignments=False)  # routes are in the store
+        return data
+
+
+class RouteStatus(NamedTuple):
+    """A key of `RunStatus.counts`: the route requests were given (None: not routed yet)
+    and the status they are in. `str()` is the `--json` key, e.g. "batch/submitted"."""
+
+    route: Route | None
+    status: RequestStatus
+
+    def __str__(self) -> str:
+        return f"{self.route.value if self.route else '-'}/{self.status.value}"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as `runs` lists it: what was submitted, when, and what it cost."""
+
+    id: str
+    state: RunState
+    source_path: str
+    source_sha256: str
+    endpoint: str
+    models: tuple[str, ...]
+    route_override: RouteOverride
+    deadline_at: float | None
+    budget: float | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    estimated_cost: float
+    actual_cost: float
+    request_count: int
+    options: dict[str, Any] = field(default_factory=dict)  # the submit options it was run with
+    pruned_at: float | None = None  # `prune` removed its requests, attempts and events
+
+    @classmethod
+    def from_row(cls, run: RunRow) -> RunInfo:
+        """The report of a store row (the store's record is not public API)."""
+        return cls(**{f.name: getattr(run, f.name) for f in fields(cls)})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["route_override"] = self.route_override.value
+        data["models"] = list(self.models)
         return data
 
 
@@ -101,8 +155,8 @@ class RunStatus:
     budget: float | None
     route_override: str
     requests: int
-    # "route/status" -> count, e.g. "batch/submitted": 1200; route "-" when not routed yet
-    counts: dict[str, int]
+    # (route, status) -> count, e.g. (Route.BATCH, RequestStatus.SUBMITTED): 1200
+    counts: dict[RouteStatus, int]
     batches: list[BatchInfo]
     estimated_cost: float
     actual_cost: float
@@ -137,25 +191,30 @@ class RunStatus:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["counts"] = {str(key): n for key, n in self.counts.items()}  # "batch/submitted"
         data["batches"] = [b.to_dict() for b in self.batches]
         return data
 
+    def count(self, *statuses: RequestStatus) -> int:
+        """Requests in any of `statuses`, on every route."""
+        return sum(n for key, n in self.counts.items() if key.status in statuses)
+
     @property
     def succeeded(self) -> int:
-        return sum(n for key, n in self.counts.items() if key.endswith("/succeeded"))
+        return self.count(RequestStatus.SUCCEEDED)
 
     @property
     def failed(self) -> int:
         """Failed lines, invalid ones (an answer that failed its checks) included."""
-        return sum(n for key, n in self.counts.items() if key.endswith(("/failed", "/invalid")))
+        return self.count(RequestStatus.FAILED, RequestStatus.INVALID)
 
     @property
     def invalid(self) -> int:
-        return sum(n for key, n in self.counts.items() if key.endswith("/invalid"))
+        return self.count(RequestStatus.INVALID)
 
     @property
     def cancelled(self) -> int:
-        return sum(n for key, n in self.counts.items() if key.endswith("/cancelled"))
+        return self.count(RequestStatus.CANCELLED)
 
     @property
     def realtime_open(self) -> int:
@@ -163,14 +222,12 @@ class RunStatus:
         return sum(
             n
             for key, n in self.counts.items()
-            if key.partition("/")[0] in _REALTIME_ROUTES
-            and key.partition("/")[2] not in _TERMINAL_STATUSES
+            if key.route in _REALTIME_ROUTES and key.status not in _TERMINAL_STATUSES
         )
 
     @property
     def finished(self) -> int:
-        terminal = ("/succeeded", "/failed", "/invalid", "/cancelled")
-        return sum(n for key, n in self.counts.items() if key.endswith(terminal))
+        return self.count(*_TERMINAL_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -258,7 +315,6 @@ _ERROR_KINDS = (
     "stall",
 )
 _REASON_PREFIX = "route."
-_ENDED = ("/succeeded", "/failed", "/invalid", "/cancelled")
 _PRIOR = Turnaround.prior()  # a model's turnaround before any of its batches finished
 _OPEN = (
     RequestStatus.PENDING,
@@ -276,9 +332,9 @@ _FINISHED_BATCH = (
 )
 
 
-def _counts(store: Store, run_id: str) -> dict[str, int]:
+def _counts(store: Store, run_id: str) -> dict[RouteStatus, int]:
     return {
-        f"{route.value if route else '-'}/{state.value}": n
+        RouteStatus(route, state): n
         for (route, state), n in sorted(
             store.count_requests(run_id).items(), key=lambda kv: (str(kv[0][0]), kv[0][1].value)
         )
@@ -357,13 +413,13 @@ def status(
                 k: v for k, v in (e.data.get("escalation_at") or {}).items() if v is not None
             }
             planned_finish = e.data.get("expected_finish")
-    open_ = sum(n for key, n in counts.items() if not key.endswith(_ENDED))
+    open_ = sum(n for key, n in counts.items() if key.status not in _TERMINAL_STATUSES)
     live = [
         b.expected_finish for b in batches if b.status not in {s.value for s in _FINISHED_BATCH}
     ]
     expected = max([f for f in live if f is not None], default=None)
     open_realtime = any(
-        n and key.startswith(("standard/", "flex/")) and not key.endswith(_ENDED)
+        n and key.route in (Route.STANDARD, Route.FLEX) and key.status not in _TERMINAL_STATUSES
         for key, n in counts.items()
     )
     if open_realtime:
