@@ -29,6 +29,7 @@ MIGRATIONS = Migrations("batchyard")
 SCHEMA_TABLES = (
     "attempts",
     "batches",
+    "clock_observations",
     "events",
     "files",
     "learned_output",
@@ -380,6 +381,21 @@ def m009_output_cap(db: Database) -> None:
     """Each request's own output cap (`max_tokens` and kin, times `n`; NULL when it sets
     none): OpenAI charges it against TPM, while the estimates use the expected output."""
     db.execute("ALTER TABLE requests ADD COLUMN max_output_tokens INTEGER")
+
+
+@_migration
+def m012_provider_clock(db: Database) -> None:
+    """`clock_observations`: (provider time, our time at receipt) pairs per base URL, the
+    newest few kept, from which the provider's clock is mapped onto ours (offset and rate)."""
+    db.execute(
+        """CREATE TABLE clock_observations (
+            id INTEGER PRIMARY KEY,
+            base_url TEXT NOT NULL,
+            provider_at REAL NOT NULL,
+            local_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX idx_clock_observations ON clock_observations (base_url, id)")
 
 
 @_migration

@@ -31,8 +31,16 @@ from batchyard.catalog import lookup
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator.batch.lines import NOT_RUN_CODES
 from batchyard.orchestrator.batch.remote import BatchContext, failure_text, shard_filename
+from batchyard.orchestrator.batch.resend import (
+    RESENT_REASON,
+    Resent,
+    Resubmits,
+    resent_line,
+    settle_resent,
+)
 from batchyard.shards import Shard, ShardItem, ShardLimits, admit, plan_shards, shard_line
 from batchyard.store import BatchRow, FileKind
+from batchyard.store.rows import RunRow
 from batchyard.tokens import embedding_inputs
 
 __all__ = [
@@ -76,6 +84,7 @@ class SubmitReport:
     waiting: int = 0  # planned shards held back by admission (queue full)
     waiting_requests: int = 0  # the requests in them
     unbatchable: list[str] = field(default_factory=list)  # can never fit a batch: re-route
+    resubmits: Resubmits = field(default_factory=Resubmits)  # lines sent again (resend.py)
     errors: list[str] = field(default_factory=list)  # shards whose submission failed
     reasons: list[str] = field(default_factory=list)
 
@@ -130,7 +139,7 @@ def _requeue(ctx: BatchContext, run_id: str, report: SubmitReport) -> None:
             continue
         limit = cap * 2 if r.error_code in NOT_RUN_CODES else cap
         if r.attempts < limit:
-            again.append((r.custom_id, Route.BATCH, f"re-submitted to batch after {r.error_code}"))
+            again.append((r.custom_id, Route.BATCH, f"{RESENT_REASON} {r.error_code}"))
         else:
             give_up.append(r.custom_id)
     if again:
@@ -147,11 +156,18 @@ def _requeue(ctx: BatchContext, run_id: str, report: SubmitReport) -> None:
         )
 
 
-def _items(ctx: BatchContext, run_id: str) -> dict[tuple[str, str], list[ShardItem]]:
-    """Routed batch requests not in any shard, as planning items per (endpoint, model)."""
-    groups: dict[tuple[str, str], list[ShardItem]] = defaultdict(list)
+Group = tuple[str, str]  # (endpoint, model)
+
+
+def _items(
+    ctx: BatchContext, run: RunRow
+) -> tuple[dict[Group, list[ShardItem]], dict[Group, Resent]]:
+    """Routed batch requests not in any shard, as planning items per (endpoint, model); and
+    those of them sent before (a failed or expired batch line), for `settle_resent`."""
+    groups: dict[Group, list[ShardItem]] = defaultdict(list)
+    resent: dict[Group, Resent] = defaultdict(dict)
     rows = ctx.store.iter_requests(
-        run_id, statuses=[RequestStatus.ROUTED], routes=[Route.BATCH], with_body=True
+        run.id, statuses=[RequestStatus.ROUTED], routes=[Route.BATCH], with_body=True
     )
     for r in rows:
         if r.shard is not None or r.body is None:
@@ -161,7 +177,9 @@ def _items(ctx: BatchContext, run_id: str) -> dict[tuple[str, str], list[ShardIt
         groups[(r.endpoint, r.model)].append(
             ShardItem(r.custom_id, size, r.est_input_tokens, inputs)
         )
-    return groups
+        if (costs := resent_line(run, r)) is not None:
+            resent[(r.endpoint, r.model)][r.custom_id] = costs
+    return groups, resent
 
 
 def _plan_group(
@@ -332,7 +350,12 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
     todo = [b.id for b in store.list_batches(run_id, statuses=[B.PLANNED, B.UPLOADED])]
     creations = ctx.settings.batch_creates_per_hour
     left = creations - store.batch_creations_since(ctx.clock() - 3600.0)
-    for (endpoint, model), items in _items(ctx, run_id).items():
+    groups, resent = _items(ctx, run)
+    for (endpoint, model), every in groups.items():
+        group = (endpoint, model)
+        items = settle_resent(ctx, run, group, every, resent[group], report.resubmits)
+        if not items:
+            continue
         for shard in _plan_group(ctx, run_id, endpoint, model, items, in_queue[model], report):
             shard_id = store.create_shard(
                 run_id,
