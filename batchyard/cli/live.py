@@ -27,7 +27,15 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from batchyard.cli.render import ENDED_BATCH, batch_row, estimate_text, percent, status_line, when
+from batchyard.cli.render import (
+    ENDED_BATCH,
+    batch_row,
+    estimate_text,
+    percent,
+    retried_text,
+    status_line,
+    when,
+)
 from batchyard.metrics import Metrics
 from batchyard.models import RequestStatus, Route
 from batchyard.router.parse import format_duration, format_usd
@@ -161,8 +169,12 @@ def live_view(status: RunStatus, rates: Rates, now: float) -> RenderableType:
     parts: list[RenderableType] = [Text("\n".join(head)), _paths(status, rates, now)]
     if status.batches:
         parts.append(_batches(status, now))
+    if status.retried:
+        parts.append(Text(retried_text(status)))
     if status.stalled:
         parts.append(Text(f"stalled: {status.stalled}"))
+    elif status.send_stall and not status.done:
+        parts.append(Text(status.send_stall))
     elif status.last_errors and not status.done:
         kind, message = list(status.last_errors.items())[-1]
         parts.append(Text(f"last error ({kind}): {message}"))

@@ -135,7 +135,10 @@ def status(
     reasons: list[str] = []
     escalation: dict[str, float] = {}
     planned_finish: Any = None
+    send_stall: str | None = None
     for e in events:
+        if e.kind in ("realtime.stall", "realtime.flowing"):
+            send_stall = e.message if e.kind == "realtime.stall" else None
         if any(word in e.kind for word in _ERROR_KINDS):
             last_errors[e.kind] = e.message
         if e.kind.startswith(_REASON_PREFIX):
@@ -209,6 +212,9 @@ def status(
             (e.message for e in reversed(events) if e.kind == "budget.warning"), None
         ),
         fallbacks=fallback_totals(store, [run.id]),
+        retried=store.retried_sends(run.id),
+        send_stall=None if done else send_stall,
+        waiting=[] if done else store.waiting_reasons(run.id),
     )
 
 
