@@ -27,7 +27,14 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from batchyard.cli.render import estimate_text, percent, status_line, when
+from batchyard.cli.render import (
+    BATCH_COUNTS,
+    batch_counts,
+    estimate_text,
+    percent,
+    status_line,
+    when,
+)
 from batchyard.metrics import Metrics
 from batchyard.router.parse import format_duration, format_usd
 
@@ -132,7 +139,7 @@ def _paths(status: RunStatus, rates: Rates, now: float) -> Table:
 
 def _batches(status: RunStatus, now: float) -> Table:
     table = Table(title="batches", title_justify="left", box=None, pad_edge=False)
-    for name in ("shard", "batch id", "model", "status", "completed", "failed", "total", "ETA"):
+    for name in ("shard", "batch id", "model", "status", *BATCH_COUNTS, "total", "ETA"):
         table.add_column(name, no_wrap=True)
     shown = status.batches[-8:]  # the newest; a long run can have hundreds
     for b in shown:
@@ -141,8 +148,7 @@ def _batches(status: RunStatus, now: float) -> Table:
             b.provider_batch_id or "-",
             b.model,
             b.status,
-            f"{b.completed:,}",
-            f"{b.failed:,}",
+            *batch_counts(b),
             f"{b.total:,}",
             when(b.expected_finish, now) if b.status not in _ENDED else "-",
         )
@@ -156,7 +162,7 @@ def live_view(status: RunStatus, rates: Rates, now: float) -> RenderableType:
         f"run {status.run_id}: {status.state}"
         + (" (done)" if status.done else "")
         + f", {status.finished:,}/{status.requests:,} finished "
-        f"({percent(status.finished, status.requests)}%): {status.succeeded:,} ok, "
+        f"({percent(status.finished, status.requests)}%): {status.succeeded:,} succeeded, "
         f"{status.failed:,} failed"
         + (f", {status.cancelled:,} cancelled" if status.cancelled else ""),
         f"cost so far {format_usd(status.actual_cost)} of {estimate_text(status)}{budget}",
@@ -170,6 +176,8 @@ def live_view(status: RunStatus, rates: Rates, now: float) -> RenderableType:
     parts: list[RenderableType] = [Text("\n".join(head)), _paths(status, rates, now)]
     if status.batches:
         parts.append(_batches(status, now))
+    if status.queue_wait and not status.done:
+        parts.append(Text(f"waiting for queue room: {status.queue_wait}"))
     if status.stalled:
         parts.append(Text(f"stalled: {status.stalled}"))
     elif status.last_errors and not status.done:

@@ -23,6 +23,7 @@ from batchyard.router.parse import format_duration, format_time, format_usd
 
 if TYPE_CHECKING:
     from batchyard.orchestrator._reports import (
+        BatchInfo,
         CostReport,
         FetchReport,
         RunStatus,
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from batchyard.store.rows import RunRow
 
 __all__ = [
+    "BATCH_COUNTS",
+    "batch_counts",
     "config_table",
     "costs_view",
     "emit_json",
@@ -196,9 +199,17 @@ def _routes(status: RunStatus) -> Table:
     return table
 
 
+# A batch row's lines, in the words every count uses (`status`, the live view, `fetch`).
+BATCH_COUNTS = ("succeeded", "failed", "cancelled", "re-routed")
+
+
+def batch_counts(b: BatchInfo) -> tuple[str, str, str, str]:
+    return (f"{b.completed:,}", f"{b.failed:,}", f"{b.cancelled:,}", f"{b.rerouted:,}")
+
+
 def _batches(status: RunStatus, now: float | None) -> Table:
     table = Table(title="batches", title_justify="left")
-    for name in ("shard", "batch id", "model", "status", "done", "failed", "total", "expected"):
+    for name in ("shard", "batch id", "model", "status", *BATCH_COUNTS, "total", "expected"):
         table.add_column(name, no_wrap=name in ("batch id", "model"))
     for b in status.batches:
         table.add_row(
@@ -206,8 +217,7 @@ def _batches(status: RunStatus, now: float | None) -> Table:
             b.provider_batch_id or "-",
             b.model,
             b.status,
-            f"{b.completed:,}",
-            f"{b.failed:,}",
+            *batch_counts(b),
             f"{b.total:,}",
             when(b.expected_finish, now) if b.status not in ("applied", "completed") else "-",
         )
@@ -221,6 +231,7 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
         + f", {status.finished:,}/{status.requests:,} finished "
         f"({status.succeeded:,} succeeded, {status.failed:,} failed"
         + (f", {status.invalid:,} of them invalid" if status.invalid else "")
+        + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
         + ")",
         f"source: {status.source_path}",
         f"cost so far {format_usd(status.actual_cost)} of {estimate_text(status)}",
@@ -260,6 +271,8 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
     parts: list[RenderableType] = [Text("\n".join(head)), _routes(status)]
     if status.batches:
         parts.append(_batches(status, now))
+    if status.queue_wait:
+        parts.append(Text(f"waiting for queue room: {status.queue_wait}"))
     if status.last_errors:
         parts.append(
             Text(
@@ -287,13 +300,15 @@ def status_line(status: RunStatus) -> str:
     pct = percent(status.finished, status.requests)
     line = (
         f"{status.run_id} {status.state}: {status.finished:,}/{status.requests:,} finished "
-        f"({pct}%), {status.succeeded:,} ok, {status.failed:,} failed"
+        f"({pct}%), {status.succeeded:,} succeeded, {status.failed:,} failed"
         + (f" ({status.invalid:,} invalid)" if status.invalid else "")
         + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
         + "; "
         f"{active} batch(es) active; cost {format_usd(status.actual_cost)} of "
         f"{format_usd(status.estimated_cost)} expected"
     )
+    if status.queue_wait:
+        line += f"; {status.queue_wait}"
     if status.deadline_ok is False:
         line += "; deadline at risk"
     if status.budget_warning:
@@ -398,10 +413,11 @@ def fetch_lines(report: FetchReport) -> list[str]:
         f"wrote {report.lines:,} line(s) to {report.output}: {report.succeeded:,} succeeded, "
         f"{report.failed:,} failed"
         + (f" ({report.invalid:,} invalid: failed a check)" if report.invalid else "")
+        + (f", {report.cancelled:,} cancelled" if report.cancelled else "")
         + f", {report.unfinished:,} not finished yet"
     ]
-    if report.errors is not None and report.failed + report.unfinished:
-        lines.append(f"failed and unfinished lines also in {report.errors}")
+    if report.errors is not None and report.failed + report.cancelled + report.unfinished:
+        lines.append(f"failed, cancelled and unfinished lines also in {report.errors}")
     elif report.errors is not None:
         lines.append("no failed or unfinished lines")
     if report.unfinished:

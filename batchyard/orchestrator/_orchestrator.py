@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -47,6 +48,7 @@ from batchyard.orchestrator._steering import (
     check_recorded,
     finish_if_done,
     recover_claims,
+    recover_dead_claims,
     reroute,
     route_unbatchable,
     set_state,
@@ -125,6 +127,7 @@ class Orchestrator:
         # but never retries on its own.
         self._client = client.with_options(max_retries=0) if client is not None else None
         self._workdir = workdir
+        self._tempdir: Path | None = None  # made here (no workdir given): removed on close
         self._batch: BatchRunner | None = None
         self._realtime: RealtimeRunner | None = None
         self._blocked: dict[str, str] = {}  # run -> why real-time dispatch stopped
@@ -132,6 +135,7 @@ class Orchestrator:
         self._registry: dict[str, CheckFn] = dict(checks or {})  # user checks by name
         self._judges: Judges | None = None
         self._warned: set[str] = set()  # runs whose budget warning is recorded
+        self._driving: set[str] = set()  # runs this object drives (its `drivers` rows)
 
     # ---- parts, created on first use ----------------------------------------------------
     @property
@@ -156,7 +160,9 @@ class Orchestrator:
     @property
     def batch(self) -> BatchRunner:
         if self._batch is None:
-            workdir = self._workdir or Path(tempfile.mkdtemp(prefix="batchyard-"))
+            workdir = self._workdir
+            if workdir is None:
+                workdir = self._tempdir = Path(tempfile.mkdtemp(prefix="batchyard-"))
             self._batch = BatchRunner(*self._parts(), workdir=workdir, **self._timing())
             self._batch.ctx.judges = self.judges
         return self._batch
@@ -184,10 +190,17 @@ class Orchestrator:
             self.on_progress(kind, data)
 
     async def aclose(self) -> None:
+        """Close the client and the store, and remove the temporary folder this object
+        made for shard files (a `workdir` handed in is left alone)."""
         if self._client is not None:
             await self._client.close()
         if self._store is not None:
+            for run_id in self._driving:
+                self._store.stop_driving(run_id, self.owner)
             self._store.close()
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None
 
     async def __aenter__(self) -> Orchestrator:
         return self
@@ -435,6 +448,7 @@ class Orchestrator:
             self._blocked[run_id] = stop
             self._say(run_id, "budget.stop", stop)
             return
+        recover_dead_claims(self.store, run_id)
         try:
             await self.realtime.run(run_id, stop=self.stopping, flex_fallback=fallback)
             self._blocked.pop(run_id, None)
@@ -447,7 +461,11 @@ class Orchestrator:
     async def _batch_round(self, run: RunRow) -> bool:
         """Poll, re-decide, submit. False while the run is being cancelled: then only the
         cancelled shards are still applied and nothing new starts."""
+        self.store.mark_driving(run.id, self.owner)  # the queue's urgency counts driven runs
+        self._driving.add(run.id)
         self._poll_now_if_due(run.id)
+        if repaired := await self.batch.repair(run.id):
+            self.store.add_event(run.id, "run.repaired", f"Repaired: {repaired}")
         await self.batch.poll(run.id)
         if run.state is RunState.CANCELLING:
             return False

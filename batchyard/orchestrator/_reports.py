@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -80,10 +80,14 @@ class BatchInfo:
     model: str
     status: str
     total: int
-    completed: int
-    failed: int
+    completed: int  # succeeded in this batch
+    failed: int  # a final error in this batch
     created_at: float | None
     expected_finish: float | None  # from the turnaround model
+    # Once applied (counted from the store, not the provider's request_counts): lines
+    # cancelled by the user, and lines sent again elsewhere (counted where answered).
+    cancelled: int = 0
+    rerouted: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +129,9 @@ class RunStatus:
     budget_spent: float = 0.0  # actual cost so far, re-sends included
     budget_reserved: float = 0.0  # expected cost of the work not finished yet
     budget_warning: str | None = None  # the latest budget warning, once the share is reached
+    # Why batch work waits for the model's enqueued-token queue: who holds the room (other
+    # runs, more urgent ones) and the commands that free it; None when nothing waits.
+    queue_wait: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -214,9 +221,10 @@ class FetchReport:
     errors: Path | None
     lines: int  # one per input line (grouped: one per original request)
     succeeded: int
-    failed: int  # invalid lines included
+    failed: int  # a final error; invalid lines included, cancelled ones not
     unfinished: int
     invalid: int = 0  # answered, but failed a check every time (last answer kept)
+    cancelled: int = 0  # cancelled by the user before an answer
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in asdict(self).items()}
@@ -273,17 +281,36 @@ def _counts(store: Store, run_id: str) -> dict[str, int]:
     }
 
 
-def _batch_info(b: BatchRow, expected_finish: float | None) -> BatchInfo:
+def _batch_infos(
+    store: Store, rows: list[BatchRow], expected: Callable[[BatchRow], float | None]
+) -> list[BatchInfo]:
+    """Each shard as `status` shows it. While a batch runs, its counts are the provider's;
+    once applied they are the store's: a line cancelled at an escalation point and answered
+    in real time is re-routed here (and succeeded once, on its new path), not failed."""
+    outcomes = store.shard_outcomes([b.id for b in rows if b.status is BatchStatus.APPLIED])
+    return [_batch_info(b, expected(b), outcomes.get(b.id)) for b in rows]
+
+
+def _batch_info(
+    b: BatchRow, expected_finish: float | None, outcome: dict[str, int] | None = None
+) -> BatchInfo:
+    completed, failed = b.counts_completed or 0, b.counts_failed or 0
+    cancelled = rerouted = 0
+    if outcome is not None:
+        completed, failed = outcome.get("succeeded", 0), outcome.get("failed", 0)
+        cancelled, rerouted = outcome.get("cancelled", 0), outcome.get("re-routed", 0)
     return BatchInfo(
         shard=b.id,
         provider_batch_id=b.provider_batch_id,
         model=b.model,
         status=b.status.value,
         total=b.counts_total or b.request_count,  # 0 while validating
-        completed=b.counts_completed or 0,
-        failed=b.counts_failed or 0,
+        completed=completed,
+        failed=failed,
         created_at=b.provider_times.get("created_at") or b.created_at,
         expected_finish=expected_finish,
+        cancelled=cancelled,
+        rerouted=rerouted,
     )
 
 
@@ -293,10 +320,11 @@ def refresh(store: Store, last: RunStatus) -> RunStatus:
     Expected finishes, the deadline verdict and the reasons stay those of `last`."""
     run = store.get_run(last.run_id)
     expected = {b.shard: b.expected_finish for b in last.batches}
-    batches = [
-        _batch_info(b, expected.get(b.id) if b.status not in _FINISHED_BATCH else None)
-        for b in store.list_batches(run.id)
-    ]
+    batches = _batch_infos(
+        store,
+        store.list_batches(run.id),
+        lambda b: expected.get(b.id) if b.status not in _FINISHED_BATCH else None,
+    )
     done = run.state in (RunState.COMPLETED, RunState.CANCELLED)
     return replace(
         last,
@@ -322,20 +350,27 @@ def status(
     counts = _counts(store, run.id)
     prior = prior or _PRIOR
     history = turnarounds(store.list_batches(), prior=prior)
-    batches = []
-    for b in store.list_batches(run.id):
+
+    def finish_of(b: BatchRow) -> float | None:
         created = b.provider_times.get("created_at") or b.created_at
         finish = b.provider_times.get("completed_at")
         if finish is None and b.status not in _FINISHED_BATCH:
             median = history.get(b.model, prior).quantile(0.5)
             finish = created + median if math.isfinite(median) else None
-        batches.append(_batch_info(b, finish))
+        return finish
+
+    batches = _batch_infos(store, store.list_batches(run.id), finish_of)
     events = store.list_events(run.id)
     last_errors: dict[str, str] = {}
     reasons: list[str] = []
     escalation: dict[str, float] = {}
     planned_finish: Any = None
+    waiting: str | None = None
     for e in events:
+        if e.kind == "batch.waiting":
+            waiting = e.message
+        elif e.kind == "batch.planned":
+            waiting = None  # room was found since
         if any(word in e.kind for word in _ERROR_KINDS):
             last_errors[e.kind] = e.message
         if e.kind.startswith(_REASON_PREFIX):
@@ -408,6 +443,7 @@ def status(
         budget_warning=next(
             (e.message for e in reversed(events) if e.kind == "budget.warning"), None
         ),
+        queue_wait=waiting if not done and counts.get("batch/routed") else None,
     )
 
 
@@ -584,7 +620,7 @@ def fetch(
             f"Run {run_id} was pruned: its requests and answers are no longer in {store.path}."
         )
     batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
-    succeeded = failed = unfinished = lines = invalid = 0
+    succeeded = failed = unfinished = lines = invalid = cancelled = 0
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     err_tmp = errors.with_name(errors.name + ".partial") if errors else None
@@ -604,7 +640,9 @@ def fetch(
             if r.status is RequestStatus.SUCCEEDED:
                 succeeded += 1
                 continue
-            if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED, RequestStatus.INVALID):
+            if r.status is RequestStatus.CANCELLED:
+                cancelled += 1
+            elif r.status in (RequestStatus.FAILED, RequestStatus.INVALID):
                 failed += 1
                 invalid += r.status is RequestStatus.INVALID
             else:
@@ -617,4 +655,6 @@ def fetch(
     tmp.replace(output)
     if errors and err_tmp:
         err_tmp.replace(errors)
-    return FetchReport(run_id, output, errors, lines, succeeded, failed, unfinished, invalid)
+    return FetchReport(
+        run_id, output, errors, lines, succeeded, failed, unfinished, invalid, cancelled
+    )

@@ -17,6 +17,7 @@ from .batches import BatchesMixin
 from .codec import DEFAULT_MIN_BYTES
 from .hooks import HooksMixin
 from .prune import PruneMixin
+from .queue import QueueMixin
 from .requests import RequestsMixin
 from .results import ResultsMixin
 from .runs import RunsMixin
@@ -35,7 +36,9 @@ def default_db_path() -> Path:
     return platformdirs.user_data_path("batchyard", appauthor=False) / "batchyard.db"
 
 
-class Store(BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin):
+class Store(
+    BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin, QueueMixin
+):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 
     @classmethod

@@ -29,6 +29,7 @@ MIGRATIONS = Migrations("batchyard")
 SCHEMA_TABLES = (
     "attempts",
     "batches",
+    "drivers",
     "events",
     "files",
     "learned_output",
@@ -431,3 +432,17 @@ def migrate(db: Database, path: Path) -> None:
         db.rollback()
         raise
     db.commit()
+
+
+@_migration
+def m011_drivers(db: Database) -> None:
+    """Which processes drive which run, and when each was last seen: the enqueued-token
+    queue goes to the most urgent run only while someone drives it."""
+    db.execute(
+        """CREATE TABLE drivers (
+            run_id TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            PRIMARY KEY (run_id, owner)
+        ) WITHOUT ROWID"""
+    )
