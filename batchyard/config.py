@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     reuse: bool = True  # answer identical requests from the store (`--no-reuse`)
     budget: float | None = Field(default=None, gt=0)  # USD, default for submit
     budget_warn_share: float = Field(default=0.8, gt=0, le=1)  # warn at this share spent
+    # Fallback models (`[fallback]` in batchyard.toml, `--fallback`): a line whose model the
+    # API refuses, or whose breaker stays open past the escalation point, is sent to the
+    # model named for its own ("gpt-4o" = "gpt-4o-mini"; "*" for any model). Empty: none.
+    fallback: dict[str, str] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @classmethod

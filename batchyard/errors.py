@@ -5,6 +5,7 @@ prints its message and exits non-zero; nothing below it prints.
 
     BatchyardError
     ├── ConfigError            bad settings, missing key, unknown model override
+    │   └── OptionError        an option's value cannot serve this run (names the option)
     ├── InputError             a request file line is invalid (file, line, field)
     │   ├── ValidationFailed   several invalid lines; nothing was submitted
     │   └── BuildFailed        template rows that make no valid request (row, field)
@@ -32,6 +33,7 @@ __all__ = [
     "InputError",
     "LineProblem",
     "NotFound",
+    "OptionError",
     "PlanRefused",
     "ProviderError",
     "QuotaExhausted",
@@ -47,6 +49,11 @@ class BatchyardError(Exception):
 
 class ConfigError(BatchyardError):
     """The configuration cannot be used (missing key, bad value, unknown model)."""
+
+
+class OptionError(ConfigError):
+    """An option given to a command (or call) cannot serve this run, e.g. `--fallback`
+    naming a model that does not serve the file's endpoint; the CLI exits 2 for it."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -124,6 +124,7 @@ class Batchyard:
         checks: Sequence[str | CheckFn] | None = None,
         requeues: int | None = None,
         reuse: bool | None = None,
+        fallback: str | Mapping[str, str] | None = None,
     ) -> SubmitResult:
         return self._run(
             self.orchestrator.submit(
@@ -141,6 +142,7 @@ class Batchyard:
                 checks=checks,
                 requeues=requeues,
                 reuse=reuse,
+                fallback=fallback,
             )
         )
 

@@ -86,6 +86,7 @@ EXPECTED_COLUMNS = {
         "saved",
         "requeues",
         "requeue_cost",
+        "fallback",
     },
     "batches": {
         "id",

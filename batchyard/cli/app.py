@@ -29,7 +29,7 @@ from typer.core import TyperGroup, TyperOption
 from batchyard import __version__, logs
 from batchyard.cli.failures import emit_error, error_details, error_type, show_usage_error
 from batchyard.config import Settings, load_settings
-from batchyard.errors import BatchyardError, InputError, NotFound, PlanRefused
+from batchyard.errors import BatchyardError, InputError, NotFound, OptionError, PlanRefused
 from batchyard.metrics import Metrics, serving
 
 if TYPE_CHECKING:
@@ -287,6 +287,8 @@ def state(ctx: typer.Context) -> Cli:
 
 
 def _exit_code(exc: BatchyardError) -> int:
+    if isinstance(exc, OptionError):
+        return EXIT_USAGE
     if isinstance(exc, InputError):
         return EXIT_INPUT
     if isinstance(exc, PlanRefused):

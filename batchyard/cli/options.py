@@ -21,6 +21,7 @@ __all__ = [
     "Budget",
     "Deadline",
     "CheckOpt",
+    "FallbackOpt",
     "Json",
     "NewestRun",
     "NoReuse",
@@ -105,6 +106,16 @@ NoReuse = Annotated[
     typer.Option(
         "--no-reuse",
         help="Send every line as asked: no answers from earlier runs, identical lines not merged.",
+    ),
+]
+FallbackOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fallback",
+        metavar="MODEL",
+        help="Send lines whose model the API refuses (model_not_found), or whose real-time "
+        "breaker stays open past the escalation point, to MODEL instead (default: the "
+        "[fallback] table of batchyard.toml; none).",
     ),
 ]
 RunArg = Annotated[

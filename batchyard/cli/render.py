@@ -257,6 +257,7 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
             f"paid twice to hold the deadline: {status.paid_twice:,} line(s), "
             f"{format_usd(status.paid_twice_cost)} (included in the cost so far)"
         )
+    head.extend(fallback_lines(status.fallbacks))
     if status.deadline_at is not None:
         verdict = {True: "will be met", False: "AT RISK", None: "-"}[status.deadline_ok]
         if status.deadline_ok is False and status.realtime_needed_s is not None:
@@ -405,7 +406,19 @@ def costs_view(report: CostReport) -> RenderableType:
             f"{format_usd(report.requeue_cost)} (outside the all-standard comparison); "
             f"{report.invalid:,} line(s) invalid"
         )
+    for line in fallback_lines(report.fallbacks):
+        total += f"\n{line} (in the fallback model's rows)"
     return Group(*parts, Text(total))
+
+
+def fallback_lines(fallbacks: list[dict[str, Any]]) -> list[str]:
+    """One line per (model, fallback model, reason) of `status`/`costs`."""
+    return [
+        f"fallback model: {f['lines']:,} line(s) of {f['from']} sent to {f['to']} "
+        f"({f['reason']}): {f['succeeded']:,} answered, {f['failed']:,} failed, "
+        f"{format_usd(f['cost'])}"
+        for f in fallbacks
+    ]
 
 
 def fetch_lines(report: FetchReport) -> list[str]:
@@ -415,6 +428,7 @@ def fetch_lines(report: FetchReport) -> list[str]:
         + (f" ({report.invalid:,} invalid: failed a check)" if report.invalid else "")
         + (f", {report.cancelled:,} cancelled" if report.cancelled else "")
         + f", {report.unfinished:,} not finished yet"
+        + (f"; {report.fallback:,} answered by a fallback model" if report.fallback else "")
     ]
     if report.errors is not None and report.failed + report.cancelled + report.unfinished:
         lines.append(f"failed, cancelled and unfinished lines also in {report.errors}")

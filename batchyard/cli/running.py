@@ -19,6 +19,7 @@ from batchyard.cli.options import (
     Budget,
     CheckOpt,
     Deadline,
+    FallbackOpt,
     Json,
     NewestRun,
     NoReuse,
@@ -102,6 +103,7 @@ def submit(
     check: CheckOpt = None,
     requeues: Requeues = None,
     no_reuse: NoReuse = False,
+    fallback: FallbackOpt = None,
     json_: Json = False,
 ) -> None:
     """Submit FILE: validate, plan, record, send batches, run the real-time share.
@@ -136,6 +138,7 @@ def submit(
             checks=check,
             requeues=requeues,
             reuse=False if no_reuse else None,
+            fallback=fallback,
         )
         cli.run_id = result.run_id
         if not json_:

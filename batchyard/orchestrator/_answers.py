@@ -38,6 +38,9 @@ class Result:
     output_tokens: int | None
     original_id: str  # the custom_id before fan-out (the same when not a variant)
     variant: str | None  # e.g. "temperature=0.7,sample=2"
+    model: str = ""  # the model the line was sent to: its own, or its fallback model
+    # {"from", "to", "reason", "error", "at"} when a fallback model answered (or was tried)
+    fallback: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -93,4 +96,6 @@ def iter_results(store: Store, run_id: str) -> Iterator[Result]:
             output_tokens=r.output_tokens,
             original_id=original,
             variant=variant,
+            model=r.model,
+            fallback=r.fallback,
         )

@@ -31,6 +31,8 @@ from batchyard.orchestrator import _routing as routing
 from batchyard.orchestrator._answer_checks import Judges, check_options
 from batchyard.orchestrator._answers import Result, iter_results
 from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator._fallback import OPTION as FALLBACK_OPTION
+from batchyard.orchestrator._fallback import breaker_fallback, resolve_fallbacks
 from batchyard.orchestrator._intake import check_file, record_run, reuse_preview, with_reuse
 from batchyard.orchestrator._notify import notify_if_finished, notify_secret
 from batchyard.orchestrator._reports import (
@@ -313,6 +315,7 @@ class Orchestrator:
         checks: Sequence[str | CheckFn] | None = None,
         requeues: int | None = None,
         reuse: bool | None = None,
+        fallback: str | Mapping[str, str] | None = None,
     ) -> SubmitResult:
         """Validate, plan, record the run and submit its batch shards.
 
@@ -336,6 +339,12 @@ class Orchestrator:
         (default: settings' `check_requeues`), then the line ends `invalid`. With `reuse`
         (default on), lines identical to an answered request are answered from the store
         and identical lines of the file are sent once.
+
+        `fallback` (a model for every model of the file, or {model: fallback model};
+        default: the settings' `fallback` table) answers lines whose model the API refuses
+        (`model_not_found`) or whose real-time breaker stays open past the escalation
+        point; checked here (`OptionError`: not a known model, or not serving an endpoint
+        the lines use).
         """
         if notify is not None:
             notify_secret(self.settings)  # refuse before anything is recorded
@@ -354,6 +363,10 @@ class Orchestrator:
             learned_output=self.store.output_evidence(),
             reuse=self.settings.reuse if reuse is None else reuse,
         )
+        groups = ((str(endpoint), model) for endpoint, model in intake.checked.groups)
+        fallbacks = resolve_fallbacks(fallback, self.settings.fallback, self.models, groups)
+        if fallbacks:
+            options[FALLBACK_OPTION] = fallbacks
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
         requests, preview = reuse_preview(intake, self.store)
         names = sorted({r.model for r in requests})
@@ -397,7 +410,9 @@ class Orchestrator:
 
     # ---- driving a run ------------------------------------------------------------------------
     async def _reroute(self, run: RunRow) -> None:
-        """Re-decide the open work: escalate late batches, move work off failing paths."""
+        """Re-decide the open work: escalate late batches, move work off failing paths
+        (to the run's fallback models, for a breaker still open past the escalation point)."""
+        points: dict[str, float] = {}
         self._escalation[run.id] = await reroute(
             self.store,
             self.batch,
@@ -408,7 +423,11 @@ class Orchestrator:
             self._progress,
             self.prior,
             self.cancel_prior,
+            points=points,
         )
+        if self._realtime is not None and points:
+            opened = self._realtime.open_breakers()
+            breaker_fallback(self.store, self.models, run, points, opened, self.clock())
 
     def _warn_budget(self, run_id: str) -> None:
         """Once a run has spent the warning share of its budget: one `budget.warning`

@@ -132,6 +132,13 @@ class RunStatus:
     # Why batch work waits for the model's enqueued-token queue: who holds the room (other
     # runs, more urgent ones) and the commands that free it; None when nothing waits.
     queue_wait: str | None = None
+    # Lines moved to a fallback model, per {from, to, reason, lines, succeeded, failed, cost}.
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def fallback(self) -> int:
+        """Lines moved to a fallback model (refused model, or breaker open too long)."""
+        return sum(int(f["lines"]) for f in self.fallbacks)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -206,6 +213,8 @@ class CostReport:
     requeue_cost: float = 0.0  # answers that failed a check: paid, outside `actual`
     invalid: int = 0  # lines whose answer failed a check every time
     variants: list[VariantCost] = field(default_factory=list)  # one run's fan-out, if any
+    # Lines answered by a fallback model (their cost is in the fallback model's rows).
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -225,6 +234,7 @@ class FetchReport:
     unfinished: int
     invalid: int = 0  # answered, but failed a check every time (last answer kept)
     cancelled: int = 0  # cancelled by the user before an answer
+    fallback: int = 0  # succeeded lines answered by a fallback model (`batchyard.fallback`)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _jsonable(v) for k, v in asdict(self).items()}
@@ -443,8 +453,31 @@ def status(
         budget_warning=next(
             (e.message for e in reversed(events) if e.kind == "budget.warning"), None
         ),
+        fallbacks=fallback_totals(store, [run.id]),
         queue_wait=waiting if not done and counts.get("batch/routed") else None,
     )
+
+
+def fallback_totals(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
+    """Lines moved to a fallback model, per (from, to, reason), over `run_ids`."""
+    merged: dict[tuple[str, str, str], list[float]] = {}
+    for run_id in run_ids:
+        for t in store.fallback_summary(run_id):
+            row = merged.setdefault((t.source, t.target, t.reason), [0, 0, 0, 0.0])
+            for i, value in enumerate((t.lines, t.succeeded, t.failed, t.cost)):
+                row[i] += value
+    return [
+        {
+            "from": source,
+            "to": target,
+            "reason": reason,
+            "lines": int(v[0]),
+            "succeeded": int(v[1]),
+            "failed": int(v[2]),
+            "cost": round(v[3], 6),
+        }
+        for (source, target, reason), v in sorted(merged.items())
+    ]
 
 
 def reserved_cost(store: Store, run_id: str) -> float:
@@ -555,6 +588,7 @@ def costs(store: Store, models: Mapping[str, ModelInfo], run_id: str | None = No
         requeues=int(extra[2]),
         requeue_cost=round(extra[3], 6),
         invalid=int(extra[4]),
+        fallbacks=fallback_totals(store, [run.id for run in runs]),
     )
 
 
@@ -578,6 +612,9 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
             f"({r.error_code or 'check'}; {r.requeues} re-send(s))",
             "check": (r.error_code or "").removeprefix("check:") or None,
         }
+    elif r.status is RequestStatus.FAILED and r.fallback is not None:
+        # Its fallback model was refused too: the message names both refusals.
+        error = {"code": r.error_code or "failed", "message": r.error_message or ""}
     elif r.status is not RequestStatus.SUCCEEDED and response is None:
         if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
             code = r.error_code or r.status.value
@@ -604,6 +641,10 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
             "requeue_cost": r.requeue_cost,
             # Where a reused answer came from: {"run", "custom_id", "at"}; None if bought here.
             "reused_from": r.reused_from,
+            # The model the line was sent to last: its own, or its fallback model.
+            "model": r.model,
+            # {"from", "to", "reason", "error", "at"} when a fallback model answers it.
+            "fallback": r.fallback,
         },
     }
 
@@ -620,7 +661,7 @@ def fetch(
             f"Run {run_id} was pruned: its requests and answers are no longer in {store.path}."
         )
     batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
-    succeeded = failed = unfinished = lines = invalid = cancelled = 0
+    succeeded = failed = unfinished = lines = invalid = fallback = cancelled = 0
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     err_tmp = errors.with_name(errors.name + ".partial") if errors else None
@@ -639,6 +680,7 @@ def fetch(
                     lines += 1
             if r.status is RequestStatus.SUCCEEDED:
                 succeeded += 1
+                fallback += r.fallback is not None
                 continue
             if r.status is RequestStatus.CANCELLED:
                 cancelled += 1
@@ -656,5 +698,14 @@ def fetch(
     if errors and err_tmp:
         err_tmp.replace(errors)
     return FetchReport(
-        run_id, output, errors, lines, succeeded, failed, unfinished, invalid, cancelled
+        run_id,
+        output,
+        errors,
+        lines,
+        succeeded,
+        failed,
+        unfinished,
+        invalid,
+        cancelled=cancelled,
+        fallback=fallback,
     )

@@ -65,9 +65,12 @@ async def reroute(
     progress: Callable[[str, dict[str, Any]], None],
     prior: Turnaround | None = None,
     cancel_prior: Turnaround | None = None,
+    *,
+    points: dict[str, float] | None = None,
 ) -> float | None:
     """Re-decide the open work of `run`; returns the next escalation or release point still
-    ahead (when the driver must look again, whatever the poll schedule says).
+    ahead (when the driver must look again, whatever the poll schedule says). `points`, if
+    given, receives each model's escalation point, past ones included.
 
     Requests in flight are not moved, but they are work real time still has to finish, so
     they count when the router works out how long real time needs. Lines of a shard the
@@ -135,10 +138,14 @@ async def reroute(
             extra = len(moves) - _EVENTS_PER_ROUND
             store.add_event(run.id, "route.change", f"... and {extra} more request(s) re-routed")
         progress("route", {"run_id": run.id, "moved": len(moves)})
-    points = (
+    if points is not None:
+        points.update(
+            (m.model, m.escalation_at) for m in red.decision.models if m.escalation_at is not None
+        )
+    ahead = (
         t for m in red.decision.models for t in (m.escalation_at, m.release_at) if t is not None
     )
-    return min((t for t in points if t > now), default=None)
+    return min((t for t in ahead if t > now), default=None)
 
 
 def watch_cancels(batch: BatchRunner, report: CancelReport, now: float) -> None:

@@ -87,6 +87,11 @@ The enqueued-token queue (the organisation's: every run in this store)
     queue_demand(model) -> {run: tokens of routed batch requests in no shard yet}
     mark_driving(run_id, owner); stop_driving(run_id, owner); drivers(run_id, since=)
 
+Fallback models (fallback.py)
+    fall_back(run_id, [FallbackMove], *, owner=None) -> [custom_id]   refused lines -> their
+        fallback model, routed; the record kept in requests.fallback
+    fallback_summary(run_id) -> [FallbackTotals]   per (from, to, reason): lines, outcomes
+
 History (append-only; the database refuses updates and deletes of events)
     add_event(run_id, kind, message, data=None, *, custom_id=None, shard=None) -> id
     list_events(run_id, *, kinds, custom_id, shard, limit) -> list[EventRow]
@@ -99,6 +104,7 @@ from __future__ import annotations
 
 from .batches import IN_QUEUE, PROVIDER_STATUS, SHARD_TOKENS_KEY
 from .core import DB_ENV, Store, default_db_path
+from .fallback import FallbackMove, FallbackTotals
 from .rows import (
     ApplyReport,
     AttemptRow,
@@ -129,6 +135,8 @@ __all__ = [
     "BatchRow",
     "Claim",
     "EventRow",
+    "FallbackMove",
+    "FallbackTotals",
     "FileKind",
     "FileRow",
     "NewRequest",

@@ -15,6 +15,7 @@ import platformdirs
 
 from .batches import BatchesMixin
 from .codec import DEFAULT_MIN_BYTES
+from .fallback import FallbackMixin
 from .hooks import HooksMixin
 from .prune import PruneMixin
 from .queue import QueueMixin
@@ -37,7 +38,14 @@ def default_db_path() -> Path:
 
 
 class Store(
-    BatchesMixin, ResultsMixin, RequestsMixin, RunsMixin, HooksMixin, PruneMixin, QueueMixin
+    BatchesMixin,
+    ResultsMixin,
+    RequestsMixin,
+    RunsMixin,
+    HooksMixin,
+    PruneMixin,
+    FallbackMixin,
+    QueueMixin,
 ):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 

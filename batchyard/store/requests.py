@@ -29,9 +29,9 @@ _COLS = (
     "est_cost_standard, est_cost_flex, est_cost_batch, route, route_reason, status, attempts, "
     "shard, owner, not_before, status_code, error_code, error_message, input_tokens, "
     "output_tokens, cost, updated_at, finished_at, request_id, max_output_tokens, fingerprint, "
-    "reused_from, saved, requeues, requeue_cost"
+    "reused_from, saved, requeues, requeue_cost, fallback"
 )
-_N_COLS = 33
+_N_COLS = 34
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
     "est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, est_cost_batch, "
@@ -84,6 +84,7 @@ def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> Req
         saved=r[30],
         requeues=r[31],
         requeue_cost=r[32],
+        fallback=json.loads(r[33]) if r[33] else None,
     )
 
 

@@ -27,7 +27,7 @@ _SETTLE = (
     "output_tokens = l.output_tokens, request_id = l.request_id, cost = 0, "
     "saved = CASE WHEN l.status = 'succeeded' THEN l.cost END, "
     "reused_from = json_object('run', l.run_id, 'custom_id', l.custom_id, 'at', l.finished_at), "
-    "updated_at = ?, finished_at = ? "
+    "fallback = l.fallback, updated_at = ?, finished_at = ? "
     "FROM requests AS l WHERE t.run_id = ? AND t.status = 'twin' AND l.run_id = t.run_id "
     f"AND l.custom_id = t.reuse_of AND l.status IN {_TERMINAL}"
 )

@@ -187,6 +187,8 @@ class RequestRow:
     saved: float | None = None  # what a reused answer cost when it was bought
     requeues: int = 0  # sends after a failed check
     requeue_cost: float = 0.0  # what the answers that failed a check cost
+    # {from, to, reason, error, at}: the line was moved to a fallback model (`model` is it)
+    fallback: JSONDict | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -383,6 +383,15 @@ def m009_output_cap(db: Database) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN max_output_tokens INTEGER")
 
 
+@_migration
+def m013_fallback(db: Database) -> None:
+    """The fallback model a line was moved to (`--fallback`, `[fallback]` in batchyard.toml):
+    `requests.fallback` is JSON {from, to, reason, error, at} (NULL: answered, or to be, by the
+    model the file named). The line's `model` and body then name the fallback model, so
+    shards, limits and prices follow it; `from` keeps the model the file asked for."""
+    db.execute("ALTER TABLE requests ADD COLUMN fallback TEXT")
+
+
 def _create_private(path: Path) -> None:
     """Create the file (and its folder) readable by the owner only, if missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from batchyard.errors import NotFound
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator._answer_checks import Judge
+from batchyard.orchestrator._fallback import batch_refusals, fall_back_refused
 from batchyard.orchestrator.batch.lines import line_errors, result_from_line
 from batchyard.orchestrator.batch.remote import BatchContext
 from batchyard.orchestrator.batch.submit import LIMIT_EVENT, TOKENS_KEY, queue_limit
@@ -86,7 +87,10 @@ async def _apply_file(
     report = ApplyReport()
     judge = ctx.judge_for(b.run_id)
     for chunk in _chunks(results(), ctx.apply_chunk):
+        chunk, refused = batch_refusals(store, b.run_id, b.id, chunk)
         report += store.apply_results(b.run_id, _judged(store, judge, b, chunk))
+        if refused:  # lines refused for their model mid-batch go to their fallback
+            fall_back_refused(store, ctx.models, store.get_run(b.run_id), refused, batch=True)
         ctx.step("applying", b.id)
     dest.unlink(missing_ok=True)
     return report
@@ -187,8 +191,11 @@ async def apply_shard(ctx: BatchContext, shard: int) -> ApplyOutcome | None:
     bad: list[str] = []
     try:
         if b.status == B.FAILED and not (b.output_file_id or b.error_file_id):
-            failed = _failed_results(ctx, b)
+            failed, refused = batch_refusals(store, b.run_id, b.id, _failed_results(ctx, b))
             report += store.apply_results(b.run_id, failed)
+            if refused:  # lines whose model the Batch API refused go to their fallback
+                run = store.get_run(b.run_id)
+                fall_back_refused(store, ctx.models, run, refused, batch=True)
             ctx.step("applying", shard)
         for file_id, kind in (
             (b.output_file_id, FileKind.OUTPUT),

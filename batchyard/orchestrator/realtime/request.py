@@ -19,6 +19,7 @@ import openai
 
 from batchyard import tokens
 from batchyard.models import RequestStatus, Route, Tier
+from batchyard.orchestrator._fallback import fall_back_refused, is_refused
 from batchyard.orchestrator._retry import (
     STOP_KINDS,
     Failure,
@@ -114,7 +115,9 @@ class RequestHandler:
             try:
                 outcome = await self._with_retries(job)
             except openai.APIError as exc:
-                self._after_retries(job, classify(exc))
+                failure = classify(exc)
+                if not self._fell_back(job, failure):
+                    self._after_retries(job, failure)
                 return
             if isinstance(outcome, Answer):
                 self._succeed(job, outcome)
@@ -286,6 +289,27 @@ class RequestHandler:
             report.requeued += 1
             message = f"{claim.custom_id}: {result.error_code}: {result.error_message}"
             self.ctx.emit("check_failed", message, claim.custom_id, claim.model)
+
+    def _fell_back(self, job: Job, failure: Failure) -> bool:
+        """A refused model: the line moves to the run's fallback model (the next claim
+        sends it), or fails naming both errors if it was on its fallback already. False:
+        no fallback applies; the failure is handled as any other."""
+        if not is_refused(failure.status_code, failure.code, failure.message):
+            return False
+        ctx, cid = self.ctx, job.claim.custom_id
+        row = ctx.store.get_request(ctx.run.run_id, cid)
+        run = ctx.store.get_run(ctx.run.run_id)
+        found = fall_back_refused(
+            ctx.store, ctx.models, run, [(row, failure.message)], owner=ctx.owner
+        )
+        if cid in found.failed:
+            self._finish_failed(job, failure, failure.code or "model_not_found", found.failed[cid])
+        elif cid in found.moved:
+            job.settled = True
+            ctx.emit(
+                "fallback", f"{cid}: {row.model} refused; sent to its fallback", cid, row.model
+            )
+        return cid in found.failed or cid in found.moved
 
     def _after_retries(self, job: Job, failure: Failure) -> None:
         if failure.kind in STOP_KINDS:
