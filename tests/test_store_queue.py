@@ -3,14 +3,17 @@ words for where a shard's lines ended (succeeded, failed, cancelled, re-routed).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from test_store_support import ENDPOINT, Clock, force_batch_status, make_run, open_store, route_all
 
-from batchyard.cli.render import fetch_lines
+from batchyard.cli.render import fetch_lines, status_view
 from batchyard.errors import StoreError
 from batchyard.models import BatchStatus, RequestStatus, Route
+from batchyard.orchestrator import _reports as reporting
 from batchyard.orchestrator._reports import fetch
 from batchyard.store import Result, Store
 
@@ -85,7 +88,7 @@ def test_drivers_are_seen_and_forgotten(store: Store, clock: Clock) -> None:
     assert set(store.drivers(run_id, since=0)) == {"host:1:a"}
 
 
-def test_a_shards_lines_are_counted_where_they_ended(store: Store) -> None:
+def test_a_shards_lines_are_counted_where_they_ended(store: Store, clock: Clock) -> None:
     # Shard of four, cancelled at an escalation point: one line answered in the batch, one
     # failed for good there, one sent again in real time and answered, one cancelled by
     # the user. The batch row says so, not "1 done, 3 failed".
@@ -116,6 +119,14 @@ def test_a_shards_lines_are_counted_where_they_ended(store: Store) -> None:
 
     outcome = store.shard_outcomes([shard])[shard]
     assert outcome == {"succeeded": 1, "failed": 1, "re-routed": 1, "cancelled": 1}
+    # `status` and its batch table say the same (not the provider's "1 done, 3 failed").
+    status = reporting.status(store, store.get_run(run_id), clock.t)
+    (row,) = status.batches
+    assert (row.completed, row.failed, row.cancelled, row.rerouted) == (1, 1, 1, 1)
+    text = Console(width=200, record=True)
+    text.print(status_view(status, clock.t))
+    table = text.export_text()
+    assert "re-routed" in table and re.search(r"applied\W+1\W+1\W+1\W+1\W+4\b", table), table
 
 
 def test_fetch_counts_cancelled_lines_as_cancelled_not_failed(store: Store, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchyard.cli.render import (
-    BATCH_COUNTS,
+    batch_columns,
     batch_counts,
     estimate_text,
     percent,
@@ -139,7 +139,8 @@ def _paths(status: RunStatus, rates: Rates, now: float) -> Table:
 
 def _batches(status: RunStatus, now: float) -> Table:
     table = Table(title="batches", title_justify="left", box=None, pad_edge=False)
-    for name in ("shard", "batch id", "model", "status", *BATCH_COUNTS, "total", "ETA"):
+    counts = batch_columns(status)
+    for name in ("shard", "batch id", "model", "status", *counts, "total", "ETA"):
         table.add_column(name, no_wrap=True)
     shown = status.batches[-8:]  # the newest; a long run can have hundreds
     for b in shown:
@@ -148,7 +149,7 @@ def _batches(status: RunStatus, now: float) -> Table:
             b.provider_batch_id or "-",
             b.model,
             b.status,
-            *batch_counts(b),
+            *batch_counts(b, counts),
             f"{b.total:,}",
             when(b.expected_finish, now) if b.status not in _ENDED else "-",
         )

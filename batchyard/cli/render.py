@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from batchyard.store.rows import RunRow
 
 __all__ = [
-    "BATCH_COUNTS",
+    "batch_columns",
     "batch_counts",
     "config_table",
     "costs_view",
@@ -199,17 +199,27 @@ def _routes(status: RunStatus) -> Table:
     return table
 
 
-# A batch row's lines, in the words every count uses (`status`, the live view, `fetch`).
-BATCH_COUNTS = ("succeeded", "failed", "cancelled", "re-routed")
+def batch_columns(status: RunStatus) -> tuple[str, ...]:
+    """A batch row's line counts, in the words every count uses (`status`, the live view,
+    `fetch`): cancelled and re-routed only when some shard has such lines."""
+    moved = any(b.cancelled or b.rerouted for b in status.batches)
+    return ("succeeded", "failed", *(("cancelled", "re-routed") if moved else ()))
 
 
-def batch_counts(b: BatchInfo) -> tuple[str, str, str, str]:
-    return (f"{b.completed:,}", f"{b.failed:,}", f"{b.cancelled:,}", f"{b.rerouted:,}")
+def batch_counts(b: BatchInfo, columns: Sequence[str]) -> list[str]:
+    values = {
+        "succeeded": b.completed,
+        "failed": b.failed,
+        "cancelled": b.cancelled,
+        "re-routed": b.rerouted,
+    }
+    return [f"{values[c]:,}" for c in columns]
 
 
 def _batches(status: RunStatus, now: float | None) -> Table:
     table = Table(title="batches", title_justify="left")
-    for name in ("shard", "batch id", "model", "status", *BATCH_COUNTS, "total", "expected"):
+    counts = batch_columns(status)
+    for name in ("shard", "batch id", "model", "status", *counts, "total", "expected"):
         table.add_column(name, no_wrap=name in ("batch id", "model"))
     for b in status.batches:
         table.add_row(
@@ -217,7 +227,7 @@ def _batches(status: RunStatus, now: float | None) -> Table:
             b.provider_batch_id or "-",
             b.model,
             b.status,
-            *batch_counts(b),
+            *batch_counts(b, counts),
             f"{b.total:,}",
             when(b.expected_finish, now) if b.status not in ("applied", "completed") else "-",
         )

@@ -384,6 +384,20 @@ def m009_output_cap(db: Database) -> None:
 
 
 @_migration
+def m011_drivers(db: Database) -> None:
+    """Which processes drive which run, and when each was last seen: the enqueued-token
+    queue goes to the most urgent run only while someone drives it."""
+    db.execute(
+        """CREATE TABLE drivers (
+            run_id TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            PRIMARY KEY (run_id, owner)
+        ) WITHOUT ROWID"""
+    )
+
+
+@_migration
 def m013_fallback(db: Database) -> None:
     """The fallback model a line was moved to (`--fallback`, `[fallback]` in batchyard.toml):
     `requests.fallback` is JSON {from, to, reason, error, at} (NULL: answered, or to be, by the
@@ -441,17 +455,3 @@ def migrate(db: Database, path: Path) -> None:
         db.rollback()
         raise
     db.commit()
-
-
-@_migration
-def m011_drivers(db: Database) -> None:
-    """Which processes drive which run, and when each was last seen: the enqueued-token
-    queue goes to the most urgent run only while someone drives it."""
-    db.execute(
-        """CREATE TABLE drivers (
-            run_id TEXT NOT NULL,
-            owner TEXT NOT NULL,
-            seen_at REAL NOT NULL,
-            PRIMARY KEY (run_id, owner)
-        ) WITHOUT ROWID"""
-    )
