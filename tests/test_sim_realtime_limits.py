@@ -10,9 +10,15 @@ from openapi_check import validate
 from simfixtures import admin_client, chat_body, quiet_config, sim_client
 
 from batchyard import tokens as independent
+from batchyard.simulator.clock import SimClock
 from batchyard.simulator.ratelimit import go_duration
 
 _GO = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+
+
+def _still_clock(time_scale: float) -> SimClock:
+    """A simulator clock whose real time never moves: timings exact on any machine."""
+    return SimClock(start=1_800_000_000.0, time_scale=time_scale, real=lambda: 0.0)
 
 
 def _seconds(duration: str) -> float:
@@ -43,7 +49,8 @@ def test_go_durations(seconds: float, text: str) -> None:
 
 async def test_headers_on_every_response_and_remaining_decreases() -> None:
     config = quiet_config(models={"gpt-4o-mini": {"rpm": 100, "tpm": 10_000}})
-    client, _ = sim_client(config)
+    client, state = sim_client(config)
+    state.clock = _still_clock(time_scale=1.0)  # no time passes between the calls
     remaining_requests, remaining_tokens = [], []
     for _ in range(3):
         raw = await client.chat.completions.with_raw_response.create(
@@ -58,11 +65,10 @@ async def test_headers_on_every_response_and_remaining_decreases() -> None:
         assert _seconds(headers["x-ratelimit-reset-tokens"]) > 0
     assert remaining_requests == [99, 98, 97]
     charge = independent.prompt_tokens("/v1/chat/completions", chat_body()) + 50
-    # Real time passes between calls and the bucket refills at 10,000/60 tokens a second.
-    assert 10_000 - charge <= remaining_tokens[0] <= 10_000 - charge + 20
-    assert 0 <= remaining_tokens[1] - (remaining_tokens[0] - charge) <= 20
-    # One request is 0.6 s of a 100 RPM bucket; after three the bucket is full in ~1.8 s.
-    assert _seconds(raw.headers["x-ratelimit-reset-requests"]) == pytest.approx(1.8, abs=0.05)
+    # With no time passing, each call takes exactly its charge from the token bucket.
+    assert remaining_tokens == [10_000 - charge, 10_000 - 2 * charge, 10_000 - 3 * charge]
+    # One request is 0.6 s of a 100 RPM bucket; after three the bucket is full in 1.8 s.
+    assert _seconds(raw.headers["x-ratelimit-reset-requests"]) == pytest.approx(1.8, abs=0.001)
     with pytest.raises(openai.BadRequestError) as info:  # a failed request carries them too
         await client.chat.completions.create(**chat_body(max_completion_tokens=0))
     assert info.value.response.headers["x-ratelimit-remaining-requests"] == "96"
@@ -159,13 +165,14 @@ async def test_quota_exhausted_mode() -> None:
 
 async def test_waits_are_reported_in_real_seconds_under_a_fast_clock() -> None:
     config = quiet_config(clock={"time_scale": 60.0}, models={"gpt-4o-mini": {"rpm": 3}})
-    client, _ = sim_client(config)
+    client, state = sim_client(config)
+    state.clock = _still_clock(time_scale=60.0)  # a slow machine must not refill the bucket
     for _ in range(3):
         await client.chat.completions.create(**chat_body())
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(**chat_body())
     # 20 simulated seconds until one request fits = 1/3 of a real second at 60x.
-    assert int(info.value.response.headers["retry-after-ms"]) == pytest.approx(333, abs=40)
+    assert int(info.value.response.headers["retry-after-ms"]) == pytest.approx(333, abs=1)
     assert info.value.response.headers["retry-after"] == "1"
 
 
