@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         FetchReport,
         Orchestrator,
         Result,
+        RunInfo,
         RunStatus,
         SubmitResult,
     )
@@ -37,6 +38,7 @@ __all__ = [
     "Plan",
     "Request",
     "Result",
+    "RunInfo",
     "RunStatus",
     "Settings",
     "SubmitResult",
@@ -53,6 +55,7 @@ _HOMES = {
     "Plan": "batchyard.router",
     "Request": "batchyard.build",
     "Result": "batchyard.orchestrator",
+    "RunInfo": "batchyard.orchestrator",
     "RunStatus": "batchyard.orchestrator",
     "Settings": "batchyard.config",
     "SubmitResult": "batchyard.orchestrator",

@@ -9,6 +9,7 @@ Secrets are `SecretStr` and never printed. No network, no SQL.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from batchyard.errors import ConfigError
 
 __all__ = [
     "APP_NAME",
+    "DB_ENV",
     "ModelInfo",
     "Settings",
     "config_files",
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 APP_NAME = "batchyard"
+DB_ENV = "BATCHYARD_DB"
 
 
 def prices_date() -> str:
@@ -50,7 +53,12 @@ def model_table(overrides: dict[str, dict[str, Any]] | None = None) -> Catalog:
 
 
 def default_db_path() -> Path:
-    return Path(platformdirs.user_data_dir(APP_NAME)) / "batchyard.db"
+    """The job database when none is given: `$BATCHYARD_DB` if set, else batchyard.db in
+    the user's data directory. The one definition: the store and the settings use it."""
+    env = os.environ.get(DB_ENV)
+    if env:
+        return Path(env).expanduser()
+    return platformdirs.user_data_path(APP_NAME, appauthor=False) / "batchyard.db"
 
 
 def config_files() -> list[Path]:

@@ -1,158 +1,195 @@
-"""Optional Prometheus metrics for a running command (`batchyard --metrics-port N ...`).
+"""Prometheus metrics of an orchestrator (`batchyard --metrics-port N ...` serves them).
 
-Owns a tiny in-memory registry (gauges and counters with labels), its text exposition
-format (Prometheus 0.0.4) and a loopback HTTP endpoint serving `/metrics` from a daemon
-thread. No dependency: the format is a few lines of text. What is measured: requests by
-route and status, tokens, cost (estimated and actual), batches by status, progress events
-by kind, 429s, retries and circuit-breaker state (from the orchestrator's progress events).
-It reads nothing from the store itself; the CLI feeds it what the orchestrator reports.
+Owns `Metrics`: the series batchyard reports, kept in a `prometheus_client` registry of its
+own (one per `Metrics`, so several orchestrators or tests in one process never clash on the
+library's global registry), and `serving`, the loopback endpoint that exposes that registry
+on `/metrics` from a daemon thread. What is measured: requests by route and status, tokens,
+cost (estimated and actual), budgets, batches by status, progress events by kind, 429s,
+retries, circuit-breaker state, real-time request latency, errors by kind and the remaining
+rate limits the provider's headers report. It reads nothing from the store: the
+orchestrator feeds it what it does, the CLI what the orchestrator reports.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from batchyard.orchestrator._reports import CostReport, RunStatus
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer, generate_latest
 
-__all__ = ["Metrics", "serving"]
+if TYPE_CHECKING:
+    from batchyard.orchestrator._reports import CostReport, RunStatus
 
-Labels = tuple[tuple[str, str], ...]
+__all__ = ["LATENCY_BUCKETS", "Metrics", "serving"]
 
-_HELP = {
-    "batchyard_requests": ("gauge", "Requests of the watched run by route and status."),
-    "batchyard_batches": ("gauge", "Batches of the watched run by status."),
-    "batchyard_cost_usd": ("gauge", "Cost of the watched run in USD (estimated, actual)."),
-    "batchyard_tokens": ("gauge", "Tokens of finished requests by model and direction."),
-    "batchyard_events_total": ("counter", "Progress events reported by the orchestrator."),
-    "batchyard_rate_limited_total": ("counter", "HTTP 429 answers seen."),
-    "batchyard_retries_total": ("counter", "Retries scheduled."),
-    "batchyard_breaker_open": ("gauge", "1 while a model's circuit breaker is open."),
-    "batchyard_budget_usd": ("gauge", "Budget of the watched run: limit, spent, reserved."),
-    "batchyard_budget_warning": ("gauge", "1 once the run has spent its warning share."),
-}
+M = TypeVar("M", Gauge, Counter)
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+# Seconds: real-time calls take from a fraction of a second (embeddings) to minutes (flex).
+LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
 class Metrics:
-    """Thread-safe gauges and counters, rendered in the Prometheus text format."""
+    """batchyard's series in their own `CollectorRegistry` (thread-safe, as the library is).
+
+    Series that describe the run's latest status (requests, batches, tokens) are replaced
+    each round rather than added to. Label names are declared in sorted order, so the
+    exposition reads `{route="batch",run="...",status="submitted"}`.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str, dict[Labels, float]] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._lock = threading.Lock()  # a replaced series is cleared and refilled as one
+        gauge, counter = self._series(Gauge), self._series(Counter)
+        self.requests = gauge("requests", "Requests of the watched run by route and status.",
+                              "route", "run", "status")  # fmt: skip
+        self.batches = gauge("batches", "Batches of the watched run by status.", "run", "status")
+        self.cost = gauge("cost_usd", "Cost of the watched run in USD (estimated, actual).",
+                          "kind", "run")  # fmt: skip
+        self.tokens = gauge("tokens", "Tokens of finished requests by model and direction.",
+                            "direction", "model", "route")  # fmt: skip
+        self.budget = gauge("budget_usd", "Budget of the watched run: limit, spent, reserved.",
+                            "kind", "run")  # fmt: skip
+        self.budget_warning = gauge("budget_warning", "1 once the run has spent its warning "
+                                    "share.", "run")  # fmt: skip
+        self.events = counter("events", "Progress events reported by the orchestrator.", "kind")
+        self.rate_limited = counter("rate_limited", "HTTP 429 answers seen.")
+        self.retries = counter("retries", "Retries scheduled.")
+        self.breaker_open = gauge("breaker_open", "1 while a model's circuit breaker is open.",
+                                  "model")  # fmt: skip
+        self.latency = Histogram(
+            "batchyard_request_seconds",
+            "Real-time calls: seconds from sending a request to its answer or error.",
+            ["model", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = counter("errors", "Failed real-time calls by kind (rate_limit, server, "
+                              "timeout, quota, ...).", "kind", "model")  # fmt: skip
+        self.remaining = gauge("ratelimit_remaining", "Requests and tokens left in the current "
+                               "rate-limit window, as the provider's x-ratelimit-remaining-* "
+                               "headers last said.", "kind", "model", "tier")  # fmt: skip
 
-    def set(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self._values.setdefault(name, {})[tuple(sorted(labels.items()))] = float(value)
+    def _series(self, kind: type[M]) -> Callable[..., M]:
+        """A maker of `kind` series named `batchyard_<name>` in this registry."""
 
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            series = self._values.setdefault(name, {})
-            series[key] = series.get(key, 0.0) + amount
+        def make(name: str, text: str, *labels: str) -> M:
+            return kind(f"batchyard_{name}", text, list(labels), registry=self.registry)
 
+        return make
+
+    # ---- reading -----------------------------------------------------------------------
     def value(self, name: str, **labels: str) -> float | None:
-        with self._lock:
-            return self._values.get(name, {}).get(tuple(sorted(labels.items())))
+        """The current value of one sample, e.g. `value("batchyard_retries_total")`."""
+        return self.registry.get_sample_value(name, labels)
 
-    def _replace(self, name: str, series: Mapping[Labels, float]) -> None:
-        with self._lock:
-            self._values[name] = dict(series)
+    def render(self) -> str:
+        """The registry in the Prometheus text exposition format."""
+        return generate_latest(self.registry).decode()
 
     # ---- feeding -----------------------------------------------------------------------
+    def _replace(self, gauge: Gauge, series: Iterable[tuple[Mapping[str, str], float]]) -> None:
+        with self._lock:
+            gauge.clear()
+            for labels, value in series:
+                gauge.labels(**labels).set(value)
+
     def observe_status(self, status: RunStatus) -> None:
         """Requests by route/status, batches by status and cost, from one round's status."""
-        requests: dict[Labels, float] = {}
-        for key, n in status.counts.items():
-            route, _, state = key.partition("/")
-            requests[(("route", route), ("run", status.run_id), ("status", state))] = n
-        self._replace("batchyard_requests", requests)
-        batches: dict[Labels, float] = {}
+        run = status.run_id
+        self._replace(
+            self.requests,
+            (
+                ({"route": key.route or "-", "run": run, "status": key.status}, n)
+                for key, n in status.counts.items()
+            ),
+        )
+        batches: dict[str, float] = {}
         for b in status.batches:
-            label = (("run", status.run_id), ("status", b.status))
-            batches[label] = batches.get(label, 0.0) + 1
-        self._replace("batchyard_batches", batches)
-        self.set("batchyard_cost_usd", status.estimated_cost, run=status.run_id, kind="estimated")
-        self.set("batchyard_cost_usd", status.actual_cost, run=status.run_id, kind="actual")
+            batches[b.status] = batches.get(b.status, 0.0) + 1
+        self._replace(self.batches, (({"run": run, "status": s}, n) for s, n in batches.items()))
+        self.cost.labels(kind="estimated", run=run).set(status.estimated_cost)
+        self.cost.labels(kind="actual", run=run).set(status.actual_cost)
         if status.budget is not None:
             for kind, value in (
                 ("limit", status.budget),
                 ("spent", status.budget_spent),
                 ("reserved", status.budget_reserved),
             ):
-                self.set("batchyard_budget_usd", value, run=status.run_id, kind=kind)
-            warned = 1.0 if status.budget_warning else 0.0
-            self.set("batchyard_budget_warning", warned, run=status.run_id)
+                self.budget.labels(kind=kind, run=run).set(value)
+            self.budget_warning.labels(run=run).set(1.0 if status.budget_warning else 0.0)
 
     def observe_costs(self, report: CostReport) -> None:
-        tokens: dict[Labels, float] = {}
+        tokens: dict[tuple[str, str, str], float] = {}
         for row in report.rows:
             for direction, n in (("input", row.input_tokens), ("output", row.output_tokens)):
-                label = (("direction", direction), ("model", row.model), ("route", row.route))
-                tokens[label] = tokens.get(label, 0.0) + n
-        self._replace("batchyard_tokens", tokens)
+                key = (direction, row.model, row.route)
+                tokens[key] = tokens.get(key, 0.0) + n
+        self._replace(
+            self.tokens,
+            (({"direction": d, "model": m, "route": r}, n) for (d, m, r), n in tokens.items()),
+        )
 
     def observe_event(self, kind: str, data: Mapping[str, Any]) -> None:
         """Count an orchestrator progress event; 429s, retries and breakers by their kind."""
-        self.inc("batchyard_events_total", kind=kind)
+        self.events.labels(kind=kind).inc()
         lowered = kind.lower()
         status_code = data.get("status_code")
         if "429" in lowered or "rate_limit" in lowered or status_code == 429:
-            self.inc("batchyard_rate_limited_total")
+            self.rate_limited.inc()
         if "retry" in lowered:
-            self.inc("batchyard_retries_total")
+            self.retries.inc()
         if "breaker" in lowered and isinstance(data.get("model"), str):
             is_open = bool(data.get("open", "open" in lowered and "close" not in lowered))
-            self.set("batchyard_breaker_open", 1.0 if is_open else 0.0, model=str(data["model"]))
+            self.breaker_open.labels(model=str(data["model"])).set(1.0 if is_open else 0.0)
 
-    # ---- exposition --------------------------------------------------------------------
-    def render(self) -> str:
-        with self._lock:
-            snapshot = {name: dict(series) for name, series in sorted(self._values.items())}
-        out: list[str] = []
-        for name, series in snapshot.items():
-            kind, text = _HELP.get(name, ("untyped", name))
-            out.append(f"# HELP {name} {text}")
-            out.append(f"# TYPE {name} {kind}")
-            for labels, value in sorted(series.items()):
-                inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                out.append(f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}")
-        return "\n".join(out) + "\n"
+    def observe_call(self, model: str, route: str, seconds: float, error: str | None) -> None:
+        """One real-time call: its latency, and its failure kind when it failed."""
+        self.latency.labels(model=model, route=route).observe(max(0.0, seconds))
+        if error is not None:
+            self.errors.labels(kind=error, model=model).inc()
+
+    def observe_limits(
+        self, model: str, tier: str, requests: int | None, tokens: int | None
+    ) -> None:
+        """The remaining requests and tokens a response's headers reported (None: not said)."""
+        for kind, left in (("requests", requests), ("tokens", tokens)):
+            if left is not None:
+                self.remaining.labels(kind=kind, model=model, tier=tier).set(left)
 
 
-def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.split("?")[0] != "/metrics":
-                self.send_error(404, "Only /metrics is served here.")
-                return
-            body = metrics.render().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return
 
-    return Handler
+def _only_metrics(app: Callable[..., Any]) -> Callable[..., Any]:
+    """The exposition app on `/metrics`; 404 elsewhere (the library answers any path)."""
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"Only /metrics is served here.\n"]
+        return app(environ, start_response)
+
+    return serve
 
 
 @contextmanager
 def serving(metrics: Metrics, port: int, host: str = "127.0.0.1") -> Iterator[int]:
-    """Serve `metrics` on http://host:port/metrics until the block ends; yields the port."""
-    server = ThreadingHTTPServer((host, port), _handler(metrics))
+    """Serve `metrics` on http://host:port/metrics until the block ends; yields the port.
+
+    `prometheus_client.start_http_server` has no way to stop it again nor to refuse other
+    paths, so the same pieces (its WSGI app and threading server) are put together here."""
+    app = _only_metrics(make_wsgi_app(metrics.registry))
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, name="batchyard-metrics", daemon=True)
     thread.start()
     try:
-        yield int(server.server_address[1])
+        yield int(server.server_port)
     finally:
         server.shutdown()
         server.server_close()

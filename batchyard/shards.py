@@ -40,7 +40,7 @@ __all__ = [
     "MAX_REQUESTS",
     "MAX_SHARD_BYTES",
     "TOKEN_MARGIN",
-    "Admission",
+    "QueueAdmission",
     "Shard",
     "ShardItem",
     "ShardLimits",
@@ -249,8 +249,9 @@ def plan_groups(
 
 
 @dataclass(frozen=True)
-class Admission:
-    """Which waiting shards to submit now; the rest wait, `reason` says why."""
+class QueueAdmission:
+    """Which waiting shards the Batch API's enqueued-token queue takes now; the rest wait,
+    `reason` says why. (Rate limits of real-time calls are `RateLimitAdmission`.)"""
 
     submit: tuple[Shard, ...]
     waiting: tuple[Shard, ...]
@@ -260,7 +261,7 @@ class Admission:
 
 def admit(
     waiting: Sequence[Shard], in_flight_tokens: int, limit: int | None, model: str
-) -> Admission:
+) -> QueueAdmission:
     """Submit waiting shards, in order, while they fit beside the tokens already enqueued.
 
     Order is kept (no smaller shard jumps the queue), so the first shard that does not fit
@@ -268,7 +269,7 @@ def admit(
     `too_big` rather than blocking the queue forever.
     """
     if limit is None:
-        return Admission(tuple(waiting), (), (), "")
+        return QueueAdmission(tuple(waiting), (), (), "")
     too_big = tuple(s for s in waiting if s.input_tokens > limit)
     queue = [s for s in waiting if s.input_tokens <= limit]
     used = in_flight_tokens
@@ -291,7 +292,7 @@ def admit(
             f"{len(too_big)} shard(s) exceed {model}'s queue limit of {limit:,} tokens and "
             "must be re-planned"
         )
-    return Admission(tuple(submit), held, too_big, "; ".join(reasons))
+    return QueueAdmission(tuple(submit), held, too_big, "; ".join(reasons))
 
 
 def waves(shard_tokens: Iterable[int], limit: int | None) -> int:

@@ -23,9 +23,10 @@ from batchyard.models import RouteOverride
 from batchyard.orchestrator import (
     CostReport,
     FetchReport,
+    OnProgress,
     Orchestrator,
-    Progress,
     Result,
+    RunInfo,
     RunStatus,
     SubmitResult,
     VerifyReport,
@@ -34,7 +35,6 @@ from batchyard.orchestrator._sources import Requests
 from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.router import Plan
 from batchyard.store import Store
-from batchyard.store.rows import RunRow
 
 __all__ = ["Batchyard"]
 
@@ -52,7 +52,7 @@ class Batchyard:
         client: openai.AsyncOpenAI | None = None,
         clock: Clock = real_clock,
         sleep: Sleep = real_sleep,
-        on_progress: Progress | None = None,
+        on_progress: OnProgress | None = None,
         workdir: Path | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
@@ -170,7 +170,7 @@ class Batchyard:
     def status(self, run_id: str) -> RunStatus:
         return self.orchestrator.status(run_id)
 
-    def runs(self, limit: int | None = None) -> list[RunRow]:
+    def runs(self, limit: int | None = None) -> list[RunInfo]:
         return self.orchestrator.runs(limit)
 
     def costs(self, run_id: str | None = None) -> CostReport:

@@ -19,12 +19,15 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from batchyard.cli import app
+from batchyard.models import RequestStatus, Route
+from batchyard.orchestrator import RouteStatus
 from batchyard.samples import write_sample
 from batchyard.simulator import SimConfig, load_config
 
 __all__ = [
     "API_KEY",
     "ROOT",
+    "counts",
     "fast_config",
     "invoke",
     "json_out",
@@ -101,3 +104,12 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def counts(short: dict[str, int]) -> dict[RouteStatus, int]:
+    """`RunStatus.counts` from a test's shorthand {"batch/succeeded": 3, "-/pending": 1}."""
+    out: dict[RouteStatus, int] = {}
+    for key, n in short.items():
+        route, _, status = key.partition("/")
+        out[RouteStatus(None if route == "-" else Route(route), RequestStatus(status))] = n
+    return out

@@ -10,7 +10,11 @@ import asyncio
 import pytest
 
 from batchyard.orchestrator._timing import ManualClock
-from batchyard.orchestrator.realtime.admission import AdmissionTable, ModelAdmission, parse_duration
+from batchyard.orchestrator.realtime.admission import (
+    RateLimitAdmission,
+    RateLimitTable,
+    parse_duration,
+)
 
 
 @pytest.mark.parametrize(
@@ -42,7 +46,7 @@ def test_parse_go_durations(text: str | None, seconds: float | None) -> None:
 
 
 async def times_of(
-    admission: ModelAdmission, clock: ManualClock, charges: list[int]
+    admission: RateLimitAdmission, clock: ManualClock, charges: list[int]
 ) -> list[float]:
     start = clock.now()
     times = []
@@ -54,7 +58,7 @@ async def times_of(
 
 async def test_rpm_allows_a_burst_then_paces_at_the_rate() -> None:
     clock = ManualClock()
-    admission = ModelAdmission(60, 1_000_000, clock, clock.sleep)  # 1 request/second
+    admission = RateLimitAdmission(60, 1_000_000, clock, clock.sleep)  # 1 request/second
     times = await times_of(admission, clock, [1] * 63)
     assert times[:60] == [0.0] * 60  # a full minute's budget at once, as the provider allows
     assert times[60:] == pytest.approx([1.0, 2.0, 3.0])
@@ -62,14 +66,14 @@ async def test_rpm_allows_a_burst_then_paces_at_the_rate() -> None:
 
 async def test_tpm_charges_prompt_plus_max_output() -> None:
     clock = ManualClock()
-    admission = ModelAdmission(10_000, 6_000, clock, clock.sleep)  # 100 tokens/second
+    admission = RateLimitAdmission(10_000, 6_000, clock, clock.sleep)  # 100 tokens/second
     times = await times_of(admission, clock, [3_000, 3_000, 1_000, 500])
     assert times == pytest.approx([0.0, 0.0, 10.0, 15.0])
 
 
 async def test_a_request_bigger_than_a_minute_waits_for_the_whole_budget() -> None:
     clock = ManualClock()
-    admission = ModelAdmission(10_000, 6_000, clock, clock.sleep)
+    admission = RateLimitAdmission(10_000, 6_000, clock, clock.sleep)
     times = await times_of(admission, clock, [3_000, 9_000, 600])
     # 9,000 > 6,000 per minute: it waits until the bucket is empty (30 s), takes it all,
     # and the next request waits until the 3,000-token debt above capacity has drained.
@@ -78,7 +82,7 @@ async def test_a_request_bigger_than_a_minute_waits_for_the_whole_budget() -> No
 
 async def test_headers_from_another_consumer_slow_us_down() -> None:
     clock = ManualClock()
-    admission = ModelAdmission(600, 1_000_000, clock, clock.sleep)
+    admission = RateLimitAdmission(600, 1_000_000, clock, clock.sleep)
     await admission.acquire(1)
     # The provider says only 5 requests are left: someone else is using the key.
     admission.observe(
@@ -95,7 +99,7 @@ async def test_headers_from_another_consumer_slow_us_down() -> None:
 
 async def test_stale_headers_never_speed_us_up() -> None:
     clock = ManualClock()
-    admission = ModelAdmission(60, 1_000_000, clock, clock.sleep)
+    admission = RateLimitAdmission(60, 1_000_000, clock, clock.sleep)
     for _ in range(60):
         await admission.acquire(1)
     admission.observe({"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59"})
@@ -105,7 +109,7 @@ async def test_stale_headers_never_speed_us_up() -> None:
 
 async def test_header_limit_replaces_the_configured_one() -> None:
     clock = ManualClock()
-    admission = ModelAdmission(60, 1_000_000, clock, clock.sleep)
+    admission = RateLimitAdmission(60, 1_000_000, clock, clock.sleep)
     admission.observe(
         {"x-ratelimit-limit-requests": "120", "x-ratelimit-remaining-requests": "120"}
     )
@@ -116,7 +120,7 @@ async def test_header_limit_replaces_the_configured_one() -> None:
 
 async def test_reset_header_alone_corrects_the_level() -> None:
     clock = ManualClock()
-    admission = ModelAdmission(60, 6_000, clock, clock.sleep)
+    admission = RateLimitAdmission(60, 6_000, clock, clock.sleep)
     admission.observe({"x-ratelimit-reset-tokens": "30s"})  # half the minute used elsewhere
     times = await times_of(admission, clock, [3_000, 100])
     assert times == pytest.approx([0.0, 1.0])
@@ -124,7 +128,7 @@ async def test_reset_header_alone_corrects_the_level() -> None:
 
 async def test_a_429_pauses_every_waiter_of_the_model() -> None:
     clock = ManualClock()
-    admission = ModelAdmission(6_000, 1_000_000, clock, clock.sleep)
+    admission = RateLimitAdmission(6_000, 1_000_000, clock, clock.sleep)
     admission.penalize(7.5)
     started: list[float] = []
 
@@ -140,7 +144,7 @@ async def test_a_429_pauses_every_waiter_of_the_model() -> None:
 
 async def test_settle_replaces_the_estimate_with_the_provider_count() -> None:
     clock = ManualClock()
-    admission = ModelAdmission(10_000, 6_000, clock, clock.sleep)
+    admission = RateLimitAdmission(10_000, 6_000, clock, clock.sleep)
     await admission.acquire(6_000)
     admission.settle(charged=6_000, actual=3_000)  # we over-estimated by half
     assert await times_of(admission, clock, [3_000]) == [0.0]
@@ -148,7 +152,7 @@ async def test_settle_replaces_the_estimate_with_the_provider_count() -> None:
 
 async def test_concurrency_cap() -> None:
     clock = ManualClock()
-    admission = ModelAdmission(10_000, 1_000_000, clock, clock.sleep, concurrency=3)
+    admission = RateLimitAdmission(10_000, 1_000_000, clock, clock.sleep, concurrency=3)
     inside = 0
     most = 0
 
@@ -167,7 +171,7 @@ async def test_concurrency_cap() -> None:
 
 def test_table_keys_by_model_and_tier() -> None:
     clock = ManualClock()
-    table = AdmissionTable({"m": (60, 1000)}, clock, clock.sleep)
+    table = RateLimitTable({"m": (60, 1000)}, clock, clock.sleep)
     assert table["m", "default"] is table["m", "default"]
     assert table["m", "default"] is not table["m", "flex"]
     assert table["m", "flex"].requests.capacity == 60

@@ -21,6 +21,7 @@ EXPECTED = [
     "Plan",
     "Request",
     "Result",
+    "RunInfo",
     "RunStatus",
     "Settings",
     "SubmitResult",

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from cli_support import API_KEY, invoke, json_out
+from cli_support import counts as route_counts
 
 from batchyard import logs
 from batchyard.cli.app import EXIT_CODES
@@ -230,7 +231,7 @@ def _status(counts: dict[str, int]) -> RunStatus:
         budget=None,
         route_override="auto",
         requests=sum(counts.values()),
-        counts=counts,
+        counts=route_counts(counts),
         batches=[batch],
         estimated_cost=0.5,
         actual_cost=0.25,

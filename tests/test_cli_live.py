@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import ROOT, fast_config, invoke, json_out, point_at, sample, sim_env
+from cli_support import counts as route_counts
 from rich.console import Console
 from simfixtures import RunningServer, running_server
 
@@ -36,7 +37,7 @@ def _status(counts: dict[str, int], **extra: object) -> RunStatus:
         "budget": None,
         "route_override": "auto",
         "requests": sum(counts.values()),
-        "counts": counts,
+        "counts": route_counts(counts),
         "batches": [],
         "estimated_cost": 1.0,
         "actual_cost": 0.25,

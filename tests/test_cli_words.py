@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import counts as route_counts
 from cli_support import fast_config, invoke, json_out, point_at, sample
 from simfixtures import RunningServer, running_server
 
@@ -235,7 +236,7 @@ def _status(counts: dict[str, int], batches: bool = False) -> RunStatus:
         budget=None,
         route_override="batch",
         requests=sum(counts.values()),
-        counts=counts,
+        counts=route_counts(counts),
         batches=[shard] if batches else [],
         estimated_cost=0.0,
         actual_cost=0.0,

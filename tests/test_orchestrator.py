@@ -14,7 +14,7 @@ import pytest
 from batchyard.config import load_settings
 from batchyard.errors import InputError, ValidationFailed
 from batchyard.models import RunState
-from batchyard.orchestrator import Orchestrator
+from batchyard.orchestrator import Orchestrator, RunInfo
 from batchyard.samples import write_sample
 from batchyard.simulator import create_app, load_config
 from batchyard.simulator.state import SimState
@@ -95,6 +95,9 @@ async def test_fetch_writes_every_line_in_input_order(
     result = await orch.submit(source, route="batch")
     status = await orch.wait(result.run_id)
     assert status.done and status.succeeded == 12
+    (info,) = orch.runs()  # a report, not the store's row
+    assert isinstance(info, RunInfo) and info.id == result.run_id and info.request_count == 12
+    assert info.to_dict()["state"] == "completed" and info.to_dict()["models"] == list(info.models)
     report = orch.fetch(result.run_id, tmp_path / "out.jsonl", tmp_path / "err.jsonl")
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [x["custom_id"] for x in lines] == [f"req-{i:06d}" for i in range(12)]

@@ -212,6 +212,15 @@ DECIDE_CASES = [
         {"quota_exhausted": True},
     ),
     Case(
+        "refused-key-batch",
+        many(BIG),
+        20 * 60,
+        {Route.BATCH},
+        "quota",
+        "refused the key",
+        {"key_refused": True},
+    ),
+    Case(
         "override-realtime",
         many(BIG),
         24 * HOUR,

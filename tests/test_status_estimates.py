@@ -9,7 +9,7 @@ from test_store_support import Clock, make_run, new_request, open_store, route_a
 
 from batchyard.config import model_table
 from batchyard.models import Route
-from batchyard.orchestrator import _reports as reporting
+from batchyard.orchestrator import _costs, _status
 from batchyard.store import NewRequest, Store
 
 MODELS = model_table()
@@ -35,12 +35,12 @@ def test_batch_work_is_on_plan_while_real_time_could_still_finish_it(tmp_path: P
     tokens = sum(new_request(i).input_tokens + new_request(i).output_tokens for i in range(1000))
     needed = max(1000 / info.rpm, tokens / info.tpm) * 60
     run_id = _run(store, 1000, deadline_in=needed * 3, clock=clock)
-    status = reporting.status(store, store.get_run(run_id), clock.t, models=MODELS)
+    status = _status.status(store, store.get_run(run_id), clock.t, models=MODELS)
     assert status.deadline_ok is True  # batch is expected later, but the plan escalates first
     assert status.realtime_needed_s is not None
     assert needed <= status.realtime_needed_s <= needed * 1.05 + 60  # spread, call latency
     clock.advance(needed * 2.5)  # now real time from here could no longer finish in time
-    late = reporting.status(store, store.get_run(run_id), clock.t, models=MODELS)
+    late = _status.status(store, store.get_run(run_id), clock.t, models=MODELS)
     assert late.deadline_ok is False
 
 
@@ -48,8 +48,8 @@ def test_status_and_costs_report_the_same_labelled_estimate(tmp_path: Path) -> N
     clock = Clock()
     store = open_store(tmp_path / "s.db", clock)
     run_id = _run(store, 10, deadline_in=3600, clock=clock)
-    status = reporting.status(store, store.get_run(run_id), clock.t, models=MODELS)
-    costs = reporting.costs(store, MODELS, run_id)
+    status = _status.status(store, store.get_run(run_id), clock.t, models=MODELS)
+    costs = _costs.costs(store, MODELS, run_id)
     assert status.estimated_cost == costs.estimated == 1.25
     assert status.estimated_worst == costs.estimated_worst == 2.5
     # the rows still split the lines by route at that route's estimated price

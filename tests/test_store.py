@@ -213,3 +213,11 @@ def test_events_are_listed_in_order_and_filtered(store: Store) -> None:
     assert [e.kind for e in events] == ["run.created", "requests.added", "plan", "note"]
     only = store.list_events(run_id, custom_id="req-0")
     assert [(e.kind, e.data) for e in only] == [("plan", {"batch": 1})]
+
+
+def test_records_are_read_by_column_name_whatever_the_select_order(store: Store) -> None:
+    from batchyard.store.base import by_name
+
+    rows = list(by_name(store.db.conn.execute("SELECT 2 AS b, 1 AS a, NULL AS c")))
+    assert rows == [{"a": 1, "b": 2, "c": None}]
+    assert list(rows[0]) == ["b", "a", "c"]

@@ -197,6 +197,7 @@ class Cli:
 
         settings = parts.pop("settings", None) or self.settings()
         parts.setdefault("on_progress", self.progress)
+        parts.setdefault("metrics", self.metrics)  # the registry `--metrics-port` serves
         return Orchestrator(settings, **parts)
 
     def pick_run(self, orch: Orchestrator, run_id: str | None) -> str:

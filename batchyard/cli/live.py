@@ -1,6 +1,6 @@
 """Progress while a run is driven: one live rich view on a terminal, plain lines otherwise.
 
-Owns `Progress`, the `on_round` callback `submit`, `watch`, `resume`, `poll --wait` and
+Owns `ProgressView`, the `on_round` callback `submit`, `watch`, `resume`, `poll --wait` and
 `demo` hand to the orchestrator, and the view it draws: per path (standard, flex, fast,
 batch) a bar with done/total, the rate and ETA observed from throughput, each batch with its
 state and request counts, cost so far against the estimate, the deadline and the escalation
@@ -36,6 +36,7 @@ from batchyard.cli.render import (
     when,
 )
 from batchyard.metrics import Metrics
+from batchyard.models import RequestStatus, Route
 from batchyard.router.parse import format_duration, format_usd
 
 if TYPE_CHECKING:
@@ -43,36 +44,36 @@ if TYPE_CHECKING:
     from batchyard.orchestrator._orchestrator import Orchestrator
     from batchyard.orchestrator._reports import RunStatus
 
-__all__ = ["PATHS", "Progress", "Rates", "live_view", "watching"]
+__all__ = ["PATHS", "ProgressView", "Rates", "live_view", "watching"]
 
-PATHS = ("standard", "fast", "flex", "batch")
-_TERMINAL = ("succeeded", "failed", "cancelled")
+PATHS = (Route.STANDARD, Route.FAST, Route.FLEX, Route.BATCH)
+_TERMINAL = (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
 _ENDED = ("applied", "completed", "cancelled", "failed", "expired")
 # Batches whose lines are done at the provider but not yet in the store.
 _REMOTE = ("in_progress", "finalizing", "completed", "cancelling", "expired", "cancelled")
 Refresh = Callable[["RunStatus"], "RunStatus"]
 
 
-def path_counts(status: RunStatus) -> dict[str, tuple[int, int]]:
-    """Per path with work: (finished, total). The batch path also counts the lines its
-    running batches report done (`request_counts`), before their output is applied."""
-    out: dict[str, tuple[int, int]] = {}
+def path_counts(status: RunStatus) -> dict[Route | None, tuple[int, int]]:
+    """Per path with work (None: not routed yet, shown last): (finished, total). The batch
+    path also counts the lines its running batches report done (`request_counts`), before
+    their output is applied."""
+    out: dict[Route | None, tuple[int, int]] = {}
     for key, n in status.counts.items():
-        route, _, state = key.partition("/")
-        done, total = out.get(route, (0, 0))
-        out[route] = (done + (n if state in _TERMINAL else 0), total + n)
-    if "batch" in out:
-        done, total = out["batch"]
+        done, total = out.get(key.route, (0, 0))
+        out[key.route] = (done + (n if key.status in _TERMINAL else 0), total + n)
+    if Route.BATCH in out:
+        done, total = out[Route.BATCH]
         remote = sum(b.completed + b.failed for b in status.batches if b.status in _REMOTE)
-        out["batch"] = (min(total, done + remote), total)
-    return {p: out[p] for p in (*PATHS, *sorted(set(out) - set(PATHS))) if p in out}
+        out[Route.BATCH] = (min(total, done + remote), total)
+    return {p: out[p] for p in (*PATHS, None) if p in out}
 
 
 class Rates:
     """Throughput per path observed over the last `window` samples, on the run's clock."""
 
     def __init__(self, window: int = 30) -> None:
-        self._samples: dict[str, deque[tuple[float, int]]] = {}
+        self._samples: dict[Route | None, deque[tuple[float, int]]] = {}
         self.window = window
 
     def observe(self, now: float, status: RunStatus) -> None:
@@ -81,7 +82,7 @@ class Rates:
             if not samples or now > samples[-1][0]:
                 samples.append((now, done))
 
-    def rate(self, path: str) -> float | None:
+    def rate(self, path: Route | None) -> float | None:
         """Requests per second of the run's clock, or None before anything moved."""
         samples = self._samples.get(path)
         if not samples or len(samples) < 2:
@@ -99,13 +100,13 @@ def _rate_text(rate: float | None) -> str:
 
 
 def _eta(
-    status: RunStatus, path: str, done: int, total: int, rate: float | None, now: float
+    status: RunStatus, path: Route | None, done: int, total: int, rate: float | None, now: float
 ) -> str:
     if done >= total:
         return "done"
     if rate:
         return f"in {format_duration((total - done) / rate)}"
-    if path == "batch":
+    if path is Route.BATCH:
         live = [b.expected_finish for b in status.batches if b.status not in _ENDED]
         ahead = [t for t in live if t is not None]
         if ahead:
@@ -127,7 +128,7 @@ def _paths(status: RunStatus, rates: Rates, now: float) -> Table:
     for path, (done, total) in path_counts(status).items():
         rate = rates.rate(path)
         table.add_row(
-            path,
+            path.value if path else "-",
             ProgressBar(total=max(total, 1), completed=done, width=30),
             f"{percent(done, total)}%",
             f"{done:,}/{total:,}",
@@ -190,7 +191,7 @@ def live_view(status: RunStatus, rates: Rates, now: float) -> RenderableType:
 class _Frame:
     """What `Live` redraws (4 times a second): relative times move even between refreshes."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: ProgressView) -> None:
         self.progress = progress
 
     def __rich__(self) -> RenderableType:
@@ -200,10 +201,10 @@ class _Frame:
         return live_view(p.last, p.rates, p.clock())
 
 
-class Progress:
+class ProgressView:
     """Shows a run while a command drives it; `async with` around the driving call.
 
-    `refresh` (usually `reporting.refresh` over the store) turns the last status into a
+    `refresh` (usually `_status.refresh` over the store) turns the last status into a
     fresh one; it is called every `interval` real seconds while the command works.
     """
 
@@ -232,7 +233,7 @@ class Progress:
         self._live: Live | None = None
         self._ticker: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Progress:
+    async def __aenter__(self) -> ProgressView:
         if not self.plain:
             self._live = Live(
                 _Frame(self), console=self.console, refresh_per_second=4, transient=False
@@ -305,17 +306,17 @@ def watching(
     *,
     console: Console | None = None,
     plain: bool | None = None,
-) -> Progress:
+) -> ProgressView:
     """The view of `run_id` for a command: starts from its status now, then refreshes from
     the store every second and takes each round's full status."""
-    from batchyard.orchestrator import _reports as reporting
+    from batchyard.orchestrator import _status
 
-    progress = Progress(
+    progress = ProgressView(
         console or cli.err,
         clock=orch.clock,
         metrics=cli.metrics,
         plain=plain,
-        refresh=lambda last: reporting.refresh(orch.store, last),
+        refresh=lambda last: _status.refresh(orch.store, last),
     )
     progress.last = orch.status(run_id)
     return progress

@@ -26,12 +26,12 @@ if TYPE_CHECKING:
         BatchInfo,
         CostReport,
         FetchReport,
+        RunInfo,
         RunStatus,
         SubmitResult,
         VerifyReport,
     )
     from batchyard.router import Plan
-    from batchyard.store.rows import RunRow
 
 __all__ = [
     "batch_columns",
@@ -183,8 +183,8 @@ def _routes(status: RunStatus) -> Table:
     routes: dict[str, dict[str, int]] = {}
     columns: list[str] = []
     for key, n in status.counts.items():
-        route, _, state = key.partition("/")
-        routes.setdefault(route, {})[state] = n
+        state = key.status.value
+        routes.setdefault(key.route.value if key.route else "-", {})[state] = n
         if state not in columns:
             columns.append(state)
     table = Table(title="requests by route and status", title_justify="left")
@@ -328,7 +328,7 @@ def status_line(status: RunStatus) -> str:
 
 
 # ---- runs, costs, fetch, verify, config --------------------------------------------------------
-def runs_table(rows: Sequence[RunRow]) -> Table:
+def runs_table(rows: Sequence[RunInfo]) -> Table:
     table = Table(title="runs, newest first", title_justify="left")
     names = ("run", "state", "created", "requests", "deadline", "estimated", "actual", "source")
     for name in names:

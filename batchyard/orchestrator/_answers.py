@@ -1,7 +1,7 @@
 """A run's results as typed objects, in input order, without writing a file.
 
 Owns `Result` and `iter_results` (what `Orchestrator.results` yields): one per input line,
-built from the same facts as `fetch`'s lines (`reporting.output_line`), read from the store
+built from the same facts as `fetch`'s lines (`_fetch.output_line`), read from the store
 a page at a time. Reads only.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchyard.build import split_variant
-from batchyard.orchestrator._reports import output_line
+from batchyard.orchestrator._fetch import output_line
 from batchyard.store import Store
 
 __all__ = ["Result", "iter_results"]

@@ -12,7 +12,7 @@ import time
 
 from batchyard.config import Settings
 from batchyard.errors import ConfigError
-from batchyard.models import RunState
+from batchyard.models import RequestStatus, RunState
 from batchyard.orchestrator._reports import RunStatus
 from batchyard.orchestrator._timing import Clock
 from batchyard.store import Store
@@ -44,7 +44,7 @@ async def notify_if_finished(
     note = store.get_notification(status.run_id)
     if note is None or note.state == "sent" or note.attempts >= MAX_ATTEMPTS:
         return False
-    failed = sum(n for key, n in status.counts.items() if key.endswith("/failed"))
+    failed = status.count(RequestStatus.FAILED)
     body = finished_event(
         "evt_" + note.webhook_id.removeprefix("wh_"),
         int(clock()),

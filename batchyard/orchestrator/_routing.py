@@ -255,6 +255,7 @@ def capacities(
     in_flight_tokens: Mapping[str, int] | None = None,
     breaker_open: Iterable[str] = (),
     quota_exhausted: bool = False,
+    key_refused: bool = False,
     flex_unavailable: Iterable[str] = (),
     learned_limits: Mapping[str, int] | None = None,
     rate_views: Mapping[str, tuple[int, int]] | None = None,
@@ -283,6 +284,7 @@ def capacities(
             enqueued_tokens_in_flight=in_flight.get(name, 0),
             breaker_open=name in opened,
             quota_exhausted=quota_exhausted,
+            key_refused=key_refused,
             flex_unavailable=name in unavailable,
         )
     return out
@@ -301,6 +303,7 @@ def live_capacities(
         in_flight_tokens=in_flight_tokens(store) if store is not None else None,
         breaker_open=rt.open_breakers() if rt else (),
         quota_exhausted=bool(rt and rt.quota_exhausted),
+        key_refused=bool(rt and rt.key_refused),
         flex_unavailable=rt.flex_unavailable() if rt else (),
         rate_views=rt.rate_views() if rt else None,
     )

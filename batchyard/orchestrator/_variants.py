@@ -91,28 +91,29 @@ def _estimate(r: RequestRow) -> float:
 def variant_costs(store: Store, run_id: str) -> list[VariantCost]:
     """Per variant (in first-seen order): requests, outcomes, tokens, estimated and actual
     cost. Empty when no custom_id of the run names a variant."""
-    totals: dict[str, list[float]] = {}
+    totals: dict[str, dict[str, float]] = {}
+    sums = ("requests", "succeeded", "input_tokens", "output_tokens", "estimated", "actual")
     for r in store.iter_requests(run_id):
         label = split_variant(r.custom_id)[1]
         key = PLAIN if label is None else _without_sample(label)
-        row = totals.setdefault(key, [0.0] * 6)
-        row[0] += 1
-        row[1] += r.status is RequestStatus.SUCCEEDED
-        row[2] += r.input_tokens or 0
-        row[3] += r.output_tokens or 0
-        row[4] += _estimate(r)
-        row[5] += r.cost or 0.0
+        t = totals.setdefault(key, dict.fromkeys(sums, 0.0))
+        t["requests"] += 1
+        t["succeeded"] += r.status is RequestStatus.SUCCEEDED
+        t["input_tokens"] += r.input_tokens or 0
+        t["output_tokens"] += r.output_tokens or 0
+        t["estimated"] += _estimate(r)
+        t["actual"] += r.cost or 0.0
     if set(totals) <= {PLAIN}:
         return []
     return [
         VariantCost(
             variant=key,
-            requests=int(v[0]),
-            succeeded=int(v[1]),
-            input_tokens=int(v[2]),
-            output_tokens=int(v[3]),
-            estimated=round(v[4], 6),
-            actual=round(v[5], 6),
+            requests=int(t["requests"]),
+            succeeded=int(t["succeeded"]),
+            input_tokens=int(t["input_tokens"]),
+            output_tokens=int(t["output_tokens"]),
+            estimated=round(t["estimated"], 6),
+            actual=round(t["actual"], 6),
         )
-        for key, v in totals.items()
+        for key, t in totals.items()
     ]

@@ -154,7 +154,8 @@ class ModelCapacity:
     `rpm`/`tpm` are the standard-tier limits; `flex_rpm`/`flex_tpm` default to them.
     `enqueued_token_limit` is the Batch API's per-model enqueued-token limit (None: no
     limit known) and `enqueued_tokens_in_flight` what unfinished batches already hold.
-    `breaker_open`, `quota_exhausted` and `flex_unavailable` report real time failing.
+    `breaker_open`, `quota_exhausted` (insufficient_quota), `key_refused` (the API refused
+    the key or base URL) and `flex_unavailable` report real time failing.
     """
 
     model: str
@@ -170,6 +171,7 @@ class ModelCapacity:
     enqueued_tokens_in_flight: int = 0
     breaker_open: bool = False
     quota_exhausted: bool = False
+    key_refused: bool = False
     flex_unavailable: bool = False
 
     def __post_init__(self) -> None:
@@ -196,6 +198,7 @@ class ModelCapacity:
             and not self.flex_unavailable
             and not self.breaker_open
             and not self.quota_exhausted
+            and not self.key_refused
         )
 
     @property

@@ -360,9 +360,13 @@ def _override(ctx: ModelContext) -> ModelDecision | None:
 
 
 def _quota(ctx: ModelContext) -> ModelDecision | None:
-    if not ctx.capacity.quota_exhausted:
+    if ctx.capacity.quota_exhausted:
+        why = "real-time quota exhausted (insufficient_quota)"
+    elif ctx.capacity.key_refused:
+        why = "the API refused the key or base URL for real-time calls"
+    else:
         return None
-    reason = "real-time quota exhausted (insufficient_quota): work waits in batch, no escalation"
+    reason = f"{why}: work waits in batch, no escalation"
     return _batch_all(ctx, "quota", reason, escalation_at=None)
 
 

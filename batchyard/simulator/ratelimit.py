@@ -26,7 +26,7 @@ from batchyard.simulator.config import ModelSpec
 from batchyard.simulator.errors import ApiError
 from batchyard.simulator.state import SimState
 
-__all__ = ["RATE_LIMIT_HEADERS", "Bucket", "RateLimiter", "go_duration", "limiter"]
+__all__ = ["RATE_LIMIT_HEADERS", "TokenBucket", "RateLimiter", "go_duration", "limiter"]
 
 RATE_LIMIT_HEADERS = (
     "x-ratelimit-limit-requests",
@@ -59,8 +59,10 @@ def go_duration(seconds: float) -> str:
 
 
 @dataclass
-class Bucket:
-    """Holds up to its capacity; refills at capacity/60 per simulated second.
+class TokenBucket:
+    """A token bucket: `level` is what is left to spend (at capacity: all of it); it refills
+    at capacity/60 per simulated second. (The orchestrator's `LeakyBucket` counts the other
+    way round, what was spent; the simulator keeps its own so the two cannot share a bug.)
 
     The capacity is `limit`, less the `share` another client on the key uses all the time
     (its use is counted in `other`).
@@ -112,7 +114,7 @@ class RateLimiter:
 
     def __init__(self, state: SimState) -> None:
         self.state = state
-        self.buckets: dict[str, tuple[Bucket, Bucket]] = {}
+        self.buckets: dict[str, tuple[TokenBucket, TokenBucket]] = {}
 
     def _share(self, model: str) -> float:
         limits = self.state.limits
@@ -120,14 +122,14 @@ class RateLimiter:
             return 0.0
         return limits.other_client_share
 
-    def _pair(self, model: str, spec: ModelSpec, now: float) -> tuple[Bucket, Bucket]:
+    def _pair(self, model: str, spec: ModelSpec, now: float) -> tuple[TokenBucket, TokenBucket]:
         pair = self.buckets.get(model)
         share = self._share(model)
         if pair is None or pair[0].limit != spec.rpm or pair[1].limit != spec.tpm:
             full = 1.0 - share
             pair = (
-                Bucket(spec.rpm, spec.rpm * full, now, share),
-                Bucket(spec.tpm, spec.tpm * full, now, share),
+                TokenBucket(spec.rpm, spec.rpm * full, now, share),
+                TokenBucket(spec.tpm, spec.tpm * full, now, share),
             )
             self.buckets[model] = pair
         elif pair[0].share != share:
@@ -168,7 +170,9 @@ class RateLimiter:
         tokens.take(charge)
         return self.headers(model, spec)
 
-    def _refuse(self, requests: Bucket, tokens: Bucket, charge: int, too_large: bool) -> None:
+    def _refuse(
+        self, requests: TokenBucket, tokens: TokenBucket, charge: int, too_large: bool
+    ) -> None:
         """Charge a refused request as OpenAI counts it (see the module docstring)."""
         limits = self.state.limits
         if limits.charge_rejected_requests:
@@ -176,7 +180,7 @@ class RateLimiter:
         if limits.charge_rejected_tokens and not too_large:
             tokens.take(charge)
 
-    def _check(self, model: str, requests: Bucket, tokens: Bucket, charge: int) -> None:
+    def _check(self, model: str, requests: TokenBucket, tokens: TokenBucket, charge: int) -> None:
         org = self.state.config.organization
         if charge > tokens.limit:
             self._refuse(requests, tokens, charge, too_large=True)

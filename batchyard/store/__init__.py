@@ -13,7 +13,8 @@ Opening
 
 Every write is one transaction opened with BEGIN IMMEDIATE (see base.py for why), so a
 crash leaves each unit fully written or not at all, and two processes on one file are
-serialised. Bulk operations commit every `chunk_size` rows (5,000 by default).
+serialised. Bulk operations commit every `chunk_size` rows (5,000 by default); `chunked`
+is the one chunking helper (callers that feed the store in parts use it too).
 A Store holds one connection: call it from one thread at a time (it may be used from
 worker threads, e.g. `asyncio.to_thread`, if calls are serialised), or open one per thread.
 
@@ -102,6 +103,7 @@ Allowed status changes: `batchyard.store.transitions` (RUN_/REQUEST_/BATCH_TRANS
 
 from __future__ import annotations
 
+from .base import chunked
 from .batches import IN_QUEUE, PROVIDER_STATUS, SHARD_TOKENS_KEY
 from .core import DB_ENV, Store, default_db_path
 from .fallback import FallbackMove, FallbackTotals
@@ -146,5 +148,6 @@ __all__ = [
     "RunRow",
     "Store",
     "SummaryRow",
+    "chunked",
     "default_db_path",
 ]

@@ -14,20 +14,22 @@ across processes and makes the busy timeout apply. It is the same all-or-nothing
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlite_utils import Database
+from sqlite_utils.utils import chunks
 
 from batchyard.errors import NotFound, StoreError
 
 from .codec import dumps
 
-__all__ = ["StoreBase", "chunked"]
+__all__ = ["StoreBase", "by_name", "chunked", "one_by_name", "record"]
 
 T = TypeVar("T")
 
@@ -37,15 +39,41 @@ LOOKUP = 500
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Lists of at most `size` items, streaming (never materialises `items`)."""
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    """Lists of at most `size` items, streaming (never materialises `items`): sqlite-utils'
+    `chunks`, each chunk read into a list (its chunks share one iterator)."""
+    for chunk in chunks(items, size):
+        yield list(chunk)
+
+
+def by_name(cursor: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
+    """The cursor's rows as dicts keyed by column name.
+
+    Records are read by name so that adding or reordering a column in a SELECT cannot put
+    a value in the wrong field. Dicts rather than `sqlite3.Row`: a dict lookup is
+    constant-time, `sqlite3.Row` searches its column names on every access.
+    """
+    names = [d[0] for d in cursor.description]
+    for row in cursor:
+        yield dict(zip(names, row, strict=False))  # rows are as wide as the description
+
+
+def one_by_name(cursor: sqlite3.Cursor) -> dict[str, Any] | None:
+    """The cursor's first row keyed by column name, or None."""
+    return next(by_name(cursor), None)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def record(cls: type[T], row: Mapping[str, Any], **converted: Any) -> T:
+    """The dataclass `cls` built from a row by field name: each field takes
+    `converted[name]` when given (a decoded or typed value), else `row[name]`; a field that
+    is neither raises KeyError. (Fields are passed in order: a positional call is the
+    cheapest way to build a frozen dataclass, and reads of many rows go through here.)"""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    return cls(*[converted[n] if n in converted else row[n] for n in names])
 
 
 def placeholders(n: int) -> str:

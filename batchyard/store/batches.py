@@ -17,7 +17,7 @@ from typing import Any
 from batchyard.errors import IllegalTransition, NotFound, ProviderError, StoreError
 from batchyard.models import BatchStatus, RequestStatus
 
-from .base import StoreBase, chunked, placeholders
+from .base import StoreBase, by_name, chunked, one_by_name, placeholders, record
 from .codec import dumps, loads_dict
 from .files import FilesMixin
 from .rows import BatchRow
@@ -70,32 +70,16 @@ _COLS = (
 )
 
 
-def _batch(r: Sequence[Any]) -> BatchRow:
-    times = {"created_at": r[22]} | dict(zip(PROVIDER_TIMES, r[23:], strict=True))
-    return BatchRow(
-        id=r[0],
-        run_id=r[1],
-        endpoint=r[2],
-        model=r[3],
-        status=B(r[4]),
-        provider_batch_id=r[5],
-        input_file_row=r[6],
-        input_file_id=r[7],
-        output_file_id=r[8],
-        error_file_id=r[9],
-        request_count=r[10],
-        counts_total=r[11],
-        counts_completed=r[12],
-        counts_failed=r[13],
-        metadata={k: str(v) for k, v in loads_dict(r[14]).items()},
+def _batch(r: dict[str, Any]) -> BatchRow:
+    times = {"created_at": r["provider_created_at"]} | {t: r[t] for t in PROVIDER_TIMES}
+    return record(
+        BatchRow,
+        r,
+        status=B(r["status"]),
+        metadata={k: str(v) for k, v in loads_dict(r["metadata"]).items()},
         provider_times={k: v for k, v in times.items() if v is not None},
-        errors=loads_dict(r[15]) or None,
-        raw=loads_dict(r[16]) or None,
-        claim_owner=r[17],
-        claim_expires_at=r[18],
-        created_at=r[19],
-        updated_at=r[20],
-        applied_at=r[21],
+        errors=loads_dict(r["errors"]) or None,
+        raw=loads_dict(r["raw"]) or None,
     )
 
 
@@ -169,27 +153,38 @@ class BatchesMixin(FilesMixin, StoreBase):
             raise StoreError("A batch shard needs at least one request.")
         with self._write() as conn:
             ids: list[int] = []
+            joinable = {
+                "status": "routed",
+                "route": "batch",
+                "shard": None,
+                "model": model,
+                "endpoint": endpoint,
+            }
             for part in chunked(custom_ids, 500):
                 rows = {
-                    r[0]: r[1:]
-                    for r in conn.execute(
-                        "SELECT custom_id, id, status, route, shard, model, endpoint FROM requests "
-                        f"WHERE run_id = ? AND custom_id IN ({placeholders(len(part))})",
-                        (run_id, *part),
+                    r["custom_id"]: r
+                    for r in by_name(
+                        conn.execute(
+                            "SELECT custom_id, id, status, route, shard, model, endpoint "
+                            "FROM requests WHERE run_id = ? "
+                            f"AND custom_id IN ({placeholders(len(part))})",
+                            (run_id, *part),
+                        )
                     )
                 }
                 for cid in part:
                     r = rows.get(cid)
                     if r is None:
                         raise NotFound(f"Run {run_id} has no request with custom_id '{cid}'.")
-                    if (r[1], r[2], r[3], r[4], r[5]) != ("routed", "batch", None, model, endpoint):
-                        if not strict and (r[4], r[5]) == (model, endpoint):
+                    if any(r[k] != v for k, v in joinable.items()):
+                        if not strict and (r["model"], r["endpoint"]) == (model, endpoint):
                             return None  # another process planned or moved it first
                         raise StoreError(
-                            f"Request '{cid}' cannot join a {model} {endpoint} batch shard: it is "
-                            f"{r[1]}, route {r[2]}, shard {r[3]}, model {r[4]}, endpoint {r[5]}."
+                            f"Request '{cid}' cannot join a {model} {endpoint} batch shard: it "
+                            f"is {r['status']}, route {r['route']}, shard {r['shard']}, "
+                            f"model {r['model']}, endpoint {r['endpoint']}."
                         )
-                    ids.append(r[0])
+                    ids.append(r["id"])
             if queue is not None:
                 tokens, limit = queue
                 if limit is not None and self._enqueued(conn, model) + tokens > limit:
@@ -218,15 +213,17 @@ class BatchesMixin(FilesMixin, StoreBase):
         return shard
 
     def get_batch(self, shard: int) -> BatchRow:
-        r = self._one(f"SELECT {_COLS} FROM batches WHERE id = ?", (shard,))
+        r = one_by_name(self.db.conn.execute(f"SELECT {_COLS} FROM batches WHERE id = ?", (shard,)))
         if r is None:
             raise NotFound(f"No batch shard {shard} in {self.path}.")
         return _batch(r)
 
     def find_batch(self, provider_batch_id: str) -> BatchRow | None:
         """The shard with this provider batch id, if any."""
-        r = self._one(
-            f"SELECT {_COLS} FROM batches WHERE provider_batch_id = ?", (provider_batch_id,)
+        r = one_by_name(
+            self.db.conn.execute(
+                f"SELECT {_COLS} FROM batches WHERE provider_batch_id = ?", (provider_batch_id,)
+            )
         )
         return _batch(r) if r else None
 
@@ -241,7 +238,7 @@ class BatchesMixin(FilesMixin, StoreBase):
             where.append(f"status IN ({placeholders(len(statuses))})")
             params.extend(B(s).value for s in statuses)
         sql = f"SELECT {_COLS} FROM batches WHERE {' AND '.join(where)} ORDER BY id"
-        return [_batch(r) for r in self.db.conn.execute(sql, params)]
+        return [_batch(r) for r in by_name(self.db.conn.execute(sql, params))]
 
     def list_active_batches(self, run_id: str | None = None) -> list[BatchRow]:
         """Shards with work left: not applied, and not cancelled before reaching the API."""
@@ -274,7 +271,7 @@ class BatchesMixin(FilesMixin, StoreBase):
         return True
 
     def _batch_for_update(self, conn: sqlite3.Connection, shard: int) -> BatchRow:
-        r = conn.execute(f"SELECT {_COLS} FROM batches WHERE id = ?", (shard,)).fetchone()
+        r = one_by_name(conn.execute(f"SELECT {_COLS} FROM batches WHERE id = ?", (shard,)))
         if r is None:
             raise NotFound(f"No batch shard {shard} in {self.path}.")
         return _batch(r)
@@ -309,13 +306,16 @@ class BatchesMixin(FilesMixin, StoreBase):
                     f"refusing to record {provider_batch_id} too."
                 )
             check_batch(shard, b.status, B.VALIDATING)  # must be creating
-            bad = conn.execute(
-                "SELECT custom_id, status FROM requests WHERE shard = ? AND status != 'routed' "
-                "LIMIT 1",
-                (shard,),
-            ).fetchone()
+            bad = one_by_name(
+                conn.execute(
+                    "SELECT custom_id, status FROM requests WHERE shard = ? "
+                    "AND status != 'routed' LIMIT 1",
+                    (shard,),
+                )
+            )
             if bad is not None:
-                check_request(b.run_id, bad[0], RequestStatus(bad[1]), RequestStatus.SUBMITTED)
+                old = RequestStatus(bad["status"])
+                check_request(b.run_id, bad["custom_id"], old, RequestStatus.SUBMITTED)
             now = self.now()
             conn.execute(
                 "UPDATE batches SET provider_batch_id = ?, updated_at = ? WHERE id = ?",

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import platformdirs
+from batchyard.config import DB_ENV, default_db_path
 
 from .batches import BatchesMixin
 from .codec import DEFAULT_MIN_BYTES
@@ -25,16 +25,6 @@ from .runs import RunsMixin
 from .schema import connect, migrate
 
 __all__ = ["DB_ENV", "Store", "default_db_path"]
-
-DB_ENV = "BATCHYARD_DB"
-
-
-def default_db_path() -> Path:
-    """`$BATCHYARD_DB` if set, else batchyard.db in the user's data directory."""
-    env = os.environ.get(DB_ENV)
-    if env:
-        return Path(env).expanduser()
-    return platformdirs.user_data_path("batchyard", appauthor=False) / "batchyard.db"
 
 
 class Store(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from batchyard.models import RequestStatus, Route
 
-from .base import StoreBase
+from .base import StoreBase, by_name, record
 from .codec import encode_body
 from .rows import JSONDict
 from .transitions import check_request
@@ -141,14 +141,23 @@ class FallbackMixin(StoreBase):
         """Per (from, to, reason): the run's lines moved to a fallback model."""
         self._require_run(run_id)
         rows = self.db.conn.execute(
-            "SELECT json_extract(fallback, '$.from'), json_extract(fallback, '$.to'), "
-            "json_extract(fallback, '$.reason'), "
-            "count(*), sum(status = 'succeeded'), sum(status IN ('failed', 'invalid')), "
-            "total(cost) FROM requests WHERE run_id = ? AND fallback IS NOT NULL "
+            "SELECT json_extract(fallback, '$.from') AS source, "
+            "json_extract(fallback, '$.to') AS target, "
+            "json_extract(fallback, '$.reason') AS reason, count(*) AS lines, "
+            "sum(status = 'succeeded') AS succeeded, "
+            "sum(status IN ('failed', 'invalid')) AS failed, total(cost) AS cost "
+            "FROM requests WHERE run_id = ? AND fallback IS NOT NULL "
             "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
             (run_id,),
         )
         return [
-            FallbackTotals(str(r[0]), str(r[1]), str(r[2]), r[3], r[4], r[5], float(r[6]))
-            for r in rows
+            record(
+                FallbackTotals,
+                r,
+                source=str(r["source"]),
+                target=str(r["target"]),
+                reason=str(r["reason"]),
+                cost=float(r["cost"]),
+            )
+            for r in by_name(rows)
         ]

@@ -10,13 +10,12 @@ It must not make any remote call.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from typing import Any
 
 from batchyard.errors import NotFound, StoreError
 from batchyard.models import BatchStatus
 
-from .base import StoreBase
+from .base import StoreBase, by_name, one_by_name, record
 from .rows import FileKind, FileRow
 from .transitions import check_batch
 
@@ -28,16 +27,16 @@ _COLS = (
 )
 
 
-def _file(r: Sequence[Any]) -> FileRow:
-    return FileRow(r[0], r[1], r[2], FileKind(r[3]), *r[4:])
+def _file(r: dict[str, Any]) -> FileRow:
+    return record(FileRow, r, kind=FileKind(r["kind"]))
 
 
 class FilesMixin(StoreBase):
     def _batch_status(self, conn: sqlite3.Connection, shard: int) -> BatchStatus:
-        row = conn.execute("SELECT status FROM batches WHERE id = ?", (shard,)).fetchone()
+        row = one_by_name(conn.execute("SELECT status FROM batches WHERE id = ?", (shard,)))
         if row is None:
             raise NotFound(f"No batch shard {shard} in {self.path}.")
-        return BatchStatus(row[0])
+        return BatchStatus(row["status"])
 
     def _set_batch_status(
         self, conn: sqlite3.Connection, run_id: str, shard: int, old: BatchStatus, new: BatchStatus
@@ -160,7 +159,7 @@ class FilesMixin(StoreBase):
         if run_id is not None:
             sql += " AND run_id = ?"
             params.append(run_id)
-        return [_file(r) for r in self.db.conn.execute(sql + " ORDER BY id", params)]
+        return [_file(r) for r in by_name(self.db.conn.execute(sql + " ORDER BY id", params))]
 
     def record_downloaded_file(
         self,
@@ -211,10 +210,10 @@ class FilesMixin(StoreBase):
         rows = self.db.conn.execute(
             f"SELECT {_COLS} FROM files WHERE run_id = ? ORDER BY id", (run_id,)
         )
-        return [_file(r) for r in rows]
+        return [_file(r) for r in by_name(rows)]
 
     def _file(self, conn: sqlite3.Connection, file_row: int) -> FileRow:
-        r = conn.execute(f"SELECT {_COLS} FROM files WHERE id = ?", (file_row,)).fetchone()
+        r = one_by_name(conn.execute(f"SELECT {_COLS} FROM files WHERE id = ?", (file_row,)))
         if r is None:
             raise NotFound(f"No file row {file_row} in {self.path}.")
         return _file(r)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from .base import StoreBase
+from .base import StoreBase, one_by_name, record
 
 __all__ = ["HooksMixin", "Notification", "WebhookReceipt"]
 
@@ -82,7 +82,7 @@ class HooksMixin(StoreBase):
             "WHERE b.run_id = ?",
             (run_id,),
         ).fetchall()
-        return {r[0] for r in rows}
+        return {shard for (shard,) in rows}
 
     def clear_poll_mark(self, shard: int) -> None:
         with self._write() as conn:
@@ -100,21 +100,16 @@ class HooksMixin(StoreBase):
             )
 
     def get_notification(self, run_id: str) -> Notification | None:
-        row = self.db.conn.execute(
-            "SELECT run_id, url, webhook_id, state, attempts, last_error "
-            "FROM notifications WHERE run_id = ?",
-            (run_id,),
-        ).fetchone()
+        row = one_by_name(
+            self.db.conn.execute(
+                "SELECT run_id, url, webhook_id, state, attempts, last_error "
+                "FROM notifications WHERE run_id = ?",
+                (run_id,),
+            )
+        )
         if row is None:
             return None
-        return Notification(
-            run_id=row[0],
-            url=row[1],
-            webhook_id=row[2],
-            state=row[3],
-            attempts=row[4],
-            last_error=row[5],
-        )
+        return record(Notification, row)
 
     def record_notification(self, run_id: str, *, sent: bool, error: str | None = None) -> None:
         """One attempt at the run's notification: sent, or failed with why."""

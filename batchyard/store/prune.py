@@ -121,8 +121,10 @@ class PruneMixin(StoreBase):
         return out
 
     def _count(self, table: str, run_id: str) -> int:
-        row = self._one(f"SELECT count(*) FROM {table} WHERE run_id = ?", (run_id,))
-        return int(row[0]) if row else 0
+        (count,) = self.db.conn.execute(
+            f"SELECT count(*) FROM {table} WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return int(count)
 
     def _prune_run(self, run_id: str, *, forget: bool) -> None:
         with self._write() as conn:

@@ -17,7 +17,16 @@ from typing import Any
 from batchyard.errors import IllegalTransition, NotFound, StoreError
 from batchyard.models import BatchStatus, RequestStatus, Route
 
-from .base import CHUNK, LOOKUP, StoreBase, chunked, placeholders
+from .base import (
+    CHUNK,
+    LOOKUP,
+    StoreBase,
+    by_name,
+    chunked,
+    one_by_name,
+    placeholders,
+    record,
+)
 from .codec import decode_body, encode_body
 from .rows import NewRequest, OutputEvidence, RequestRow, SummaryRow
 from .transitions import PROVIDER_TERMINAL, REQUEST_TERMINAL, check_request
@@ -31,7 +40,6 @@ _COLS = (
     "output_tokens, cost, updated_at, finished_at, request_id, max_output_tokens, fingerprint, "
     "reused_from, saved, requeues, requeue_cost, fallback"
 )
-_N_COLS = 34
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
     "est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, est_cost_batch, "
@@ -47,44 +55,18 @@ EST_COST_SQL = (
 )
 
 
-def request_row(r: Sequence[Any], body: Any = None, response: Any = None) -> RequestRow:
-    return RequestRow(
-        run_id=r[0],
-        custom_id=r[1],
-        line=r[2],
-        endpoint=r[3],
-        model=r[4],
-        priority=r[5],
-        est_input_tokens=r[6],
-        est_output_tokens=r[7],
-        est_cost_standard=r[8],
-        est_cost_flex=r[9],
-        est_cost_batch=r[10],
-        route=Route(r[11]) if r[11] is not None else None,
-        route_reason=r[12],
-        status=RequestStatus(r[13]),
-        attempts=r[14],
-        shard=r[15],
-        owner=r[16],
-        not_before=r[17],
-        status_code=r[18],
-        error_code=r[19],
-        error_message=r[20],
-        input_tokens=r[21],
-        output_tokens=r[22],
-        cost=r[23],
-        updated_at=r[24],
-        finished_at=r[25],
-        body=decode_body(body),
-        response_body=decode_body(response),
-        request_id=r[26],
-        max_output_tokens=r[27],
-        fingerprint=r[28],
-        reused_from=json.loads(r[29]) if r[29] else None,
-        saved=r[30],
-        requeues=r[31],
-        requeue_cost=r[32],
-        fallback=json.loads(r[33]) if r[33] else None,
+def request_row(r: dict[str, Any]) -> RequestRow:
+    """The record of a `requests` row read with `_COLS` (and `body`, `response_body` when
+    selected: they stay None otherwise)."""
+    return record(
+        RequestRow,
+        r,
+        route=Route(r["route"]) if r["route"] is not None else None,
+        status=RequestStatus(r["status"]),
+        body=decode_body(r.get("body")),
+        response_body=decode_body(r.get("response_body")),
+        reused_from=json.loads(r["reused_from"]) if r["reused_from"] else None,
+        fallback=json.loads(r["fallback"]) if r["fallback"] else None,
     )
 
 
@@ -172,30 +154,36 @@ class RequestsMixin(StoreBase):
                 )
             seen[r.custom_id] = r.line
         for part in chunked(list(seen), LOOKUP):
-            hit = self._one(
-                f"SELECT custom_id, line FROM requests WHERE run_id = ? AND custom_id IN "
-                f"({placeholders(len(part))}) LIMIT 1",
-                (run_id, *part),
+            hit = one_by_name(
+                self.db.conn.execute(
+                    f"SELECT custom_id, line FROM requests WHERE run_id = ? AND custom_id IN "
+                    f"({placeholders(len(part))}) LIMIT 1",
+                    (run_id, *part),
+                )
             )
             if hit:
+                cid = hit["custom_id"]
                 return (
-                    f"custom_id '{hit[0]}' (line {seen[hit[0]]}) is already recorded for "
-                    f"run {run_id} at line {hit[1]}; each request needs its own custom_id."
+                    f"custom_id '{cid}' (line {seen[cid]}) is already recorded for "
+                    f"run {run_id} at line {hit['line']}; each request needs its own custom_id."
                 )
         return f"Cannot record requests for run {run_id}: {exc}."
 
     def _lookup(
         self, conn: sqlite3.Connection, run_id: str, ids: Sequence[str], cols: str
-    ) -> dict[str, tuple[Any, ...]]:
-        """custom_id -> (cols...) for the ids that exist; raises NotFound for any missing."""
-        found: dict[str, tuple[Any, ...]] = {}
+    ) -> dict[str, dict[str, Any]]:
+        """custom_id -> {column: value} of `cols` for the ids that exist; raises NotFound for
+        any missing."""
+        found: dict[str, dict[str, Any]] = {}
         for part in chunked(ids, LOOKUP):
-            for row in conn.execute(
-                f"SELECT custom_id, {cols} FROM requests WHERE run_id = ? AND custom_id IN "
-                f"({placeholders(len(part))})",
-                (run_id, *part),
+            for row in by_name(
+                conn.execute(
+                    f"SELECT custom_id, {cols} FROM requests WHERE run_id = ? AND custom_id IN "
+                    f"({placeholders(len(part))})",
+                    (run_id, *part),
+                )
             ):
-                found[row[0]] = tuple(row[1:])
+                found[row["custom_id"]] = row
         missing = [i for i in ids if i not in found]
         if missing:
             shown = ", ".join(repr(m) for m in missing[:5])
@@ -216,19 +204,22 @@ class RequestsMixin(StoreBase):
             with self._write() as conn:
                 ids = [c[0] for c in chunk]
                 cur = self._lookup(conn, run_id, ids, "id, status, shard")
-                shard_status = self._shard_statuses(conn, {v[2] for v in cur.values()})
+                shard_status = self._shard_statuses(conn, {v["shard"] for v in cur.values()})
                 now = self.now()
                 updates = []
                 for custom_id, route, reason in chunk:
-                    row_id, status, shard = cur[custom_id]
-                    check_request(run_id, custom_id, RequestStatus(status), RequestStatus.ROUTED)
+                    row = cur[custom_id]
+                    shard = row["shard"]
+                    check_request(
+                        run_id, custom_id, RequestStatus(row["status"]), RequestStatus.ROUTED
+                    )
                     if shard is not None and shard_status[shard] not in _SHARD_DONE:
                         raise IllegalTransition(
                             f"Request '{custom_id}' of run {run_id} is in batch shard {shard} "
                             f"({shard_status[shard]}); it cannot be re-routed until that "
                             "shard is finished or cancelled."
                         )
-                    updates.append((Route(route).value, reason, now, row_id))
+                    updates.append((Route(route).value, reason, now, row["id"]))
                 conn.executemany(
                     "UPDATE requests SET route = ?, route_reason = ?, status = 'routed', "
                     "shard = NULL, updated_at = ? WHERE id = ?",
@@ -248,12 +239,15 @@ class RequestsMixin(StoreBase):
         """
         self._require_run(run_id)
         with self._write() as conn:
-            found = conn.execute(
-                "SELECT status FROM batches WHERE id = ? AND run_id = ?", (shard, run_id)
-            ).fetchone()
-            if found is None or found[0] != BatchStatus.CANCELLING.value:
+            found = one_by_name(
+                conn.execute(
+                    "SELECT status FROM batches WHERE id = ? AND run_id = ?", (shard, run_id)
+                )
+            )
+            status = found["status"] if found else "unknown"
+            if status != BatchStatus.CANCELLING.value:
                 raise IllegalTransition(
-                    f"Shard {shard} of run {run_id} is {found[0] if found else 'unknown'}: "
+                    f"Shard {shard} of run {run_id} is {status}: "
                     "only the lines of a shard still cancelling can be released."
                 )
             n = conn.execute(
@@ -285,7 +279,7 @@ class RequestsMixin(StoreBase):
             "GROUP BY model",
             (run_id,),
         )
-        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+        return {model: (int(count), int(tokens)) for model, count, tokens in rows}
 
     def paid_twice(self, run_id: str) -> tuple[int, float]:
         """(lines, USD) a released shard answered after they were sent again: billed twice,
@@ -306,7 +300,7 @@ class RequestsMixin(StoreBase):
             f"SELECT id, status FROM batches WHERE id IN ({placeholders(len(shards))})",
             tuple(shards),
         )
-        return {r[0]: r[1] for r in rows}
+        return {shard: status for shard, status in rows}
 
     def transition_requests(
         self,
@@ -328,7 +322,7 @@ class RequestsMixin(StoreBase):
                 cur = self._lookup(conn, run_id, chunk, "id, status")
                 now = self.now()
                 for custom_id in chunk:
-                    check_request(run_id, custom_id, RequestStatus(cur[custom_id][1]), to)
+                    check_request(run_id, custom_id, RequestStatus(cur[custom_id]["status"]), to)
                 conn.executemany(
                     "UPDATE requests SET status = ?, updated_at = ?, owner = NULL, "
                     "finished_at = ?, error_code = coalesce(?, error_code), "
@@ -340,7 +334,7 @@ class RequestsMixin(StoreBase):
                             now if terminal else None,
                             error_code,
                             error_message,
-                            cur[c][0],
+                            cur[c]["id"],
                         )
                         for c in chunk
                     ],
@@ -374,33 +368,33 @@ class RequestsMixin(StoreBase):
             params_any.append(shard)
         # A shard's rows are a small part of a run: walk its own index, not the run's.
         hint = "INDEXED BY requests_shard" if shard is not None else ""
-        extra = (", body" if with_body else ", NULL") + (
-            ", response_body" if with_response else ", NULL"
-        )
+        extra = (", body" if with_body else "") + (", response_body" if with_response else "")
         sql = (
             f"SELECT {_COLS}, id{extra} FROM requests {hint} WHERE {' AND '.join(where)} "
             "AND (line, id) > (?, ?) ORDER BY line, id LIMIT ?"
         )
         after: tuple[int, int] = (-(2**62), 0)
         while True:
-            page = self.db.conn.execute(sql, (*params, *after, page_size)).fetchall()
+            page = list(by_name(self.db.conn.execute(sql, (*params, *after, page_size))))
             for r in page:
-                yield request_row(r, r[_N_COLS + 1], r[_N_COLS + 2])
+                yield request_row(r)
             if len(page) < page_size:
                 return
-            after = (page[-1][2], page[-1][_N_COLS])
+            after = (page[-1]["line"], page[-1]["id"])
 
     def get_request(self, run_id: str, custom_id: str, *, with_body: bool = True) -> RequestRow:
         """One request (with its body and response unless `with_body=False`)."""
-        extra = ", body, response_body" if with_body else ", NULL, NULL"
-        r = self._one(
-            f"SELECT {_COLS}{extra} FROM requests WHERE run_id = ? AND custom_id = ?",
-            (run_id, custom_id),
+        extra = ", body, response_body" if with_body else ""
+        r = one_by_name(
+            self.db.conn.execute(
+                f"SELECT {_COLS}{extra} FROM requests WHERE run_id = ? AND custom_id = ?",
+                (run_id, custom_id),
+            )
         )
         if r is None:
             self._require_run(run_id)
             raise NotFound(f"Run {run_id} has no request with custom_id '{custom_id}'.")
-        return request_row(r, r[_N_COLS], r[_N_COLS + 1])
+        return request_row(r)
 
     def get_bodies(self, run_id: str, custom_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """custom_id -> request body, for the given ids (NotFound if one is missing)."""
@@ -408,7 +402,7 @@ class RequestsMixin(StoreBase):
         found = self._lookup(self.db.conn, run_id, ids, "body")
         out: dict[str, dict[str, Any]] = {}
         for i in ids:
-            body = decode_body(found[i][0])
+            body = decode_body(found[i]["body"])
             assert body is not None
             out[i] = body
         return out
@@ -420,7 +414,10 @@ class RequestsMixin(StoreBase):
             "SELECT route, status, count(*) FROM requests WHERE run_id = ? GROUP BY 1, 2",
             (run_id,),
         )
-        return {(Route(r[0]) if r[0] else None, RequestStatus(r[1])): r[2] for r in rows}
+        return {
+            (Route(route) if route else None, RequestStatus(status)): count
+            for route, status, count in rows
+        }
 
     def output_evidence(
         self, *, min_samples: int = 20, quantile: float = 0.95
@@ -459,36 +456,28 @@ class RequestsMixin(StoreBase):
         """Per (model, route): requests, outcomes, estimated and actual cost, tokens."""
         self._require_run(run_id)
         rows = self.db.conn.execute(
-            "SELECT model, route, count(*), "
-            "sum(status = 'succeeded'), sum(status IN ('failed', 'invalid')), "
-            "sum(status NOT IN ('succeeded', 'failed', 'cancelled', 'invalid')), "
-            f"total({EST_COST_SQL}), total(cost), sum(est_input_tokens), "
-            "sum(est_output_tokens), total(CASE WHEN reused_from IS NULL THEN input_tokens END), "
-            "total(CASE WHEN reused_from IS NULL THEN output_tokens END), "
-            "sum(status = 'invalid'), sum(reused_from IS NOT NULL), total(saved), "
-            "sum(requeues), total(requeue_cost) "
+            "SELECT model, route, count(*) AS requests, "
+            "sum(status = 'succeeded') AS succeeded, "
+            "sum(status IN ('failed', 'invalid')) AS failed, "
+            "sum(status NOT IN ('succeeded', 'failed', 'cancelled', 'invalid')) AS open, "
+            f"total({EST_COST_SQL}) AS estimated_cost, total(cost) AS actual_cost, "
+            "sum(est_input_tokens) AS est_input_tokens, "
+            "sum(est_output_tokens) AS est_output_tokens, "
+            "total(CASE WHEN reused_from IS NULL THEN input_tokens END) AS input_tokens, "
+            "total(CASE WHEN reused_from IS NULL THEN output_tokens END) AS output_tokens, "
+            "sum(status = 'invalid') AS invalid, sum(reused_from IS NOT NULL) AS reused, "
+            "total(saved) AS saved, sum(requeues) AS requeues, "
+            "total(requeue_cost) AS requeue_cost "
             "FROM requests WHERE run_id = ? GROUP BY model, route ORDER BY model, route",
             (run_id,),
         )
         return [
-            SummaryRow(
-                model=r[0],
-                route=Route(r[1]) if r[1] else None,
-                requests=r[2],
-                succeeded=r[3],
-                failed=r[4],
-                open=r[5],
-                estimated_cost=r[6],
-                actual_cost=r[7],
-                est_input_tokens=r[8],
-                est_output_tokens=r[9],
-                input_tokens=int(r[10]),
-                output_tokens=int(r[11]),
-                invalid=r[12],
-                reused=r[13],
-                saved=r[14],
-                requeues=r[15],
-                requeue_cost=r[16],
+            record(
+                SummaryRow,
+                r,
+                route=Route(r["route"]) if r["route"] else None,
+                input_tokens=int(r["input_tokens"]),
+                output_tokens=int(r["output_tokens"]),
             )
-            for r in rows
+            for r in by_name(rows)
         ]

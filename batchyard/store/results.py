@@ -17,7 +17,7 @@ from typing import Any
 from batchyard.errors import IllegalTransition, NotFound
 from batchyard.models import RequestStatus, Route
 
-from .base import CHUNK, LOOKUP, chunked, placeholders
+from .base import CHUNK, LOOKUP, by_name, chunked, one_by_name, placeholders, record
 from .codec import decode_body, encode_body
 from .reuse import ReuseMixin
 from .rows import ApplyReport, Claim, Result
@@ -68,15 +68,17 @@ class ResultsMixin(ReuseMixin):
     def _apply(
         self, conn: sqlite3.Connection, run_id: str, chunk: Sequence[Result], owner: str | None
     ) -> ApplyReport:
-        current: dict[str, list[Any]] = {}
+        current: dict[str, dict[str, Any]] = {}
         ids = list({r.custom_id: None for r in chunk})
         for part in chunked(ids, LOOKUP):
-            for row in conn.execute(
-                "SELECT custom_id, id, status, shard, attempts, owner, requeues FROM requests "
-                f"WHERE run_id = ? AND custom_id IN ({placeholders(len(part))})",
-                (run_id, *part),
+            for found in by_name(
+                conn.execute(
+                    "SELECT custom_id, id, status, shard, attempts, owner, requeues FROM requests "
+                    f"WHERE run_id = ? AND custom_id IN ({placeholders(len(part))})",
+                    (run_id, *part),
+                )
             ):
-                current[row[0]] = list(row[1:])
+                current[found["custom_id"]] = found
         now = self.now()
         minimum = self.compress_min_bytes
         updates: list[tuple[Any, ...]] = []
@@ -96,19 +98,18 @@ class ResultsMixin(ReuseMixin):
                 if len(unknown_ids) < 20:
                     unknown_ids.append(res.custom_id)
                 continue
-            row_id, status, shard, attempts, row_owner, requeues = row
-            old = RequestStatus(status)
+            old = RequestStatus(row["status"])
             if (
                 res.requeue
                 and res.status == RequestStatus.RETRYABLE
-                and requeues >= res.requeue_limit
+                and row["requeues"] >= res.requeue_limit
             ):
                 # Re-queues spent: the line ends invalid, its last answer and reason kept.
                 res = dataclasses.replace(res, status=RequestStatus.INVALID, requeue=False)
-            if owner is None and res.shard is not None and shard != res.shard:
+            if owner is None and res.shard is not None and row["shard"] != res.shard:
                 released.append(res)  # settled below: a released line, or stale
                 continue
-            if owner is not None and (old != RequestStatus.IN_FLIGHT or row_owner != owner):
+            if owner is not None and (old != RequestStatus.IN_FLIGHT or row["owner"] != owner):
                 stale += 1
                 continue
             if old in REQUEST_TERMINAL or old == res.status:
@@ -120,13 +121,13 @@ class ResultsMixin(ReuseMixin):
                     f"'{old}'); a result cannot be applied to it."
                 )
             check_request(run_id, res.custom_id, old, res.status)
-            row[1] = res.status.value  # a second result for the same id in this chunk
+            row["status"] = res.status.value  # a second result for the same id in this chunk
             terminal = res.status != RequestStatus.RETRYABLE
             body = encode_body(res.response_body, minimum) if res.response_body else None
             # An answer that failed a check and goes again: paid, but not this line's cost.
             requeue = res.requeue and res.status == RequestStatus.RETRYABLE
             if requeue and res.resend_body is not None:
-                resends.append((encode_body(res.resend_body, minimum), row_id))
+                resends.append((encode_body(res.resend_body, minimum), row["id"]))
             updates.append(
                 (
                     res.status.value,
@@ -143,7 +144,7 @@ class ResultsMixin(ReuseMixin):
                     res.request_id,
                     1 if requeue else 0,
                     res.cost if requeue else 0.0,
-                    row_id,
+                    row["id"],
                 )
             )
             if terminal:
@@ -158,7 +159,7 @@ class ResultsMixin(ReuseMixin):
                         res.cost,
                         run_id,
                         res.custom_id,
-                        attempts,
+                        row["attempts"],
                     )
                 )
             applied += 1
@@ -193,7 +194,7 @@ class ResultsMixin(ReuseMixin):
         conn: sqlite3.Connection,
         run_id: str,
         results: Sequence[Result],
-        current: dict[str, list[Any]],
+        current: dict[str, dict[str, Any]],
         now: float,
     ) -> ApplyReport:
         """Settle batch results for lines that left their shard (`applied`: answers taken,
@@ -227,8 +228,8 @@ class ResultsMixin(ReuseMixin):
             number = open_attempts.pop((res.custom_id, res.shard), None)
             if number is None:
                 continue
-            row_id, status, *_ = current[res.custom_id]
-            old = RequestStatus(status)
+            row = current[res.custom_id]
+            old = RequestStatus(row["status"])
             waiting = old in (RequestStatus.ROUTED, RequestStatus.RETRYABLE)
             if waiting and res.status is RequestStatus.SUCCEEDED:
                 body = encode_body(res.response_body, minimum) if res.response_body else None
@@ -249,10 +250,10 @@ class ResultsMixin(ReuseMixin):
                         res.request_id,
                         0,
                         0.0,
-                        row_id,
+                        row["id"],
                     ),
                 )
-                current[res.custom_id][1] = res.status.value
+                row["status"] = res.status.value
                 answered.append(res.custom_id)
                 outcome = res.status.value
                 taken += 1
@@ -301,32 +302,41 @@ class ResultsMixin(ReuseMixin):
             return []
         now = self.now()
         with self._write() as conn:
-            rows = conn.execute(
-                "SELECT id, custom_id, line, endpoint, model, route, attempts, status, body "
-                "FROM requests WHERE run_id = ? AND status IN ('routed', 'retryable') "
-                "AND route IN ('standard', 'flex', 'fast') "
-                f"AND route IN ({placeholders(len(routes))}) "
-                "AND (not_before IS NULL OR not_before <= ?) "
-                "ORDER BY priority DESC, line LIMIT ?",
-                (run_id, *(r.value for r in routes), now, limit),
-            ).fetchall()
+            rows = list(
+                by_name(
+                    conn.execute(
+                        "SELECT id, custom_id, line, endpoint, model, route, attempts, status, "
+                        "body FROM requests WHERE run_id = ? "
+                        "AND status IN ('routed', 'retryable') "
+                        "AND route IN ('standard', 'flex', 'fast') "
+                        f"AND route IN ({placeholders(len(routes))}) "
+                        "AND (not_before IS NULL OR not_before <= ?) "
+                        "ORDER BY priority DESC, line LIMIT ?",
+                        (run_id, *(r.value for r in routes), now, limit),
+                    )
+                )
+            )
             for r in rows:
-                check_request(run_id, r[1], RequestStatus(r[7]), RequestStatus.IN_FLIGHT)
+                check_request(
+                    run_id, r["custom_id"], RequestStatus(r["status"]), RequestStatus.IN_FLIGHT
+                )
             conn.executemany(
                 "UPDATE requests SET status = 'in_flight', owner = ?, claimed_at = ?, "
                 "attempts = attempts + 1, not_before = NULL, updated_at = ? WHERE id = ?",
-                [(owner, now, now, r[0]) for r in rows],
+                [(owner, now, now, r["id"]) for r in rows],
             )
             conn.executemany(
                 "INSERT INTO attempts (run_id, custom_id, attempt, route, owner, started_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, r[1], r[6] + 1, r[5], owner, now) for r in rows],
+                [(run_id, r["custom_id"], r["attempts"] + 1, r["route"], owner, now) for r in rows],
             )
         claims = []
         for r in rows:
-            body = decode_body(r[8])
+            body = decode_body(r["body"])
             assert body is not None
-            claims.append(Claim(r[1], r[2], r[3], r[4], Route(r[5]), r[6] + 1, body))
+            claims.append(
+                record(Claim, r, route=Route(r["route"]), attempt=r["attempts"] + 1, body=body)
+            )
         return claims
 
     def finish_realtime(self, run_id: str, owner: str, results: Sequence[Result]) -> ApplyReport:
@@ -354,7 +364,7 @@ class ResultsMixin(ReuseMixin):
             "GROUP BY owner",
             (run_id,),
         )
-        return {str(r[0]): int(r[1]) for r in rows}
+        return {str(holder): int(count) for holder, count in rows}
 
     def recover_in_flight(
         self, run_id: str, *, older_than: float | None = None, owner: str | None = None
@@ -373,7 +383,7 @@ class ResultsMixin(ReuseMixin):
         if owner is not None:
             sql += " AND owner = ?"
             params.append(owner)
-        ids = [r[0] for r in self.db.conn.execute(sql, params)]
+        ids = [cid for (cid,) in self.db.conn.execute(sql, params)]
         n = self._unclaim(run_id, ids, RequestStatus.RETRYABLE, "abandoned", owner=owner)
         if n:
             with self._write() as conn:
@@ -394,19 +404,28 @@ class ResultsMixin(ReuseMixin):
         for chunk in chunked(ids, CHUNK):
             with self._write() as conn:
                 now = self.now()
-                rows = conn.execute(
-                    "SELECT id, custom_id, status, owner, attempts FROM requests WHERE run_id = ? "
-                    f"AND custom_id IN ({placeholders(len(chunk))}) AND status = 'in_flight'",
-                    (run_id, *chunk),
-                ).fetchall()
-                rows = [r for r in rows if owner is None or r[3] == owner]
+                rows = [
+                    r
+                    for r in by_name(
+                        conn.execute(
+                            "SELECT id, custom_id, status, owner, attempts FROM requests "
+                            f"WHERE run_id = ? AND custom_id IN ({placeholders(len(chunk))}) "
+                            "AND status = 'in_flight'",
+                            (run_id, *chunk),
+                        )
+                    )
+                    if owner is None or r["owner"] == owner
+                ]
                 for r in rows:
-                    check_request(run_id, r[1], RequestStatus(r[2]), to)
+                    check_request(run_id, r["custom_id"], RequestStatus(r["status"]), to)
                 conn.executemany(
                     "UPDATE requests SET status = ?, owner = NULL, updated_at = ? WHERE id = ?",
-                    [(to.value, now, r[0]) for r in rows],
+                    [(to.value, now, r["id"]) for r in rows],
                 )
-                closes = [(now, outcome, None, None, None, run_id, r[1], r[4]) for r in rows]
+                closes = [
+                    (now, outcome, None, None, None, run_id, r["custom_id"], r["attempts"])
+                    for r in rows
+                ]
                 conn.executemany(_CLOSE_ATTEMPT, closes)
                 done += len(rows)
         return done
@@ -458,9 +477,12 @@ class ResultsMixin(ReuseMixin):
         return number
 
     def _lookup_one(self, conn: sqlite3.Connection, run_id: str, custom_id: str) -> int:
-        row = conn.execute(
-            "SELECT attempts FROM requests WHERE run_id = ? AND custom_id = ?", (run_id, custom_id)
-        ).fetchone()
+        row = one_by_name(
+            conn.execute(
+                "SELECT attempts FROM requests WHERE run_id = ? AND custom_id = ?",
+                (run_id, custom_id),
+            )
+        )
         if row is None:
             raise NotFound(f"Run {run_id} has no request with custom_id '{custom_id}'.")
-        return int(row[0])
+        return int(row["attempts"])

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .base import LOOKUP, StoreBase, chunked, placeholders
+from .base import LOOKUP, StoreBase, by_name, chunked, placeholders, record
 from .rows import ReuseReport
 
 __all__ = ["AnswerSource", "ReuseMixin"]
@@ -56,8 +56,11 @@ class ReuseMixin(StoreBase):
                 "ORDER BY finished_at DESC",
                 part,
             )
-            for r in rows:
-                found.setdefault(r[0], AnswerSource(r[1], r[2], float(r[3] or 0), r[4] or 0.0))
+            for r in by_name(rows):
+                source = record(
+                    AnswerSource, r, at=float(r["finished_at"] or 0), cost=r["cost"] or 0.0
+                )
+                found.setdefault(r["fingerprint"], source)
         return found
 
     def reuse_answers(self, run_id: str) -> ReuseReport:
@@ -67,8 +70,8 @@ class ReuseMixin(StoreBase):
         self._require_run(run_id)
         reused, saved = 0, 0.0
         keys = [
-            r[0]
-            for r in self.db.conn.execute(
+            key
+            for (key,) in self.db.conn.execute(
                 "SELECT DISTINCT fingerprint FROM requests WHERE run_id = ? AND status = 'pending' "
                 "AND fingerprint IS NOT NULL",
                 (run_id,),

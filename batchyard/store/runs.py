@@ -15,7 +15,7 @@ from typing import Any
 from batchyard.errors import NotFound
 from batchyard.models import Route, RouteOverride, RunState
 
-from .base import StoreBase
+from .base import StoreBase, by_name, one_by_name, record
 from .codec import dumps, loads_dict, loads_list
 from .rows import AttemptRow, EventRow, RunRow
 from .transitions import check_run
@@ -30,26 +30,23 @@ _RUN_COLS = (
 _TERMINAL_RUN = {RunState.COMPLETED, RunState.CANCELLED}
 
 
-def _run(r: Sequence[Any]) -> RunRow:
-    return RunRow(
-        id=r[0],
-        source_path=r[1],
-        source_sha256=r[2],
-        endpoint=r[3],
-        models=tuple(loads_list(r[4])),
-        route_override=RouteOverride(r[5]),
-        deadline_at=r[6],
-        budget=r[7],
-        state=RunState(r[8]),
-        created_at=r[9],
-        updated_at=r[10],
-        finished_at=r[11],
-        estimated_cost=r[12],
-        actual_cost=r[13],
-        request_count=r[14],
-        options=loads_dict(r[15]),
-        pruned_at=r[16],
+def _run(r: dict[str, Any]) -> RunRow:
+    return record(
+        RunRow,
+        r,
+        models=tuple(loads_list(r["models"])),
+        route_override=RouteOverride(r["route_override"]),
+        state=RunState(r["state"]),
+        options=loads_dict(r["options"]),
     )
+
+
+def _event_row(r: dict[str, Any]) -> EventRow:
+    return record(EventRow, r, data=loads_dict(r["data"]))
+
+
+def _attempt_row(r: dict[str, Any]) -> AttemptRow:
+    return record(AttemptRow, r, route=Route(r["route"]))
 
 
 class RunsMixin(StoreBase):
@@ -99,7 +96,9 @@ class RunsMixin(StoreBase):
 
     def get_run(self, run_id: str) -> RunRow:
         """The run, or `NotFound`."""
-        row = self._one(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,))
+        row = one_by_name(
+            self.db.conn.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", (run_id,))
+        )
         if row is None:
             self._require_run(run_id)
         assert row is not None
@@ -113,15 +112,15 @@ class RunsMixin(StoreBase):
         sql = f"SELECT {_RUN_COLS} FROM runs {where} ORDER BY created_at DESC, rowid DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_run(r) for r in self.db.conn.execute(sql, params)]
+        return [_run(r) for r in by_name(self.db.conn.execute(sql, params))]
 
     def set_run_state(self, run_id: str, state: RunState) -> RunRow:
         """Move the run to `state` (checked); sets finished_at on completed/cancelled."""
         with self._write() as conn:
-            row = conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = one_by_name(conn.execute("SELECT state FROM runs WHERE id = ?", (run_id,)))
             if row is None:
                 raise NotFound(f"No run '{run_id}' in {self.path}.")
-            old = RunState(row[0])
+            old = RunState(row["state"])
             check_run(run_id, old, state)
             now = self.now()
             finished = now if state in _TERMINAL_RUN else None
@@ -201,10 +200,7 @@ class RunsMixin(StoreBase):
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [
-            EventRow(r[0], r[1], r[2], r[3], r[4], loads_dict(r[5]), r[6], r[7])
-            for r in self.db.conn.execute(sql, params)
-        ]
+        return [_event_row(r) for r in by_name(self.db.conn.execute(sql, params))]
 
     # ---- attempts ---------------------------------------------------------------------
     def list_attempts(self, run_id: str, custom_id: str | None = None) -> list[AttemptRow]:
@@ -219,4 +215,4 @@ class RunsMixin(StoreBase):
             "ORDER BY started_at, custom_id, attempt",
             params,
         )
-        return [AttemptRow(r[0], r[1], r[2], Route(r[3]), *r[4:]) for r in rows]
+        return [_attempt_row(r) for r in by_name(rows)]

@@ -34,12 +34,11 @@ from batchyard.orchestrator.batch.lines import line_errors, result_from_line
 from batchyard.orchestrator.batch.remote import BatchContext
 from batchyard.orchestrator.batch.submit import LIMIT_EVENT, TOKENS_KEY, queue_limit
 from batchyard.shards import learn_limit
-from batchyard.store import ApplyReport, BatchRow, FileKind, Result, Store
+from batchyard.store import ApplyReport, BatchRow, FileKind, Result, Store, chunked
 
 __all__ = ["ApplyOutcome", "apply_shard"]
 
 B = BatchStatus
-CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -49,17 +48,6 @@ class ApplyOutcome:
     report: ApplyReport
     leftover: int  # requests without any line, now retryable
     bad_lines: int  # lines that could not be read
-
-
-def _chunks(results: Iterator[Result], size: int = CHUNK) -> Iterator[list[Result]]:
-    chunk: list[Result] = []
-    for r in results:
-        chunk.append(r)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 async def _apply_file(
@@ -86,7 +74,7 @@ async def _apply_file(
 
     report = ApplyReport()
     judge = ctx.judge_for(b.run_id)
-    for chunk in _chunks(results(), ctx.apply_chunk):
+    for chunk in chunked(results(), ctx.apply_chunk):
         chunk, refused = batch_refusals(store, b.run_id, b.id, chunk)
         report += store.apply_results(b.run_id, _judged(store, judge, b, chunk))
         if refused:  # lines refused for their model mid-batch go to their fallback

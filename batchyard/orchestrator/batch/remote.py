@@ -30,16 +30,17 @@ from openai.types import Batch, FileObject
 
 from batchyard.config import ModelInfo, Settings
 from batchyard.orchestrator._answer_checks import Judge, Judges
+from batchyard.orchestrator._progress import OnProgress
 from batchyard.orchestrator._retry import RetryPolicy, call_with_retry, classify
 from batchyard.orchestrator._timing import Clock, Sleep
-from batchyard.orchestrator.realtime.admission import Bucket
+from batchyard.orchestrator.realtime.admission import LeakyBucket
 from batchyard.shards import ShardLimits
 from batchyard.store import Store
 
 __all__ = [
     "BatchContext",
     "CrashHook",
-    "Progress",
+    "OnProgress",
     "TAG_RUN",
     "TAG_SHARD",
     "new_owner",
@@ -52,10 +53,6 @@ TAG_RUN = "batchyard_run"
 TAG_SHARD = "batchyard_shard"
 LIST_PAGE = 100  # batches.list maximum page size
 FILES_PAGE = 10_000  # files.list maximum page size
-
-
-Progress = Callable[[str, dict[str, Any]], None]
-"""`on_progress(kind, data)`: kind like `batch.submitted`; data has run_id, shard, message."""
 
 
 CrashHook = Callable[[str, int], None]
@@ -103,12 +100,12 @@ class BatchContext:
     owner: str
     workdir: Path
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    on_progress: Progress | None = None
+    on_progress: OnProgress | None = None
     hook: CrashHook | None = None
     limits: ShardLimits | None = None  # per-shard caps below the API's (tests, tuning)
     apply_chunk: int = 1000  # results per store transaction while applying a file
     lookback_seconds: float = 7 * 86_400  # how far back batches.list is searched for a tag
-    pacer: Bucket | None = None  # batch-API calls per minute, created on first call
+    pacer: LeakyBucket | None = None  # batch-API calls per minute, created on first call
     judges: Judges | None = None  # checks on answers; created on first use
 
     def judge_for(self, run_id: str) -> Judge:
@@ -145,7 +142,7 @@ class BatchContext:
             # Polls, uploads, downloads and lists share one budget per process, so many
             # shards never hammer the Files and Batches APIs (429s are retried on top).
             # A leaky bucket on the injected clock, so simulated time paces it too.
-            self.pacer = Bucket(max(1, self.settings.batch_api_rpm), 60.0, self.clock())
+            self.pacer = LeakyBucket(max(1, self.settings.batch_api_rpm), 60.0, self.clock())
         pacer = self.pacer
 
         async def paced() -> T:

@@ -66,7 +66,7 @@ from batchyard.orchestrator.batch.reconcile import (
 from batchyard.orchestrator.batch.remote import (
     BatchContext,
     CrashHook,
-    Progress,
+    OnProgress,
     failure_text,
     new_owner,
 )
@@ -81,7 +81,7 @@ __all__ = [
     "BatchRunner",
     "CancelReport",
     "PollReport",
-    "Progress",
+    "OnProgress",
     "ReconcileReport",
     "SubmitReport",
     "new_owner",
@@ -113,7 +113,7 @@ class BatchRunner:
         sleep: Sleep = real_sleep,
         owner: str | None = None,
         workdir: Path,
-        on_progress: Progress | None = None,
+        on_progress: OnProgress | None = None,
         policy: RetryPolicy | None = None,
         hook: CrashHook | None = None,
         limits: ShardLimits | None = None,

@@ -36,7 +36,7 @@ from batchyard.orchestrator.batch.lines import NOT_RUN_CODES
 from batchyard.orchestrator.batch.queue import ahead, holders_text, refresh_model
 from batchyard.orchestrator.batch.remote import BatchContext, failure_text, shard_filename
 from batchyard.shards import (
-    Admission,
+    QueueAdmission,
     Shard,
     ShardItem,
     ShardLimits,
@@ -192,7 +192,7 @@ async def _plan_group(
     first = ahead(ctx, run_id, model) if limits.max_input_tokens is not None else []
     reserved = sum(w.tokens for w in first)
 
-    def admission() -> Admission:
+    def admission() -> QueueAdmission:
         in_queue = ctx.store.enqueued_tokens(model) + reserved
         return admit(planned, in_queue, limits.max_input_tokens, model)
 

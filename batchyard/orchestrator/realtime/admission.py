@@ -1,7 +1,7 @@
-"""Admission: how many requests and tokens one (model, tier) may send, and when.
+"""Rate-limit admission: how many requests and tokens one (model, tier) may send, and when.
 
-Owns `ModelAdmission` (an RPM and a TPM budget plus a concurrency cap), the table of them
-per (model, tier) (`AdmissionTable`), and `parse_duration` for the Go-style durations in
+Owns `RateLimitAdmission` (an RPM and a TPM budget plus a concurrency cap), the table of them
+per (model, tier) (`RateLimitTable`), and `parse_duration` for the Go-style durations in
 `x-ratelimit-reset-*` headers (`1s`, `6m0s`, `114ms`, `23m16.298s`). It must not call the
 API, touch the store or read the real clock: time comes from the injected `Clock`/`Sleep`.
 
@@ -24,7 +24,7 @@ leaving a debt that drains like any other charge, so later requests wait their t
 Why not aiolimiter: its `AsyncLimiter` reads the event loop's clock and schedules wake-ups
 with `loop.call_at`, so it cannot run on an injected clock (tests, and a simulator clock
 running 10x faster) and it has no public way to set its level from headers or pause it.
-`Bucket` is the same leaky-bucket algorithm (level drains at max_rate / time_period;
+`LeakyBucket` is the same leaky-bucket algorithm (level drains at max_rate / time_period;
 an acquisition fits when level + amount <= max_rate), written on the injected clock.
 """
 
@@ -36,9 +36,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from batchyard.models import Tier
 from batchyard.orchestrator._timing import Clock, Sleep
 
-__all__ = ["AdmissionTable", "Bucket", "ModelAdmission", "RateView", "parse_duration"]
+__all__ = ["RateLimitTable", "LeakyBucket", "RateLimitAdmission", "RateView", "parse_duration"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
 _EPSILON = 1e-6
@@ -66,8 +67,17 @@ def parse_duration(text: str | None) -> float | None:
     return total if pos == len(value) and pos > 0 else None
 
 
-class Bucket:
-    """A leaky bucket on an injected clock: `level` drains at `capacity / period` per second."""
+class LeakyBucket:
+    """A leaky bucket on an injected clock: `level` is what was spent and has not drained
+    yet (0: the whole capacity is free); it drains at `capacity / period` per second.
+
+    Hand-written rather than aiolimiter's `AsyncLimiter` (the same algorithm) because that
+    one reads the event loop's clock and cannot run on an injected one (tests, the
+    simulator's fast clock), and has no way to be corrected from rate-limit headers
+    (`raise_to`, `resize`) or to take a request back (`give_back`). The simulator's
+    `TokenBucket` counts the other way round (its level is what is left) on purpose: it
+    imports nothing from batchyard, so the two cannot share a mistake.
+    """
 
     def __init__(self, capacity: float, period: float, now: float) -> None:
         if capacity <= 0 or period <= 0:
@@ -141,8 +151,9 @@ class RateView:
         )
 
 
-class ModelAdmission:
-    """RPM + TPM budgets and a concurrency cap for one (model, tier).
+class RateLimitAdmission:
+    """RPM + TPM budgets and a concurrency cap for one (model, tier) of real-time calls.
+    (Which batch shards the Batch API's queue takes is `shards.QueueAdmission`.)
 
     Use `async with admission.slot(tokens):` around one call; inside, call `observe` with
     the response headers, `settle` with the provider's token count, or `penalize` after a 429.
@@ -169,8 +180,8 @@ class ModelAdmission:
         # against OpenAI; the simulator's time_scale when our clock runs scaled with it.
         self.duration_scale = duration_scale
         now = clock()
-        self.requests = Bucket(rpm * headroom, period, now)
-        self.tokens = Bucket(tpm * headroom, period, now)
+        self.requests = LeakyBucket(rpm * headroom, period, now)
+        self.tokens = LeakyBucket(tpm * headroom, period, now)
         self.paused_until = 0.0
         self.penalties = 0
         self.last_view: RateView | None = None
@@ -253,8 +264,8 @@ class ModelAdmission:
         self.paused_until = max(self.paused_until, now + delay)
 
 
-class AdmissionTable:
-    """One `ModelAdmission` per (model, tier), created on first use."""
+class RateLimitTable:
+    """One `RateLimitAdmission` per (model, tier), created on first use."""
 
     def __init__(
         self,
@@ -274,13 +285,13 @@ class AdmissionTable:
         self._concurrency = concurrency
         self._headroom = headroom
         self._period = period
-        self._table: dict[tuple[str, str], ModelAdmission] = {}
+        self._table: dict[tuple[str, Tier], RateLimitAdmission] = {}
 
-    def __getitem__(self, key: tuple[str, str]) -> ModelAdmission:
+    def __getitem__(self, key: tuple[str, Tier]) -> RateLimitAdmission:
         found = self._table.get(key)
         if found is None:
             rpm, tpm = self._limits.get(key[0], (500, 200_000))
-            found = ModelAdmission(
+            found = RateLimitAdmission(
                 rpm,
                 tpm,
                 self._clock,
@@ -293,5 +304,5 @@ class AdmissionTable:
             self._table[key] = found
         return found
 
-    def items(self) -> list[tuple[tuple[str, str], ModelAdmission]]:
+    def items(self) -> list[tuple[tuple[str, Tier], RateLimitAdmission]]:
         return list(self._table.items())

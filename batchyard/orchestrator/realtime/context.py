@@ -20,16 +20,17 @@ import openai
 from batchyard.catalog import Catalog, ModelInfo, as_catalog
 from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
+from batchyard.metrics import Metrics
 from batchyard.orchestrator._answer_checks import Judges
 from batchyard.orchestrator._client import flex_options
 from batchyard.orchestrator._retry import RetryPolicy
 from batchyard.orchestrator._timing import Clock, Sleep
-from batchyard.orchestrator.realtime.admission import AdmissionTable
+from batchyard.orchestrator.realtime.admission import RateLimitTable
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.types import (
     FlexFallback,
     OnProgress,
-    Progress,
+    RealtimeEvent,
     RealtimeOptions,
     RealtimeReport,
 )
@@ -65,9 +66,10 @@ class RealtimeContext:
     owner: str
     options: RealtimeOptions
     policy: RetryPolicy
-    admission: AdmissionTable
+    admission: RateLimitTable
     judges: Judges  # the checks every answer must pass (a run's own, by its options)
     on_progress: OnProgress | None = None
+    metrics: Metrics = field(default_factory=Metrics)  # latency, errors, remaining limits
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     flex_down_until: dict[str, float] = field(default_factory=dict)  # model -> until when
     # Set once dispatch stopped (the quota is used up, or the key or URL was refused):
@@ -89,6 +91,7 @@ class RealtimeContext:
         on_progress: OnProgress | None = None,
         options: RealtimeOptions | None = None,
         judges: Judges | None = None,
+        metrics: Metrics | None = None,
     ) -> RealtimeContext:
         options = options or RealtimeOptions()
         catalog = as_catalog(models)
@@ -103,7 +106,7 @@ class RealtimeContext:
             owner=owner,
             options=options,
             policy=options.policy or RetryPolicy(max_attempts=settings.max_attempts),
-            admission=AdmissionTable(
+            admission=RateLimitTable(
                 catalog.rate_limits(),
                 clock,
                 sleep,
@@ -113,6 +116,7 @@ class RealtimeContext:
             ),
             judges=judges or Judges(store, catalog),
             on_progress=on_progress,
+            metrics=metrics or Metrics(),
         )
         for name in catalog:
             ctx.breaker(name)
@@ -137,7 +141,7 @@ class RealtimeContext:
         if self.on_progress is None:
             return
         run, r = self.run, self.run.report
-        event = Progress(
+        event = RealtimeEvent(
             kind, message, custom_id, model, r.succeeded, r.failed, run.in_flight, r.cost
         )
         self.on_progress("realtime", {"run_id": run.run_id, **dataclasses.asdict(event)})

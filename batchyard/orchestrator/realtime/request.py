@@ -29,7 +29,7 @@ from batchyard.orchestrator._retry import (
     retrying,
     stop_error,
 )
-from batchyard.orchestrator.realtime.admission import ModelAdmission
+from batchyard.orchestrator.realtime.admission import RateLimitAdmission, RateView
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.call import Answer, prepared_body, send, usage_of
 from batchyard.orchestrator.realtime.context import RealtimeContext
@@ -42,9 +42,9 @@ _FAULTS = (FailureKind.SERVER, FailureKind.CONNECTION, FailureKind.TIMEOUT)
 _TIERS = {Route.FLEX: Tier.FLEX, Route.FAST: Tier.FAST}
 
 
-def _bucket(tier: Tier) -> str:
+def _bucket(tier: Tier) -> Tier:
     """The rate-limit pool a tier draws on: fast shares the standard tier's (OpenAI)."""
-    return Tier.DEFAULT.value if tier is Tier.FAST else tier.value
+    return Tier.DEFAULT if tier is Tier.FAST else tier
 
 
 class Phase(StrEnum):
@@ -196,8 +196,7 @@ class RequestHandler:
                         return self._release(job)
                     job.phase = Phase.CALLING
                     job.calls += 1
-                    client = self.ctx.flex_client if job.tier is Tier.FLEX else self.ctx.client
-                    answer = await send(client, job.claim.endpoint, job.body, job.claim.custom_id)
+                    answer = await self._send(job)
             except openai.APIError as exc:
                 job.phase = Phase.WAITING
                 failure = classify(exc)
@@ -221,13 +220,35 @@ class RequestHandler:
                 continue
             job.phase = Phase.WAITING
             admission.observe(answer.headers)
+            self._limits_seen(job, answer.headers)
             breaker.record_success()
             return answer
+
+    async def _send(self, job: Job) -> Answer:
+        """The call itself; its latency (on the injected clock) and, when it fails, the
+        failure's kind go to the metrics."""
+        ctx, claim = self.ctx, job.claim
+        client = ctx.flex_client if job.tier is Tier.FLEX else ctx.client
+        started = ctx.clock()
+        try:
+            answer = await send(client, claim.endpoint, job.body, claim.custom_id)
+        except openai.APIError as exc:
+            kind = classify(exc).kind.value
+            ctx.metrics.observe_call(claim.model, claim.route.value, ctx.clock() - started, kind)
+            raise
+        ctx.metrics.observe_call(claim.model, claim.route.value, ctx.clock() - started, None)
+        return answer
+
+    def _limits_seen(self, job: Job, headers: Mapping[str, str]) -> None:
+        view = RateView.from_headers(headers)
+        self.ctx.metrics.observe_limits(
+            job.claim.model, _bucket(job.tier).value, view.remaining_requests, view.remaining_tokens
+        )
 
     def _note_failure(
         self,
         job: Job,
-        admission: ModelAdmission,
+        admission: RateLimitAdmission,
         breaker: CircuitBreaker,
         failure: Failure,
         exc: openai.APIError,
@@ -235,6 +256,7 @@ class RequestHandler:
         headers: Mapping[str, str] = (
             exc.response.headers if isinstance(exc, openai.APIStatusError) else {}
         )
+        self._limits_seen(job, headers)
         if failure.kind in _FAULTS:
             breaker.record_failure()
         else:

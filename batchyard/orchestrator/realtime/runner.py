@@ -27,8 +27,9 @@ the run waits for it (or for the router to move it to batch).
 
 Quota. `insufficient_quota` stops dispatch: calls on the wire get the grace, every unsent
 request stays routed, and `run` raises `QuotaExhausted` (message to act on).
-`runner.quota_exhausted` then stays True, so later `run`s on this runner raise at once
-without calling; a new process starts afresh.
+`runner.quota_exhausted` (or `key_refused`, for a refused key or URL; either is
+`dispatch_stopped`) then stays True, so later `run`s on this runner raise at once without
+calling; a new process starts afresh.
 
 Flex. A flex call that gets the unbilled 429 "resource unavailable" backs off; after
 `flex_max_wait` seconds it falls back as `flex_fallback` says (standard: the same call at
@@ -55,6 +56,7 @@ import openai
 from batchyard.catalog import ModelInfo
 from batchyard.config import Settings
 from batchyard.errors import QuotaExhausted
+from batchyard.metrics import Metrics
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator._answer_checks import Judges
 from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
@@ -89,6 +91,7 @@ class RealtimeRunner:
         on_progress: OnProgress | None = None,
         options: RealtimeOptions | None = None,
         judges: Judges | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.ctx = RealtimeContext.build(
             store,
@@ -101,6 +104,7 @@ class RealtimeRunner:
             on_progress=on_progress,
             options=options,
             judges=judges,
+            metrics=metrics,
         )
         self.handler = RequestHandler(self.ctx)
 
@@ -120,9 +124,20 @@ class RealtimeRunner:
         return self.ctx.breaker(model)
 
     @property
-    def quota_exhausted(self) -> bool:
-        """Dispatch stopped: the quota is used up, or the key or URL was refused."""
+    def dispatch_stopped(self) -> bool:
+        """Real-time dispatch stopped until the user fixes something: the quota is used up
+        (`quota_exhausted`) or the key or base URL was refused (`key_refused`)."""
         return self.ctx.stop_error is not None
+
+    @property
+    def quota_exhausted(self) -> bool:
+        """The account's quota is used up (insufficient_quota)."""
+        return isinstance(self.ctx.stop_error, QuotaExhausted)
+
+    @property
+    def key_refused(self) -> bool:
+        """The API refused the key or the base URL (401, 403, 404 on the URL)."""
+        return self.dispatch_stopped and not self.quota_exhausted
 
     # ---- public ------------------------------------------------------------------------
 
@@ -143,7 +158,7 @@ class RealtimeRunner:
         out: dict[str, tuple[int, int]] = {}
         for (model, tier), admission in self.ctx.admission.items():
             view = admission.last_view
-            if tier != Tier.DEFAULT.value or view is None:
+            if tier is not Tier.DEFAULT or view is None:
                 continue
             info = self.ctx.models.get(model)
             rpm = view.limit_requests or (info.rpm if info else 0)

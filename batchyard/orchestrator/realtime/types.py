@@ -1,24 +1,23 @@
 """The plain records of the real-time path: its options, its report and its progress events.
 
 Owns `RealtimeOptions` (every knob of `RealtimeRunner`, with defaults), `RealtimeReport`
-(what one `run` did), `Progress` (one event for the CLI's progress display), `StopReason`
+(what one `run` did), `RealtimeEvent` (one event for the CLI's progress display), `StopReason`
 and `FlexFallback`. Plain data: no I/O, no SDK, no store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
+from batchyard.orchestrator._progress import OnProgress
 from batchyard.orchestrator._retry import RetryPolicy
 from batchyard.orchestrator.realtime.breaker import BreakerState
 
 __all__ = [
     "FlexFallback",
     "OnProgress",
-    "Progress",
+    "RealtimeEvent",
     "RealtimeOptions",
     "RealtimeReport",
     "StopReason",
@@ -57,8 +56,9 @@ class RealtimeOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
-    """One thing that happened, with running totals (for a progress bar).
+class RealtimeEvent:
+    """One thing that happened on the real-time path, with running totals (for a progress
+    bar); reported as `on_progress("realtime", fields)`.
 
     `kind`: succeeded, failed, retry, rate_limited, deferred, fallback, breaker, quota, stopped.
     """
@@ -71,10 +71,6 @@ class Progress:
     failed: int
     in_flight: int
     cost: float
-
-
-OnProgress = Callable[[str, dict[str, Any]], None]
-"""Progress callback shared with the batch path: ("realtime", fields of a `Progress`)."""
 
 
 @dataclass(slots=True)

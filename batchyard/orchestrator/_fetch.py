@@ -1,0 +1,142 @@
+"""Writing a run's answers out: `fetch`, one line per input line, in input order.
+
+Owns `output_line` (one request in the OpenAI batch output shape plus a `batchyard`
+object) and `fetch` (the output file, and errors apart when asked; grouped by original
+request for fan-out). Reads the store only; makes no API calls.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from batchyard.errors import NotFound
+from batchyard.models import RequestStatus
+from batchyard.orchestrator._reports import FetchReport
+from batchyard.orchestrator._variants import Grouper
+from batchyard.store import Store
+from batchyard.store.rows import RequestRow
+
+__all__ = ["fetch", "output_line"]
+
+
+def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None]) -> dict[str, Any]:
+    """One request in the OpenAI batch output shape, plus batchyard's own facts."""
+    response: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    if r.status_code is not None and r.response_body is not None:
+        response = {
+            "status_code": r.status_code,
+            "request_id": r.request_id,
+            "body": r.response_body,
+        }
+    elif r.status is RequestStatus.SUCCEEDED:
+        response = {"status_code": 200, "request_id": r.request_id, "body": r.response_body}
+    if r.status is RequestStatus.INVALID:
+        # The last answer is kept in `response`; `error` says which check it failed.
+        error = {
+            "code": "invalid",
+            "message": f"{r.error_message or 'The answer failed a check.'} "
+            f"({r.error_code or 'check'}; {r.requeues} re-send(s))",
+            "check": (r.error_code or "").removeprefix("check:") or None,
+        }
+    elif r.status is RequestStatus.FAILED and r.fallback is not None:
+        # Its fallback model was refused too: the message names both refusals.
+        error = {"code": r.error_code or "failed", "message": r.error_message or ""}
+    elif r.status is not RequestStatus.SUCCEEDED and response is None:
+        if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED):
+            code = r.error_code or r.status.value
+            message = r.error_message or f"The request was {r.status.value}."
+        else:
+            code = "not_finished"
+            message = f"The request is still {r.status.value}; fetch again when the run is done."
+        error = {"code": code, "message": message}
+    return {
+        "id": f"batchyard_{run_id}_{r.line}",
+        "custom_id": r.custom_id,
+        "response": response,
+        "error": error,
+        "batchyard": {
+            "line": r.line,
+            "status": r.status.value,
+            "route": r.route.value if r.route else None,
+            "batch_id": batch_ids.get(r.shard) if r.shard is not None else None,
+            "attempts": r.attempts,
+            "cost": r.cost,
+            "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens,
+            "requeues": r.requeues,
+            "requeue_cost": r.requeue_cost,
+            # Where a reused answer came from: {"run", "custom_id", "at"}; None if bought here.
+            "reused_from": r.reused_from,
+            # The model the line was sent to last: its own, or its fallback model.
+            "model": r.model,
+            # {"from", "to", "reason", "error", "at"} when a fallback model answers it.
+            "fallback": r.fallback,
+        },
+    }
+
+
+def fetch(
+    store: Store, run_id: str, output: Path, errors: Path | None = None, *, group: bool = False
+) -> FetchReport:
+    """Write every input line's outcome to `output` in input order; failures also to `errors`.
+
+    With `group`, `output` has one line per original request of a fan-out run, its variants
+    side by side (`variants.Grouper`); `errors` still has one line per failed variant."""
+    if store.get_run(run_id).pruned_at is not None:
+        raise NotFound(
+            f"Run {run_id} was pruned: its requests and answers are no longer in {store.path}."
+        )
+    batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
+    succeeded = failed = unfinished = lines = invalid = fallback = cancelled = 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".partial")
+    err_tmp = errors.with_name(errors.name + ".partial") if errors else None
+    with tmp.open("w", encoding="utf-8") as out, ExitStack() as stack:
+        err = stack.enter_context(err_tmp.open("w", encoding="utf-8")) if err_tmp else None
+        grouper = Grouper() if group else None
+        for r in store.iter_requests(run_id, with_response=True):
+            record = output_line(run_id, r, batch_ids)
+            line = json.dumps(record, separators=(",", ":"))
+            if grouper is None:
+                out.write(line + "\n")
+                lines += 1
+            else:
+                for grouped in grouper.add(record):
+                    out.write(json.dumps(grouped, separators=(",", ":")) + "\n")
+                    lines += 1
+            if r.status is RequestStatus.SUCCEEDED:
+                succeeded += 1
+                fallback += r.fallback is not None
+                continue
+            if r.status is RequestStatus.CANCELLED:
+                cancelled += 1
+            elif r.status in (RequestStatus.FAILED, RequestStatus.INVALID):
+                failed += 1
+                invalid += r.status is RequestStatus.INVALID
+            else:
+                unfinished += 1
+            if err is not None:
+                err.write(line + "\n")
+        for grouped in grouper.flush() if grouper is not None else []:
+            out.write(json.dumps(grouped, separators=(",", ":")) + "\n")
+            lines += 1
+    tmp.replace(output)
+    if errors and err_tmp:
+        err_tmp.replace(errors)
+    return FetchReport(
+        run_id,
+        output,
+        errors,
+        lines,
+        succeeded,
+        failed,
+        unfinished,
+        invalid,
+        cancelled=cancelled,
+        fallback=fallback,
+    )
