@@ -13,8 +13,8 @@ from test_store_support import ENDPOINT, Clock, force_batch_status, make_run, op
 from batchyard.cli.render import fetch_lines, status_view
 from batchyard.errors import StoreError
 from batchyard.models import BatchStatus, RequestStatus, Route
-from batchyard.orchestrator import _reports as reporting
-from batchyard.orchestrator._reports import fetch
+from batchyard.orchestrator import _status as reporting
+from batchyard.orchestrator._fetch import fetch
 from batchyard.store import Result, Store
 
 R = RequestStatus
