@@ -109,6 +109,7 @@ class Settings(BaseSettings):
     cancel_latency_p95_seconds: float = 600.0  # ... updated from the store's cancels
     small_run_requests: int = 20  # runs at most this big go straight to real time
     small_run_usd: float = 0.01  # ... or costing at most this at standard prices
+    resubmit_min_lines: int = Field(default=100, ge=1)  # a shard of batch lines sent again
     max_attempts: int = 5  # per request, across both paths
     request_timeout: float = 120.0  # seconds, standard tier
     flex_timeout: float = 900.0  # seconds, flex tier (OpenAI advises 15 minutes)

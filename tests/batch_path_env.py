@@ -61,7 +61,10 @@ class Bench:
     run_id: str = ""
     models: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    settings: Settings = field(default_factory=lambda: Settings(max_attempts=4))
+    # Lines sent again go back to batch however few (the bench has no real-time path).
+    settings: Settings = field(
+        default_factory=lambda: Settings(max_attempts=4, resubmit_min_lines=1)
+    )
 
     def now(self) -> float:
         return self.state.now()

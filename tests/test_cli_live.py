@@ -219,3 +219,41 @@ def test_stored_reasons_hold_no_relative_times(
     assert messages and reasons
     for text in messages + reasons:
         assert not re.search(r"\(in \d|\bago\)", text), text
+
+
+def test_the_live_view_moves_during_resume(
+    slow_realtime: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _env(slow_realtime, tmp_path)
+    monkeypatch.setenv("BATCHYARD_DB", env["BATCHYARD_DB"])
+    point_at(monkeypatch, slow_realtime.base_url)
+    file = sample(tmp_path, 60)
+    submitted = invoke("submit", str(file), "--route", "realtime", "--detach", "--json")
+    assert submitted.exit_code == 0, submitted.stderr
+    run_id = json_out(submitted)["run_id"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchyard", "resume", run_id],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=tmp_path,
+        close_fds=True,
+    )
+    os.close(slave)
+    try:
+        screen = _read_pty(master, proc, limit=90).decode("utf-8", "replace")
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert code == 0, screen[-2000:]
+    frames = [int(n) for n in re.findall(r"(\d+)/60 finished", screen)]
+    moving = sorted({n for n in frames if 0 < n < 60})
+    assert len(moving) >= 2, f"the view did not move: {frames}"
+    assert frames == sorted(frames), frames  # never goes back
+    assert frames[-1] == 60
+    assert re.search(r"standard\s+\S+\s+\d+%\s+\d+/60\s+[\d.]+/s\s+in \d", screen), screen[-3000:]
+    assert run_id in screen

@@ -4,12 +4,14 @@ and batch, results fetched in order, a saving reported; and the default size und
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 from cli_support import invoke, json_out, run_cli
 
+from batchyard.cli.demo import SLOW_MODEL
 from batchyard.samples import sample_lines
 
 
@@ -25,6 +27,30 @@ def test_demo_splits_the_run_and_reports_the_saving(tmp_path: Path) -> None:
     assert ids == [line["custom_id"] for line in sample_lines(300)]
     assert doc["costs"]["saving"] > 0
     assert doc["costs"]["actual"] < doc["costs"]["all_standard"]
+
+
+def test_demo_shows_every_path_and_an_escalation_with_kept_lines(tmp_path: Path) -> None:
+    out = tmp_path / "demo.jsonl"
+    started = time.monotonic()
+    result = invoke("demo", "-n", "150", "-o", str(out), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert time.monotonic() - started < 120  # its own fast clock: seconds, not hours
+    doc = json_out(result)
+    routes = {key.partition("/")[0] for key in doc["status"]["counts"]}
+    assert {"batch", "flex", "standard"} <= routes, doc["status"]["counts"]
+    assert doc["status"]["done"] is True and doc["fetch"]["succeeded"] == 150
+    # One escalation with finished lines kept: the slow model's batch was cancelled at its
+    # escalation point with part of its lines done; the rest went to standard real time.
+    slow = [b for b in doc["status"]["batches"] if b["model"] == SLOW_MODEL]
+    assert slow and 0 < slow[0]["completed"] < slow[0]["total"], slow
+    assert doc["status"]["deadline_ok"] is True
+    # The run stays in the demo database: the printed `status` command finds it afterwards.
+    run_id = doc["status"]["run_id"]
+    shown = re.search(rf"`batchyard --db (\S+) status {run_id}`", result.stderr)
+    assert shown, result.stderr
+    again = invoke("--db", shown.group(1), "status", run_id, "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json_out(again)["run_id"] == run_id and json_out(again)["done"] is True
 
 
 def test_demo_human_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -640,8 +640,8 @@ def test_duplicate_custom_ids_are_refused() -> None:
 def _allowance(
     completed: int, elapsed: float, n: int = 600, capacity: ModelCapacity | None = None
 ) -> float:
+    from batchyard.router.escalation import cancel_allowance
     from batchyard.router.pace import Safety
-    from batchyard.router.rules import cancel_allowance
 
     work = many(n)
     shard = _shard(work, completed)

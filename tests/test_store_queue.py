@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 from test_store_support import ENDPOINT, Clock, force_batch_status, make_run, open_store, route_all
 
-from batchyard.cli.render import fetch_lines, status_view
+from batchyard.cli.render import status_view
+from batchyard.cli.render_runs import fetch_lines
 from batchyard.errors import StoreError
 from batchyard.models import BatchStatus, RequestStatus, Route
 from batchyard.orchestrator import _status as reporting

@@ -149,6 +149,7 @@ EXPECTED_COLUMNS = {
         "cost",
     },
     "events": {"id", "run_id", "at", "kind", "message", "data", "custom_id", "shard"},
+    "clock_observations": {"id", "base_url", "provider_at", "local_at"},
 }
 
 

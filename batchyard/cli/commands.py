@@ -29,15 +29,8 @@ from batchyard.cli.options import (
     Vary,
     budget_value,
 )
-from batchyard.cli.render import (
-    costs_view,
-    emit_json,
-    fetch_lines,
-    plan_view,
-    runs_table,
-    status_view,
-    verify_lines,
-)
+from batchyard.cli.render import emit_json, plan_view, status_view
+from batchyard.cli.render_runs import costs_view, fetch_lines, runs_table, verify_lines
 from batchyard.models import RouteOverride
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from pydantic import AliasChoices, SecretStr
 
 from batchyard.cli.app import app, guarded, state
 from batchyard.cli.options import Json
-from batchyard.cli.render import config_table, emit_json
+from batchyard.cli.render import emit_json
+from batchyard.cli.render_runs import config_table
 from batchyard.config import Settings, config_files, prices_date
 from batchyard.orchestrator._client import key_hint
 

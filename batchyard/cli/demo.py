@@ -2,13 +2,18 @@
 
 Owns the demo's set-up: the simulator in-process (an `httpx2.ASGITransport`, no socket)
 with an accelerated clock and the orchestrator on the matching scaled clock, a sample file
-of chat requests over two models, a deadline that makes the router split the run between
-real time and batch, and a temporary job database unless `--db` is given. Then it does
-what a user would: submit, watch, fetch, costs. The work is the orchestrator's.
+of chat requests over three models and a deadline that shows every path: gpt-4o-mini goes
+to batch and comes back in time, gpt-5-mini goes to flex (it costs what batch costs), and
+gpt-4.1-mini goes to batch on a simulator whose batches for it are slow, so at its
+escalation point the batch is cancelled, the lines it finished are kept and the rest are
+sent in standard real time. The run is kept out of the user's job database, in a demo
+database beside it (`batchyard-demo.db`, or `--db`), whose `status` command is printed.
+Then it does what a user would: submit, watch, fetch, costs. The work is the orchestrator's.
 """
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -20,16 +25,28 @@ import typer
 from batchyard.cli.app import EXIT_OK, app, execute, guarded, state
 from batchyard.cli.live import watching
 from batchyard.cli.options import Json
-from batchyard.cli.render import costs_view, emit_json, fetch_lines, plan_view, submit_lines
+from batchyard.cli.render import emit_json, plan_view, submit_lines
+from batchyard.cli.render_runs import costs_view, fetch_lines
 from batchyard.config import load_settings
 
 if TYPE_CHECKING:
     from batchyard.orchestrator._orchestrator import Orchestrator
 
-__all__ = ["DEMO_MODELS"]
+__all__ = ["DEMO_MODELS", "SLOW_MODEL", "demo_db_path"]
 
-DEMO_MODELS = ("gpt-4o-mini", "gpt-5-mini")
+DEMO_MODELS = ("gpt-4o-mini", "gpt-5-mini", "gpt-4.1-mini")
+SLOW_MODEL = "gpt-4.1-mini"  # its batches outlast the deadline: the demo's escalation
+_SLOW_TURNAROUND_S = 5 * 3600.0  # simulated; the deadline is 3 h
 _DEMO_URL = "http://simulator/v1"
+_MARGIN_REAL_S = 5.0
+
+
+def demo_db_path() -> Path:
+    """Where demo runs are kept: `batchyard-demo.db` beside the job database, so they stay
+    out of it (and what the simulator taught stays out of what the router learned)."""
+    from batchyard.store import default_db_path
+
+    return default_db_path().parent / "batchyard-demo.db"
 
 
 @app.command()
@@ -52,8 +69,11 @@ def demo(
 ) -> None:
     """Run a whole job against the embedded simulator: no API key, under a minute.
 
-    A few thousand sample chat requests over two models, a deadline that splits them
-    between real time and batch, live progress, the merged results and the cost report.
+    A few thousand sample chat requests over three models and a deadline: batch, flex,
+    and a slow batch cancelled at its escalation point (its finished lines kept, the rest
+    sent in standard real time); live progress, the merged results and the cost report.
+    The run is kept in batchyard-demo.db beside the job database (or --db); the command
+    that shows it again is printed.
 
     Example: batchyard demo -n 500 -o demo.jsonl
     """
@@ -67,12 +87,23 @@ def demo(
         workdir = Path(tmp)
         sample = write_sample(workdir / "demo-requests.jsonl", requests, DEMO_MODELS)
         start = time.time()
-        sim = create_app(load_config(None, clock={"start": start, "time_scale": time_scale}))
+        sim = create_app(
+            load_config(
+                None,
+                clock={"start": start, "time_scale": time_scale},
+                batch={"model_turnaround_seconds": {SLOW_MODEL: _SLOW_TURNAROUND_S}},
+            )
+        )
         clock, sleep = scaled(time_scale, start=start)
         settings = guarded(
             cli,
             lambda: load_settings(
-                db=cli.db or workdir / "demo.db", api_key="sk-demo", base_url=_DEMO_URL
+                db=cli.db or demo_db_path(),
+                api_key="sk-demo",
+                base_url=_DEMO_URL,
+                # Real-time calls take real time, which the scaled clock multiplies: keep
+                # a few real seconds free before the deadline, whatever the machine's load.
+                margin_seconds=_MARGIN_REAL_S * time_scale,
             ),
         )
         client = make_client(
@@ -81,7 +112,7 @@ def demo(
 
         async def body(orch: Orchestrator) -> int:
             cli.err.print(
-                f"Demo: {requests:,} chat requests over {' and '.join(DEMO_MODELS)}, deadline "
+                f"Demo: {requests:,} chat requests over {', '.join(DEMO_MODELS)}, deadline "
                 f"{deadline}, against the embedded simulator (clock x{time_scale:g}).",
                 markup=False,
             )
@@ -96,6 +127,12 @@ def demo(
             fetched = orch.fetch(result.run_id, output)
             report = orch.costs(result.run_id)
             cli.metrics.observe_costs(report)
+            db = orch.settings.db_path()
+            cli.err.print(
+                f"The run is {result.run_id}: `batchyard --db {shlex.quote(str(db))} status "
+                f"{result.run_id}` shows it again.",
+                markup=False,
+            )
             if json_:
                 emit_json({"submit": result, "status": status, "fetch": fetched, "costs": report})
                 return EXIT_OK

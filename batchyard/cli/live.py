@@ -28,8 +28,9 @@ from rich.table import Table
 from rich.text import Text
 
 from batchyard.cli.render import (
+    ENDED_BATCH,
     batch_columns,
-    batch_counts,
+    batch_row,
     estimate_text,
     percent,
     status_line,
@@ -48,7 +49,6 @@ __all__ = ["PATHS", "ProgressView", "Rates", "live_view", "watching"]
 
 PATHS = (Route.STANDARD, Route.FAST, Route.FLEX, Route.BATCH)
 _TERMINAL = (RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED)
-_ENDED = ("applied", "completed", "cancelled", "failed", "expired")
 # Batches whose lines are done at the provider but not yet in the store.
 _REMOTE = ("in_progress", "finalizing", "completed", "cancelling", "expired", "cancelled")
 Refresh = Callable[["RunStatus"], "RunStatus"]
@@ -107,7 +107,7 @@ def _eta(
     if rate:
         return f"in {format_duration((total - done) / rate)}"
     if path is Route.BATCH:
-        live = [b.expected_finish for b in status.batches if b.status not in _ENDED]
+        live = [b.expected_finish for b in status.batches if b.status not in ENDED_BATCH]
         ahead = [t for t in live if t is not None]
         if ahead:
             return f"expected {when(max(ahead), now)}"
@@ -145,15 +145,7 @@ def _batches(status: RunStatus, now: float) -> Table:
         table.add_column(name, no_wrap=True)
     shown = status.batches[-8:]  # the newest; a long run can have hundreds
     for b in shown:
-        table.add_row(
-            str(b.shard),
-            b.provider_batch_id or "-",
-            b.model,
-            b.status,
-            *batch_counts(b, counts),
-            f"{b.total:,}",
-            when(b.expected_finish, now) if b.status not in _ENDED else "-",
-        )
+        table.add_row(*batch_row(b, now, counts))
     return table
 
 
@@ -309,14 +301,13 @@ def watching(
 ) -> ProgressView:
     """The view of `run_id` for a command: starts from its status now, then refreshes from
     the store every second and takes each round's full status."""
-    from batchyard.orchestrator import _status
 
     progress = ProgressView(
         console or cli.err,
         clock=orch.clock,
         metrics=cli.metrics,
         plain=plain,
-        refresh=lambda last: _status.refresh(orch.store, last),
+        refresh=orch.refresh,
     )
     progress.last = orch.status(run_id)
     return progress

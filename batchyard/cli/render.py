@@ -1,15 +1,17 @@
 """How the CLI shows things: rich tables for people, one JSON document for `--json`.
 
-Owns turning the orchestrator's reports (Plan, SubmitResult, RunStatus, CostReport,
-FetchReport, VerifyReport, run rows) into renderables and plain progress lines. It never
-calls the orchestrator, never decides anything, and never writes the API key.
+Owns the shared formatting (`jsonable`, `emit_json`, `percent`, `when`) and turning a Plan,
+a SubmitResult and a RunStatus into renderables and plain progress lines, one batch row
+builder for both the status view and the live view included; runs, costs, fetch, verify
+and config are `render_runs.py`. It never calls the orchestrator, never decides anything,
+and never writes the API key.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -24,34 +26,29 @@ from batchyard.router.parse import format_duration, format_time, format_usd
 if TYPE_CHECKING:
     from batchyard.orchestrator._reports import (
         BatchInfo,
-        CostReport,
-        FetchReport,
-        RunInfo,
         RunStatus,
         SubmitResult,
-        VerifyReport,
     )
     from batchyard.router import Plan
 
 __all__ = [
     "batch_columns",
-    "batch_counts",
-    "config_table",
-    "costs_view",
+    "batch_row",
     "emit_json",
     "estimate_text",
-    "fetch_lines",
+    "fallback_lines",
     "jsonable",
     "open_work_hint",
     "percent",
     "plan_view",
-    "runs_table",
     "status_line",
     "status_view",
     "submit_lines",
-    "verify_lines",
     "when",
 ]
+
+# Batch statuses with no finish ahead: their "expected" column shows "-".
+ENDED_BATCH = ("applied", "completed", "cancelled", "failed", "expired")
 
 
 def jsonable(value: Any) -> Any:
@@ -222,16 +219,24 @@ def _batches(status: RunStatus, now: float | None) -> Table:
     for name in ("shard", "batch id", "model", "status", *counts, "total", "expected"):
         table.add_column(name, no_wrap=name in ("batch id", "model"))
     for b in status.batches:
-        table.add_row(
-            str(b.shard),
-            b.provider_batch_id or "-",
-            b.model,
-            b.status,
-            *batch_counts(b, counts),
-            f"{b.total:,}",
-            when(b.expected_finish, now) if b.status not in ("applied", "completed") else "-",
-        )
+        table.add_row(*batch_row(b, now, counts))
     return table
+
+
+def batch_row(
+    b: BatchInfo, now: float | None, columns: Sequence[str] = ("succeeded", "failed")
+) -> tuple[str, ...]:
+    """One batch as a table row: shard, batch id, model, status, its line counts
+    (`batch_columns`), total and when it is expected to finish (status and live view)."""
+    return (
+        str(b.shard),
+        b.provider_batch_id or "-",
+        b.model,
+        b.status,
+        *batch_counts(b, columns),
+        f"{b.total:,}",
+        when(b.expected_finish, now) if b.status not in ENDED_BATCH else "-",
+    )
 
 
 def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
@@ -327,100 +332,6 @@ def status_line(status: RunStatus) -> str:
     return line
 
 
-# ---- runs, costs, fetch, verify, config --------------------------------------------------------
-def runs_table(rows: Sequence[RunInfo]) -> Table:
-    table = Table(title="runs, newest first", title_justify="left")
-    names = ("run", "state", "created", "requests", "deadline", "estimated", "actual", "source")
-    for name in names:
-        table.add_column(name, no_wrap=name in ("run", "state"))
-    for r in rows:
-        table.add_row(
-            r.id,
-            r.state.value,
-            format_time(r.created_at),
-            f"{r.request_count:,}",
-            format_time(r.deadline_at) if r.deadline_at is not None else "-",
-            format_usd(r.estimated_cost),
-            format_usd(r.actual_cost),
-            r.source_path,
-        )
-    return table
-
-
-def costs_view(report: CostReport) -> RenderableType:
-    scope = f"run {report.run_id}" if report.run_id else "all runs"
-    table = Table(title=f"costs, {scope}", title_justify="left")
-    for name in (
-        "model",
-        "route",
-        "requests",
-        "succeeded",
-        "input tok",
-        "output tok",
-        "estimated",
-        "actual",
-        "all-standard",
-    ):
-        table.add_column(name, justify="left" if name in ("model", "route") else "right")
-    for r in report.rows:
-        table.add_row(
-            r.model,
-            r.route,
-            f"{r.requests:,}",
-            f"{r.succeeded:,}",
-            f"{r.input_tokens:,}",
-            f"{r.output_tokens:,}",
-            format_usd(r.estimated),
-            format_usd(r.actual),
-            format_usd(r.all_standard),
-        )
-    parts: list[RenderableType] = [table]
-    if report.variants:
-        by_variant = Table(title="by variant", title_justify="left")
-        for name in ("variant", "requests", "succeeded", "output tok", "estimated", "actual"):
-            by_variant.add_column(name, justify="left" if name == "variant" else "right")
-        for v in report.variants:
-            by_variant.add_row(
-                v.variant,
-                f"{v.requests:,}",
-                f"{v.succeeded:,}",
-                f"{v.output_tokens:,}",
-                format_usd(v.estimated),
-                format_usd(v.actual),
-            )
-        parts.append(by_variant)
-    pct = 100.0 * report.saving / report.all_standard if report.all_standard > 0 else 0.0
-    worst = (
-        f", worst case {format_usd(report.estimated_worst)}"
-        if report.estimated_worst is not None and report.estimated_worst > report.estimated
-        else ""
-    )
-    total = (
-        f"estimated {format_usd(report.estimated)} expected{worst}; actual "
-        f"{format_usd(report.actual)}; all-standard would have cost "
-        f"{format_usd(report.all_standard)}: saving {format_usd(report.saving)} ({pct:.0f}%)"
-    )
-    if report.paid_twice:
-        total += (
-            f"\npaid twice to hold the deadline: {report.paid_twice:,} line(s), "
-            f"{format_usd(report.paid_twice_cost)} (in actual)"
-        )
-    if report.reused:
-        total += (
-            f"\nreused answers: {report.reused:,} line(s) not bought again, saving "
-            f"{format_usd(report.reuse_saving)}"
-        )
-    if report.requeues or report.invalid:
-        total += (
-            f"\nre-sends after a failed check: {report.requeues:,}, costing "
-            f"{format_usd(report.requeue_cost)} (outside the all-standard comparison); "
-            f"{report.invalid:,} line(s) invalid"
-        )
-    for line in fallback_lines(report.fallbacks):
-        total += f"\n{line} (in the fallback model's rows)"
-    return Group(*parts, Text(total))
-
-
 def fallback_lines(fallbacks: list[dict[str, Any]]) -> list[str]:
     """One line per (model, fallback model, reason) of `status`/`costs`."""
     return [
@@ -429,41 +340,3 @@ def fallback_lines(fallbacks: list[dict[str, Any]]) -> list[str]:
         f"{format_usd(f['cost'])}"
         for f in fallbacks
     ]
-
-
-def fetch_lines(report: FetchReport) -> list[str]:
-    lines = [
-        f"wrote {report.lines:,} line(s) to {report.output}: {report.succeeded:,} succeeded, "
-        f"{report.failed:,} failed"
-        + (f" ({report.invalid:,} invalid: failed a check)" if report.invalid else "")
-        + (f", {report.cancelled:,} cancelled" if report.cancelled else "")
-        + f", {report.unfinished:,} not finished yet"
-        + (f"; {report.fallback:,} answered by a fallback model" if report.fallback else "")
-    ]
-    if report.errors is not None and report.failed + report.cancelled + report.unfinished:
-        lines.append(f"failed, cancelled and unfinished lines also in {report.errors}")
-    elif report.errors is not None:
-        lines.append("no failed or unfinished lines")
-    if report.unfinished:
-        lines.append(f"The run is not done: fetch again after `batchyard watch {report.run_id}`.")
-    return lines
-
-
-def verify_lines(report: VerifyReport) -> list[str]:
-    shown = ", ".join(report.models[:8]) + (", ..." if len(report.models) > 8 else "")
-    return [
-        f"base URL: {report.base_url}",
-        f"API key:  {report.key_hint}",
-        f"{'ok' if report.ok else 'FAILED'}: {report.message}",
-        *([f"models: {shown}"] if report.models else []),
-    ]
-
-
-def config_table(rows: Iterable[tuple[str, str, str]]) -> Table:
-    table = Table(title="effective configuration", title_justify="left")
-    table.add_column("setting", no_wrap=True)
-    table.add_column("value")
-    table.add_column("from")
-    for name, value, source in rows:
-        table.add_row(name, value, source)
-    return table

@@ -35,13 +35,13 @@ from batchyard.cli.options import (
 )
 from batchyard.cli.render import (
     emit_json,
-    fetch_lines,
     open_work_hint,
     plan_view,
     status_line,
     status_view,
     submit_lines,
 )
+from batchyard.cli.render_runs import fetch_lines
 from batchyard.models import RouteOverride
 
 if TYPE_CHECKING:

@@ -30,6 +30,7 @@ from batchyard.orchestrator._answer_checks import Judges
 from batchyard.orchestrator._answers import Result, iter_results
 from batchyard.orchestrator._client import make_client
 from batchyard.orchestrator._progress import OnProgress
+from batchyard.orchestrator._provider_clock import ClockMap, ProviderClock
 from batchyard.orchestrator._reports import (
     CostReport,
     FetchReport,
@@ -111,6 +112,7 @@ class OrchestratorCore:
         self._judges: Judges | None = None
         self._warned: set[str] = set()  # runs whose budget warning is recorded
         self._driving: set[str] = set()  # runs this object drives (its `drivers` rows)
+        self._provider_clock: ProviderClock | None = None
 
     # ---- parts, created on first use ----------------------------------------------------
     @property
@@ -126,6 +128,17 @@ class OrchestratorCore:
         return self._client
 
     @property
+    def provider_clock(self) -> ProviderClock:
+        """The provider's clock as read off its responses (kept in the store per base URL)."""
+        if self._provider_clock is None:
+            self._provider_clock = ProviderClock(self.store, self.settings.base_url, self.clock)
+        return self._provider_clock
+
+    def clock_map(self) -> ClockMap:
+        """Provider times onto our clock: the offset and rate fitted so far."""
+        return self.provider_clock.map()
+
+    @property
     def judges(self) -> Judges:
         """Each run's checks on answers (user checks passed in are found here by name)."""
         if self._judges is None:
@@ -138,8 +151,14 @@ class OrchestratorCore:
             workdir = self._workdir
             if workdir is None:
                 workdir = self._tempdir = Path(tempfile.mkdtemp(prefix="batchyard-"))
-            self._batch = BatchRunner(*self._parts(), workdir=workdir, **self._timing())
+            self._batch = BatchRunner(
+                *self._parts(),
+                workdir=workdir,
+                provider_clock=self.provider_clock,
+                **self._timing(),
+            )
             self._batch.ctx.judges = self.judges
+            self._batch.ctx.deadline_view = self._deadline_view
         return self._batch
 
     @property
@@ -190,8 +209,17 @@ class OrchestratorCore:
 
     async def _submit_batches(self, run_id: str) -> SubmitReport:
         report = await self.batch.submit(run_id)
+        self.provider_clock.flush()
         route_unbatchable(self.store, run_id, report.unbatchable, self.models)
         return report
+
+    def _deadline_view(self, run_id: str, model: str) -> tuple[float | None, float]:
+        """For lines sent again: the run's next escalation point (else its deadline) and
+        the model's median turnaround, on our clock."""
+        batches, clock = self.store.list_batches(), self.clock_map()
+        median = routing.turnarounds(batches, [model], self.prior, clock)[model].median_s
+        point = self._escalation.get(run_id)
+        return (point if point is not None else self.store.get_run(run_id).deadline_at), median
 
     def _warn_budget(self, run_id: str) -> None:
         """Once a run has spent the warning share of its budget: one `budget.warning`
@@ -224,7 +252,14 @@ class OrchestratorCore:
     def status(self, run_id: str) -> RunStatus:
         stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))
         run = self.store.get_run(run_id)
-        return _status.status(self.store, run, self.clock(), stalled, self.prior, self.models)
+        return _status.status(
+            self.store, run, self.clock(), stalled, self.prior, self.models, self.clock_map()
+        )
+
+    def refresh(self, last: RunStatus) -> RunStatus:
+        """`last` with the counts, batches and cost as the store has them now (cheap: for a
+        view redrawn every second)."""
+        return _status.refresh(self.store, last, self.clock_map())
 
     def costs(self, run_id: str | None = None) -> CostReport:
         return _costs.costs(self.store, self.models, run_id)

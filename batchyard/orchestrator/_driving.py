@@ -56,6 +56,7 @@ class RunDriving(OrchestratorCore):
             self._progress,
             self.prior,
             self.cancel_prior,
+            self.clock_map(),
             points=points,
         )
         if self._realtime is not None and points:
@@ -96,6 +97,7 @@ class RunDriving(OrchestratorCore):
         if repaired := await self.batch.repair(run.id):
             self.store.add_event(run.id, "run.repaired", f"Repaired: {repaired}")
         await self.batch.poll(run.id)
+        self.provider_clock.flush()
         if run.state is RunState.CANCELLING:
             return False
         await self._reroute(run)
@@ -246,5 +248,6 @@ class RunDriving(OrchestratorCore):
                 run_id, "run.cancel", f"{cancelled} real-time request(s) cancelled before sending"
             )
         watch_cancels(self.batch, await self.batch.cancel(run_id), self.clock())
+        self.provider_clock.flush()
         finish_if_done(self.store, run_id)
         return await self._finished(run_id)

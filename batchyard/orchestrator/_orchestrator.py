@@ -115,8 +115,9 @@ class Orchestrator(RunDriving):
         names = sorted({r.model for r in requests})
         caps = self._capacities(names)
         batches = self.store.list_batches()
-        history = routing.turnarounds(batches, names, self.prior)
-        cancel = routing.cancel_latency(batches, self.cancel_prior)
+        clock = self.clock_map()
+        history = routing.turnarounds(batches, names, self.prior, clock)
+        cancel = routing.cancel_latency(batches, self.cancel_prior, clock)
         plan = make_plan(requests, policy, caps, self.clock(), history, cancel=cancel)
         return with_reuse(plan, preview, intake)
 
@@ -211,8 +212,9 @@ class Orchestrator(RunDriving):
         now = self.clock()
         caps = self._capacities(names)
         batches = self.store.list_batches()
-        history = routing.turnarounds(batches, names, self.prior)
-        cancel = routing.cancel_latency(batches, self.cancel_prior)
+        clock = self.clock_map()
+        history = routing.turnarounds(batches, names, self.prior, clock)
+        cancel = routing.cancel_latency(batches, self.cancel_prior, clock)
         # may raise PlanRefused
         decision, est = decide(requests, policy, caps, now, history, cancel=cancel)
         plan = with_reuse(plan_from_decision(decision, est, policy), preview, intake)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.config import Settings
 from batchyard.models import BatchStatus, Endpoint, RequestStatus, Route, RouteOverride
+from batchyard.orchestrator._provider_clock import IDENTITY, ClockMap
 from batchyard.orchestrator.batch.submit import shard_tokens
 from batchyard.router import (
     NO_WORK,
@@ -313,8 +314,12 @@ def turnarounds(
     batches: Iterable[BatchRow],
     models: Iterable[str] = (),
     prior: Turnaround | None = None,
+    clock: ClockMap | None = None,
 ) -> dict[str, Turnaround]:
     """The configured prior for each of `models`, updated with the store's batches.
+
+    Learned on the provider's clock (the prior too: it describes the provider); with
+    `clock`, returned on ours (a simulator on a fast clock finishes its hours in seconds).
 
     A batch's turnaround is its time in progress (`in_progress_at` to `finalizing_at`, or
     creation to completion where those are missing). A batch that expired counts as taking
@@ -328,7 +333,9 @@ def turnarounds(
     longer: dict[str, list[float]] = defaultdict(list)
     for b in batches:
         times = b.provider_times
-        start = times.get("in_progress_at") or times.get("created_at") or b.created_at
+        start = times.get("in_progress_at") or times.get("created_at")
+        if start is None:
+            start = clock.to_provider(b.created_at) if clock is not None else b.created_at
         if b.status in _DONE_BATCH and "completed_at" in times:
             done = times.get("finalizing_at") or times["completed_at"]
             if done >= start:
@@ -347,19 +354,25 @@ def turnarounds(
     out = {model: base for model in models}
     for model in set(observed) | set(longer):
         out[model] = base.updated_with(observed.get(model, ()), longer.get(model, ()))
+    if clock is not None:
+        out = {model: clock.turnaround(t) for model, t in out.items()}
     return out
 
 
-def cancel_latency(batches: Iterable[BatchRow], prior: Turnaround | None = None) -> Turnaround:
+def cancel_latency(
+    batches: Iterable[BatchRow], prior: Turnaround | None = None, clock: ClockMap | None = None
+) -> Turnaround:
     """The configured cancel-latency prior, updated with how long the store's cancelled
-    batches stayed `cancelling` (all models: cancelling is the provider's own work)."""
+    batches stayed `cancelling` (all models: cancelling is the provider's own work); kept
+    on the provider's clock, returned on ours with `clock`."""
     base = prior or Turnaround.cancel_prior()
     seen = [
         b.provider_times["cancelled_at"] - b.provider_times["cancelling_at"]
         for b in batches
         if "cancelling_at" in b.provider_times and "cancelled_at" in b.provider_times
     ]
-    return base.updated_with(s for s in seen if s >= 0)
+    learned = base.updated_with(s for s in seen if s >= 0)
+    return clock.turnaround(learned) if clock is not None else learned
 
 
 def live_shard_ids(store: Store, run_id: str) -> frozenset[int]:
@@ -367,9 +380,13 @@ def live_shard_ids(store: Store, run_id: str) -> frozenset[int]:
 
 
 def shard_states(
-    store: Store, run_id: str, open_rows: Iterable[RequestRow] | None = None
+    store: Store,
+    run_id: str,
+    open_rows: Iterable[RequestRow] | None = None,
+    clock: ClockMap | None = None,
 ) -> list[ShardState]:
-    """Live shards of a run: the sum of their open lines and the provider's progress.
+    """Live shards of a run: the sum of their open lines and the provider's progress, its
+    times on our clock (`clock` maps the provider's).
 
     `open_rows`: the run's open requests (`OPEN_STATUSES`), when the caller has read them
     already; else they are read per shard.
@@ -390,15 +407,21 @@ def shard_states(
     for r in rows:
         if r.shard in live:
             work[r.shard] = work[r.shard] + Work.of(feature(r))
+    ours = clock or IDENTITY
+
+    def local(b: BatchRow, name: str) -> float | None:
+        at = b.provider_times.get(name)
+        return None if at is None else ours.to_local(at)
+
     return [
         ShardState(
             shard_id=str(b.id),
             model=b.model,
             work=work[b.id],
-            submitted_at=b.provider_times.get("created_at") or b.created_at,
+            submitted_at=local(b, "created_at") or b.created_at,
             completed=b.counts_completed or 0,
-            started_at=b.provider_times.get("in_progress_at"),
-            cancelling_at=b.provider_times.get("cancelling_at")
+            started_at=local(b, "in_progress_at"),
+            cancelling_at=local(b, "cancelling_at")
             or (b.updated_at if b.status is BatchStatus.CANCELLING else None),
         )
         for b in live.values()

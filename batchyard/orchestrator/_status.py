@@ -15,6 +15,7 @@ from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
+from batchyard.orchestrator._provider_clock import IDENTITY, ClockMap
 from batchyard.orchestrator._reports import (
     _TERMINAL_STATUSES,
     BatchInfo,
@@ -70,18 +71,25 @@ def _counts(store: Store, run_id: str) -> dict[RouteStatus, int]:
 
 
 def _batch_infos(
-    store: Store, rows: list[BatchRow], expected: Callable[[BatchRow], float | None]
+    store: Store,
+    rows: list[BatchRow],
+    expected: Callable[[BatchRow], float | None],
+    clock: ClockMap,
 ) -> list[BatchInfo]:
     """Each shard as `status` shows it. While a batch runs, its counts are the provider's;
     once applied they are the store's: a line cancelled at an escalation point and answered
     in real time is re-routed here (and succeeded once, on its new path), not failed."""
     outcomes = store.shard_outcomes([b.id for b in rows if b.status is BatchStatus.APPLIED])
-    return [_batch_info(b, expected(b), outcomes.get(b.id)) for b in rows]
+    return [_batch_info(b, expected(b), clock, outcomes.get(b.id)) for b in rows]
 
 
 def _batch_info(
-    b: BatchRow, expected_finish: float | None, outcome: dict[str, int] | None = None
+    b: BatchRow,
+    expected_finish: float | None,
+    clock: ClockMap,
+    outcome: dict[str, int] | None = None,
 ) -> BatchInfo:
+    created = b.provider_times.get("created_at")
     completed, failed = b.counts_completed or 0, b.counts_failed or 0
     cancelled = rerouted = 0
     if outcome is not None:
@@ -95,23 +103,25 @@ def _batch_info(
         total=b.counts_total or b.request_count,  # 0 while validating
         completed=completed,
         failed=failed,
-        created_at=b.provider_times.get("created_at") or b.created_at,
+        created_at=clock.to_local(created) if created is not None else b.created_at,
         expected_finish=expected_finish,
         cancelled=cancelled,
         rerouted=rerouted,
     )
 
 
-def refresh(store: Store, last: RunStatus) -> RunStatus:
+def refresh(store: Store, last: RunStatus, clock: ClockMap = IDENTITY) -> RunStatus:
     """`last` with the counts, batches, cost and state as the store has them now: three
     cheap queries (no events, no turnaround history), for a view redrawn every second.
-    Expected finishes, the deadline verdict and the reasons stay those of `last`."""
+    Expected finishes, the deadline verdict and the reasons stay those of `last`; `clock`
+    maps the provider's times onto ours."""
     run = store.get_run(last.run_id)
     expected = {b.shard: b.expected_finish for b in last.batches}
     batches = _batch_infos(
         store,
         store.list_batches(run.id),
         lambda b: expected.get(b.id) if b.status not in _FINISHED_BATCH else None,
+        clock,
     )
     done = run.state in (RunState.COMPLETED, RunState.CANCELLED)
     return replace(
@@ -132,22 +142,26 @@ def status(
     stalled: str | None = None,
     prior: Turnaround | None = None,
     models: Mapping[str, ModelInfo] | None = None,
+    clock: ClockMap = IDENTITY,
 ) -> RunStatus:
     """The run as the user sees it. With `models` (the price and limit table), the deadline
-    verdict asks whether real time from now could still finish the open work."""
+    verdict asks whether real time from now could still finish the open work. Every time
+    is on our clock: `clock` maps the provider's (its timestamps and the turnaround learned
+    on it) onto ours."""
     counts = _counts(store, run.id)
     prior = prior or _PRIOR
     history = turnarounds(store.list_batches(), prior=prior)
-
-    def finish_of(b: BatchRow) -> float | None:
-        created = b.provider_times.get("created_at") or b.created_at
+    finishes: dict[int, float | None] = {}
+    rows = store.list_batches(run.id)
+    for b in rows:
+        created = b.provider_times.get("created_at")
+        created = clock.to_provider(b.created_at) if created is None else created
         finish = b.provider_times.get("completed_at")
         if finish is None and b.status not in _FINISHED_BATCH:
             median = history.get(b.model, prior).quantile(0.5)
             finish = created + median if math.isfinite(median) else None
-        return finish
-
-    batches = _batch_infos(store, store.list_batches(run.id), finish_of)
+        finishes[b.id] = None if finish is None else clock.to_local(finish)
+    batches = _batch_infos(store, rows, lambda b: finishes[b.id], clock)
     events = store.list_events(run.id)
     last_errors: dict[str, str] = {}
     reasons: list[str] = []

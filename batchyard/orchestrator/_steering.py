@@ -17,6 +17,7 @@ from batchyard.catalog import ModelInfo, lookup
 from batchyard.errors import IllegalTransition, InputError
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator import _routing as routing
+from batchyard.orchestrator._provider_clock import ClockMap
 from batchyard.orchestrator.batch.remote import owner_is_dead
 from batchyard.orchestrator.batch.runner import BatchRunner, CancelReport
 from batchyard.router import (
@@ -65,6 +66,7 @@ async def reroute(
     progress: Callable[[str, dict[str, Any]], None],
     prior: Turnaround | None = None,
     cancel_prior: Turnaround | None = None,
+    clock: ClockMap | None = None,
     *,
     points: dict[str, float] | None = None,
 ) -> float | None:
@@ -81,7 +83,7 @@ async def reroute(
     if not movable:
         return None
     names = sorted({r.model for r in rows})
-    shards = routing.shard_states(store, run.id, rows)
+    shards = routing.shard_states(store, run.id, rows, clock)
     live = frozenset(int(s.shard_id) for s in shards)
     open_work = [
         routing.feature(r, live)
@@ -99,11 +101,11 @@ async def reroute(
         replace(policy, escalated=escalated),
         capacities(names),
         now,
-        routing.turnarounds(batches, names, prior),
+        routing.turnarounds(batches, names, prior, clock),
         shards=shards,
         current_routes=routing.current_routes(movable),
         in_flight=[routing.feature(r) for r in rows if r.status is RequestStatus.IN_FLIGHT],
-        cancel=routing.cancel_latency(batches, cancel_prior),
+        cancel=routing.cancel_latency(batches, cancel_prior, clock),
     )
     for change in red.changes:
         if change.action == "cancel_shard":

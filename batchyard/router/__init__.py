@@ -16,14 +16,14 @@ per model, on per-model sums (`work.py`), never one record per request:
 6. A deadline: the escalation point is the last moment to cancel the model's batches and
    still finish their unanswered lines in real time (flex if allowed, cheaper and fitting,
    else standard) before the deadline, keeping free a small floor, the spread of real-time
-   throughput and the cancel's latency (`rules.escalation_point`; it moves later as the
+   throughput and the cancel's latency (`escalation.escalation_point`; it moves later as the
    batches make progress). While that point is at least a new shard's setup time away,
    open work goes to batch: the turnaround model only says how likely each outcome is
    (finished lines are kept at half price either way). Real time starts at once only when
    there is no room to try, or when trying is expected to cost more (lines paid twice on a
    slow cancel). At the point, `redecide` cancels the model's shards; a cancel that has not
    finished by the last moment real time can still start sends their lines anyway
-   (`rules.release_point`). Without slack, real time starts at once, highest priority
+   (`escalation.release_point`). Without slack, real time starts at once, highest priority
    first, and the requests that finish late are listed (`--strict` refuses).
 
 Rules are objects composed with `|` (first to decide wins), like tenacity's stop/wait:
@@ -45,6 +45,7 @@ from __future__ import annotations
 from batchyard.router.assign import Assigner
 from batchyard.router.costs import Estimate, PlanRow, budget_stop_reason, estimate
 from batchyard.router.decision import Assignment, Change, Decision, ModelDecision, Redecision
+from batchyard.router.escalation import escalation_point, release_point
 from batchyard.router.features import (
     DEFAULT_MARGIN_S,
     ModelCapacity,
@@ -62,13 +63,12 @@ from batchyard.router.parse import (
 )
 from batchyard.router.plan import Plan, make_plan, plan_from_decision
 from batchyard.router.policy import decide, is_small_run, redecide, route, route_work
+from batchyard.router.resubmit import Leftovers, ResubmitAction, ResubmitRule, resubmission
 from batchyard.router.rules import (
     BATCH_ONLY_RULES,
     DEFAULT_RULES,
     ModelContext,
     Rule,
-    escalation_point,
-    release_point,
 )
 from batchyard.router.turnaround import BATCH_WINDOW_S, Turnaround
 from batchyard.router.work import NO_WORK, ModelWork, ShardState, Tally, Work
@@ -84,6 +84,7 @@ __all__ = [
     "Change",
     "Decision",
     "Estimate",
+    "Leftovers",
     "ModelCapacity",
     "ModelContext",
     "ModelDecision",
@@ -93,6 +94,8 @@ __all__ = [
     "PlanRow",
     "Redecision",
     "RequestFeatures",
+    "ResubmitAction",
+    "ResubmitRule",
     "Rule",
     "RunPolicy",
     "Safety",
@@ -116,6 +119,7 @@ __all__ = [
     "realtime_seconds",
     "redecide",
     "release_point",
+    "resubmission",
     "route",
     "route_work",
 ]

@@ -11,7 +11,7 @@ changes a route.
 - A batch row with an escalation point is simulated over the turnaround distribution as
   the policy plays it: the batch's lines finish evenly over its turnaround; the model
   escalates when the last safe moment arrives for the lines still unfinished (which moves
-  later as the batch progresses, see `rules.escalation_point`); lines finished by then are
+  later as the batch progresses, see `escalation.escalation_point`); lines finished by then are
   kept at the batch price, the rest cost the escalation route's price. Best: every batch
   returns in time. Worst: none of it does (everything at the escalation route's price at
   the worst-case output). Lines paid twice on a cancel slower than planned are the price

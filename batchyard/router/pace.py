@@ -9,9 +9,9 @@ three moments the policy is made of:
   before the deadline, with the floor and the spread kept free;
 - the escalation point: the latest start for everything real time would have to do if the
   model's batches were cancelled now, minus the time the cancel itself takes (see
-  `rules.escalation_point`);
+  `escalation.escalation_point`);
 - the release point of a batch still `cancelling`: when its lines go to real time even
-  though the batch may have finished some of them (`rules.release_point`).
+  though the batch may have finished some of them (`escalation.release_point`).
 
 Pure: no I/O, no clock.
 """

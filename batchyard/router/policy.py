@@ -19,6 +19,7 @@ from batchyard.models import Route, RouteOverride
 from batchyard.router.assign import Assigner
 from batchyard.router.costs import Estimate, estimate
 from batchyard.router.decision import Assignment, Change, Decision, ModelDecision, Redecision
+from batchyard.router.escalation import release_point
 from batchyard.router.features import ModelCapacity, RequestFeatures, RunPolicy
 from batchyard.router.parse import format_duration, format_time, format_usd
 from batchyard.router.rules import (
@@ -27,7 +28,6 @@ from batchyard.router.rules import (
     ModelContext,
     Rule,
     make_context,
-    release_point,
 )
 from batchyard.router.turnaround import Turnaround
 from batchyard.router.work import NO_WORK, ModelWork, ShardState, Tally, Work

@@ -93,6 +93,18 @@ class Turnaround:
         t = math.exp(self.mu + self.sigma * NormalDist().inv_cdf(p))
         return t if t <= self.max_s else math.inf
 
+    def scaled(self, factor: float) -> Turnaround:
+        """The same distribution with every duration multiplied by `factor` (a clock that
+        runs `1/factor` times as fast: the provider's turnaround on our clock)."""
+        if factor <= 0:
+            raise ValueError(f"factor must be positive, got {factor}")
+        return Turnaround(
+            mu=self.mu + math.log(factor),
+            sigma=self.sigma,
+            max_s=self.max_s * factor,
+            weight=self.weight,
+        )
+
     def updated_with(
         self, observed_seconds: Iterable[float], longer_than: Iterable[float] = ()
     ) -> Turnaround:

@@ -53,6 +53,10 @@ Real time (claims; intent before the call)
         reached the API: retrying it may bill it twice (an event records how many).
     record_attempt(run_id, custom_id, *, route, outcome, started_at, ...) -> attempt no.
 
+Provider clock (clocks.py)
+    add_clock_observations(base_url, [(provider_at, local_at)], keep=48)   newest kept
+    clock_observations(base_url, limit=48) -> [(provider_at, local_at)]    oldest first
+
 Webhooks and notifications (hooks.py)
     record_webhook(webhook_id, event_type, provider_batch_id) -> WebhookReceipt
         once per webhook-id (a duplicate changes nothing); marks our batch to poll at once

@@ -14,27 +14,31 @@ from pathlib import Path
 from batchyard.config import DB_ENV, default_db_path
 
 from .batches import BatchesMixin
+from .claims import ClaimsMixin
+from .clocks import ClocksMixin
 from .codec import DEFAULT_MIN_BYTES
 from .fallback import FallbackMixin
 from .hooks import HooksMixin
 from .prune import PruneMixin
 from .queue import QueueMixin
 from .requests import RequestsMixin
-from .results import ResultsMixin
 from .runs import RunsMixin
 from .schema import connect, migrate
+from .summary import SummaryMixin
 
 __all__ = ["DB_ENV", "Store", "default_db_path"]
 
 
 class Store(
     BatchesMixin,
-    ResultsMixin,
+    ClaimsMixin,
     RequestsMixin,
+    SummaryMixin,
     RunsMixin,
     HooksMixin,
     PruneMixin,
     FallbackMixin,
+    ClocksMixin,
     QueueMixin,
 ):
     """The job store. Open with `Store.open(path)`; see the package docstring."""

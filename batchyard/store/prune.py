@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from batchyard.errors import NotFound
 
 from .base import CHUNK, StoreBase, placeholders
-from .requests import output_quantile
+from .summary import output_quantile
 
 __all__ = ["PruneMixin", "PruneReport", "PrunedRun"]
 

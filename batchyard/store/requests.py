@@ -1,10 +1,9 @@
 """Requests: recording a file's lines, routing them, reading them back, checked changes.
 
-Owns the bulk writes of the `requests` table (chunked, one transaction per chunk), the
-paged reads (never the whole run in memory) and the per-(model, route) summary. Every
-status change here is checked against `transitions.REQUEST_TRANSITIONS`. Results and
-real-time claims are in `results.py`; it must not touch batches beyond reading a shard's
-status.
+Owns the bulk writes of the `requests` table (chunked, one transaction per chunk) and the
+paged reads (never the whole run in memory). Every status change here is checked against
+`transitions.REQUEST_TRANSITIONS`. Totals are in `summary.py`, results in `results.py`,
+real-time claims in `claims.py`; it must not touch batches beyond reading a shard's status.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from .base import (
     record,
 )
 from .codec import decode_body, encode_body
-from .rows import NewRequest, OutputEvidence, RequestRow, SummaryRow
+from .rows import NewRequest, RequestRow
 from .transitions import PROVIDER_TERMINAL, REQUEST_TERMINAL, check_request
 
 __all__ = ["RequestsMixin"]
@@ -47,12 +46,6 @@ _INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
 )
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
-# Estimated cost of a request on the route it was given (standard until routed).
-EST_COST_SQL = (
-    "CASE route WHEN 'flex' THEN coalesce(est_cost_flex, est_cost_standard) "
-    "WHEN 'batch' THEN coalesce(est_cost_batch, est_cost_standard) "
-    "ELSE est_cost_standard END"
-)
 
 
 def request_row(r: dict[str, Any]) -> RequestRow:
@@ -68,26 +61,6 @@ def request_row(r: dict[str, Any]) -> RequestRow:
         reused_from=json.loads(r["reused_from"]) if r["reused_from"] else None,
         fallback=json.loads(r["fallback"]) if r["fallback"] else None,
     )
-
-
-def output_quantile(
-    conn: sqlite3.Connection,
-    model: str,
-    endpoint: str,
-    n: int,
-    quantile: float,
-    run_id: str | None = None,
-) -> int:
-    """The `quantile` of the output tokens of `n` succeeded requests (of one run)."""
-    where = " AND run_id = ?" if run_id is not None else ""
-    params: list[object] = [model, endpoint, *([run_id] if run_id is not None else [])]
-    (high,) = conn.execute(
-        "SELECT output_tokens FROM requests WHERE status = 'succeeded' "
-        f"AND output_tokens IS NOT NULL AND model = ? AND endpoint = ?{where} "
-        "ORDER BY output_tokens LIMIT 1 OFFSET ?",
-        (*params, min(n - 1, int(quantile * n))),
-    ).fetchone()
-    return int(high)
 
 
 class RequestsMixin(StoreBase):
@@ -267,31 +240,6 @@ class RequestsMixin(StoreBase):
                 )
         return int(n)
 
-    def open_load(self, run_id: str) -> dict[str, tuple[int, int]]:
-        """Per model, the run's unfinished requests: (count, tokens charged against TPM:
-        input plus the output cap, or the estimated output where there is no cap)."""
-        self._require_run(run_id)
-        rows = self.db.conn.execute(
-            "SELECT model, count(*), "
-            "coalesce(sum(est_input_tokens + coalesce(max_output_tokens, est_output_tokens)), 0) "
-            "FROM requests WHERE run_id = ? "
-            "AND status NOT IN ('succeeded', 'failed', 'invalid', 'cancelled', 'twin') "
-            "GROUP BY model",
-            (run_id,),
-        )
-        return {model: (int(count), int(tokens)) for model, count, tokens in rows}
-
-    def paid_twice(self, run_id: str) -> tuple[int, float]:
-        """(lines, USD) a released shard answered after they were sent again: billed twice,
-        the price of holding the deadline."""
-        self._require_run(run_id)
-        count, cost = self.db.conn.execute(
-            "SELECT count(*), coalesce(sum(cost), 0) FROM attempts "
-            "WHERE run_id = ? AND outcome = 'paid_twice'",
-            (run_id,),
-        ).fetchone()
-        return int(count), float(cost)
-
     def _shard_statuses(self, conn: sqlite3.Connection, shards: set[Any]) -> dict[int, str]:
         shards.discard(None)
         if not shards:
@@ -406,78 +354,3 @@ class RequestsMixin(StoreBase):
             assert body is not None
             out[i] = body
         return out
-
-    def count_requests(self, run_id: str) -> dict[tuple[Route | None, RequestStatus], int]:
-        """How many of the run's requests are in each (route, status)."""
-        self._require_run(run_id)
-        rows = self.db.conn.execute(
-            "SELECT route, status, count(*) FROM requests WHERE run_id = ? GROUP BY 1, 2",
-            (run_id,),
-        )
-        return {
-            (Route(route) if route else None, RequestStatus(status)): count
-            for route, status, count in rows
-        }
-
-    def output_evidence(
-        self, *, min_samples: int = 20, quantile: float = 0.95
-    ) -> dict[tuple[str, str], OutputEvidence]:
-        """Per (model, endpoint), the output tokens billed for succeeded requests across
-        runs: mean and `quantile`, where at least `min_samples` have finished. The router's
-        expected and worst-case output estimates come from these. Pruned runs count through
-        `learned_output` (their count and sum, and the highest of their quantiles)."""
-        conn = self.db.conn
-        live = {
-            (model, endpoint): (int(tokens), int(n))
-            for model, endpoint, tokens, n in conn.execute(
-                "SELECT model, endpoint, sum(output_tokens), count(*) FROM requests "
-                "WHERE status = 'succeeded' AND output_tokens IS NOT NULL GROUP BY 1, 2"
-            )
-        }
-        learned = {
-            (model, endpoint): (int(tokens), int(n), int(high))
-            for model, endpoint, tokens, n, high in conn.execute(
-                "SELECT model, endpoint, output_tokens, requests, high FROM learned_output"
-            )
-        }
-        found: dict[tuple[str, str], OutputEvidence] = {}
-        for key in sorted(live.keys() | learned.keys()):
-            tokens, n = live.get(key, (0, 0))
-            old_tokens, old_n, high = learned.get(key, (0, 0, 0))
-            total = n + old_n
-            if total < min_samples or total == 0:
-                continue
-            if n:
-                high = max(high, output_quantile(conn, key[0], key[1], n, quantile))
-            found[key] = OutputEvidence((tokens + old_tokens) / total, int(high), int(total))
-        return found
-
-    def summary(self, run_id: str) -> list[SummaryRow]:
-        """Per (model, route): requests, outcomes, estimated and actual cost, tokens."""
-        self._require_run(run_id)
-        rows = self.db.conn.execute(
-            "SELECT model, route, count(*) AS requests, "
-            "sum(status = 'succeeded') AS succeeded, "
-            "sum(status IN ('failed', 'invalid')) AS failed, "
-            "sum(status NOT IN ('succeeded', 'failed', 'cancelled', 'invalid')) AS open, "
-            f"total({EST_COST_SQL}) AS estimated_cost, total(cost) AS actual_cost, "
-            "sum(est_input_tokens) AS est_input_tokens, "
-            "sum(est_output_tokens) AS est_output_tokens, "
-            "total(CASE WHEN reused_from IS NULL THEN input_tokens END) AS input_tokens, "
-            "total(CASE WHEN reused_from IS NULL THEN output_tokens END) AS output_tokens, "
-            "sum(status = 'invalid') AS invalid, sum(reused_from IS NOT NULL) AS reused, "
-            "total(saved) AS saved, sum(requeues) AS requeues, "
-            "total(requeue_cost) AS requeue_cost "
-            "FROM requests WHERE run_id = ? GROUP BY model, route ORDER BY model, route",
-            (run_id,),
-        )
-        return [
-            record(
-                SummaryRow,
-                r,
-                route=Route(r["route"]) if r["route"] else None,
-                input_tokens=int(r["input_tokens"]),
-                output_tokens=int(r["output_tokens"]),
-            )
-            for r in by_name(rows)
-        ]

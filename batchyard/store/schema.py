@@ -29,6 +29,7 @@ MIGRATIONS = Migrations("batchyard")
 SCHEMA_TABLES = (
     "attempts",
     "batches",
+    "clock_observations",
     "drivers",
     "events",
     "files",
@@ -395,6 +396,21 @@ def m011_drivers(db: Database) -> None:
             PRIMARY KEY (run_id, owner)
         ) WITHOUT ROWID"""
     )
+
+
+@_migration
+def m012_provider_clock(db: Database) -> None:
+    """`clock_observations`: (provider time, our time at receipt) pairs per base URL, the
+    newest few kept, from which the provider's clock is mapped onto ours (offset and rate)."""
+    db.execute(
+        """CREATE TABLE clock_observations (
+            id INTEGER PRIMARY KEY,
+            base_url TEXT NOT NULL,
+            provider_at REAL NOT NULL,
+            local_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX idx_clock_observations ON clock_observations (base_url, id)")
 
 
 @_migration

@@ -31,6 +31,7 @@ from openai.types import Batch, FileObject
 from batchyard.config import ModelInfo, Settings
 from batchyard.orchestrator._answer_checks import Judge, Judges
 from batchyard.orchestrator._progress import OnProgress
+from batchyard.orchestrator._provider_clock import ProviderClock
 from batchyard.orchestrator._retry import RetryPolicy, call_with_retry, classify
 from batchyard.orchestrator._timing import Clock, Sleep
 from batchyard.orchestrator.realtime.admission import LeakyBucket
@@ -107,6 +108,15 @@ class BatchContext:
     lookback_seconds: float = 7 * 86_400  # how far back batches.list is searched for a tag
     pacer: LeakyBucket | None = None  # batch-API calls per minute, created on first call
     judges: Judges | None = None  # checks on answers; created on first use
+    provider_clock: ProviderClock | None = None  # reads the provider's clock off responses
+    # (run, model) -> (the model's escalation point or None, its median turnaround), on our
+    # clock: when lines sent again may still wait for a worthwhile shard.
+    deadline_view: Callable[[str, str], tuple[float | None, float]] | None = None
+
+    def observe(self, headers: object, created_at: float | None = None) -> None:
+        """A response's `Date` (else a new batch's `created_at`): the provider's clock."""
+        if self.provider_clock is not None:
+            self.provider_clock.observe_headers(headers, created_at)
 
     def judge_for(self, run_id: str) -> Judge:
         if self.judges is None:
@@ -242,6 +252,8 @@ class BatchContext:
         `since`: stop paging at batches created `lookback_seconds` before it.
         """
         after: str | None = None
+        if since is not None and self.provider_clock is not None:
+            since = self.provider_clock.map().to_provider(since)  # compared with created_at
         cutoff = None if since is None else since - self.lookback_seconds
         while True:
             page = await self.call(self._batches_page(after))
@@ -268,26 +280,36 @@ class BatchContext:
                 earlier = await self.find_batch(run_id, shard, since)
                 if earlier is not None:
                     return earlier
-            return await self.client.batches.create(
+            raw = await self.client.batches.with_raw_response.create(
                 input_file_id=input_file_id,
                 endpoint=endpoint,  # type: ignore[arg-type]
                 completion_window="24h",
                 metadata={TAG_RUN: run_id, TAG_SHARD: str(shard)},
             )
+            batch = raw.parse()
+            self.observe(raw.headers, batch.created_at)
+            return batch
 
         return await self.call(attempt)
 
     async def retrieve(self, batch_id: str) -> Batch:
-        return await self.call(lambda: self.client.batches.retrieve(batch_id))
+        async def attempt() -> Batch:
+            raw = await self.client.batches.with_raw_response.retrieve(batch_id)
+            self.observe(raw.headers)
+            return raw.parse()
+
+        return await self.call(attempt)
 
     async def cancel_batch(self, batch_id: str) -> Batch | None:
         """Ask the provider to cancel; None when it is already finished (409)."""
 
         async def attempt() -> Batch | None:
             try:
-                return await self.client.batches.cancel(batch_id)
+                raw = await self.client.batches.with_raw_response.cancel(batch_id)
             except openai.ConflictError:  # not worth retrying: it already finished
                 return None
+            self.observe(raw.headers)
+            return raw.parse()
 
         return await self.call(attempt)
 

@@ -51,6 +51,7 @@ import openai
 
 from batchyard.config import ModelInfo, Settings
 from batchyard.models import BatchStatus, RequestStatus, Route
+from batchyard.orchestrator._provider_clock import ProviderClock
 from batchyard.orchestrator._retry import RetryPolicy, classify
 from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator.batch.apply import ApplyOutcome, apply_shard
@@ -117,6 +118,7 @@ class BatchRunner:
         policy: RetryPolicy | None = None,
         hook: CrashHook | None = None,
         limits: ShardLimits | None = None,
+        provider_clock: ProviderClock | None = None,
     ) -> None:
         self.ctx = BatchContext(
             store=store,
@@ -131,6 +133,7 @@ class BatchRunner:
             on_progress=on_progress,
             hook=hook,
             limits=limits,
+            provider_clock=provider_clock,
         )
         self.schedule = PollSchedule(settings.poll_min_seconds, settings.poll_max_seconds)
 

@@ -35,6 +35,13 @@ from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator.batch.lines import NOT_RUN_CODES
 from batchyard.orchestrator.batch.queue import ahead, holders_text, refresh_model
 from batchyard.orchestrator.batch.remote import BatchContext, failure_text, shard_filename
+from batchyard.orchestrator.batch.resend import (
+    RESENT_REASON,
+    Resent,
+    Resubmits,
+    resent_line,
+    settle_resent,
+)
 from batchyard.shards import (
     QueueAdmission,
     Shard,
@@ -45,6 +52,7 @@ from batchyard.shards import (
     shard_line,
 )
 from batchyard.store import IN_QUEUE, SHARD_TOKENS_KEY, BatchRow, FileKind
+from batchyard.store.rows import RunRow
 from batchyard.tokens import embedding_inputs
 
 __all__ = [
@@ -75,6 +83,7 @@ class SubmitReport:
     waiting: int = 0  # planned shards held back by admission (queue full)
     waiting_requests: int = 0  # the requests in them
     unbatchable: list[str] = field(default_factory=list)  # can never fit a batch: re-route
+    resubmits: Resubmits = field(default_factory=Resubmits)  # lines sent again (resend.py)
     errors: list[str] = field(default_factory=list)  # shards whose submission failed
     reasons: list[str] = field(default_factory=list)
 
@@ -129,7 +138,7 @@ def _requeue(ctx: BatchContext, run_id: str, report: SubmitReport) -> None:
             continue
         limit = cap * 2 if r.error_code in NOT_RUN_CODES else cap
         if r.attempts < limit:
-            again.append((r.custom_id, Route.BATCH, f"re-submitted to batch after {r.error_code}"))
+            again.append((r.custom_id, Route.BATCH, f"{RESENT_REASON} {r.error_code}"))
         else:
             give_up.append(r.custom_id)
     if again:
@@ -146,11 +155,18 @@ def _requeue(ctx: BatchContext, run_id: str, report: SubmitReport) -> None:
         )
 
 
-def _items(ctx: BatchContext, run_id: str) -> dict[tuple[str, str], list[ShardItem]]:
-    """Routed batch requests not in any shard, as planning items per (endpoint, model)."""
-    groups: dict[tuple[str, str], list[ShardItem]] = defaultdict(list)
+Group = tuple[str, str]  # (endpoint, model)
+
+
+def _items(
+    ctx: BatchContext, run: RunRow
+) -> tuple[dict[Group, list[ShardItem]], dict[Group, Resent]]:
+    """Routed batch requests not in any shard, as planning items per (endpoint, model); and
+    those of them sent before (a failed or expired batch line), for `settle_resent`."""
+    groups: dict[Group, list[ShardItem]] = defaultdict(list)
+    resent: dict[Group, Resent] = defaultdict(dict)
     rows = ctx.store.iter_requests(
-        run_id, statuses=[RequestStatus.ROUTED], routes=[Route.BATCH], with_body=True
+        run.id, statuses=[RequestStatus.ROUTED], routes=[Route.BATCH], with_body=True
     )
     for r in rows:
         if r.shard is not None or r.body is None:
@@ -160,7 +176,9 @@ def _items(ctx: BatchContext, run_id: str) -> dict[tuple[str, str], list[ShardIt
         groups[(r.endpoint, r.model)].append(
             ShardItem(r.custom_id, size, r.est_input_tokens, inputs)
         )
-    return groups
+        if (costs := resent_line(run, r)) is not None:
+            resent[(r.endpoint, r.model)][r.custom_id] = costs
+    return groups, resent
 
 
 async def _plan_group(
@@ -341,7 +359,12 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
     todo = [b.id for b in store.list_batches(run_id, statuses=[B.PLANNED, B.UPLOADED])]
     creations = ctx.settings.batch_creates_per_hour
     left = creations - store.batch_creations_since(ctx.clock() - 3600.0)
-    for (endpoint, model), items in _items(ctx, run_id).items():
+    groups, resent = _items(ctx, run)
+    for (endpoint, model), every in groups.items():
+        group = (endpoint, model)
+        items = settle_resent(ctx, run, group, every, resent[group], report.resubmits)
+        if not items:
+            continue
         for shard in await _plan_group(ctx, run_id, endpoint, model, items, report):
             # A claim: another driver (of this run or another) may have planned these
             # requests or filled the queue since they were read; then stop and re-read
