@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     small_run_requests: int = 20  # runs at most this big go straight to real time
     small_run_usd: float = 0.01  # ... or costing at most this at standard prices
     resubmit_min_lines: int = Field(default=100, ge=1)  # a shard of batch lines sent again
-    max_attempts: int = 5  # per request, across both paths
+    max_attempts: int = 8  # per request, across both paths: sends that met a fault (not 429s)
     request_timeout: float = 120.0  # seconds, standard tier
     flex_timeout: float = 900.0  # seconds, flex tier (OpenAI advises 15 minutes)
     concurrency: int = 64  # real-time calls in flight per model

@@ -8,6 +8,9 @@ Prints, in one run:
   2. Overhead: no limits, no latency: batchyard's end-to-end requests/s (claims and result
      writes in the store included; ingest excluded) as a fraction of a bare SDK loop at the
      same concurrency.
+  1b. Beside a second client: the same run while another client on the same key uses 30% of
+     its limit (`--other-client`): the key's utilisation (ours plus theirs), our 429s as a
+     share of our calls (targets >= 0.95 and <= 1%), requests lost.
   3. Latency: p50 / p95 of the time batchyard adds to one request beyond the SDK call
      (claim, admission, body preparation, result and its store write), one request at a time.
 
@@ -20,6 +23,7 @@ The simulator runs in its own process (uvicorn).
 
     python bench/realtime_bench.py            # 3,000 requests, clock x10 (about 1 minute)
     python bench/realtime_bench.py --quick    # 1,500 requests
+    python bench/realtime_bench.py --only shared --other-client 0.3
     python bench/realtime_bench.py --scale 1  # real time (about 6 minutes for part 1)
 """
 
@@ -290,6 +294,51 @@ async def part_limit(n: int, scale: float, headers: str = "all") -> None:
             )
 
 
+async def part_shared(n: int, scale: float, share: float, headers: str = "all") -> None:
+    print(
+        f"1b. Beside a second client: the same {n} requests while another client on the same "
+        f"simulator key uses {share:.0%} of its RPM and TPM all the time."
+    )
+    items = bodies(n)
+    config = {
+        "models": {MODEL: {"rpm": RPM, "tpm": TPM}},
+        "clock": {"time_scale": scale},
+        "latency": {"fixed_ms": 50.0, "jitter_ms": 50.0},
+        "rate_limits": True,
+        "faults": {"rate_limit_headers": headers},
+        "limits": {"other_client_share": share},
+    }
+    with simulator(config) as url:
+        admin(url, "reset", {})
+        admin(url, "limits", {"other_client_share": share})
+        started = admin(url, "clock")["now"]
+        real = time.perf_counter()
+        await batchyard_at_limit(url, items, scale)
+        ledger = sorted(admin(url, "ledger")["entries"], key=lambda e: e["at"])
+        stats = admin(url, "stats")["requests"].get(CHAT, {})
+    times = [e["at"] for e in ledger]
+    toks = [float(e["input_tokens"] + MAX_TOKENS) for e in ledger]
+    # The simulator gives us what the other client leaves: a bucket of (1 - share) x the
+    # limit. Our sustained use of that, plus the other client's share, is the key's.
+    left = 1.0 - share
+    ours_req = sustained(times, [1.0] * len(times), RPM * left, started)
+    ours_tok = sustained(times, toks, TPM * left, started)
+    binding = "TPM" if ours_tok >= ours_req else "RPM"
+    key = share + left * max(ours_req, ours_tok)
+    limited = int(stats.get("429", 0))
+    calls = sum(int(v) for v in stats.values())
+    lost = n - len({e["custom_id"] for e in ledger})
+    print(
+        f"  {'batchyard':<28} key utilisation ({binding}, ours + the other client's) "
+        f"{key:.3f} (target >= 0.95) | our 429s {limited} = {100 * limited / max(1, calls):.2f}% "
+        f"of our calls (target <= 1%) | lost {lost}"
+    )
+    print(
+        f"  {'':<28} ours alone: RPM {ours_req:.3f} TPM {ours_tok:.3f} of what the other "
+        f"client leaves ({time.perf_counter() - real:.1f} s real)"
+    )
+
+
 async def bare_loop(url: str, items: list[dict[str, Any]], concurrency: int) -> float:
     client = openai.AsyncOpenAI(api_key="sk-bench", base_url=f"{url}/v1", max_retries=0)
     gate = asyncio.Semaphore(concurrency)
@@ -415,7 +464,13 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,500 requests instead of 3,000")
     parser.add_argument("--scale", type=float, default=10.0, help="clock scale for part 1")
     parser.add_argument("--requests", type=int, default=None)
-    parser.add_argument("--only", choices=["limit", "overhead", "latency"], default=None)
+    parser.add_argument("--only", choices=["limit", "shared", "overhead", "latency"], default=None)
+    parser.add_argument(
+        "--other-client",
+        type=float,
+        default=0.3,
+        help="share of the key's limit a second client uses in part 1b",
+    )
     parser.add_argument(
         "--headers",
         choices=["all", "not_on_429", "none"],
@@ -426,6 +481,8 @@ async def main() -> None:
     n = args.requests or (1500 if args.quick else 3000)
     if args.only in (None, "limit"):
         await part_limit(n, args.scale, args.headers)
+    if args.only in (None, "shared"):
+        await part_shared(n, args.scale, args.other_client, args.headers)
     if args.only in (None, "overhead"):
         await part_overhead(n)
     if args.only in (None, "latency"):

@@ -6,6 +6,7 @@ No real sleeping: `ManualClock.sleep` advances the clock and yields.
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -175,3 +176,44 @@ def test_table_keys_by_model_and_tier() -> None:
     assert table["m", "default"] is table["m", "default"]
     assert table["m", "default"] is not table["m", "flex"]
     assert table["m", "flex"].requests.capacity == 60
+
+
+async def test_learns_what_another_client_uses_and_paces_on_what_is_left() -> None:
+    # The key: 600 RPM (10/s). Another client uses 3/s all the time, so 7/s are ours. The
+    # provider's bucket is replayed here and answers every call with its remaining count.
+    clock = ManualClock()
+    admission = RateLimitAdmission(600, 10**9, clock, clock.sleep)
+    used, last, over = 0.0, clock.now(), 0
+    times: list[float] = []
+    for _ in range(2_000):
+        sent = await admission.acquire(1)
+        now = clock.now()
+        used = max(0.0, used - (now - last) * 10.0 + (now - last) * 3.0)
+        last = now
+        if used + 1 > 600:
+            over += 1  # the provider would have answered 429
+        used = min(600.0, used + 1)
+        headers = {
+            "x-ratelimit-limit-requests": "600",
+            "x-ratelimit-remaining-requests": str(max(0, math.floor(600 - used))),
+        }
+        admission.observe(headers, sent)
+        times.append(now)
+    last_minute = [t for t in times if t > times[-1] - 60.0]
+    assert 0.95 * 420 <= len(last_minute) <= 1.01 * 420  # 7/s: what the other client leaves
+    assert over <= 0.01 * len(times)
+    assert admission.requests.foreign * 60 == pytest.approx(180, rel=0.15)
+
+
+async def test_no_room_left_never_speeds_us_up() -> None:
+    # "0 remaining" hides how far over the key is: it may not lower our level.
+    clock = ManualClock()
+    admission = RateLimitAdmission(60, 1_000_000, clock, clock.sleep)
+    for _ in range(59):
+        await admission.acquire(1)
+    sent = await admission.acquire(1)
+    admission.observe(
+        {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0"}, sent
+    )
+    times = await times_of(admission, clock, [1])
+    assert times == pytest.approx([1.0])

@@ -6,16 +6,22 @@ MockTransport, so classification is checked against the exceptions the SDK reall
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import httpx2
 import openai
 import pytest
+from pydantic import SecretStr
 
+from batchyard.config import Settings
 from batchyard.errors import QuotaExhausted
+from batchyard.orchestrator._client import verify
 from batchyard.orchestrator._retry import (
     FailureKind,
+    Retries,
     RetryPolicy,
+    Verdict,
     backoff,
     call_with_retry,
     classify,
@@ -173,11 +179,47 @@ def test_retry_after_headers(headers: dict[str, str], seconds: float | None) -> 
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
+    # tenacity's wait_exponential_jitter: jitter is added (up to 0.25 x base), where the
+    # hand-written backoff took up to a quarter off; the cap is unchanged.
     policy = RetryPolicy(base_delay=0.5, max_delay=4.0, jitter=0.25)
     firsts = [backoff(1, policy) for _ in range(200)]
-    assert all(0.375 <= d <= 0.5 for d in firsts)
+    assert all(0.5 <= d <= 0.625 for d in firsts)
     assert len(set(firsts)) > 1  # jittered: not everyone retries at the same instant
     assert all(3.0 <= backoff(n, policy) <= 4.0 for n in (4, 5, 10))
+
+
+def test_each_wait_without_retry_after_is_longer_than_the_one_before() -> None:
+    # A client that retries at a constant interval hammers a struggling server; each wait
+    # must grow (by more than 10%, LLMock's test for backing off) until the cap.
+    policy = RetryPolicy()
+    for _ in range(100):
+        waits = [backoff(n, policy) for n in range(1, 8)]
+        assert all(later > 1.1 * earlier for earlier, later in itertools.pairwise(waits))
+        assert waits[-1] <= policy.max_delay
+
+
+async def test_rate_limits_never_end_a_request_but_faults_have_a_budget() -> None:
+    policy = RetryPolicy(max_attempts=4, max_delay=20.0)
+    failure = classify(
+        await failure_of(error(429, "Rate limit", "rate_limit_exceeded", "requests"))
+    )
+    retries = Retries(policy, defer_after=30.0)
+    verdicts = {retries.decide(failure).verdict for _ in range(500)}
+    assert verdicts == {Verdict.RETRY}  # waits capped below defer_after: always again
+    deferring = Retries(RetryPolicy(max_delay=60.0), defer_after=30.0)
+    seen = [deferring.decide(failure).verdict for _ in range(12)]
+    assert Verdict.GIVE_UP not in seen and seen[-1] is Verdict.DEFER  # long: to the queue
+    server = classify(await failure_of(error(500, "boom", None, "server_error")))
+    faulty = Retries(policy, faults=1)  # one fault in an earlier claim counts
+    assert [faulty.decide(server).verdict for _ in range(3)] == [
+        Verdict.RETRY,
+        Verdict.RETRY,
+        Verdict.GIVE_UP,
+    ]
+    one_off = Retries(RetryPolicy(rate_limit_budget=10.0))  # verify, Batch-API calls
+    outcomes = [one_off.decide(failure) for _ in range(30)]
+    assert outcomes[-1].verdict is Verdict.GIVE_UP
+    assert sum(d.wait for d in outcomes if d.verdict is Verdict.RETRY) <= 10.0 + 60.0
 
 
 async def test_retry_after_is_honoured_then_succeeds() -> None:
@@ -252,3 +294,25 @@ async def test_retry_after_beyond_the_cap_is_left_to_the_caller() -> None:
         )
     assert script.calls == 1
     assert classify(info.value).retry_after == 600.0
+
+
+async def test_verify_waits_out_a_busy_key_instead_of_failing() -> None:
+    # A 429 without retry-after and a 500, then the models list: a busy key is not a
+    # wrong one. The waits grow.
+    clock = ManualClock()
+    models = {
+        "object": "list",
+        "data": [{"id": "gpt-4o-mini", "object": "model", "created": 1, "owned_by": "openai"}],
+    }
+    script = Script(
+        [
+            error(429, "Rate limit reached", "rate_limit_exceeded", "requests"),
+            error(500, "The server had an error", None, "server_error"),
+            httpx2.Response(200, json=models),
+        ]
+    )
+    settings = Settings(api_key=SecretStr("sk-test-verify-key"))
+    report = await verify(sdk(script), settings, clock.sleep)
+    assert report.ok and report.models == ["gpt-4o-mini"]
+    assert script.calls == 3
+    assert len(clock.sleeps) == 2 and clock.sleeps[1] > clock.sleeps[0]

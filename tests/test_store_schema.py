@@ -86,6 +86,8 @@ EXPECTED_COLUMNS = {
         "saved",
         "requeues",
         "requeue_cost",
+        "not_before_reason",
+        "faults",
         "fallback",
     },
     "batches": {
@@ -147,6 +149,9 @@ EXPECTED_COLUMNS = {
         "status_code",
         "error_code",
         "cost",
+        "error_kind",
+        "request_id",
+        "not_before",
     },
     "events": {"id", "run_id", "at", "kind", "message", "data", "custom_id", "shard"},
     "clock_observations": {"id", "base_url", "provider_at", "local_at"},

@@ -33,6 +33,7 @@ from batchyard.cli.render import (
     batch_row,
     estimate_text,
     percent,
+    retried_text,
     status_line,
     when,
 )
@@ -172,8 +173,12 @@ def live_view(status: RunStatus, rates: Rates, now: float) -> RenderableType:
         parts.append(_batches(status, now))
     if status.queue_wait and not status.done:
         parts.append(Text(f"waiting for queue room: {status.queue_wait}"))
+    if status.retried:
+        parts.append(Text(retried_text(status)))
     if status.stalled:
         parts.append(Text(f"stalled: {status.stalled}"))
+    elif status.send_stall and not status.done:
+        parts.append(Text(status.send_stall))
     elif status.last_errors and not status.done:
         kind, message = list(status.last_errors.items())[-1]
         parts.append(Text(f"last error ({kind}): {message}"))

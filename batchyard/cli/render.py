@@ -284,6 +284,12 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
         head.append(f"expected finish {when(status.expected_finish, now)}")
     for model, at in status.escalation_at.items():
         head.append(f"escalation point for {model}: {when(at, now)}")
+    if status.retried:
+        head.append(retried_text(status))
+    if status.send_stall:
+        head.append(status.send_stall)
+    for reason, n, due in status.waiting[:5]:
+        head.append(f"waiting: {n:,} request(s), next {when(due, now)}: {reason}")
     parts: list[RenderableType] = [Text("\n".join(head)), _routes(status)]
     if status.batches:
         parts.append(_batches(status, now))
@@ -299,6 +305,12 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
     if status.reasons:
         parts.append(Text("routing:\n" + "\n".join(f"  {r}" for r in status.reasons[-5:])))
     return Group(*parts)
+
+
+def retried_text(status: RunStatus) -> str:
+    """ "sends tried again: 559 (rate_limit 423, server 136)": 429s and faults by kind."""
+    kinds = ", ".join(f"{kind} {n:,}" for kind, n in status.retried.items())
+    return f"sends tried again: {sum(status.retried.values()):,} ({kinds})"
 
 
 def estimate_text(status: RunStatus) -> str:
@@ -327,6 +339,8 @@ def status_line(status: RunStatus) -> str:
         line += f"; {status.queue_wait}"
     if status.deadline_ok is False:
         line += "; deadline at risk"
+    if status.send_stall and not status.done:
+        line += f"; {status.send_stall}"
     if status.budget_warning:
         line += f"; budget: {status.budget_warning}"
     return line

@@ -18,10 +18,10 @@ import httpx2
 import openai
 
 from batchyard.config import Settings
-from batchyard.errors import ConfigError, ProviderError
+from batchyard.errors import ConfigError, ProviderError, QuotaExhausted
 from batchyard.orchestrator._reports import VerifyReport
 from batchyard.orchestrator._retry import RetryPolicy, call_with_retry
-from batchyard.orchestrator._timing import Sleep
+from batchyard.orchestrator._timing import Sleep, real_sleep
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -96,7 +96,7 @@ async def preflight(client: openai.AsyncOpenAI, sleep: Sleep) -> None:
     """One models call before anything is recorded, so a wrong key or URL fails fast."""
     base = str(client.base_url)
     try:
-        await call_with_retry(client.models.list, RetryPolicy(max_attempts=3), sleep=sleep)
+        await call_with_retry(client.models.list, RetryPolicy(max_attempts=4), sleep=sleep)
     except openai.AuthenticationError as exc:
         raise ConfigError(
             f"The API at {base} refused the key (401); check OPENAI_API_KEY. Nothing was recorded."
@@ -118,11 +118,17 @@ async def preflight(client: openai.AsyncOpenAI, sleep: Sleep) -> None:
         ) from exc
 
 
-async def verify(client: openai.AsyncOpenAI, settings: Settings) -> VerifyReport:
-    """What a models call with this key and base URL says."""
+async def verify(
+    client: openai.AsyncOpenAI, settings: Settings, sleep: Sleep = real_sleep
+) -> VerifyReport:
+    """What a models call with this key and base URL says. Rate limits, 5xx, timeouts and
+    dropped connections are retried like every call (`call_with_retry`): a busy key is not
+    a wrong one."""
     base, hint = str(client.base_url), key_hint(settings)
     try:
-        page = await client.models.list()
+        page = await call_with_retry(client.models.list, RetryPolicy(max_attempts=4), sleep=sleep)
+    except QuotaExhausted as exc:
+        return VerifyReport(base, False, [], str(exc), hint)
     except openai.AuthenticationError:
         return VerifyReport(base, False, [], "The API key was refused (401).", hint)
     except openai.APIConnectionError:

@@ -284,4 +284,4 @@ class OrchestratorCore:
 
     async def verify(self) -> VerifyReport:
         """Check the key and base URL with a models call; the key is never shown."""
-        return await key_checks.verify(self.client, self.settings)
+        return await key_checks.verify(self.client, self.settings, self.sleep)

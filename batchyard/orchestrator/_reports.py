@@ -168,6 +168,14 @@ class RunStatus:
     budget_spent: float = 0.0  # actual cost so far, re-sends included
     budget_reserved: float = 0.0  # expected cost of the work not finished yet
     budget_warning: str | None = None  # the latest budget warning, once the share is reached
+    # Real-time sends that failed and were tried again, per error kind (rate_limit, server,
+    # timeout, connection, ...): each is an attempt row.
+    retried: dict[str, int] = field(default_factory=dict)
+    # Every send failing for a while (429s, 5xx, ...): the latest stall's message, until
+    # answers flow again. Requests keep waiting and retrying meanwhile.
+    send_stall: str | None = None
+    # Requests held back right now: (reason, how many, when the first is due).
+    waiting: list[tuple[str, int, float]] = field(default_factory=list)
     # Why batch work waits for the model's enqueued-token queue: who holds the room (other
     # runs, more urgent ones) and the commands that free it; None when nothing waits.
     queue_wait: str | None = None

@@ -167,12 +167,15 @@ def status(
     reasons: list[str] = []
     escalation: dict[str, float] = {}
     planned_finish: Any = None
-    waiting: str | None = None
+    queue_waiting: str | None = None
+    send_stall: str | None = None
     for e in events:
         if e.kind == "batch.waiting":
-            waiting = e.message
+            queue_waiting = e.message
         elif e.kind == "batch.planned":
-            waiting = None  # room was found since
+            queue_waiting = None  # room was found since
+        if e.kind in ("realtime.stall", "realtime.flowing"):
+            send_stall = e.message if e.kind == "realtime.stall" else None
         if any(word in e.kind for word in _ERROR_KINDS):
             last_errors[e.kind] = e.message
         if e.kind.startswith(_REASON_PREFIX):
@@ -246,7 +249,10 @@ def status(
             (e.message for e in reversed(events) if e.kind == "budget.warning"), None
         ),
         fallbacks=fallback_totals(store, [run.id]),
-        queue_wait=waiting if not done and counts.get(_BATCH_ROUTED) else None,
+        retried=store.retried_sends(run.id),
+        send_stall=None if done else send_stall,
+        waiting=[] if done else store.waiting_reasons(run.id),
+        queue_wait=queue_waiting if not done and counts.get(_BATCH_ROUTED) else None,
     )
 
 

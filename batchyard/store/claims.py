@@ -19,7 +19,7 @@ from batchyard.models import RequestStatus, Route
 from .base import CHUNK, by_name, chunked, one_by_name, placeholders, record
 from .codec import decode_body
 from .results import CLOSE_ATTEMPT, REALTIME_ROUTES, ResultsMixin
-from .rows import ApplyReport, Claim, Result
+from .rows import ApplyReport, Claim, FailedSend, Result
 from .transitions import check_request
 
 __all__ = ["ClaimsMixin"]
@@ -50,7 +50,7 @@ class ClaimsMixin(ResultsMixin):
                 by_name(
                     conn.execute(
                         "SELECT id, custom_id, line, endpoint, model, route, attempts, status, "
-                        "body FROM requests WHERE run_id = ? "
+                        "body, faults FROM requests WHERE run_id = ? "
                         "AND status IN ('routed', 'retryable') "
                         "AND route IN ('standard', 'flex', 'fast') "
                         f"AND route IN ({placeholders(len(routes))}) "
@@ -66,7 +66,8 @@ class ClaimsMixin(ResultsMixin):
                 )
             conn.executemany(
                 "UPDATE requests SET status = 'in_flight', owner = ?, claimed_at = ?, "
-                "attempts = attempts + 1, not_before = NULL, updated_at = ? WHERE id = ?",
+                "attempts = attempts + 1, not_before = NULL, not_before_reason = NULL, "
+                "updated_at = ? WHERE id = ?",
                 [(owner, now, now, r["id"]) for r in rows],
             )
             conn.executemany(
@@ -83,13 +84,21 @@ class ClaimsMixin(ResultsMixin):
             )
         return claims
 
-    def finish_realtime(self, run_id: str, owner: str, results: Sequence[Result]) -> ApplyReport:
-        """Record the outcomes of `owner`'s claimed calls (one transaction).
+    def finish_realtime(
+        self,
+        run_id: str,
+        owner: str,
+        results: Sequence[Result],
+        sends: Sequence[FailedSend] = (),
+    ) -> ApplyReport:
+        """Record the outcomes of `owner`'s claimed calls and the sends that failed and were
+        tried again before them (one transaction; the sends first).
 
         A result for a request that is no longer in flight under `owner` (it was
         recovered by another process) is counted `stale` and not applied.
         """
         with self._write() as conn:
+            self._record_failed_sends(conn, run_id, owner, sends)
             return self._apply(conn, run_id, results, owner=owner)
 
     def release_realtime(self, run_id: str, owner: str, custom_ids: Iterable[str]) -> int:
@@ -167,7 +176,18 @@ class ClaimsMixin(ResultsMixin):
                     [(to.value, now, r["id"]) for r in rows],
                 )
                 closes = [
-                    (now, outcome, None, None, None, run_id, r["custom_id"], r["attempts"])
+                    (
+                        now,
+                        outcome,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        run_id,
+                        r["custom_id"],
+                        r["attempts"],
+                    )
                     for r in rows
                 ]
                 conn.executemany(CLOSE_ATTEMPT, closes)

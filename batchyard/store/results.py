@@ -21,6 +21,7 @@ from .base import CHUNK, LOOKUP, by_name, chunked, placeholders
 from .codec import encode_body
 from .reuse import ReuseMixin
 from .rows import ApplyReport, Result
+from .sends import SendsMixin
 from .transitions import REQUEST_TERMINAL, check_request
 
 __all__ = ["CLOSE_ATTEMPT", "REALTIME_ROUTES", "ResultsMixin"]
@@ -37,16 +38,17 @@ REALTIME_ROUTES = (Route.STANDARD, Route.FLEX, Route.FAST)
 _UPDATE = (
     "UPDATE requests SET status = ?, status_code = ?, response_body = ?, error_code = ?, "
     "error_message = ?, input_tokens = ?, output_tokens = ?, cost = ?, not_before = ?, "
-    "owner = NULL, updated_at = ?, finished_at = ?, request_id = ?, "
+    "not_before_reason = ?, owner = NULL, updated_at = ?, finished_at = ?, request_id = ?, "
     "requeues = requeues + ?, requeue_cost = requeue_cost + ? WHERE id = ?"
 )
 CLOSE_ATTEMPT = (
     "UPDATE attempts SET finished_at = ?, outcome = ?, status_code = ?, error_code = ?, "
-    "cost = ? WHERE run_id = ? AND custom_id = ? AND attempt = ? AND finished_at IS NULL"
+    "cost = ?, request_id = ?, error_kind = ? "
+    "WHERE run_id = ? AND custom_id = ? AND attempt = ? AND finished_at IS NULL"
 )
 
 
-class ResultsMixin(ReuseMixin):
+class ResultsMixin(ReuseMixin, SendsMixin):
     def apply_results(
         self, run_id: str, results: Iterable[Result], *, chunk_size: int = CHUNK
     ) -> ApplyReport:
@@ -139,6 +141,7 @@ class ResultsMixin(ReuseMixin):
                     res.output_tokens,
                     None if requeue else res.cost,
                     res.not_before,
+                    res.wait_reason if res.not_before is not None else None,
                     now,
                     now if terminal else None,
                     res.request_id,
@@ -157,6 +160,8 @@ class ResultsMixin(ReuseMixin):
                         res.status_code,
                         res.error_code,
                         res.cost,
+                        res.request_id,
+                        res.error_kind,
                         run_id,
                         res.custom_id,
                         row["attempts"],
@@ -244,6 +249,7 @@ class ResultsMixin(ReuseMixin):
                         res.input_tokens,
                         res.output_tokens,
                         res.cost,
+                        None,
                         None,
                         now,
                         now,

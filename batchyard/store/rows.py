@@ -19,6 +19,7 @@ __all__ = [
     "BatchRow",
     "Claim",
     "EventRow",
+    "FailedSend",
     "FileKind",
     "FileRow",
     "NewRequest",
@@ -88,6 +89,8 @@ class Result:
     requeue: bool = False
     requeue_limit: int = 0  # re-sends allowed: past it, the store ends the line INVALID
     resend_body: JSONDict | None = None
+    wait_reason: str | None = None  # retryable: why `not_before` holds it back
+    error_kind: str | None = None  # a real-time send's error: rate_limit, server, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +218,7 @@ class Claim:
     route: Route
     attempt: int
     body: JSONDict
+    faults: int = 0  # earlier sends that met a 5xx, timeout or dropped connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,10 +287,13 @@ class AttemptRow:
     owner: str | None
     started_at: float
     finished_at: float | None
-    outcome: str | None  # a RequestStatus value, or "released" / "abandoned"
+    outcome: str | None  # a RequestStatus value, or "retry" / "released" / "abandoned"
     status_code: int | None
     error_code: str | None
     cost: float | None
+    error_kind: str | None = None  # a send tried again: rate_limit, server, timeout, ...
+    request_id: str | None = None  # the provider's x-request-id
+    not_before: float | None = None  # a send tried again: when the next one was due
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,3 +317,19 @@ class SummaryRow:
     saved: float = 0.0  # what the reused answers cost when bought
     requeues: int = 0  # sends after a failed check
     requeue_cost: float = 0.0  # what the answers that failed a check cost (not in actual)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedSend:
+    """One real-time send that failed and is tried again: its attempt row closes as `retry`
+    and the next send's row opens (due at `not_before`, for `reason`)."""
+
+    custom_id: str
+    finished_at: float
+    error_kind: str
+    status_code: int | None = None
+    error_code: str | None = None
+    request_id: str | None = None
+    not_before: float | None = None
+    reason: str | None = None
+    fault: bool = False  # a 5xx, timeout or dropped connection: counts against the budget

@@ -211,7 +211,8 @@ class RunsMixin(StoreBase):
             params.append(custom_id)
         rows = self.db.conn.execute(
             "SELECT run_id, custom_id, attempt, route, shard, owner, started_at, finished_at, "
-            f"outcome, status_code, error_code, cost FROM attempts WHERE {where} "
+            "outcome, status_code, error_code, cost, error_kind, request_id, not_before "
+            f"FROM attempts WHERE {where} "
             "ORDER BY started_at, custom_id, attempt",
             params,
         )

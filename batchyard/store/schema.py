@@ -385,6 +385,27 @@ def m009_output_cap(db: Database) -> None:
 
 
 @_migration
+def m010_sends_and_waits(db: Database) -> None:
+    """Every send is an attempt row, and one place says when a request is tried again.
+
+    `attempts.error_kind` (rate_limit, server, timeout, connection, ...) and
+    `attempts.request_id` (`x-request-id`) describe each send that failed and was tried
+    again (outcome `retry`); `attempts.not_before` is when its next send was due.
+    `requests.not_before_reason` says why `requests.not_before` holds the request back
+    (whichever mechanism decided: a retry wait, a deferral, an open breaker), and
+    `requests.faults` counts its sends that met a 5xx, a timeout or a dropped connection
+    (the budget for those; 429s never use it)."""
+    db.execute("ALTER TABLE attempts ADD COLUMN error_kind TEXT")
+    db.execute("ALTER TABLE attempts ADD COLUMN request_id TEXT")
+    db.execute("ALTER TABLE attempts ADD COLUMN not_before REAL")
+    db.execute("ALTER TABLE requests ADD COLUMN not_before_reason TEXT")
+    db.execute("ALTER TABLE requests ADD COLUMN faults INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "CREATE INDEX attempts_kinds ON attempts(run_id, error_kind) WHERE error_kind IS NOT NULL"
+    )
+
+
+@_migration
 def m011_drivers(db: Database) -> None:
     """Which processes drive which run, and when each was last seen: the enqueued-token
     queue goes to the most urgent run only while someone drives it."""

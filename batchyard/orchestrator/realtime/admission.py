@@ -10,10 +10,14 @@ maximum output, and one request. After the response, `settle` replaces the estim
 provider's own prompt count, so estimate errors do not accumulate.
 
 How the budgets are corrected: every response's `x-ratelimit-{limit,remaining,reset}-*`
-headers go to `observe`. The provider's view of the bucket is authoritative when it is
-fuller than ours (another process or tool shares the key), so our level is raised to it;
-a header never lowers our level, because a response describes the bucket as it was when
-that request arrived, before calls we made since. A 429 calls `penalize`, which pauses the
+headers go to `observe`, with what our budgets were right after that request was charged
+(`Sent`). The remaining counts describe the bucket as it was when that request arrived, so
+they are compared with our level at that moment (plus the corrections made since): the
+difference is what other clients of the key (another process or tool, the organisation's
+other users) used meanwhile. The level follows it, up or down, and the rate other clients
+use is learnt from it, so our level drains only at what is left for us: batchyard paces on
+what the headers say is left, not only on the limit. Headers without a `Sent` (or only a
+reset) can only raise the level. A 429 calls `penalize`, which pauses the
 whole model (every waiting request, not just the one that failed) for the provider's
 retry-after, or until the headers say the bucket has refilled enough.
 
@@ -39,7 +43,14 @@ from dataclasses import dataclass
 from batchyard.models import Tier
 from batchyard.orchestrator._timing import Clock, Sleep
 
-__all__ = ["RateLimitTable", "LeakyBucket", "RateLimitAdmission", "RateView", "parse_duration"]
+__all__ = [
+    "LeakyBucket",
+    "RateLimitAdmission",
+    "RateLimitTable",
+    "RateView",
+    "Sent",
+    "parse_duration",
+]
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
 _EPSILON = 1e-6
@@ -86,38 +97,87 @@ class LeakyBucket:
         self.period = float(period)
         self.level = 0.0
         self._last = now
+        # What other clients of the key use per second, learnt from the headers: our level
+        # drains only at what is left of the rate.
+        self.foreign = 0.0
+        self.corrected = 0.0  # every change of level that was not a charge, summed
 
     @property
     def rate(self) -> float:
         return self.capacity / self.period
 
+    @property
+    def ours(self) -> float:
+        """The rate left for us: the limit's, less what other clients use (5% at least)."""
+        return max(self.rate * 0.05, self.rate - self.foreign)
+
     def drain(self, now: float) -> None:
         elapsed = max(0.0, now - self._last)
-        self.level = max(0.0, self.level - elapsed * self.rate)
+        self.level = max(0.0, self.level - elapsed * self.ours)
         self._last = max(self._last, now)
 
     def wait_for(self, amount: float, now: float) -> float:
         """Seconds until `amount` fits (an oversized amount fits an empty bucket)."""
         self.drain(now)
-        room_needed = min(amount, self.capacity)
-        excess = self.level + room_needed - self.capacity
-        return max(0.0, excess / self.rate)
+        # Beside other clients, keep a little of the bucket free: their use comes in between
+        # our headers, and a 429 wastes the key's limit (rejected requests count too).
+        room = self.capacity * (0.98 if self.foreign > 0 else 1.0)
+        excess = self.level + min(amount, room) - room
+        return max(0.0, excess / self.ours)
+
+    def correct(self, delta: float, now: float) -> None:
+        """Move the level by `delta` (not a charge: a correction the headers asked for)."""
+        self.drain(now)
+        before = self.level
+        self.level = max(0.0, self.level + delta)
+        self.corrected += self.level - before
+
+    def learn(
+        self,
+        target: float,
+        sent: tuple[float, float],
+        now: float,
+        tau: float,
+        empty: bool,
+        near: bool,
+    ) -> None:
+        """The provider says the level was `target` right after a request we charged when
+        our level was `sent[0]` (and `sent[1]` the corrections so far). The difference,
+        less corrections made since, is other clients' use (or our own error): correct the
+        level by it, and learn from it how fast others use the key (`tau`: how slowly)."""
+        level_then, corrected_then = sent
+        error = target - (level_then + self.corrected - corrected_then)
+        if empty and error < 0:
+            return  # "0 left" hides how far over it was: never a reason to speed up
+        self.correct(error, now)
+        if not near:
+            return  # far from the limit, latency and rounding say more than other clients
+        step = max(-0.05 * self.capacity, min(0.05 * self.capacity, error)) / tau
+        self.foreign = max(0.0, min(0.95 * self.rate, self.foreign + step))
 
     def take(self, amount: float, now: float) -> None:
         self.drain(now)
         self.level += amount
 
     def give_back(self, amount: float, now: float) -> None:
-        self.drain(now)
-        self.level = max(0.0, self.level - amount)
+        self.correct(-amount, now)
 
     def raise_to(self, level: float, now: float) -> None:
         self.drain(now)
-        self.level = max(self.level, level)
+        if level > self.level:
+            self.correct(level - self.level, now)
 
     def resize(self, capacity: float) -> None:
         if capacity > 0:
             self.capacity = float(capacity)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Each budget's (level, corrections so far) right after a request was charged."""
+
+    requests: tuple[float, float]
+    tokens: tuple[float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,32 +246,57 @@ class RateLimitAdmission:
         self.penalties = 0
         self.last_view: RateView | None = None
         self._lock = asyncio.Lock()
+        self._retry_lock = asyncio.Lock()
+        self._retries_waiting = 0
         self._slots = asyncio.Semaphore(concurrency)
         self.concurrency = concurrency
+        self.learn_seconds = 5.0 * period / 60.0  # how slowly others' rate is learnt
 
-    async def acquire(self, tokens: int) -> None:
-        """Wait (FIFO) until one request of `tokens` fits both budgets, then charge it."""
+    async def acquire(self, tokens: int, *, retry: bool = False) -> Sent:
+        """Wait (FIFO) until one request of `tokens` fits both budgets, then charge it;
+        returns the budgets' state right after the charge (for `observe`). A `retry` (a
+        request sent before, that waited out its backoff) goes ahead of first sends, so
+        its wait is its backoff and not the queue's length."""
+        if retry:
+            self._retries_waiting += 1
+            try:
+                async with self._retry_lock:
+                    return await self._admit(tokens, retry=True)
+            finally:
+                self._retries_waiting -= 1
         async with self._lock:
-            while True:
-                now = self._clock()
-                wait = max(
-                    self.paused_until - now,
-                    self.requests.wait_for(1, now),
-                    self.tokens.wait_for(tokens, now),
-                )
-                if wait <= _EPSILON:  # float residue must not spin the loop
-                    break
-                await self._sleep(wait)
+            return await self._admit(tokens, retry=False)
+
+    async def _admit(self, tokens: int, *, retry: bool) -> Sent:
+        while True:
             now = self._clock()
-            self.requests.take(1, now)
-            self.tokens.take(tokens, now)
+            wait = max(
+                self.paused_until - now,
+                self.requests.wait_for(1, now),
+                self.tokens.wait_for(tokens, now),
+            )
+            if not retry and self._retries_waiting:
+                wait = max(wait, 1.0 / self.requests.ours)  # let the retry go first
+            if wait <= _EPSILON:  # float residue must not spin the loop
+                break
+            await self._sleep(wait)
+        now = self._clock()
+        self.requests.take(1, now)
+        self.tokens.take(tokens, now)
+        return Sent(
+            (self.requests.level, self.requests.corrected),
+            (self.tokens.level, self.tokens.corrected),
+        )
 
     @asynccontextmanager
-    async def slot(self, tokens: int) -> AsyncIterator[None]:
-        """A concurrency slot plus the budget for one request of `tokens`."""
+    async def slot(self, tokens: int, *, retry: bool = False) -> AsyncIterator[Sent]:
+        """A concurrency slot plus the budget for one request of `tokens`. A retry does
+        not queue for a slot behind first sends (it held one before its backoff)."""
+        if retry:
+            yield await self.acquire(tokens, retry=True)
+            return
         async with self._slots:
-            await self.acquire(tokens)
-            yield
+            yield await self.acquire(tokens)
 
     def settle(self, charged: int, actual: int) -> None:
         """Replace a charge of `charged` tokens by what the provider counted (`actual`)."""
@@ -227,24 +312,51 @@ class RateLimitAdmission:
         self.requests.give_back(1, now)
         self.tokens.give_back(tokens, now)
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        """Correct the budgets from a response's `x-ratelimit-*` headers (missing: no-op)."""
+    def observe(self, headers: Mapping[str, str], sent: Sent | None = None) -> None:
+        """Correct the budgets from a response's `x-ratelimit-*` headers (missing: no-op).
+
+        With `sent` (what `acquire` returned for this request) the remaining counts are
+        compared with what we expected when it was charged: the difference is other
+        clients' use of the key, so the level follows it both ways and the rate left for
+        us is learnt from it. Without, a header only ever raises the level."""
         view = RateView.from_headers(headers)
         self.last_view = view
         now = self._clock()
-        for bucket, limit, remaining, reset in (
-            (self.requests, view.limit_requests, view.remaining_requests, view.reset_requests),
-            (self.tokens, view.limit_tokens, view.remaining_tokens, view.reset_tokens),
+        for bucket, limit, remaining, reset, then in (
+            (
+                self.requests,
+                view.limit_requests,
+                view.remaining_requests,
+                view.reset_requests,
+                sent.requests if sent else None,
+            ),
+            (
+                self.tokens,
+                view.limit_tokens,
+                view.remaining_tokens,
+                view.reset_tokens,
+                sent.tokens if sent else None,
+            ),
         ):
             if limit:
                 bucket.resize(limit * self._headroom)
             if remaining is not None and limit:
-                used = limit - remaining
-                bucket.raise_to(used - (limit - bucket.capacity), now)
+                target = (limit - remaining) - (limit - bucket.capacity)
+                if then is not None:
+                    empty = remaining <= 0.01 * limit
+                    near = remaining <= 0.5 * limit
+                    bucket.learn(target, then, now, self.learn_seconds, empty, near)
+                else:
+                    bucket.raise_to(target, now)
             elif reset is not None:
                 bucket.raise_to(reset * self.duration_scale * bucket.rate, now)
 
-    def penalize(self, retry_after: float | None, headers: Mapping[str, str] | None = None) -> None:
+    def penalize(
+        self,
+        retry_after: float | None,
+        headers: Mapping[str, str] | None = None,
+        sent: Sent | None = None,
+    ) -> None:
         """A 429: pause the whole model for `retry_after` (else one request interval) and
         correct the budgets from the 429's headers. Without rate headers to correct from, both
         budgets are assumed nearly spent (the provider just said so)."""
@@ -252,7 +364,7 @@ class RateLimitAdmission:
         self.penalties += 1
         view = RateView.from_headers(headers or {})
         if view.remaining_requests is not None or view.remaining_tokens is not None:
-            self.observe(headers or {})
+            self.observe(headers or {}, sent)
         else:
             self.requests.raise_to(self.requests.capacity * 0.9, now)
             self.tokens.raise_to(self.tokens.capacity * 0.9, now)

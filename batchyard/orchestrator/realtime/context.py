@@ -4,7 +4,8 @@ Owns `RealtimeContext` (the store, the clients, the model table, settings, injec
 the owner id, options, the retry policy, admission per (model, tier), one circuit breaker
 per model, the models whose flex tier is being fallen back from, and why dispatch stopped)
 and `RunDispatch` (the state of one `RealtimeRunner.run`: its run id, flex fallback, report,
-halt signal, results waiting for the group commit and the calls in flight). With these two
+halt signal, results and failed sends waiting for the group commit, the stall watch and the
+calls in flight). With these two
 a `RequestHandler` can be built and tested without a runner. Plain state: no calls, no SQL.
 """
 
@@ -27,6 +28,7 @@ from batchyard.orchestrator._retry import RetryPolicy
 from batchyard.orchestrator._timing import Clock, Sleep
 from batchyard.orchestrator.realtime.admission import RateLimitTable
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
+from batchyard.orchestrator.realtime.stall import StallWatch
 from batchyard.orchestrator.realtime.types import (
     FlexFallback,
     OnProgress,
@@ -34,7 +36,7 @@ from batchyard.orchestrator.realtime.types import (
     RealtimeOptions,
     RealtimeReport,
 )
-from batchyard.store import Result, Store
+from batchyard.store import FailedSend, Result, Store
 
 __all__ = ["RealtimeContext", "RunDispatch"]
 
@@ -48,6 +50,8 @@ class RunDispatch:
     report: RealtimeReport = field(default_factory=lambda: RealtimeReport(run_id=""))
     halt: asyncio.Event = field(default_factory=asyncio.Event)  # stop sending (quota, bug)
     buffer: list[Result] = field(default_factory=list)  # results awaiting the group commit
+    sends: list[FailedSend] = field(default_factory=list)  # failed sends, same commit
+    stall: StallWatch = field(default_factory=lambda: StallWatch(60.0))
     flush_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: int = 0
 

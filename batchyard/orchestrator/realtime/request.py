@@ -1,8 +1,9 @@
 """How the real-time runner handles one claimed request, from admission to its result.
 
-Owns `RequestHandler`, which works on one `Job` (a claim plus its tier, body and token
-charge) with what a `RealtimeContext` gives it: admission, the call, retries through
-`_retry.py`, the breaker, flex waits and fallback, and the outcome (succeeded, failed, or
+Owns `RequestHandler`, which works on one `Job` (`job.py`: a claim plus its tier, body and
+token charge) with what a `RealtimeContext` gives it: admission, the call, retries through
+`_retry.py` (each failed send goes to `sends.py`'s `SendLog`: when it goes again, its
+attempt row, stalls), the breaker, flex waits and fallback, and the outcome (succeeded, failed, or
 `SetAside`: deferred, released, re-routed) buffered for a group commit to the store.
 `runner.py` holds the dispatch loop and the public API; see its docstring for the
 behaviour. No SQL, no printing.
@@ -13,43 +14,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
 import openai
 
-from batchyard import tokens
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator._fallback import fall_back_refused, is_refused
 from batchyard.orchestrator._retry import (
     STOP_KINDS,
     Failure,
     FailureKind,
-    backoff,
+    Verdict,
     classify,
     retrying,
     stop_error,
 )
-from batchyard.orchestrator.realtime.admission import RateLimitAdmission, RateView
+from batchyard.orchestrator.realtime.admission import RateLimitAdmission, RateView, Sent
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.call import Answer, prepared_body, send, usage_of
 from batchyard.orchestrator.realtime.context import RealtimeContext
+from batchyard.orchestrator.realtime.job import Job, Phase, bucket
+from batchyard.orchestrator.realtime.sends import SendLog
 from batchyard.orchestrator.realtime.types import FlexFallback, StopReason
-from batchyard.store import Claim, Result
+from batchyard.store import Result
 
 __all__ = ["Job", "Phase", "RequestHandler", "SetAside"]
 
 _FAULTS = (FailureKind.SERVER, FailureKind.CONNECTION, FailureKind.TIMEOUT)
-_TIERS = {Route.FLEX: Tier.FLEX, Route.FAST: Tier.FAST}
-
-
-def _bucket(tier: Tier) -> Tier:
-    """The rate-limit pool a tier draws on: fast shares the standard tier's (OpenAI)."""
-    return Tier.DEFAULT if tier is Tier.FAST else tier
-
-
-class Phase(StrEnum):
-    WAITING = "waiting"  # not calling right now: admission, backoff (safe to release)
-    CALLING = "calling"  # a call is on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,41 +49,12 @@ class SetAside:
     how: str  # "deferred", "released" or "rerouted"
 
 
-class Job:
-    __slots__ = (
-        "body",
-        "calls",
-        "charge",
-        "claim",
-        "flex_tries",
-        "flex_waited",
-        "output_cap",
-        "phase",
-        "prompt",
-        "settled",
-        "tier",
-    )
-
-    def __init__(self, claim: Claim) -> None:
-        self.claim = claim
-        self.tier = _TIERS.get(claim.route, Tier.DEFAULT)
-        self.body = prepared_body(claim.body, self.tier)
-        count = tokens.count_request(claim.endpoint, claim.body)
-        self.prompt = count.prompt
-        self.output_cap = count.output or 0
-        self.charge = self.prompt + self.output_cap
-        self.calls = 0
-        self.flex_tries = 0
-        self.flex_waited = 0.0
-        self.phase = Phase.WAITING
-        self.settled = False
-
-
 class RequestHandler:
     """Per-request behaviour of the real-time path, on one explicit `RealtimeContext`."""
 
     def __init__(self, ctx: RealtimeContext) -> None:
         self.ctx = ctx
+        self.sends = SendLog(ctx)
 
     # ---- one request ---------------------------------------------------------------------
     async def process(self, job: Job) -> None:
@@ -125,46 +86,21 @@ class RequestHandler:
             self.ctx.run.in_flight -= 1
 
     async def _with_retries(self, job: Job) -> Answer | SetAside:
-        left = max(1, self.ctx.policy.max_attempts - (job.claim.attempt - 1))
+        retries = self.sends.retries(job)
 
         def on_retry(failure: Failure, number: int, delay: float) -> None:
-            # The claim's attempt row records the final outcome; each failed call within
-            # it is recorded here, in the run's history.
-            self.ctx.run.report.retries += 1
-            message = f"{failure.kind}: {failure.message} (retry in {delay:.2f}s)"
-            self.ctx.store.add_event(
-                self.ctx.run.run_id,
-                "realtime.retry",
-                message,
-                {
-                    "call": number,
-                    "kind": str(failure.kind),
-                    "status_code": failure.status_code,
-                    "error_code": failure.code,
-                    "delay": delay,
-                    "tier": job.tier.value,
-                },
-                custom_id=job.claim.custom_id,
-            )
-            self.ctx.emit("retry", message, job.claim.custom_id, job.claim.model)
+            self.sends.retried(job, failure, number, delay)
 
         async for attempt in retrying(
-            self.ctx.policy,
-            sleep=self.ctx.sleep,
-            on_retry=on_retry,
-            delay=self._retry_delay,
-            max_attempts=left,
+            retries, sleep=self.ctx.sleep, on_retry=on_retry, decided=True
         ):
             with attempt:
-                return await self._attempt(job)
+                try:
+                    return await self._attempt(job)
+                except openai.APIError as exc:
+                    self.sends.failed(job, classify(exc))
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _retry_delay(self, failure: Failure, number: int) -> float:
-        if failure.kind is FailureKind.RATE_LIMIT:
-            return 0.0  # the model's admission is paused already; queue behind it
-        if failure.retry_after is not None:
-            return failure.retry_after * self.ctx.options.provider_time_scale
-        return backoff(number, self.ctx.policy)
 
     async def _attempt(self, job: Job) -> Answer | SetAside:
         """One call (plus waiting out flex unavailability), or the request set aside
@@ -187,11 +123,13 @@ class RequestHandler:
                     breaker.retry_at() or self.ctx.clock() + breaker.timeout,
                     "circuit_open",
                     f"{model} keeps failing; the circuit is open.",
+                    f"circuit_open: {model} failed {breaker.failure_threshold} times in a row",
                 )
-            admission = self.ctx.admission[model, _bucket(job.tier)]
+            admission = self.ctx.admission[model, bucket(job.tier)]
             job.phase = Phase.WAITING
+            sent: Sent | None = None
             try:
-                async with admission.slot(job.charge):
+                async with admission.slot(job.charge, retry=job.calls > 0) as sent:
                     if self.ctx.run.halt.is_set():  # quota ran out while we waited our turn
                         return self._release(job)
                     job.phase = Phase.CALLING
@@ -200,10 +138,12 @@ class RequestHandler:
             except openai.APIError as exc:
                 job.phase = Phase.WAITING
                 failure = classify(exc)
-                self._note_failure(job, admission, breaker, failure, exc)
+                self._note_failure(job, admission, breaker, failure, exc, sent)
                 if failure.kind is not FailureKind.FLEX_UNAVAILABLE:
                     raise
-                delay = self._retry_delay(failure, job.flex_tries + 1)
+                decision = self.sends.retries(job).decide(failure)
+                delay = decision.wait
+                self.sends.record(job, failure, decision)
                 if job.flex_waited + delay > self.ctx.options.flex_max_wait:
                     self.ctx.flex_down_until[model] = (
                         self.ctx.clock() + self.ctx.options.flex_cooldown
@@ -219,9 +159,10 @@ class RequestHandler:
                 await self.ctx.sleep(delay)
                 continue
             job.phase = Phase.WAITING
-            admission.observe(answer.headers)
+            admission.observe(answer.headers, sent)
             self._limits_seen(job, answer.headers)
             breaker.record_success()
+            self.sends.answered()
             return answer
 
     async def _send(self, job: Job) -> Answer:
@@ -242,7 +183,7 @@ class RequestHandler:
     def _limits_seen(self, job: Job, headers: Mapping[str, str]) -> None:
         view = RateView.from_headers(headers)
         self.ctx.metrics.observe_limits(
-            job.claim.model, _bucket(job.tier).value, view.remaining_requests, view.remaining_tokens
+            job.claim.model, bucket(job.tier).value, view.remaining_requests, view.remaining_tokens
         )
 
     def _note_failure(
@@ -252,6 +193,7 @@ class RequestHandler:
         breaker: CircuitBreaker,
         failure: Failure,
         exc: openai.APIError,
+        sent: Sent | None,
     ) -> None:
         headers: Mapping[str, str] = (
             exc.response.headers if isinstance(exc, openai.APIStatusError) else {}
@@ -261,12 +203,14 @@ class RequestHandler:
             breaker.record_failure()
         else:
             breaker.release_probe()
+        if failure.retryable:
+            self.sends.stalling(job, failure)
         if failure.kind is FailureKind.RATE_LIMIT:
             self.ctx.run.report.rate_limited += 1
-            admission.penalize(failure.retry_after, headers)
+            admission.penalize(failure.retry_after, headers, sent)
             self.ctx.emit("rate_limited", failure.message, job.claim.custom_id, job.claim.model)
         elif headers:
-            admission.observe(headers)
+            admission.observe(headers, sent)
         if failure.kind in STOP_KINDS and not self.ctx.run.halt.is_set():
             error = stop_error(failure)
             self.ctx.stop_error = error
@@ -279,7 +223,7 @@ class RequestHandler:
     def _succeed(self, job: Job, answer: Answer) -> None:
         claim = job.claim
         usage = usage_of(claim.endpoint, answer.body, job.tier)
-        self.ctx.admission[claim.model, _bucket(job.tier)].settle(
+        self.ctx.admission[claim.model, bucket(job.tier)].settle(
             job.charge, usage.input_tokens + job.output_cap
         )
         info = self.ctx.models.find(claim.model)
@@ -319,6 +263,7 @@ class RequestHandler:
         if not is_refused(failure.status_code, failure.code, failure.message):
             return False
         ctx, cid = self.ctx, job.claim.custom_id
+        self.flush()  # its failed sends first, while it is still this claim's
         row = ctx.store.get_request(ctx.run.run_id, cid)
         run = ctx.store.get_run(ctx.run.run_id)
         found = fall_back_refused(
@@ -337,13 +282,18 @@ class RequestHandler:
         if failure.kind in STOP_KINDS:
             self._release_now(job)
             return
-        if failure.retryable and failure.retry_after is not None:
-            wait = failure.retry_after * self.ctx.options.provider_time_scale
-            if failure.retry_after > self.ctx.policy.max_retry_after:
-                self._defer(
-                    job, self.ctx.clock() + wait, failure.code or str(failure.kind), failure.message
-                )
-                return
+        decision = job.retries.last if job.retries is not None else None
+        if decision is not None and decision.verdict is Verdict.DEFER:
+            self._defer(
+                job,
+                self.ctx.clock() + decision.wait,
+                failure.code or str(failure.kind),
+                failure.message,
+                decision.reason,
+                str(failure.kind),
+                failure.status_code,
+            )
+            return
         message = failure.message
         if failure.retryable:
             message = f"{message} (gave up after {job.claim.attempt - 1 + job.calls} attempts)"
@@ -361,20 +311,34 @@ class RequestHandler:
                 response_body=body,
                 error_code=code,
                 error_message=message,
+                request_id=failure.request_id if failure else None,
+                error_kind=str(failure.kind) if failure and failure.retryable else None,
             ),
         )
         self.ctx.emit("failed", message, job.claim.custom_id, job.claim.model)
 
-    def _defer(self, job: Job, not_before: float, code: str, message: str) -> SetAside:
+    def _defer(
+        self,
+        job: Job,
+        not_before: float,
+        code: str,
+        message: str,
+        reason: str,
+        kind: str | None = None,
+        status_code: int | None = None,
+    ) -> SetAside:
         self.ctx.run.report.deferred += 1
         self._commit(
             job,
             Result(
                 job.claim.custom_id,
                 RequestStatus.RETRYABLE,
+                status_code=status_code,
                 error_code=code,
                 error_message=message,
                 not_before=not_before,
+                wait_reason=reason,
+                error_kind=kind,
             ),
         )
         self.ctx.emit("deferred", message, job.claim.custom_id, job.claim.model)
@@ -385,6 +349,7 @@ class RequestHandler:
         return SetAside("released")
 
     def _release_now(self, job: Job) -> None:
+        self.flush()  # its failed sends first: the release closes the send after them
         self.ctx.run.report.released += self.ctx.store.release_realtime(
             self.ctx.run.run_id, self.ctx.owner, [job.claim.custom_id]
         )
@@ -405,6 +370,7 @@ class RequestHandler:
             )
             return None
         reason = f"{why}; handed to the Batch API (flex fallback policy: batch)"
+        self.flush()
         self.ctx.store.release_realtime(self.ctx.run.run_id, self.ctx.owner, [claim.custom_id])
         self.ctx.store.set_routes(self.ctx.run.run_id, [(claim.custom_id, Route.BATCH, reason)])
         job.settled = True
@@ -427,7 +393,9 @@ class RequestHandler:
             self.flush()
 
     def flush(self) -> None:
-        if not self.ctx.run.buffer:
+        run = self.ctx.run
+        if not run.buffer and not run.sends:
             return
-        results, self.ctx.run.buffer = self.ctx.run.buffer, []
-        self.ctx.store.finish_realtime(self.ctx.run.run_id, self.ctx.owner, results)
+        results, run.buffer = run.buffer, []
+        sends, run.sends = run.sends, []
+        self.ctx.store.finish_realtime(run.run_id, self.ctx.owner, results, sends)

@@ -18,12 +18,17 @@ Lead-facing API:
 
 Outcomes. A 2xx is SUCCEEDED with the response body, usage and its cost at the tier that
 served it. 400/401/403/404/422 are FAILED at once with the provider's message verbatim.
-Connection errors, timeouts, 408, 409, 429 and 5xx are retried (jittered backoff, or the
-provider's retry-after; each failed call is a `realtime.retry` event, the claim's
-attempt row holds the final outcome); when a request's attempts (`settings.max_attempts`,
-counted across resumes) run out it is FAILED with the last message. A retry-after beyond
-the policy's cap, or an open breaker, leaves the request RETRYABLE with `not_before`, and
-the run waits for it (or for the router to move it to batch).
+Every send is an attempt row: a send that fails and goes again closes as `retry` with its
+error kind, status and request id (written with the next group commit). When a request goes
+again is decided in one place (`_retry.Retries`) and recorded as its `not_before` and
+reason. A 429 never ends a request: it waits (the provider's retry-after, else exponential
+backoff with jitter, and the model's admission pause) and goes again. Connection errors,
+timeouts, 408, 409 and 5xx are retried the same way until `settings.max_attempts` of its
+sends (counted across resumes) met one; then it is FAILED with the last message. A wait of
+`defer_after` or more, a retry-after beyond the policy's cap, or an open breaker leaves the
+request RETRYABLE with `not_before`, and the run waits for it (or for the router to move it
+to batch). When every send has failed for `stall_after` seconds, a `realtime.stall` event
+says so (status and the live view show it) until an answer ends it (`realtime.flowing`).
 
 Quota. `insufficient_quota` stops dispatch: calls on the wire get the grace, every unsent
 request stays routed, and `run` raises `QuotaExhausted` (message to act on).
@@ -63,6 +68,7 @@ from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator.realtime.breaker import BreakerState, CircuitBreaker
 from batchyard.orchestrator.realtime.context import RealtimeContext, RunDispatch
 from batchyard.orchestrator.realtime.request import Job, Phase, RequestHandler
+from batchyard.orchestrator.realtime.stall import StallWatch
 from batchyard.orchestrator.realtime.types import (
     FlexFallback,
     OnProgress,
@@ -192,6 +198,7 @@ class RealtimeRunner:
         ctx, handler = self.ctx, self.handler
         report = RealtimeReport(run_id=run_id)
         ctx.run = RunDispatch(run_id, FlexFallback(flex_fallback), report)
+        ctx.run.stall = StallWatch(ctx.options.stall_after)
         halt = ctx.run.halt
         if ctx.stop_error is not None:
             raise ctx.stop_error

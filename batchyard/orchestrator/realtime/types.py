@@ -53,6 +53,10 @@ class RealtimeOptions:
     idle_poll: float = 1.0  # when only not-yet-due retries remain: re-check this often
     recover_older_than: float | None = None  # on start; None: flex_timeout + grace
     provider_time_scale: float = 1.0  # our clock seconds per second in provider headers
+    # A retry wait this long or longer (no retry-after, or one within max_retry_after)
+    # sends the request back to the store until then, where the router can still move it.
+    defer_after: float = 30.0
+    stall_after: float = 60.0  # every send failing this long is reported as a stall
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +64,8 @@ class RealtimeEvent:
     """One thing that happened on the real-time path, with running totals (for a progress
     bar); reported as `on_progress("realtime", fields)`.
 
-    `kind`: succeeded, failed, retry, rate_limited, deferred, fallback, breaker, quota, stopped.
+    `kind`: succeeded, failed, retry, rate_limited, deferred, fallback, breaker, quota, stopped,
+    stall, flowing.
     """
 
     kind: str
@@ -81,8 +86,9 @@ class RealtimeReport:
     succeeded: int = 0
     failed: int = 0
     requeued: int = 0  # answers that failed a check: sent again, or the line ended invalid
-    retries: int = 0  # calls repeated after a retryable failure
+    retries: int = 0  # sends repeated after a retryable failure (each one an attempt row)
     rate_limited: int = 0  # 429 rate_limit_exceeded answers seen
+    stalls: int = 0  # times every send failed for `stall_after` seconds
     deferred: int = 0  # set aside for later (breaker open, long retry-after, attempts left)
     released: int = 0  # claims given back uncalled (stop, quota)
     abandoned: int = 0  # calls cut off by stop after the grace: retried on resume
