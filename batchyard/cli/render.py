@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from batchyard.router import Plan
 
 __all__ = [
+    "batch_columns",
     "batch_row",
     "emit_json",
     "emit_plan_json",
@@ -220,25 +221,44 @@ def _routes(status: RunStatus) -> Table:
     return table
 
 
+def batch_columns(status: RunStatus) -> tuple[str, ...]:
+    """A batch row's line counts, in the words every count uses (`status`, the live view,
+    `fetch`): cancelled and re-routed only when some shard has such lines."""
+    moved = any(b.cancelled or b.rerouted for b in status.batches)
+    return ("succeeded", "failed", *(("cancelled", "re-routed") if moved else ()))
+
+
+def batch_counts(b: BatchInfo, columns: Sequence[str]) -> list[str]:
+    values = {
+        "succeeded": b.completed,
+        "failed": b.failed,
+        "cancelled": b.cancelled,
+        "re-routed": b.rerouted,
+    }
+    return [f"{values[c]:,}" for c in columns]
+
+
 def _batches(status: RunStatus, now: float | None) -> Table:
     table = Table(title="batches", title_justify="left")
-    for name in ("shard", "batch id", "model", "status", "done", "failed", "total", "expected"):
+    counts = batch_columns(status)
+    for name in ("shard", "batch id", "model", "status", *counts, "total", "expected"):
         table.add_column(name, no_wrap=name in ("batch id", "model"))
     for b in status.batches:
-        table.add_row(*batch_row(b, now))
+        table.add_row(*batch_row(b, now, counts))
     return table
 
 
-def batch_row(b: BatchInfo, now: float | None) -> tuple[str, ...]:
-    """One batch as a table row: shard, batch id, model, status, completed, failed, total
-    and when it is expected to finish (status view and live view alike)."""
+def batch_row(
+    b: BatchInfo, now: float | None, columns: Sequence[str] = ("succeeded", "failed")
+) -> tuple[str, ...]:
+    """One batch as a table row: shard, batch id, model, status, its line counts
+    (`batch_columns`), total and when it is expected to finish (status and live view)."""
     return (
         str(b.shard),
         b.provider_batch_id or "-",
         b.model,
         b.status,
-        f"{b.completed:,}",
-        f"{b.failed:,}",
+        *batch_counts(b, columns),
         f"{b.total:,}",
         when(b.expected_finish, now) if b.status not in ENDED_BATCH else "-",
     )
@@ -251,6 +271,7 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
         + f", {status.finished:,}/{status.requests:,} finished "
         f"({status.succeeded:,} succeeded, {status.failed:,} failed"
         + (f", {status.invalid:,} of them invalid" if status.invalid else "")
+        + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
         + ")",
         f"source: {status.source_path}",
         f"cost so far {format_usd(status.actual_cost)} of {estimate_text(status)}",
@@ -297,6 +318,8 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
     parts: list[RenderableType] = [Text("\n".join(head)), _routes(status)]
     if status.batches:
         parts.append(_batches(status, now))
+    if status.queue_wait:
+        parts.append(Text(f"waiting for queue room: {status.queue_wait}"))
     if status.last_errors:
         parts.append(
             Text(
@@ -330,13 +353,15 @@ def status_line(status: RunStatus) -> str:
     pct = percent(status.finished, status.requests)
     line = (
         f"{status.run_id} {status.state}: {status.finished:,}/{status.requests:,} finished "
-        f"({pct}%), {status.succeeded:,} ok, {status.failed:,} failed"
+        f"({pct}%), {status.succeeded:,} succeeded, {status.failed:,} failed"
         + (f" ({status.invalid:,} invalid)" if status.invalid else "")
         + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
         + "; "
         f"{active} batch(es) active; cost {format_usd(status.actual_cost)} of "
         f"{format_usd(status.estimated_cost)} expected"
     )
+    if status.queue_wait:
+        line += f"; {status.queue_wait}"
     if status.deadline_ok is False:
         line += "; deadline at risk"
     if status.send_stall and not status.done:

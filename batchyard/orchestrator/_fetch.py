@@ -126,7 +126,7 @@ def fetch(
             f"Run {run_id} was pruned: its requests and answers are no longer in {store.path}."
         )
     batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
-    succeeded = failed = unfinished = lines = invalid = fallback = 0
+    succeeded = failed = unfinished = lines = invalid = fallback = cancelled = 0
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     err_tmp = errors.with_name(errors.name + ".partial") if errors else None
@@ -147,7 +147,9 @@ def fetch(
                 succeeded += 1
                 fallback += r.fallback is not None
                 continue
-            if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED, RequestStatus.INVALID):
+            if r.status is RequestStatus.CANCELLED:
+                cancelled += 1
+            elif r.status in (RequestStatus.FAILED, RequestStatus.INVALID):
                 failed += 1
                 invalid += r.status is RequestStatus.INVALID
             else:
@@ -161,5 +163,14 @@ def fetch(
     if errors and err_tmp:
         err_tmp.replace(errors)
     return FetchReport(
-        run_id, output, errors, lines, succeeded, failed, unfinished, invalid, fallback
+        run_id,
+        output,
+        errors,
+        lines,
+        succeeded,
+        failed,
+        unfinished,
+        invalid,
+        cancelled=cancelled,
+        fallback=fallback,
     )
