@@ -314,5 +314,5 @@ def test_the_progress_line_counts_cancelled_requests_apart() -> None:
     from batchyard.cli.render import status_line
 
     line = status_line(_status({"batch/succeeded": 170, "batch/cancelled": 330}))
-    assert "500/500 finished (100%), 170 ok, 0 failed, 330 cancelled;" in line
+    assert "500/500 finished (100%), 170 succeeded, 0 failed, 330 cancelled;" in line
     assert "cancelled" not in status_line(_status({"batch/succeeded": 2}))

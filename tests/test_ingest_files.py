@@ -180,3 +180,26 @@ def test_a_json_error_names_the_column_within_the_line(tmp_path: Path) -> None:
     (problem,) = [p for p in read_requests(path, model_table()) if isinstance(p, LineProblem)]
     assert problem.line == 1
     assert f"at column {len(broken) + 1}" in problem.message
+
+
+def test_duplicates_within_one_block_and_odd_ids(
+    tmp_path: Path, models: dict[str, ModelInfo]
+) -> None:
+    """Ids are looked up a block at a time: repeats inside one block, and an id holding a
+    lone surrogate escape (json accepts it), still name the first line."""
+    rows = [request("a"), request("a"), request("b"), request("a")]
+    lone = request("X").replace(b'"X"', b'"\\ud800"')  # the JSON text "\ud800"
+    rows += [lone, lone, request("b")]
+    path = tmp_path / "dups.jsonl"
+    path.write_bytes(b"\n".join(rows))
+    found = [
+        r
+        for r in read_requests(path, models)
+        if isinstance(r, LineProblem) and r.field == "custom_id"
+    ]
+    assert [(p.line, p.message.split(": ")[1].split(";")[0]) for p in found] == [
+        (2, "line 1 already uses it"),
+        (4, "line 1 already uses it"),
+        (6, "line 5 already uses it"),
+        (7, "line 3 already uses it"),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,26 @@ async def test_drive_realtime_finishes_the_realtime_share_and_leaves_batches_run
     assert status.batches and status.succeeded == 0, "batches are left to `wait`"
     assert (await orch.wait(batch.run_id)).succeeded == 6
     await orch.aclose()
+
+
+async def test_a_run_leaves_no_temporary_folder_behind(
+    tmp_path: Path, sim: tuple[Any, SimState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    app, state = sim
+    made = _orchestrator(tmp_path, app, state)
+    settings, client = made.settings, made.client
+
+    async def sleep(seconds: float) -> None:
+        state.clock.advance(seconds)
+
+    source = write_sample(tmp_path / "in.jsonl", 6)
+    async with Orchestrator(settings, client=client, clock=state.clock.now, sleep=sleep) as orch:
+        run_id = (await orch.submit(source, route="batch")).run_id
+        workdir = orch.batch.ctx.workdir
+        assert workdir.parent == temp and workdir.name.startswith("batchyard-")
+        assert (await orch.wait(run_id)).done
+    assert list(temp.glob("batchyard-*")) == []
+    await made.aclose()

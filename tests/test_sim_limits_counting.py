@@ -131,7 +131,9 @@ async def test_a_second_client_on_the_key_uses_its_share_all_the_time() -> None:
     admitted = 1
     for _ in range(600):  # ten simulated minutes, one second at a time
         state.clock.advance(1.0)
-        while await _admitted(client):
+        for _ in range(1000):  # the limit refuses long before this bound
+            if not await _admitted(client):
+                break
             admitted += 1
     # What is left to us: 70 at the start, then 70 a minute.
     assert admitted == pytest.approx(70 + 700, abs=2)

@@ -17,6 +17,7 @@ from batchyard.store.schema import MIGRATION_NAMES, SCHEMA_TABLES
 EXPECTED_COLUMNS = {
     "webhook_events": {"webhook_id", "type", "provider_batch_id", "batch_id", "received_at"},
     "poll_marks": {"batch_id", "marked_at", "reason"},
+    "drivers": {"run_id", "owner", "seen_at"},
     "notifications": {
         "run_id",
         "url",

@@ -22,7 +22,7 @@ batchyard); `tests/test_catalog_parity.py` keeps the two in step.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +181,24 @@ class ModelInfo(BaseModel):
     def estimate(self, path: Route | Tier, input_tokens: int, output_tokens: int) -> float:
         """USD for a request not yet sent: no cache hits assumed."""
         return self.cost(path, Usage(input_tokens, output_tokens))
+
+    def estimator(self, path: Route) -> Callable[[int, int], float]:
+        """`estimate` on `path` as a function of (input, output) tokens, the rates looked up
+        once: the same figure to the last bit, for pricing every line of a large file."""
+        inp, _, _, out = self.rates(path)
+        f_in, f_out = self.long_input_factor, self.long_output_factor
+        fast_long = path is not Route.FAST or self.fast_long_context
+        long_rates = self.rates(path if fast_long else Route.STANDARD)
+        long_in, long_out = long_rates[0] * f_in, long_rates[3] * f_out
+        limit = self.long_context_threshold
+
+        def price(input_tokens: int, output_tokens: int) -> float:
+            plain = max(input_tokens, 0)
+            if limit is not None and input_tokens > limit:
+                return (plain * long_in + output_tokens * long_out) / _MILLION
+            return (plain * inp + output_tokens * out) / _MILLION
+
+        return price
 
 
 def _or(value: float | None, default: float) -> float:

@@ -29,7 +29,7 @@ from batchyard.cli.options import (
     Vary,
     budget_value,
 )
-from batchyard.cli.render import emit_json, plan_view, status_view
+from batchyard.cli.render import emit_json, emit_plan_json, plan_view, status_view
 from batchyard.cli.render_runs import costs_view, fetch_lines, runs_table, verify_lines
 from batchyard.models import RouteOverride
 
@@ -77,7 +77,7 @@ def plan(
             reuse=False if no_reuse else None,
         )
         if json_:
-            emit_json(result.to_dict())
+            emit_plan_json(result)
         else:
             cli.out.print(plan_view(result))
         return EXIT_OK

@@ -29,6 +29,7 @@ from rich.text import Text
 
 from batchyard.cli.render import (
     ENDED_BATCH,
+    batch_columns,
     batch_row,
     estimate_text,
     percent,
@@ -140,11 +141,12 @@ def _paths(status: RunStatus, rates: Rates, now: float) -> Table:
 
 def _batches(status: RunStatus, now: float) -> Table:
     table = Table(title="batches", title_justify="left", box=None, pad_edge=False)
-    for name in ("shard", "batch id", "model", "status", "completed", "failed", "total", "ETA"):
+    counts = batch_columns(status)
+    for name in ("shard", "batch id", "model", "status", *counts, "total", "ETA"):
         table.add_column(name, no_wrap=True)
     shown = status.batches[-8:]  # the newest; a long run can have hundreds
     for b in shown:
-        table.add_row(*batch_row(b, now))
+        table.add_row(*batch_row(b, now, counts))
     return table
 
 
@@ -155,7 +157,7 @@ def live_view(status: RunStatus, rates: Rates, now: float) -> RenderableType:
         f"run {status.run_id}: {status.state}"
         + (" (done)" if status.done else "")
         + f", {status.finished:,}/{status.requests:,} finished "
-        f"({percent(status.finished, status.requests)}%): {status.succeeded:,} ok, "
+        f"({percent(status.finished, status.requests)}%): {status.succeeded:,} succeeded, "
         f"{status.failed:,} failed"
         + (f", {status.cancelled:,} cancelled" if status.cancelled else ""),
         f"cost so far {format_usd(status.actual_cost)} of {estimate_text(status)}{budget}",
@@ -169,6 +171,8 @@ def live_view(status: RunStatus, rates: Rates, now: float) -> RenderableType:
     parts: list[RenderableType] = [Text("\n".join(head)), _paths(status, rates, now)]
     if status.batches:
         parts.append(_batches(status, now))
+    if status.queue_wait and not status.done:
+        parts.append(Text(f"waiting for queue room: {status.queue_wait}"))
     if status.retried:
         parts.append(Text(retried_text(status)))
     if status.stalled:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from batchyard.router import Plan
 
 __all__ = [
+    "batch_columns",
     "batch_row",
     "emit_json",
+    "emit_plan_json",
     "estimate_text",
     "fallback_lines",
     "jsonable",
@@ -71,6 +73,30 @@ def emit_json(data: Any) -> None:
     """Exactly one JSON document on stdout (no colour, no wrapping)."""
     sys.stdout.write(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+def emit_plan_json(plan: Plan, out: TextIO | None = None) -> None:
+    """`emit_json(plan.to_dict())`, the same text, with the per-line assignments written as
+    they stream from the plan rather than built into one document first."""
+    out = out or sys.stdout
+    head = json.dumps(jsonable(plan.to_dict(assignments=False)), indent=2)
+    out.write(head[: -len("\n}")] + ',\n  "assignments": [')
+    encoded: dict[str, str] = {}  # a run has few distinct reasons: encode each once
+    sep = "\n"
+    for a in plan.decision.assignments:
+        reason = encoded.get(a.reason)
+        if reason is None:
+            reason = json.dumps(a.reason)
+            if len(encoded) < 10_000:
+                encoded[a.reason] = reason
+        out.write(
+            f'{sep}    {{\n      "custom_id": {json.dumps(a.custom_id)},\n      "route": '
+            f'"{a.route.value}",\n      "reason": {reason},\n      "deferred": '
+            f"{'true' if a.deferred else 'false'}\n    }}"
+        )
+        sep = ",\n"
+    out.write("]\n}\n" if sep == "\n" else "\n  ]\n}\n")
+    out.flush()
 
 
 def percent(done: int, total: int) -> int:
@@ -136,9 +162,9 @@ def plan_view(plan: Plan) -> RenderableType:
         lines.append(f"deadline: {when(plan.deadline, plan.now)}")
     if plan.expected_finish is not None:
         lines.append(f"expected finish: {when(plan.expected_finish, plan.now)}")
-    if plan.cannot_meet:
-        shown = ", ".join(plan.cannot_meet[:5]) + (", ..." if len(plan.cannot_meet) > 5 else "")
-        lines.append(f"{len(plan.cannot_meet)} request(s) cannot make the deadline: {shown}")
+    if plan.late:
+        shown = ", ".join(plan.cannot_meet[:5]) + (", ..." if plan.late > 5 else "")
+        lines.append(f"{plan.late} request(s) cannot make the deadline: {shown}")
     if plan.reasons:
         lines.append("why:")
         lines.extend(f"  {model}: {why}" for model, why in plan.reasons.items())
@@ -195,25 +221,44 @@ def _routes(status: RunStatus) -> Table:
     return table
 
 
+def batch_columns(status: RunStatus) -> tuple[str, ...]:
+    """A batch row's line counts, in the words every count uses (`status`, the live view,
+    `fetch`): cancelled and re-routed only when some shard has such lines."""
+    moved = any(b.cancelled or b.rerouted for b in status.batches)
+    return ("succeeded", "failed", *(("cancelled", "re-routed") if moved else ()))
+
+
+def batch_counts(b: BatchInfo, columns: Sequence[str]) -> list[str]:
+    values = {
+        "succeeded": b.completed,
+        "failed": b.failed,
+        "cancelled": b.cancelled,
+        "re-routed": b.rerouted,
+    }
+    return [f"{values[c]:,}" for c in columns]
+
+
 def _batches(status: RunStatus, now: float | None) -> Table:
     table = Table(title="batches", title_justify="left")
-    for name in ("shard", "batch id", "model", "status", "done", "failed", "total", "expected"):
+    counts = batch_columns(status)
+    for name in ("shard", "batch id", "model", "status", *counts, "total", "expected"):
         table.add_column(name, no_wrap=name in ("batch id", "model"))
     for b in status.batches:
-        table.add_row(*batch_row(b, now))
+        table.add_row(*batch_row(b, now, counts))
     return table
 
 
-def batch_row(b: BatchInfo, now: float | None) -> tuple[str, ...]:
-    """One batch as a table row: shard, batch id, model, status, completed, failed, total
-    and when it is expected to finish (status view and live view alike)."""
+def batch_row(
+    b: BatchInfo, now: float | None, columns: Sequence[str] = ("succeeded", "failed")
+) -> tuple[str, ...]:
+    """One batch as a table row: shard, batch id, model, status, its line counts
+    (`batch_columns`), total and when it is expected to finish (status and live view)."""
     return (
         str(b.shard),
         b.provider_batch_id or "-",
         b.model,
         b.status,
-        f"{b.completed:,}",
-        f"{b.failed:,}",
+        *batch_counts(b, columns),
         f"{b.total:,}",
         when(b.expected_finish, now) if b.status not in ENDED_BATCH else "-",
     )
@@ -226,6 +271,7 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
         + f", {status.finished:,}/{status.requests:,} finished "
         f"({status.succeeded:,} succeeded, {status.failed:,} failed"
         + (f", {status.invalid:,} of them invalid" if status.invalid else "")
+        + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
         + ")",
         f"source: {status.source_path}",
         f"cost so far {format_usd(status.actual_cost)} of {estimate_text(status)}",
@@ -272,6 +318,8 @@ def status_view(status: RunStatus, now: float | None = None) -> RenderableType:
     parts: list[RenderableType] = [Text("\n".join(head)), _routes(status)]
     if status.batches:
         parts.append(_batches(status, now))
+    if status.queue_wait:
+        parts.append(Text(f"waiting for queue room: {status.queue_wait}"))
     if status.last_errors:
         parts.append(
             Text(
@@ -305,13 +353,15 @@ def status_line(status: RunStatus) -> str:
     pct = percent(status.finished, status.requests)
     line = (
         f"{status.run_id} {status.state}: {status.finished:,}/{status.requests:,} finished "
-        f"({pct}%), {status.succeeded:,} ok, {status.failed:,} failed"
+        f"({pct}%), {status.succeeded:,} succeeded, {status.failed:,} failed"
         + (f" ({status.invalid:,} invalid)" if status.invalid else "")
         + (f", {status.cancelled:,} cancelled" if status.cancelled else "")
         + "; "
         f"{active} batch(es) active; cost {format_usd(status.actual_cost)} of "
         f"{format_usd(status.estimated_cost)} expected"
     )
+    if status.queue_wait:
+        line += f"; {status.queue_wait}"
     if status.deadline_ok is False:
         line += "; deadline at risk"
     if status.send_stall and not status.done:

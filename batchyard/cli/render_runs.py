@@ -134,11 +134,12 @@ def fetch_lines(report: FetchReport) -> list[str]:
         f"wrote {report.lines:,} line(s) to {report.output}: {report.succeeded:,} succeeded, "
         f"{report.failed:,} failed"
         + (f" ({report.invalid:,} invalid: failed a check)" if report.invalid else "")
+        + (f", {report.cancelled:,} cancelled" if report.cancelled else "")
         + f", {report.unfinished:,} not finished yet"
         + (f"; {report.fallback:,} answered by a fallback model" if report.fallback else "")
     ]
-    if report.errors is not None and report.failed + report.unfinished:
-        lines.append(f"failed and unfinished lines also in {report.errors}")
+    if report.errors is not None and report.failed + report.cancelled + report.unfinished:
+        lines.append(f"failed, cancelled and unfinished lines also in {report.errors}")
     elif report.errors is not None:
         lines.append("no failed or unfinished lines")
     if report.unfinished:

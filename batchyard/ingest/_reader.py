@@ -1,8 +1,9 @@
 """Streaming a request file line by line into valid requests and line problems.
 
 Owns the file-level handling (binary reading, UTF-8, BOM, blank lines, CRLF, a missing
-trailing newline, empty files) and duplicate custom_id detection. Keeps one line in memory
-at a time plus the index of custom_ids seen; never writes anything.
+trailing newline, empty files) and duplicate custom_id detection. Keeps one block of lines
+in memory at a time; the custom_ids seen so far are kept in a temporary on-disk set
+(`store.scratch.DiskSet`), so memory does not grow with the file. Writes nothing else.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import orjson
 
 from batchyard.config import ModelInfo
 from batchyard.errors import InputError, LineProblem
-from batchyard.ingest._ids import IdIndex
 from batchyard.ingest._rules import ParsedRequest, check_envelope, check_line
+from batchyard.store.scratch import DiskSet
 
 __all__ = ["open_request_file", "read_requests", "reread_lines"]
 
 _BOM = b"\xef\xbb\xbf"
+BLOCK = 1024  # lines checked together: their custom_ids are looked up in one query
 
 
 def _reject_constant(name: str) -> float:
@@ -93,51 +95,90 @@ def read_requests(
     """Each non-blank line of `path`, in order, as a ParsedRequest or a LineProblem.
 
     A line with several problems yields one LineProblem per problem. Raises InputError when
-    the file cannot be read or holds no request at all. Memory stays flat except for the
-    custom_id index (40 to 80 bytes per request, see `_ids`) that duplicate detection needs.
+    the file cannot be read or holds no request at all. Memory stays flat: lines are read
+    `BLOCK` at a time, and the custom_ids seen so far (for duplicates) are kept on disk.
     """
     name = str(path)
-    seen = IdIndex()
+    seen = DiskSet()
     seen_any = False
-    with open_request_file(path) as f:
-        for lineno, raw in enumerate(f, 1):
-            if lineno == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM) :]
-            if not raw or raw.isspace():
-                continue
-            seen_any = True
-            obj = _fast_decode(raw)
-            if obj is _MISS:
-                obj = yield from _slow_decode(name, lineno, raw)
-                if obj is _MISS:
-                    continue
-            envelope = check_envelope(obj)
-            cid = obj.get("custom_id") if isinstance(obj, dict) else None
-            custom_id = cid if isinstance(cid, str) and cid.strip() else None
-            if custom_id is not None:
-                earlier = seen.first_line(custom_id, lineno)
-                if earlier != lineno:
-                    yield LineProblem(
-                        name,
-                        lineno,
-                        "custom_id",
-                        f"Duplicate custom_id {custom_id!r}: line {earlier} already uses it; "
-                        "custom_id must be unique for each request in a batch.",
-                        custom_id,
-                    )
-                    continue
-            if len(envelope) == 2:
-                yield LineProblem(name, lineno, envelope[0], envelope[1], custom_id)
-                continue
-            assert isinstance(obj, dict)
-            result = check_line(lineno, obj, envelope[0], envelope[1], envelope[2], models)
-            if isinstance(result, ParsedRequest):
-                yield result
-            else:
-                for field, message in result:
-                    yield LineProblem(name, lineno, field, message, custom_id)
+    try:
+        with open_request_file(path) as f:
+            for block in _blocks(f):
+                seen_any = True
+                yield from _check_block(name, block, seen, models)
+    finally:
+        seen.close()
     if not seen_any:
         raise InputError(f"{name} is empty: it holds no request lines.")
+
+
+def _blocks(f: BinaryIO) -> Iterator[list[tuple[int, bytes]]]:
+    """The non-blank lines of `f` with their numbers, `BLOCK` at a time."""
+    block: list[tuple[int, bytes]] = []
+    for lineno, raw in enumerate(f, 1):
+        if lineno == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if not raw or raw.isspace():
+            continue
+        block.append((lineno, raw))
+        if len(block) >= BLOCK:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def _check_block(
+    name: str, block: list[tuple[int, bytes]], seen: DiskSet, models: Mapping[str, ModelInfo]
+) -> Iterator[ParsedRequest | LineProblem]:
+    """A block of lines checked in order; their custom_ids are looked up together."""
+    parsed: list[tuple[int, Any, list[LineProblem], str | None]] = []
+    ids: list[bytes] = []
+    at: list[int] = []
+    for lineno, raw in block:
+        problems: list[LineProblem] = []
+        obj = _fast_decode(raw)
+        if obj is _MISS:
+            decoding = _slow_decode(name, lineno, raw)
+            try:
+                while True:
+                    problems.append(next(decoding))
+            except StopIteration as done:
+                obj = done.value
+        cid = obj.get("custom_id") if isinstance(obj, dict) else None
+        custom_id = cid if isinstance(cid, str) and cid.strip() else None
+        if obj is not _MISS and custom_id is not None:
+            ids.append(custom_id.encode("utf-8", "surrogatepass"))
+            at.append(lineno)
+        parsed.append((lineno, obj, problems, custom_id))
+    firsts = iter(seen.first_lines(ids, at))
+    for lineno, obj, problems, custom_id in parsed:
+        yield from problems
+        if obj is _MISS:
+            continue
+        if custom_id is not None:
+            earlier = next(firsts)
+            if earlier != lineno:
+                yield LineProblem(
+                    name,
+                    lineno,
+                    "custom_id",
+                    f"Duplicate custom_id {custom_id!r}: line {earlier} already uses it; "
+                    "custom_id must be unique for each request in a batch.",
+                    custom_id,
+                )
+                continue
+        envelope = check_envelope(obj)
+        if len(envelope) == 2:
+            yield LineProblem(name, lineno, envelope[0], envelope[1], custom_id)
+            continue
+        assert isinstance(obj, dict)
+        result = check_line(lineno, obj, envelope[0], envelope[1], envelope[2], models)
+        if isinstance(result, ParsedRequest):
+            yield result
+        else:
+            for field, message in result:
+                yield LineProblem(name, lineno, field, message, custom_id)
 
 
 def reread_lines(path: str | PathLike[str], lines: Iterable[int]) -> Iterator[tuple[int, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -102,6 +103,7 @@ class OrchestratorCore:
         # but never retries on its own.
         self._client = client.with_options(max_retries=0) if client is not None else None
         self._workdir = workdir
+        self._tempdir: Path | None = None  # made here (no workdir given): removed on close
         self._batch: BatchRunner | None = None
         self._realtime: RealtimeRunner | None = None
         self._blocked: dict[str, str] = {}  # run -> why real-time dispatch stopped
@@ -109,6 +111,7 @@ class OrchestratorCore:
         self._registry: dict[str, CheckFn] = dict(checks or {})  # user checks by name
         self._judges: Judges | None = None
         self._warned: set[str] = set()  # runs whose budget warning is recorded
+        self._driving: set[str] = set()  # runs this object drives (its `drivers` rows)
         self._provider_clock: ProviderClock | None = None
 
     # ---- parts, created on first use ----------------------------------------------------
@@ -145,7 +148,9 @@ class OrchestratorCore:
     @property
     def batch(self) -> BatchRunner:
         if self._batch is None:
-            workdir = self._workdir or Path(tempfile.mkdtemp(prefix="batchyard-"))
+            workdir = self._workdir
+            if workdir is None:
+                workdir = self._tempdir = Path(tempfile.mkdtemp(prefix="batchyard-"))
             self._batch = BatchRunner(
                 *self._parts(),
                 workdir=workdir,
@@ -181,10 +186,17 @@ class OrchestratorCore:
             self.on_progress(kind, data)
 
     async def aclose(self) -> None:
+        """Close the client and the store, and remove the temporary folder this object
+        made for shard files (a `workdir` handed in is left alone)."""
         if self._client is not None:
             await self._client.close()
         if self._store is not None:
+            for run_id in self._driving:
+                self._store.stop_driving(run_id, self.owner)
             self._store.close()
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None
 
     async def __aenter__(self) -> Self:
         return self

@@ -26,6 +26,7 @@ from batchyard.orchestrator._steering import (
     check_recorded,
     finish_if_done,
     recover_claims,
+    recover_dead_claims,
     reroute,
     set_state,
     stall_reason,
@@ -77,6 +78,7 @@ class RunDriving(OrchestratorCore):
             self._blocked[run_id] = stop
             self._say(run_id, "budget.stop", stop)
             return
+        recover_dead_claims(self.store, run_id)
         try:
             await self.realtime.run(run_id, stop=self.stopping, flex_fallback=fallback)
             self._blocked.pop(run_id, None)
@@ -89,7 +91,11 @@ class RunDriving(OrchestratorCore):
     async def _batch_round(self, run: RunRow) -> bool:
         """Poll, re-decide, submit. False while the run is being cancelled: then only the
         cancelled shards are still applied and nothing new starts."""
+        self.store.mark_driving(run.id, self.owner)  # the queue's urgency counts driven runs
+        self._driving.add(run.id)
         self._poll_now_if_due(run.id)
+        if repaired := await self.batch.repair(run.id):
+            self.store.add_event(run.id, "run.repaired", f"Repaired: {repaired}")
         await self.batch.poll(run.id)
         self.provider_clock.flush()
         if run.state is RunState.CANCELLING:

@@ -8,8 +8,10 @@ request for fan-out). Reads the store only; makes no API calls.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from batchyard.models import RequestStatus
 from batchyard.orchestrator._reports import FetchReport
 from batchyard.orchestrator._variants import Grouper
 from batchyard.store import Store
+from batchyard.store.codec import decode_body
 from batchyard.store.rows import RequestRow
 
 __all__ = ["fetch", "output_line"]
@@ -80,6 +83,37 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
     }
 
 
+class _Splice:
+    """Output lines with each stored answer written into them as its stored text.
+
+    The store keeps a response body as the compact JSON the encoder made of it; the output
+    line is `json.dumps(record, separators=(",", ":"))`, which writes such a body back to
+    the same text when it is ASCII (only `ensure_ascii` differs between the two). So an
+    ASCII body is spliced in as text, in place of a placeholder, without being decoded and
+    encoded again; any other body takes the long way. The bytes written are the same."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._enabled = enabled  # off where the records themselves are used (`--group`)
+        self._key = f"batchyard-splice-{uuid.uuid4().hex}"
+        self._placeholder = {self._key: 0}
+        self._text = json.dumps(self._placeholder, separators=(",", ":"))
+
+    def line(
+        self, run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None]
+    ) -> tuple[dict[str, Any], str]:
+        """The record and its line; a spliced record's body is a placeholder."""
+        text = r.response_text
+        if self._enabled and text is not None and text.isascii():
+            record = output_line(run_id, replace(r, response_body=self._placeholder), batch_ids)
+            line = json.dumps(record, separators=(",", ":"))
+            if line.count(self._text) == 1:
+                return record, line.replace(self._text, text)
+        if text is not None:
+            r = replace(r, response_body=decode_body(text))
+        record = output_line(run_id, r, batch_ids)
+        return record, json.dumps(record, separators=(",", ":"))
+
+
 def fetch(
     store: Store, run_id: str, output: Path, errors: Path | None = None, *, group: bool = False
 ) -> FetchReport:
@@ -92,16 +126,16 @@ def fetch(
             f"Run {run_id} was pruned: its requests and answers are no longer in {store.path}."
         )
     batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
-    succeeded = failed = unfinished = lines = invalid = fallback = 0
+    succeeded = failed = unfinished = lines = invalid = fallback = cancelled = 0
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     err_tmp = errors.with_name(errors.name + ".partial") if errors else None
     with tmp.open("w", encoding="utf-8") as out, ExitStack() as stack:
         err = stack.enter_context(err_tmp.open("w", encoding="utf-8")) if err_tmp else None
         grouper = Grouper() if group else None
-        for r in store.iter_requests(run_id, with_response=True):
-            record = output_line(run_id, r, batch_ids)
-            line = json.dumps(record, separators=(",", ":"))
+        splice = _Splice(enabled=grouper is None)
+        for r in store.iter_requests(run_id, raw_response=True):
+            record, line = splice.line(run_id, r, batch_ids)
             if grouper is None:
                 out.write(line + "\n")
                 lines += 1
@@ -113,7 +147,9 @@ def fetch(
                 succeeded += 1
                 fallback += r.fallback is not None
                 continue
-            if r.status in (RequestStatus.FAILED, RequestStatus.CANCELLED, RequestStatus.INVALID):
+            if r.status is RequestStatus.CANCELLED:
+                cancelled += 1
+            elif r.status in (RequestStatus.FAILED, RequestStatus.INVALID):
                 failed += 1
                 invalid += r.status is RequestStatus.INVALID
             else:
@@ -127,5 +163,14 @@ def fetch(
     if errors and err_tmp:
         err_tmp.replace(errors)
     return FetchReport(
-        run_id, output, errors, lines, succeeded, failed, unfinished, invalid, fallback
+        run_id,
+        output,
+        errors,
+        lines,
+        succeeded,
+        failed,
+        unfinished,
+        invalid,
+        cancelled=cancelled,
+        fallback=fallback,
     )

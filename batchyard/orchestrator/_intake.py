@@ -2,14 +2,16 @@
 
 Owns the bridge between `batchyard.ingest` (streamed parsing and validation) and the
 store's `NewRequest` rows, including the per-path cost estimates and the output-token
-estimate for requests that set no maximum. Reads the file; writes only the rejects file.
+estimate for requests that set no maximum. Validation spills a small record per valid line
+to a temporary file; the reuse preview, the router (`decide_lines`) and recording stream
+those records again, so no step holds a Python object per line. Reads the file; writes only
+the rejects file and its temporary spill.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +29,18 @@ from batchyard.ingest import (
     validate_file,
     write_rejects,
 )
-from batchyard.models import RequestStatus, Route, RunState
+from batchyard.models import Endpoint, Route, RunState
 from batchyard.orchestrator import _routing as routing
-from batchyard.router import Decision, Plan, RequestFeatures, RunPolicy
+from batchyard.orchestrator._spill import Spill
+from batchyard.router import Decision, PathCosts, Plan, RequestFeatures, RunPolicy, Tally
 from batchyard.store import Store
 from batchyard.store.rows import NewRequest, OutputEvidence
+from batchyard.store.scratch import DiskSet
 
 __all__ = [
     "Intake",
     "ReusePreview",
+    "Routable",
     "check_file",
     "record_run",
     "reuse_preview",
@@ -65,41 +70,11 @@ def _resolved_name(models: Mapping[str, ModelInfo], name: str) -> str:
 
 Evidence = Mapping[tuple[str, str], OutputEvidence]
 
-
-def _new_request(
-    models: Mapping[str, ModelInfo],
-    evidence: Evidence,
-    p: _Line,
-    *,
-    worst: bool = False,
-    reuse: bool = True,
-) -> NewRequest:
-    """The stored row of one line, costed at its expected output (`worst`: its worst case)."""
-    info = _model_info(models, p.model)
-    key = None
-    if reuse and not p.sample:
-        key = fingerprint(p.endpoint, p.body, _resolved_name(models, p.model))
-    seen = evidence.get((p.model, p.endpoint))
-    if worst:
-        out = routing.worst_output(p.endpoint, p.max_output, seen)
-    else:
-        out = routing.expected_output(p.endpoint, p.max_output, seen)
-    return NewRequest(
-        custom_id=p.custom_id,
-        line=p.line,
-        endpoint=p.endpoint,
-        model=p.model,
-        body=p.body,
-        input_tokens=p.input_tokens,
-        output_tokens=out,
-        cost_standard=info.estimate(Route.STANDARD, p.input_tokens, out),
-        cost_flex=info.estimate(Route.FLEX, p.input_tokens, out) if info.flex else None,
-        cost_batch=info.estimate(Route.BATCH, p.input_tokens, out),
-        cost_fast=info.estimate(Route.FAST, p.input_tokens, out) if info.fast else None,
-        priority=p.priority,
-        max_output_tokens=p.max_output,
-        fingerprint=key,
-    )
+# One spilled record per valid line (see `_Group.record`), read back by position:
+_LINE, _ID, _GROUP, _IN, _OUT, _WORST_OUT, _MAX_OUT, _PRIORITY, _FAST, _KEY, _COST, _WORST = range(
+    12
+)
+_LEFT, _REUSED, _TWIN = 0, 1, 2
 
 
 def _is_sample(custom_id: str) -> bool:
@@ -109,61 +84,114 @@ def _is_sample(custom_id: str) -> bool:
     return label is not None and any(p.startswith("sample=") for p in label.split(","))
 
 
-@dataclass(frozen=True, slots=True)
-class _Line:
-    """What recording needs of one valid line."""
+Costs = tuple[float, float | None, float | None, float | None]  # standard, flex, batch, fast
 
-    line: int
-    custom_id: str
-    endpoint: str
-    model: str
-    body: dict[str, Any]
-    input_tokens: int
-    max_output: int | None
-    priority: int
-    sample: bool = False
+
+class _Group:
+    """One (endpoint, model) of the file: its prices and output evidence, looked up once."""
+
+    def __init__(
+        self, index: int, endpoint: str, model: str, models: Mapping[str, ModelInfo], seen: Any
+    ) -> None:
+        info = _model_info(models, model)
+        self.index = index
+        self.endpoint = endpoint
+        self.endpoint_enum = Endpoint(endpoint)
+        self.model = model
+        self.resolved = _resolved_name(models, model)
+        self.seen = seen
+        self._standard = info.estimator(Route.STANDARD)
+        self._batch = info.estimator(Route.BATCH)
+        self._flex = info.estimator(Route.FLEX) if info.flex else None
+        self._fast = info.estimator(Route.FAST) if info.fast else None
+
+    def costs(self, tokens_in: int, tokens_out: int) -> Costs:
+        flex, fast = self._flex, self._fast
+        return (
+            self._standard(tokens_in, tokens_out),
+            None if flex is None else flex(tokens_in, tokens_out),
+            self._batch(tokens_in, tokens_out),
+            None if fast is None else fast(tokens_in, tokens_out),
+        )
+
+    def record(self, item: ParsedRequest, reuse: bool) -> tuple[Any, ...]:
+        """What planning and recording need of a line, priced at its expected output and,
+        where it differs, at its worst case; with its reuse key unless it is a sample."""
+        sample = item.sample or _is_sample(item.custom_id)
+        key = fingerprint(self.endpoint, item.body, self.resolved) if reuse and not sample else None
+        cap = item.output_tokens
+        out = routing.expected_output(self.endpoint, cap, self.seen)
+        worst_out = routing.worst_output(self.endpoint, cap, self.seen)
+        costs = self.costs(item.input_tokens, out)
+        worst = None if worst_out == out else self.costs(item.input_tokens, worst_out)
+        fast = routing.asks_fast(item.body)
+        return (item.line, item.custom_id, self.index, item.input_tokens, out, worst_out, cap,
+                item.priority, fast, key, costs, worst)  # fmt: skip
+
+    def features(self, rec: tuple[Any, ...]) -> RequestFeatures:
+        """The router's view of a spilled record."""
+        std, flex, batch, fast = rec[_COST]
+        worst = rec[_WORST]
+        cost_worst = None
+        if worst is not None:
+            cost_worst = PathCosts(worst[0], worst[2], worst[1], worst[3])
+        return RequestFeatures(
+            custom_id=rec[_ID],
+            endpoint=self.endpoint_enum,
+            model=self.model,
+            input_tokens=rec[_IN],
+            output_tokens=rec[_OUT],
+            cost=PathCosts(std, batch, flex, fast),
+            priority=rec[_PRIORITY],
+            max_output_tokens=rec[_MAX_OUT],
+            output_worst=None if worst is None else rec[_WORST_OUT],
+            cost_worst=cost_worst,
+            fast=rec[_FAST],
+        )
+
+    def new_request(self, rec: tuple[Any, ...], body: dict[str, Any]) -> NewRequest:
+        std, flex, batch, fast = rec[_COST]
+        return NewRequest(
+            custom_id=rec[_ID],
+            line=rec[_LINE],
+            endpoint=self.endpoint,
+            model=self.model,
+            body=body,
+            input_tokens=rec[_IN],
+            output_tokens=rec[_OUT],
+            cost_standard=std,
+            cost_flex=flex,
+            cost_batch=batch,
+            cost_fast=fast,
+            priority=rec[_PRIORITY],
+            max_output_tokens=rec[_MAX_OUT],
+            fingerprint=rec[_KEY],
+        )
 
 
 @dataclass(frozen=True)
 class Intake:
-    """A checked request file: its summary, the router's view of every valid request, and a
-    small per-line cache (line number, tokens, priority: 32 bytes a line) so that recording
-    reads the file once more without validating or counting tokens again."""
+    """A checked request file: its summary, and what planning and recording need of each
+    valid line, spilled to a temporary file (`lines`: about 100 bytes a line on disk, none
+    in memory) so that neither holds a record per line."""
 
     path: Path
     models: Mapping[str, ModelInfo]
     checked: Validated
     rejects_path: Path | None
     learned_output: Evidence
-    requests: list[RequestFeatures]
-    cache: tuple[array[int], array[int], array[int], array[int]]
+    lines: Spill
+    groups: tuple[_Group, ...]
     reuse: bool = True  # False: every line is sent as asked (`--no-reuse`)
-    fingerprints: tuple[str | None, ...] = ()  # beside `requests`, for the plan's preview
-
-    def features(self) -> list[RequestFeatures]:
-        return self.requests
 
     def new_requests(self) -> Iterator[NewRequest]:
-        lines, inputs, outputs, priorities = self.cache
-        rows = zip(reread_lines(self.path, lines), inputs, outputs, priorities, strict=True)
-        for (line, obj), tokens_in, tokens_out, priority in rows:
-            body = obj["body"]
-            yield _new_request(
-                self.models,
-                self.learned_output,
-                _Line(
-                    line,
-                    obj["custom_id"],
-                    obj["url"],
-                    body["model"],
-                    body,
-                    tokens_in,
-                    tokens_out if tokens_out >= 0 else None,
-                    priority,
-                    obj.get("sample") is not None or _is_sample(obj["custom_id"]),
-                ),
-                reuse=self.reuse,
-            )
+        """Every valid line as a row to store, its body read from the file once more."""
+        bodies = reread_lines(self.path, (rec[_LINE] for rec in self.lines))
+        for rec, (_, obj) in zip(self.lines, bodies, strict=True):
+            yield self.groups[rec[_GROUP]].new_request(rec, obj["body"])
+
+    def close(self) -> None:
+        self.lines.close()
 
     @property
     def endpoint(self) -> str:
@@ -180,63 +208,40 @@ def check_file(
     learned_output: Evidence | None = None,
     reuse: bool = True,
 ) -> Intake:
-    """Validate the whole file in one pass before anything is recorded, keeping what the
-    router needs of every valid line.
+    """Validate the whole file in one pass before anything is recorded, spilling what the
+    router and recording need of every valid line.
 
     With `skip_invalid`, the invalid lines go to `rejects` (default FILE.rejects.jsonl)
     and the rest is used. Raises `ValidationFailed` naming file, line and field otherwise.
     """
     learned = dict(learned_output or {})
-    requests: list[RequestFeatures] = []
-    keys: list[str | None] = []
-    cache: tuple[array[int], array[int], array[int], array[int]] = (
-        array("q"),
-        array("q"),
-        array("q"),
-        array("q"),
-    )
+    spill = Spill()
+    groups: dict[tuple[str, str], _Group] = {}
 
     def keep(item: ParsedRequest) -> None:
-        line = _Line(
-            item.line,
-            item.custom_id,
-            item.endpoint.value,
-            item.model,
-            item.body,
-            item.input_tokens,
-            item.output_tokens,
-            item.priority,
-            item.sample or _is_sample(item.custom_id),
-        )
-        expected = _new_request(models, learned, line, reuse=reuse)
-        # Cost the worst case only where it differs (a cap above the billed p95, say).
-        seen = learned.get((line.model, line.endpoint))
-        worst_out = routing.worst_output(line.endpoint, line.max_output, seen)
-        worst = None
-        if worst_out != expected.output_tokens:
-            worst = _new_request(models, learned, line, worst=True, reuse=False)  # no key needed
-        requests.append(routing.from_new(expected, worst))
-        keys.append(expected.fingerprint)
-        cached = (
-            item.line,
-            item.input_tokens,
-            -1 if item.output_tokens is None else item.output_tokens,
-            item.priority,
-        )
-        for column, value in zip(cache, cached, strict=True):
-            column.append(value)
+        key = (item.endpoint.value, item.model)
+        group = groups.get(key)
+        if group is None:
+            seen = learned.get((item.model, key[0]))
+            group = groups[key] = _Group(len(groups), key[0], item.model, models, seen)
+        spill.add(group.record(item, reuse))
 
-    checked = validate_file(path, models, on_valid=keep)
-    rejects_path: Path | None = None
-    if not checked.ok:
-        if not skip_invalid:
-            checked.raise_if_invalid()
-        rejects_path = rejects or path.with_suffix(".rejects.jsonl")
-        problems = [p for p in read_requests(path, models) if isinstance(p, LineProblem)]
-        write_rejects(problems, rejects_path, source=path)
-    if checked.valid == 0:
-        raise ConfigError(f"{path} has no valid request to submit.")
-    return Intake(path, models, checked, rejects_path, learned, requests, cache, reuse, tuple(keys))
+    try:
+        checked = validate_file(path, models, on_valid=keep)
+        rejects_path: Path | None = None
+        if not checked.ok:
+            if not skip_invalid:
+                checked.raise_if_invalid()
+            rejects_path = rejects or path.with_suffix(".rejects.jsonl")
+            problems = [p for p in read_requests(path, models) if isinstance(p, LineProblem)]
+            write_rejects(problems, rejects_path, source=path)
+        if checked.valid == 0:
+            raise ConfigError(f"{path} has no valid request to submit.")
+    except BaseException:
+        spill.close()
+        raise
+    ordered = tuple(sorted(groups.values(), key=lambda g: g.index))
+    return Intake(path, models, checked, rejects_path, learned, spill.seal(), ordered, reuse)
 
 
 @dataclass(frozen=True)
@@ -249,42 +254,92 @@ class ReusePreview:
     twin_ids: frozenset[str] = frozenset()
 
 
-def reuse_preview(intake: Intake, store: Store) -> tuple[list[RequestFeatures], ReusePreview]:
-    """The lines left to send, and what reuse answers: the plan covers only the former."""
+@dataclass(frozen=True)
+class Routable:
+    """The lines of an intake left to send (reuse answers the others): their sums for the
+    router, and `lines()`, which streams them again in input order each time it is called.
+    `kinds` says what became of each valid line (1 byte a line; empty: all are left)."""
+
+    intake: Intake
+    tally: Tally
+    kinds: bytes = b""
+    twins: tuple[tuple[str, PathCosts], ...] = ()  # (reuse key, costs) of each twin line
+
+    def records(self) -> Iterator[tuple[Any, ...]]:
+        kinds = self.kinds
+        for i, rec in enumerate(self.intake.lines):
+            if not kinds or kinds[i] == _LEFT:
+                yield rec
+
+    def lines(self) -> Iterator[RequestFeatures]:
+        groups = self.intake.groups
+        return (groups[rec[_GROUP]].features(rec) for rec in self.records())
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.tally.result())
+
+
+def reuse_preview(intake: Intake, store: Store) -> tuple[Routable, ReusePreview]:
+    """The lines left to send, and what reuse answers: the plan covers only the former.
+
+    One pass over the spilled lines: earlier answers are looked up a block at a time, and
+    the keys seen so far (for twins) are kept on disk, not in memory."""
+    tally = Tally()
+    groups = intake.groups
     if not intake.reuse:
-        return intake.requests, ReusePreview()
-    sources = store.answer_sources(k for k in intake.fingerprints if k is not None)
-    seen: set[str] = set()
-    left: list[RequestFeatures] = []
+        for rec in intake.lines:
+            tally.add(groups[rec[_GROUP]].features(rec))
+        return Routable(intake, tally), ReusePreview()
+    seen = DiskSet()
+    kinds = bytearray()
     reused = 0
     saving = 0.0
-    twins: set[str] = set()
-    for features, key in zip(intake.requests, intake.fingerprints, strict=True):
-        if key is not None and key in sources:
-            reused += 1
-            saving += sources[key].cost
-        elif key is not None and key in seen:
-            twins.add(features.custom_id)
-        else:
-            left.append(features)
-        if key is not None:
-            seen.add(key)
-    return left, ReusePreview(reused, len(twins), saving, frozenset(twins))
+    twin_ids: list[str] = []
+    twins: list[tuple[str, PathCosts]] = []
+    try:
+        for block in intake.lines.chunks():
+            keys = [rec[_KEY] for rec in block if rec[_KEY] is not None]
+            sources = store.answer_sources(keys) if keys else {}
+            fresh = iter(seen.add(keys))
+            for rec in block:
+                key = rec[_KEY]
+                new = next(fresh) if key is not None else True
+                if key is not None and key in sources:
+                    reused += 1
+                    saving += sources[key].cost
+                    kinds.append(_REUSED)
+                elif not new:
+                    kinds.append(_TWIN)
+                    twin_ids.append(rec[_ID])
+                    twins.append((key, groups[rec[_GROUP]].features(rec).cost))
+                else:
+                    kinds.append(_LEFT)
+                    tally.add(groups[rec[_GROUP]].features(rec))
+    finally:
+        seen.close()
+    preview = ReusePreview(reused, len(twin_ids), saving, frozenset(twin_ids))
+    if not (reused or twin_ids):
+        return Routable(intake, tally), preview
+    return Routable(intake, tally, bytes(kinds), tuple(twins)), preview
 
 
-def with_reuse(plan: Plan, preview: ReusePreview, intake: Intake) -> Plan:
+def with_reuse(plan: Plan, preview: ReusePreview, routable: Routable) -> Plan:
     """The plan with what reuse answers; a twin saves what its first line's route costs."""
     if not (preview.reused or preview.twins):
         return plan
-    routes = {a.custom_id: a.route for a in plan.decision.assignments}
-    first: dict[str, str] = {}
     saving = preview.saving
-    for features, key in zip(intake.requests, intake.fingerprints, strict=True):
-        if key is None:
-            continue
-        leader = first.setdefault(key, features.custom_id)
-        if features.custom_id in preview.twin_ids and leader in routes:
-            saving += features.cost.on(routes[leader])
+    if routable.twins:
+        wanted = {key for key, _ in routable.twins}
+        leaders: dict[str, Route] = {}
+        assigned = zip(routable.records(), plan.decision.assignments, strict=True)
+        for rec, a in assigned:
+            key = rec[_KEY]
+            if key in wanted and key not in leaders:
+                leaders[key] = a.route
+        for key, cost in routable.twins:
+            if key in leaders:
+                saving += cost.on(leaders[key])
     return dataclasses.replace(
         plan, reused=preview.reused, twins=preview.twins, reuse_saving=saving
     )
@@ -333,15 +388,11 @@ def record_run(
         },
     )
     store.add_requests(run_id, intake.new_requests())
-    assignments = decision.assignments
-    if intake.reuse and store.reuse_answers(run_id).changed:
-        # Only lines still pending are routed: an answer bought by another process since
-        # the plan may have answered one more (its route is then simply not needed).
-        pending = {
-            r.custom_id for r in store.iter_requests(run_id, statuses=[RequestStatus.PENDING])
-        }
-        assignments = tuple(a for a in assignments if a.custom_id in pending)
-    store.set_routes(run_id, ((a.custom_id, a.route, a.reason) for a in assignments))
+    # Only lines still pending are routed: an answer bought by another process since the
+    # plan may have answered one more (its route is then simply not needed).
+    settled = intake.reuse and store.reuse_answers(run_id).changed
+    routes = ((a.custom_id, a.route, a.reason) for a in decision.assignments)
+    store.set_routes(run_id, routes, pending_only=settled)
     store.add_event(run_id, "route.plan", decision.reason, plan.to_dict(assignments=False))
     store.set_run_state(run_id, RunState.RUNNING)
     return run_id

@@ -34,9 +34,8 @@ from batchyard.orchestrator._sources import Requests, Source, prepare_source
 from batchyard.router import (
     Plan,
     RunPolicy,
-    decide,
+    decide_lines,
     is_small_run,
-    make_plan,
     plan_from_decision,
 )
 
@@ -110,16 +109,18 @@ class Orchestrator(RunDriving):
                 learned_output=self.store.output_evidence(),
                 reuse=self.settings.reuse if reuse is None else reuse,
             )
-            requests, preview = reuse_preview(intake, self.store)
+        # the plan's assignments stream from the intake's spill while the plan lives
+        routable, preview = reuse_preview(intake, self.store)
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
-        names = sorted({r.model for r in requests})
+        names = routable.names
         caps = self._capacities(names)
         batches = self.store.list_batches()
         clock = self.clock_map()
         history = routing.turnarounds(batches, names, self.prior, clock)
         cancel = routing.cancel_latency(batches, self.cancel_prior, clock)
-        plan = make_plan(requests, policy, caps, self.clock(), history, cancel=cancel)
-        return with_reuse(plan, preview, intake)
+        args = (policy, caps, self.clock(), history)
+        decision, est = decide_lines(routable.tally, routable.lines, *args, cancel=cancel)
+        return with_reuse(plan_from_decision(decision, est, policy), preview, routable)
 
     def build(
         self,
@@ -206,8 +207,8 @@ class Orchestrator(RunDriving):
         if fallbacks:
             options[FALLBACK_OPTION] = fallbacks
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
-        requests, preview = reuse_preview(intake, self.store)
-        names = sorted({r.model for r in requests})
+        routable, preview = reuse_preview(intake, self.store)
+        names = routable.names
         await key_checks.preflight(self.client, self.sleep)
         now = self.clock()
         caps = self._capacities(names)
@@ -216,10 +217,10 @@ class Orchestrator(RunDriving):
         history = routing.turnarounds(batches, names, self.prior, clock)
         cancel = routing.cancel_latency(batches, self.cancel_prior, clock)
         # may raise PlanRefused
-        decision, est = decide(requests, policy, caps, now, history, cancel=cancel)
-        plan = with_reuse(plan_from_decision(decision, est, policy), preview, intake)
-        small = is_small_run(requests, policy)
-        del requests
+        args = (policy, caps, now, history)
+        decision, est = decide_lines(routable.tally, routable.lines, *args, cancel=cancel)
+        plan = with_reuse(plan_from_decision(decision, est, policy), preview, routable)
+        small = is_small_run(routable.tally.routable.work(), policy)
         checked = intake.checked
         run_id = record_run(
             self.store, intake, policy, decision, plan, small=small, options=options

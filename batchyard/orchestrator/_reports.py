@@ -119,10 +119,14 @@ class BatchInfo:
     model: str
     status: str
     total: int
-    completed: int
-    failed: int
+    completed: int  # succeeded in this batch
+    failed: int  # a final error in this batch
     created_at: float | None
     expected_finish: float | None  # from the turnaround model
+    # Once applied (counted from the store, not the provider's request_counts): lines
+    # cancelled by the user, and lines sent again elsewhere (counted where answered).
+    cancelled: int = 0
+    rerouted: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,6 +176,9 @@ class RunStatus:
     send_stall: str | None = None
     # Requests held back right now: (reason, how many, when the first is due).
     waiting: list[tuple[str, int, float]] = field(default_factory=list)
+    # Why batch work waits for the model's enqueued-token queue: who holds the room (other
+    # runs, more urgent ones) and the commands that free it; None when nothing waits.
+    queue_wait: str | None = None
     # Lines moved to a fallback model, per {from, to, reason, lines, succeeded, failed, cost}.
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
 
@@ -273,9 +280,10 @@ class FetchReport:
     errors: Path | None
     lines: int  # one per input line (grouped: one per original request)
     succeeded: int
-    failed: int  # invalid lines included
+    failed: int  # a final error; invalid lines included, cancelled ones not
     unfinished: int
     invalid: int = 0  # answered, but failed a check every time (last answer kept)
+    cancelled: int = 0  # cancelled by the user before an answer
     fallback: int = 0  # succeeded lines answered by a fallback model (`batchyard.fallback`)
 
     def to_dict(self) -> dict[str, Any]:

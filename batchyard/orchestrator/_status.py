@@ -9,7 +9,7 @@ nothing in the store and makes no API calls.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -58,6 +58,9 @@ _FINISHED_BATCH = (
 )
 
 
+_BATCH_ROUTED = RouteStatus(Route.BATCH, RequestStatus.ROUTED)
+
+
 def _counts(store: Store, run_id: str) -> dict[RouteStatus, int]:
     return {
         RouteStatus(route, state): n
@@ -67,18 +70,43 @@ def _counts(store: Store, run_id: str) -> dict[RouteStatus, int]:
     }
 
 
-def _batch_info(b: BatchRow, expected_finish: float | None, clock: ClockMap) -> BatchInfo:
+def _batch_infos(
+    store: Store,
+    rows: list[BatchRow],
+    expected: Callable[[BatchRow], float | None],
+    clock: ClockMap,
+) -> list[BatchInfo]:
+    """Each shard as `status` shows it. While a batch runs, its counts are the provider's;
+    once applied they are the store's: a line cancelled at an escalation point and answered
+    in real time is re-routed here (and succeeded once, on its new path), not failed."""
+    outcomes = store.shard_outcomes([b.id for b in rows if b.status is BatchStatus.APPLIED])
+    return [_batch_info(b, expected(b), clock, outcomes.get(b.id)) for b in rows]
+
+
+def _batch_info(
+    b: BatchRow,
+    expected_finish: float | None,
+    clock: ClockMap,
+    outcome: dict[str, int] | None = None,
+) -> BatchInfo:
     created = b.provider_times.get("created_at")
+    completed, failed = b.counts_completed or 0, b.counts_failed or 0
+    cancelled = rerouted = 0
+    if outcome is not None:
+        completed, failed = outcome.get("succeeded", 0), outcome.get("failed", 0)
+        cancelled, rerouted = outcome.get("cancelled", 0), outcome.get("re-routed", 0)
     return BatchInfo(
         shard=b.id,
         provider_batch_id=b.provider_batch_id,
         model=b.model,
         status=b.status.value,
         total=b.counts_total or b.request_count,  # 0 while validating
-        completed=b.counts_completed or 0,
-        failed=b.counts_failed or 0,
+        completed=completed,
+        failed=failed,
         created_at=clock.to_local(created) if created is not None else b.created_at,
         expected_finish=expected_finish,
+        cancelled=cancelled,
+        rerouted=rerouted,
     )
 
 
@@ -89,10 +117,12 @@ def refresh(store: Store, last: RunStatus, clock: ClockMap = IDENTITY) -> RunSta
     maps the provider's times onto ours."""
     run = store.get_run(last.run_id)
     expected = {b.shard: b.expected_finish for b in last.batches}
-    batches = [
-        _batch_info(b, expected.get(b.id) if b.status not in _FINISHED_BATCH else None, clock)
-        for b in store.list_batches(run.id)
-    ]
+    batches = _batch_infos(
+        store,
+        store.list_batches(run.id),
+        lambda b: expected.get(b.id) if b.status not in _FINISHED_BATCH else None,
+        clock,
+    )
     done = run.state in (RunState.COMPLETED, RunState.CANCELLED)
     return replace(
         last,
@@ -121,22 +151,29 @@ def status(
     counts = _counts(store, run.id)
     prior = prior or _PRIOR
     history = turnarounds(store.list_batches(), prior=prior)
-    batches = []
-    for b in store.list_batches(run.id):
+    finishes: dict[int, float | None] = {}
+    rows = store.list_batches(run.id)
+    for b in rows:
         created = b.provider_times.get("created_at")
         created = clock.to_provider(b.created_at) if created is None else created
         finish = b.provider_times.get("completed_at")
         if finish is None and b.status not in _FINISHED_BATCH:
             median = history.get(b.model, prior).quantile(0.5)
             finish = created + median if math.isfinite(median) else None
-        batches.append(_batch_info(b, None if finish is None else clock.to_local(finish), clock))
+        finishes[b.id] = None if finish is None else clock.to_local(finish)
+    batches = _batch_infos(store, rows, lambda b: finishes[b.id], clock)
     events = store.list_events(run.id)
     last_errors: dict[str, str] = {}
     reasons: list[str] = []
     escalation: dict[str, float] = {}
     planned_finish: Any = None
+    queue_waiting: str | None = None
     send_stall: str | None = None
     for e in events:
+        if e.kind == "batch.waiting":
+            queue_waiting = e.message
+        elif e.kind == "batch.planned":
+            queue_waiting = None  # room was found since
         if e.kind in ("realtime.stall", "realtime.flowing"):
             send_stall = e.message if e.kind == "realtime.stall" else None
         if any(word in e.kind for word in _ERROR_KINDS):
@@ -215,6 +252,7 @@ def status(
         retried=store.retried_sends(run.id),
         send_stall=None if done else send_stall,
         waiting=[] if done else store.waiting_reasons(run.id),
+        queue_wait=queue_waiting if not done and counts.get(_BATCH_ROUTED) else None,
     )
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "finish_if_done",
     "reroute",
     "recover_claims",
+    "recover_dead_claims",
     "route_unbatchable",
     "stall_reason",
     "watch_cancels",
@@ -293,6 +294,14 @@ def stall_reason(store: Store, run_id: str, blocked: str | None) -> str | None:
         f"{waiting} request(s) wait for real time, which has stopped ({blocked.rstrip('.')}). "
         f"Run `batchyard resume {run_id}` once that is fixed."
     )
+
+
+def recover_dead_claims(store: Store, run_id: str) -> int:
+    """Every round: take back the in-flight claims of processes on this host that are gone
+    (a `watch` killed with -9), so the drivers still running send those lines again instead
+    of waiting out the stale-claim time. A live process's claims are never touched."""
+    dead = [owner for owner in store.in_flight_owners(run_id) if owner_is_dead(owner)]
+    return sum(store.recover_in_flight(run_id, owner=owner) for owner in dead)
 
 
 def recover_claims(store: Store, run_id: str, me: str, stale_seconds: float) -> int:

@@ -28,7 +28,9 @@ per model, on per-model sums (`work.py`), never one record per request:
 
 Rules are objects composed with `|` (first to decide wins), like tenacity's stop/wait:
 `DEFAULT_RULES = override | quota | small_run | flex_bargain | no_deadline | deadline`.
-Lines get their routes from the decision as they stream past (`assign.Assigner`).
+Lines get their routes from the decision as they stream past (`assign.Assigner`);
+`decide_lines` decides a run from its sums (`Tally`) and a way to stream its lines again,
+so that planning a file of any size holds no record per request.
 
 Budget (`decide`): the worst case must fit. If it does not, and batch-only fits and can still
 finish before the deadline (or there is none), the budget forces batch-only; otherwise
@@ -62,7 +64,16 @@ from batchyard.router.parse import (
     parse_deadline,
 )
 from batchyard.router.plan import Plan, make_plan, plan_from_decision
-from batchyard.router.policy import decide, is_small_run, redecide, route, route_work
+from batchyard.router.policy import (
+    KEEP_LATE,
+    LineSource,
+    decide,
+    decide_lines,
+    is_small_run,
+    redecide,
+    route,
+    route_work,
+)
 from batchyard.router.resubmit import Leftovers, ResubmitAction, ResubmitRule, resubmission
 from batchyard.router.rules import (
     BATCH_ONLY_RULES,
@@ -71,7 +82,7 @@ from batchyard.router.rules import (
     Rule,
 )
 from batchyard.router.turnaround import BATCH_WINDOW_S, Turnaround
-from batchyard.router.work import NO_WORK, ModelWork, ShardState, Tally, Work
+from batchyard.router.work import NO_WORK, ModelWork, ShardState, Tally, Work, WorkSum
 
 __all__ = [
     "BATCH_ONLY_RULES",
@@ -79,11 +90,13 @@ __all__ = [
     "BATCH_WINDOW_S",
     "DEFAULT_MARGIN_S",
     "DEFAULT_RULES",
+    "KEEP_LATE",
     "Assigner",
     "Assignment",
     "Change",
     "Decision",
     "Estimate",
+    "LineSource",
     "Leftovers",
     "ModelCapacity",
     "ModelContext",
@@ -103,8 +116,10 @@ __all__ = [
     "Tally",
     "Turnaround",
     "Work",
+    "WorkSum",
     "budget_stop_reason",
     "decide",
+    "decide_lines",
     "escalation_point",
     "estimate",
     "format_duration",

@@ -9,7 +9,7 @@ long after they were written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from batchyard.models import Route
@@ -79,20 +79,29 @@ class Decision:
     """The decision for a whole run at `now`: one `ModelDecision` per model, sorted.
 
     Built from aggregates, a decision names no request; `policy.route` (for callers that
-    hold the requests) fills in each model's `assignments` and `cannot_meet`.
+    hold the requests) fills in each model's `assignments` and `cannot_meet`. A decision
+    made on lines that stream past (`policy.decide_lines`) keeps none of them: `replay`
+    gives its assignments again, in input order, each time it is called, and `cannot_meet`
+    holds the first `KEEP_LATE` late lines (`late` counts them all).
     """
 
     now: float
     models: tuple[ModelDecision, ...]
     reason: str
     _by_id: Mapping[str, Assignment] = field(default_factory=dict, repr=False, compare=False)
+    replay: Callable[[], Iterator[Assignment]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         by_id = {a.custom_id: a for m in self.models for a in m.assignments}
         object.__setattr__(self, "_by_id", by_id)
 
     @property
-    def assignments(self) -> tuple[Assignment, ...]:
+    def assignments(self) -> Iterable[Assignment]:
+        """Every line's assignment: grouped by model, or in input order when replayed."""
+        if self.replay is not None:
+            return _Replayed(self.replay)
         return tuple(a for m in self.models for a in m.assignments)
 
     @property
@@ -133,6 +142,16 @@ class Decision:
             if m.model == name:
                 return m
         raise KeyError(name)
+
+
+class _Replayed:
+    """Assignments given again on each iteration, never held."""
+
+    def __init__(self, replay: Callable[[], Iterator[Assignment]]) -> None:
+        self._replay = replay
+
+    def __iter__(self) -> Iterator[Assignment]:
+        return self._replay()
 
 
 @dataclass(frozen=True)

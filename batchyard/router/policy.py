@@ -11,7 +11,7 @@ Pure: no I/O, no clock; the caller passes `now` and everything it knows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from batchyard.errors import InputError, PlanRefused
@@ -30,11 +30,14 @@ from batchyard.router.rules import (
     make_context,
 )
 from batchyard.router.turnaround import Turnaround
-from batchyard.router.work import NO_WORK, ModelWork, ShardState, Tally, Work
+from batchyard.router.work import NO_WORK, ModelWork, ShardState, Tally, Work, WorkSum
 
 __all__ = [
+    "KEEP_LATE",
+    "LineSource",
     "ShardState",
     "decide",
+    "decide_lines",
     "is_small_run",
     "redecide",
     "route",
@@ -42,13 +45,18 @@ __all__ = [
 ]
 
 _EPS = 1e-9
+KEEP_LATE = 10_000  # late lines named by a decision made on streamed lines (all are counted)
+# Gives the lines of a run again, in input order, each time it is called.
+LineSource = Callable[[], Iterable[RequestFeatures]]
 
 
 def is_small_run(
-    work: Mapping[str, ModelWork] | Sequence[RequestFeatures], policy: RunPolicy
+    work: Mapping[str, ModelWork] | Sequence[RequestFeatures] | Work, policy: RunPolicy
 ) -> bool:
     """Too small for batching to matter: few requests, or little money at standard price."""
-    if isinstance(work, Mapping):
+    if isinstance(work, Work):
+        total = work
+    elif isinstance(work, Mapping):
         total = sum((w.total for w in work.values()), NO_WORK)
     else:
         total = sum((Work.of(r) for r in work), NO_WORK)
@@ -181,6 +189,57 @@ def _assigned(
     return Decision(now=decision.now, models=models, reason=decision.reason)
 
 
+def _streamed(
+    decision: Decision, lines: LineSource, capacities: Mapping[str, ModelCapacity]
+) -> Decision:
+    """`_assigned` for lines that stream past: the same sums per route, the late lines
+    counted (the first `KEEP_LATE` named), and no assignment kept: the decision replays
+    them from `lines` when asked."""
+    caps = {
+        m.model: capacities.get(m.model) or ModelCapacity(model=m.model) for m in decision.models
+    }
+    assigner = Assigner(decision, caps, keep_late=0)
+    routed: dict[str, dict[Route, WorkSum]] = {m.model: {} for m in decision.models}
+    deferred = {m.model: WorkSum() for m in decision.models}
+    late: dict[str, list[str]] = {m.model: [] for m in decision.models}
+    counts = dict.fromkeys(routed, 0)
+    named = 0
+    for r in lines():
+        before = assigner.late_count
+        a = assigner.assign(r)
+        if assigner.late_count > before:
+            counts[r.model] += 1
+            if named < KEEP_LATE:
+                late[r.model].append(r.custom_id)
+                named += 1
+        if r.shard is not None:
+            continue
+        per = routed[r.model]
+        acc = per.get(a.route)
+        if acc is None:
+            acc = per[a.route] = WorkSum()
+        acc.add(r)
+        if a.deferred:
+            deferred[r.model].add(r)
+    models = tuple(
+        replace(
+            m,
+            cannot_meet=tuple(late[m.model]),
+            late=counts[m.model],
+            routed={route: acc.work() for route, acc in routed[m.model].items()},
+            deferred=deferred[m.model].work(),
+        )
+        for m in decision.models
+    )
+    done = Decision(now=decision.now, models=models, reason=decision.reason)
+
+    def replay() -> Iterator[Assignment]:
+        again = Assigner(done, caps, keep_late=0)
+        return (again.assign(r) for r in lines())
+
+    return replace(done, replay=replay)
+
+
 def _check_unique(requests: Sequence[RequestFeatures]) -> None:
     seen: set[str] = set()
     for r in requests:
@@ -246,13 +305,14 @@ def _route(
 
 def _refuse_strict(decision: Decision, policy: RunPolicy, total: int) -> None:
     late = decision.cannot_meet
-    if not policy.strict or not late or policy.deadline is None:
+    count = decision.late
+    if not policy.strict or not count or policy.deadline is None:
         return
-    needs = max(m.realtime_s for m in decision.models if m.cannot_meet)
-    sample = ", ".join(late[:5]) + (", ..." if len(late) > 5 else "")
+    needs = max(m.realtime_s for m in decision.models if m.late)
+    sample = ", ".join(late[:5]) + (", ..." if count > 5 else "")
     earliest = decision.now + needs * (1 + policy.realtime_spread) + policy.margin_s
     raise PlanRefused(
-        f"--strict: {len(late)} of {total} requests cannot finish by the deadline "
+        f"--strict: {count} of {total} requests cannot finish by the deadline "
         f"{format_time(policy.deadline)} even in real time from now ({sample}); real time needs "
         f"{format_duration(needs)}. Loosen --deadline to {format_time(earliest)} or later, "
         "or drop --strict to start anyway."
@@ -310,14 +370,58 @@ def decide(
     batch-only and the reason says so.
     """
     turnarounds = turnarounds or {}
-    args = (policy, capacities, now, turnarounds)
-    decision, contexts = _route(requests, *args, rules, (), (), cancel, None)
-    _refuse_strict(decision, policy, len(requests))
+
+    def routed(chosen: Rule) -> tuple[Decision, dict[str, ModelContext]]:
+        args = (policy, capacities, now, turnarounds)
+        return _route(requests, *args, chosen, (), (), cancel, None)
+
+    return _decide(routed, rules, policy, now, turnarounds, len(requests))
+
+
+def decide_lines(
+    tally: Tally,
+    lines: LineSource,
+    policy: RunPolicy,
+    capacities: Mapping[str, ModelCapacity],
+    now: float,
+    turnarounds: Mapping[str, Turnaround] | None = None,
+    rules: Rule = DEFAULT_RULES,
+    *,
+    cancel: Turnaround | None = None,
+) -> tuple[Decision, Estimate]:
+    """`decide` for a run too large to hold: the rules see `tally`'s sums, and `lines()`
+    (the same requests, in input order, given again on each call) streams past the
+    decision to give each line its route, never all of them at once. The decision's
+    `assignments` replays them. Holds O(models x routes) state whatever the run's size.
+    """
+    turnarounds = turnarounds or {}
+    work = tally.result()
+    small = is_small_run(tally.routable.work(), policy)
+
+    def routed(chosen: Rule) -> tuple[Decision, dict[str, ModelContext]]:
+        decision, contexts = route_work(
+            work, policy, capacities, now, turnarounds, chosen, cancel=cancel, small_run=small
+        )
+        return _streamed(decision, lines, capacities), contexts
+
+    return _decide(routed, rules, policy, now, turnarounds, tally.routable.count)
+
+
+def _decide(
+    routed: Callable[[Rule], tuple[Decision, dict[str, ModelContext]]],
+    rules: Rule,
+    policy: RunPolicy,
+    now: float,
+    turnarounds: Mapping[str, Turnaround],
+    total: int,
+) -> tuple[Decision, Estimate]:
+    decision, contexts = routed(rules)
+    _refuse_strict(decision, policy, total)
     est = estimate(decision, contexts)
     budget = policy.budget_usd
     if budget is None or est.worst <= budget + _EPS:
         return decision, est
-    cheap, cheap_ctx = _route(requests, *args, BATCH_ONLY_RULES, (), (), cancel, None)
+    cheap, cheap_ctx = routed(BATCH_ONLY_RULES)
     cheap_est = estimate(cheap, cheap_ctx)
     models = [m.model for m in decision.models]
     if cheap_est.worst <= budget + _EPS and _batch_only_allowed(policy, now, turnarounds, models):

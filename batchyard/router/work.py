@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from batchyard.router.features import ZERO_COST, PathCosts, RequestFeatures
 
-__all__ = ["NO_WORK", "ModelWork", "ShardState", "Tally", "Work"]
+K = TypeVar("K")
+
+__all__ = ["NO_WORK", "ModelWork", "ShardState", "Tally", "Work", "WorkSum"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,32 +149,95 @@ class ShardState:
         return self.cancelling_at is not None
 
 
+class WorkSum:
+    """A running `Work` sum that adds in place: the same figures as folding `Work.__add__`
+    over the same requests in the same order, without a new object per request."""
+
+    __slots__ = ("cost", "count", "input", "output", "rate", "worst", "worst_out")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.input = 0
+        self.output = 0
+        self.worst_out = 0
+        self.rate = 0
+        # standard, batch, flex, fast (None once a request without that tier is added)
+        self.cost: list[float | None] = [0.0, 0.0, 0.0, 0.0]
+        self.worst: list[float | None] = [0.0, 0.0, 0.0, 0.0]
+
+    @staticmethod
+    def _add_costs(acc: list[float | None], c: PathCosts) -> None:
+        acc[0] = (acc[0] or 0.0) + c.standard
+        acc[1] = (acc[1] or 0.0) + c.batch
+        flex, fast = acc[2], acc[3]
+        acc[2] = None if flex is None or c.flex is None else flex + c.flex
+        acc[3] = None if fast is None or c.fast is None else fast + c.fast
+
+    def add(self, r: RequestFeatures) -> None:
+        self.count += 1
+        self.input += r.input_tokens
+        self.output += r.output_tokens
+        self.worst_out += r.output_tokens if r.output_worst is None else r.output_worst
+        self.rate += r.rate_limit_tokens
+        self._add_costs(self.cost, r.cost)
+        self._add_costs(self.worst, r.cost if r.cost_worst is None else r.cost_worst)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def work(self) -> Work:
+        if not self.count:
+            return NO_WORK
+
+        def costs(acc: list[float | None]) -> PathCosts:
+            return PathCosts(acc[0] or 0.0, acc[1] or 0.0, acc[2], acc[3])
+
+        return Work(
+            count=self.count,
+            input_tokens=self.input,
+            output_tokens=self.output,
+            output_worst=self.worst_out,
+            rate_tokens=self.rate,
+            cost=costs(self.cost),
+            worst=costs(self.worst),
+        )
+
+
 class Tally:
     """Builds `ModelWork` per model from requests as they stream past (O(models) memory).
 
     Requests inside a live shard (`shard` set) are not routable work and are not counted
     here; fast-mode requests are counted apart; `in_flight=True` adds a request to the
-    real-time work already on the wire.
+    real-time work already on the wire. `routable` sums every request not inside a live
+    shard, fast ones included (what decides a small run).
     """
 
     def __init__(self) -> None:
-        self._classes: dict[str, dict[int, Work]] = {}
-        self._in_flight: dict[str, Work] = {}
-        self._fast: dict[str, Work] = {}
+        self._classes: dict[str, dict[int, WorkSum]] = {}
+        self._in_flight: dict[str, WorkSum] = {}
+        self._fast: dict[str, WorkSum] = {}
+        self.routable = WorkSum()
 
     def add(self, r: RequestFeatures, *, in_flight: bool = False) -> None:
         if in_flight:
-            self._in_flight[r.model] = self._in_flight.get(r.model, NO_WORK) + Work.of(r)
+            self._sum(self._in_flight, r.model).add(r)
             return
         if r.shard is not None:
             self._classes.setdefault(r.model, {})
             return
-        if r.fast:
-            self._classes.setdefault(r.model, {})
-            self._fast[r.model] = self._fast.get(r.model, NO_WORK) + Work.of(r)
-            return
+        self.routable.add(r)
         classes = self._classes.setdefault(r.model, {})
-        classes[r.priority] = classes.get(r.priority, NO_WORK) + Work.of(r)
+        if r.fast:
+            self._sum(self._fast, r.model).add(r)
+            return
+        self._sum(classes, r.priority).add(r)
+
+    @staticmethod
+    def _sum(sums: dict[K, WorkSum], key: K) -> WorkSum:
+        found = sums.get(key)
+        if found is None:
+            found = sums[key] = WorkSum()
+        return found
 
     def extend(self, requests: Iterable[RequestFeatures]) -> Tally:
         for r in requests:
@@ -183,9 +249,14 @@ class Tally:
         return {
             name: ModelWork(
                 model=name,
-                classes=dict(self._classes.get(name, {})),
-                in_flight=self._in_flight.get(name, NO_WORK),
-                fast=self._fast.get(name, NO_WORK),
+                classes={p: w.work() for p, w in self._classes.get(name, {}).items()},
+                in_flight=self._work(self._in_flight, name),
+                fast=self._work(self._fast, name),
             )
             for name in names
         }
+
+    @staticmethod
+    def _work(sums: dict[str, WorkSum], name: str) -> Work:
+        found = sums.get(name)
+        return NO_WORK if found is None else found.work()

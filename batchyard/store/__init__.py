@@ -67,6 +67,9 @@ Webhooks and notifications (hooks.py)
 Batches (shards) and files
     create_shard(run_id, *, endpoint, model, custom_ids, metadata=None) -> shard id
         metadata gains batchyard_run / batchyard_shard: the tag to find it remotely
+    claim_shard(run_id, *, endpoint, model, custom_ids, input_tokens, queue_limit)
+        -> shard id, or None when another process took a request first or the model's
+        queue (enqueued_tokens(model), all runs) has no room: the loser re-reads
     claim_batch_for_submit(shard, owner, lease_seconds=600) -> bool
     record_file_intent(run_id, FileKind.INPUT, local_path=, bytes=, sha256=, shard=)
         -> file row id; shard planned -> uploading, committed BEFORE the upload
@@ -77,16 +80,23 @@ Batches (shards) and files
         right after create; its requests routed -> submitted, attempt rows written
     update_batch_from_provider(shard, provider_json) -> BatchRow   mapped, checked
     list_batches(run_id=None, *, statuses=None); list_active_batches(run_id=None)
+    shard_outcomes(shards) -> {shard: {succeeded|failed|cancelled|re-routed|open: n}}
     get_batch(shard); find_batch(provider_batch_id)
     claim_batch_for_apply(shard, owner, lease_seconds=600) -> bool
     record_downloaded_file(run_id, shard, kind, remote_id=, local_path=, bytes=, sha256=)
     mark_applied(shard, owner, *, leftover=RETRYABLE) -> leftover count
     release_batch_claim(shard, owner);  mark_file_deleted(file_row);  list_files(run_id)
 
+The enqueued-token queue (the organisation's: every run in this store)
+    enqueued_tokens(model) -> int;  queue_holders(model) -> {run: tokens in the queue}
+    queue_demand(model) -> {run: tokens of routed batch requests in no shard yet}
+    mark_driving(run_id, owner); stop_driving(run_id, owner); drivers(run_id, since=)
+
 Fallback models (fallback.py)
     fall_back(run_id, [FallbackMove], *, owner=None) -> [custom_id]   refused lines -> their
         fallback model, routed; the record kept in requests.fallback
     fallback_summary(run_id) -> [FallbackTotals]   per (from, to, reason): lines, outcomes
+
 History (append-only; the database refuses updates and deletes of events)
     add_event(run_id, kind, message, data=None, *, custom_id=None, shard=None) -> id
     list_events(run_id, *, kinds, custom_id, shard, limit) -> list[EventRow]
@@ -98,7 +108,7 @@ Allowed status changes: `batchyard.store.transitions` (RUN_/REQUEST_/BATCH_TRANS
 from __future__ import annotations
 
 from .base import chunked
-from .batches import PROVIDER_STATUS
+from .batches import IN_QUEUE, PROVIDER_STATUS, SHARD_TOKENS_KEY
 from .core import DB_ENV, Store, default_db_path
 from .fallback import FallbackMove, FallbackTotals
 from .rows import (
@@ -122,9 +132,11 @@ from .transitions import BATCH_TRANSITIONS, REQUEST_TRANSITIONS, RUN_TRANSITIONS
 __all__ = [
     "BATCH_TRANSITIONS",
     "DB_ENV",
+    "IN_QUEUE",
     "PROVIDER_STATUS",
     "REQUEST_TRANSITIONS",
     "RUN_TRANSITIONS",
+    "SHARD_TOKENS_KEY",
     "ApplyReport",
     "AttemptRow",
     "BatchRow",

@@ -23,7 +23,7 @@ from .files import FilesMixin
 from .rows import BatchRow
 from .transitions import PROVIDER_TERMINAL, check_batch, check_request
 
-__all__ = ["PROVIDER_STATUS", "BatchesMixin"]
+__all__ = ["IN_QUEUE", "PROVIDER_STATUS", "SHARD_TOKENS_KEY", "BatchesMixin"]
 
 B = BatchStatus
 PROVIDER_STATUS: dict[str, BatchStatus] = {
@@ -46,6 +46,21 @@ PROVIDER_TIMES = (
     "cancelling_at",
     "cancelled_at",
 )
+# Shards whose input tokens count against the model's enqueued-token queue (planned ones
+# are committed to it); their tokens are the `batchyard_tokens` metadata set when planned.
+IN_QUEUE = frozenset(
+    {
+        B.PLANNED,
+        B.UPLOADING,
+        B.UPLOADED,
+        B.CREATING,
+        B.VALIDATING,
+        B.IN_PROGRESS,
+        B.FINALIZING,
+        B.CANCELLING,
+    }
+)
+SHARD_TOKENS_KEY = "batchyard_tokens"  # store-only shard metadata; never sent to the provider
 _SUBMITTABLE = (B.PLANNED, B.UPLOADING, B.UPLOADED, B.CREATING)
 _COLS = (
     "id, run_id, endpoint, model, status, provider_batch_id, input_file_row, input_file_id, "
@@ -84,17 +99,60 @@ class BatchesMixin(FilesMixin, StoreBase):
         no other shard. The shard's metadata gets `batchyard_run` and `batchyard_shard`,
         the tag that finds the provider batch again if a crash hides its id.
         """
+        shard = self._plan_shard(run_id, endpoint, model, custom_ids, metadata, None, strict=True)
+        assert shard is not None
+        return shard
+
+    def claim_shard(
+        self,
+        run_id: str,
+        *,
+        endpoint: str,
+        model: str,
+        custom_ids: Sequence[str],
+        input_tokens: int,
+        queue_limit: int | None,
+        metadata: dict[str, str] | None = None,
+    ) -> int | None:
+        """`create_shard` as a claim several processes may race for: None (nothing
+        written) when another process has already put one of the requests in a shard or
+        moved it on, or when the model's queue has no room for `input_tokens` beside the
+        tokens of every unfinished shard of the model (all runs), read in the same
+        transaction. The loser reads the requests again next round."""
+        tokens = dict(metadata or {}) | {SHARD_TOKENS_KEY: str(input_tokens)}
+        queue = (input_tokens, queue_limit)
+        return self._plan_shard(run_id, endpoint, model, custom_ids, tokens, queue, strict=False)
+
+    def enqueued_tokens(self, model: str) -> int:
+        """The input tokens of every unfinished shard of `model`, all runs: what the
+        organisation's enqueued-token queue holds by this store's books."""
+        return self._enqueued(self.db.conn, model)
+
+    def _enqueued(self, conn: sqlite3.Connection, model: str) -> int:
+        (n,) = conn.execute(
+            "SELECT coalesce(sum(CAST(json_extract(metadata, '$.batchyard_tokens') "
+            "AS INTEGER)), 0) "
+            f"FROM batches WHERE model = ? AND status IN ({placeholders(len(IN_QUEUE))})",
+            (model, *(s.value for s in IN_QUEUE)),
+        ).fetchone()
+        return int(n)
+
+    def _plan_shard(
+        self,
+        run_id: str,
+        endpoint: str,
+        model: str,
+        custom_ids: Sequence[str],
+        metadata: dict[str, str] | None,
+        queue: tuple[int, int | None] | None,
+        *,
+        strict: bool,
+    ) -> int | None:
         self._require_run(run_id)
         if not custom_ids:
             raise StoreError("A batch shard needs at least one request.")
         with self._write() as conn:
-            now = self.now()
-            cur = conn.execute(
-                "INSERT INTO batches (run_id, endpoint, model, status, request_count, "
-                "created_at, updated_at) VALUES (?, ?, ?, 'planned', ?, ?, ?)",
-                (run_id, endpoint, model, len(custom_ids), now, now),
-            )
-            shard = int(cur.lastrowid or 0)
+            ids: list[int] = []
             joinable = {
                 "status": "routed",
                 "route": "batch",
@@ -102,8 +160,6 @@ class BatchesMixin(FilesMixin, StoreBase):
                 "model": model,
                 "endpoint": endpoint,
             }
-            tag = dict(metadata or {}) | {"batchyard_run": run_id, "batchyard_shard": str(shard)}
-            conn.execute("UPDATE batches SET metadata = ? WHERE id = ?", (dumps(tag), shard))
             for part in chunked(custom_ids, 500):
                 rows = {
                     r["custom_id"]: r
@@ -121,15 +177,31 @@ class BatchesMixin(FilesMixin, StoreBase):
                     if r is None:
                         raise NotFound(f"Run {run_id} has no request with custom_id '{cid}'.")
                     if any(r[k] != v for k, v in joinable.items()):
+                        if not strict and (r["model"], r["endpoint"]) == (model, endpoint):
+                            return None  # another process planned or moved it first
                         raise StoreError(
                             f"Request '{cid}' cannot join a {model} {endpoint} batch shard: it "
                             f"is {r['status']}, route {r['route']}, shard {r['shard']}, "
                             f"model {r['model']}, endpoint {r['endpoint']}."
                         )
-                conn.executemany(
-                    "UPDATE requests SET shard = ?, updated_at = ? WHERE id = ?",
-                    [(shard, now, rows[c]["id"]) for c in part],
-                )
+                    ids.append(r["id"])
+            if queue is not None:
+                tokens, limit = queue
+                if limit is not None and self._enqueued(conn, model) + tokens > limit:
+                    return None  # another run's shard took the room first
+            now = self.now()
+            cur = conn.execute(
+                "INSERT INTO batches (run_id, endpoint, model, status, request_count, "
+                "created_at, updated_at) VALUES (?, ?, ?, 'planned', ?, ?, ?)",
+                (run_id, endpoint, model, len(custom_ids), now, now),
+            )
+            shard = int(cur.lastrowid or 0)
+            tag = dict(metadata or {}) | {"batchyard_run": run_id, "batchyard_shard": str(shard)}
+            conn.execute("UPDATE batches SET metadata = ? WHERE id = ?", (dumps(tag), shard))
+            conn.executemany(
+                "UPDATE requests SET shard = ?, updated_at = ? WHERE id = ?",
+                [(shard, now, i) for i in ids],
+            )
             self._event(
                 conn,
                 run_id,
@@ -270,6 +342,28 @@ class BatchesMixin(FilesMixin, StoreBase):
             )
             self._apply_provider(conn, b, provider or {"status": "validating"})
             return self._batch_for_update(conn, shard)
+
+    def shard_outcomes(self, shards: Sequence[int]) -> dict[int, dict[str, int]]:
+        """Per shard, where its lines ended, in the words every count uses: `succeeded` or
+        `failed` (a final error) in this batch, `cancelled` (by the user), `re-routed` (sent
+        again, in real time or a later batch, and counted there), `open` (no result yet).
+        Read from the shard's attempt rows, so lines that left the shard still count."""
+        out: dict[int, dict[str, int]] = {}
+        for part in chunked(list(shards), 500):
+            rows = self.db.conn.execute(
+                "SELECT a.shard, CASE "
+                "WHEN a.attempt = r.attempts AND r.status = 'succeeded' THEN 'succeeded' "
+                "WHEN a.attempt = r.attempts AND r.status IN ('failed', 'invalid') THEN 'failed' "
+                "WHEN a.attempt = r.attempts AND r.status = 'cancelled' THEN 'cancelled' "
+                "WHEN a.attempt = r.attempts OR a.finished_at IS NULL THEN 'open' "
+                "ELSE 're-routed' END AS bucket, count(*) FROM attempts AS a "
+                "JOIN requests AS r ON r.run_id = a.run_id AND r.custom_id = a.custom_id "
+                f"WHERE a.shard IN ({placeholders(len(part))}) GROUP BY a.shard, bucket",
+                tuple(part),
+            )
+            for shard, bucket, n in rows:
+                out.setdefault(int(shard), {})[str(bucket)] = int(n)
+        return out
 
     def batch_creations_since(self, since: float) -> int:
         """How many batches were created (by any run in this store) at or after `since`:

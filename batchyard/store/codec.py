@@ -19,7 +19,15 @@ import json
 import zlib
 from typing import Any
 
-__all__ = ["DEFAULT_MIN_BYTES", "decode_body", "dumps", "encode_body", "loads_dict", "loads_list"]
+__all__ = [
+    "DEFAULT_MIN_BYTES",
+    "body_text",
+    "decode_body",
+    "dumps",
+    "encode_body",
+    "loads_dict",
+    "loads_list",
+]
 
 DEFAULT_MIN_BYTES = 2048
 _MIN_SAVING = 0.2  # keep the compressed form only if it is at least 20% smaller
@@ -59,6 +67,11 @@ def encode_body(body: dict[str, Any], min_bytes: int = DEFAULT_MIN_BYTES) -> str
     if len(packed) <= len(raw) * (1 - _MIN_SAVING):
         return packed
     return text
+
+
+def body_text(stored: str | bytes) -> str:
+    """The JSON text `encode_body` made (decompressed where it was compressed)."""
+    return zlib.decompress(stored).decode() if isinstance(stored, bytes) else stored
 
 
 def decode_body(stored: str | bytes | None) -> dict[str, Any] | None:

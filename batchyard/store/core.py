@@ -20,6 +20,7 @@ from .codec import DEFAULT_MIN_BYTES
 from .fallback import FallbackMixin
 from .hooks import HooksMixin
 from .prune import PruneMixin
+from .queue import QueueMixin
 from .requests import RequestsMixin
 from .runs import RunsMixin
 from .schema import connect, migrate
@@ -38,6 +39,7 @@ class Store(
     PruneMixin,
     FallbackMixin,
     ClocksMixin,
+    QueueMixin,
 ):
     """The job store. Open with `Store.open(path)`; see the package docstring."""
 

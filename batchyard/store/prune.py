@@ -144,6 +144,7 @@ class PruneMixin(StoreBase):
                 conn.execute("UPDATE batches SET input_file_row = NULL WHERE run_id = ?", (run_id,))
                 conn.execute("DELETE FROM files WHERE run_id = ?", (run_id,))
                 conn.execute("DELETE FROM batches WHERE run_id = ?", (run_id,))
+                conn.execute("DELETE FROM drivers WHERE run_id = ?", (run_id,))
                 conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
     def _fold_output(self, conn: sqlite3.Connection, run_id: str) -> None:

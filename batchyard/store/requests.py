@@ -26,7 +26,7 @@ from .base import (
     placeholders,
     record,
 )
-from .codec import decode_body, encode_body
+from .codec import body_text, decode_body, encode_body
 from .rows import NewRequest, RequestRow
 from .transitions import PROVIDER_TERMINAL, REQUEST_TERMINAL, check_request
 
@@ -48,16 +48,20 @@ _INSERT = (
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
 
 
-def request_row(r: dict[str, Any]) -> RequestRow:
+def request_row(r: dict[str, Any], *, raw_response: bool = False) -> RequestRow:
     """The record of a `requests` row read with `_COLS` (and `body`, `response_body` when
-    selected: they stay None otherwise)."""
+    selected: they stay None otherwise). `raw_response`: the response body is kept as its
+    stored JSON text (`response_text`), not decoded."""
+    response = r.get("response_body")
+    text = body_text(response) if raw_response and response is not None else None
     return record(
         RequestRow,
         r,
         route=Route(r["route"]) if r["route"] is not None else None,
         status=RequestStatus(r["status"]),
         body=decode_body(r.get("body")),
-        response_body=decode_body(r.get("response_body")),
+        response_body=None if raw_response else decode_body(response),
+        response_text=text,
         reused_from=json.loads(r["reused_from"]) if r["reused_from"] else None,
         fallback=json.loads(r["fallback"]) if r["fallback"] else None,
     )
@@ -164,12 +168,19 @@ class RequestsMixin(StoreBase):
         return found
 
     def set_routes(
-        self, run_id: str, routes: Iterable[tuple[str, Route, str]], *, chunk_size: int = CHUNK
+        self,
+        run_id: str,
+        routes: Iterable[tuple[str, Route, str]],
+        *,
+        chunk_size: int = CHUNK,
+        pending_only: bool = False,
     ) -> int:
         """Record the router's (custom_id, route, reason) decisions: -> routed, checked.
 
         A re-route (routed or retryable -> routed) leaves the request's old shard, which
         must be finished: a request in a live or planned shard cannot be re-routed.
+        `pending_only`: a request no longer pending (answered meanwhile) is left as it is.
+        Returns the number of requests routed.
         """
         self._require_run(run_id)
         total = 0
@@ -183,6 +194,8 @@ class RequestsMixin(StoreBase):
                 for custom_id, route, reason in chunk:
                     row = cur[custom_id]
                     shard = row["shard"]
+                    if pending_only and row["status"] != RequestStatus.PENDING.value:
+                        continue
                     check_request(
                         run_id, custom_id, RequestStatus(row["status"]), RequestStatus.ROUTED
                     )
@@ -198,7 +211,7 @@ class RequestsMixin(StoreBase):
                     "shard = NULL, updated_at = ? WHERE id = ?",
                     updates,
                 )
-            total += len(chunk)
+            total += len(updates)
         return total
 
     def release_shard(self, run_id: str, shard: int, route: Route, reason: str) -> int:
@@ -299,9 +312,13 @@ class RequestsMixin(StoreBase):
         shard: int | None = None,
         with_body: bool = False,
         with_response: bool = False,
+        raw_response: bool = False,
         page_size: int = 1000,
     ) -> Iterator[RequestRow]:
-        """The run's requests in line order, filtered, fetched `page_size` at a time."""
+        """The run's requests in line order, filtered, fetched `page_size` at a time.
+
+        `raw_response`: the response body as its stored JSON text (`response_text`), not
+        decoded (for writing it out as it is)."""
         self._require_run(run_id)
         where, params = ["run_id = ?"], [run_id]
         params_any: list[Any] = params
@@ -316,7 +333,9 @@ class RequestsMixin(StoreBase):
             params_any.append(shard)
         # A shard's rows are a small part of a run: walk its own index, not the run's.
         hint = "INDEXED BY requests_shard" if shard is not None else ""
-        extra = (", body" if with_body else "") + (", response_body" if with_response else "")
+        extra = (", body" if with_body else "") + (
+            ", response_body" if with_response or raw_response else ""
+        )
         sql = (
             f"SELECT {_COLS}, id{extra} FROM requests {hint} WHERE {' AND '.join(where)} "
             "AND (line, id) > (?, ?) ORDER BY line, id LIMIT ?"
@@ -325,7 +344,7 @@ class RequestsMixin(StoreBase):
         while True:
             page = list(by_name(self.db.conn.execute(sql, (*params, *after, page_size))))
             for r in page:
-                yield request_row(r)
+                yield request_row(r, raw_response=raw_response)
             if len(page) < page_size:
                 return
             after = (page[-1]["line"], page[-1]["id"])

@@ -192,6 +192,9 @@ class RequestRow:
     requeue_cost: float = 0.0  # what the answers that failed a check cost
     # {from, to, reason, error, at}: the line was moved to a fallback model (`model` is it)
     fallback: JSONDict | None = None
+    # the stored JSON text of the response body, undecoded (`iter_requests(raw_response=True)`;
+    # `response_body` is then None)
+    response_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

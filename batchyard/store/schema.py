@@ -30,6 +30,7 @@ SCHEMA_TABLES = (
     "attempts",
     "batches",
     "clock_observations",
+    "drivers",
     "events",
     "files",
     "learned_output",
@@ -401,6 +402,20 @@ def m010_sends_and_waits(db: Database) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN faults INTEGER NOT NULL DEFAULT 0")
     db.execute(
         "CREATE INDEX attempts_kinds ON attempts(run_id, error_kind) WHERE error_kind IS NOT NULL"
+    )
+
+
+@_migration
+def m011_drivers(db: Database) -> None:
+    """Which processes drive which run, and when each was last seen: the enqueued-token
+    queue goes to the most urgent run only while someone drives it."""
+    db.execute(
+        """CREATE TABLE drivers (
+            run_id TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            PRIMARY KEY (run_id, owner)
+        ) WITHOUT ROWID"""
     )
 
 

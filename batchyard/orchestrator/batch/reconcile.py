@@ -37,7 +37,14 @@ from batchyard.orchestrator.batch.remote import (
 from batchyard.orchestrator.batch.submit import recover_create, recover_upload
 from batchyard.store import BatchRow
 
-__all__ = ["CancelReport", "ReconcileReport", "cancel_run", "cancel_shards", "reconcile"]
+__all__ = [
+    "CancelReport",
+    "ReconcileReport",
+    "cancel_run",
+    "cancel_shards",
+    "needs_reconcile",
+    "reconcile",
+]
 
 B = BatchStatus
 LIVE = (B.VALIDATING, B.IN_PROGRESS, B.FINALIZING, B.CANCELLING)
@@ -92,6 +99,19 @@ def _release_dead(ctx: BatchContext, run_id: str, report: ReconcileReport) -> No
         ):
             ctx.store.release_batch_claim(b.id, owner)
             report.released_claims += 1
+
+
+def needs_reconcile(ctx: BatchContext, run_id: str) -> bool:
+    """A driver's every round asks this: a shard claimed by a process on this host that is
+    gone (killed mid-upload), or an upload or create intent nobody holds, is repaired now
+    rather than on the next `resume`; otherwise the run would wait for it forever."""
+    for b in ctx.store.list_active_batches(run_id):
+        owner = b.claim_owner
+        if owner and owner != ctx.owner and owner_is_dead(owner):
+            return True
+        if owner is None and b.status in (B.UPLOADING, B.CREATING):
+            return True
+    return False
 
 
 async def reconcile(ctx: BatchContext, run_id: str) -> ReconcileReport:

@@ -19,6 +19,7 @@ It must not route requests (the router does) nor decide a run's final state (the
     await runner.cancel(run_id)       -> CancelReport   run -> cancelling, batches cancelled
     await runner.cancel_shards(run_id, shard_ids, reason)   escalation: lines come back retryable
     await runner.reconcile(run_id)    -> ReconcileReport  after a crash, before submit/poll
+    await runner.repair(run_id)       -> ReconcileReport | None  reconcile, when a shard needs it
     await runner.run(run_id)          -> PollReport     submit + poll until no batch work is left
 
 Lifecycle per shard (intent committed before each remote call):
@@ -60,6 +61,7 @@ from batchyard.orchestrator.batch.reconcile import (
     ReconcileReport,
     cancel_run,
     cancel_shards,
+    needs_reconcile,
     reconcile,
 )
 from batchyard.orchestrator.batch.remote import (
@@ -213,6 +215,13 @@ class BatchRunner:
 
     async def reconcile(self, run_id: str) -> ReconcileReport:
         """Repair half-done shards after a crash (see `reconcile.py`)."""
+        return await reconcile(self.ctx, run_id)
+
+    async def repair(self, run_id: str) -> ReconcileReport | None:
+        """`reconcile` when a shard needs it (a process on this host died holding it, or an
+        intent was left unresolved); None when nothing does. Cheap enough for every round."""
+        if not needs_reconcile(self.ctx, run_id):
+            return None
         return await reconcile(self.ctx, run_id)
 
     def pending(self, run_id: str) -> int:

@@ -11,8 +11,11 @@ A crash between any two steps leaves a state `reconcile.py` repairs without a se
 upload or a second batch. Admission: a model's shards go out, in order, only while the
 input tokens of every unfinished shard of that model (all runs in this store) stay within
 its queue limit: the model table's `enqueued_token_limit`, or the limit learned from a
-`token_limit_exceeded` failure (recorded as a `batch.limit_learned` event). Shards that do
-not fit are not created; their requests stay routed and are planned again next round.
+`token_limit_exceeded` failure (recorded as a `batch.limit_learned` event). Before it says
+no, the queue's live batches are refreshed and more urgent driven runs come first
+(`queue.py`). Shards that do not fit are not created; their requests stay routed and are
+planned again next round. Planning is a claim (`Store.claim_shard`): when another driver
+planned the same requests first, or filled the queue, this round stops planning the group.
 It must not poll or apply results (`apply.py` does).
 """
 
@@ -30,6 +33,7 @@ import openai
 from batchyard.catalog import lookup
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator.batch.lines import NOT_RUN_CODES
+from batchyard.orchestrator.batch.queue import ahead, holders_text, refresh_model
 from batchyard.orchestrator.batch.remote import BatchContext, failure_text, shard_filename
 from batchyard.orchestrator.batch.resend import (
     RESENT_REASON,
@@ -38,8 +42,16 @@ from batchyard.orchestrator.batch.resend import (
     resent_line,
     settle_resent,
 )
-from batchyard.shards import Shard, ShardItem, ShardLimits, admit, plan_shards, shard_line
-from batchyard.store import BatchRow, FileKind
+from batchyard.shards import (
+    QueueAdmission,
+    Shard,
+    ShardItem,
+    ShardLimits,
+    admit,
+    plan_shards,
+    shard_line,
+)
+from batchyard.store import IN_QUEUE, SHARD_TOKENS_KEY, BatchRow, FileKind
 from batchyard.store.rows import RunRow
 from batchyard.tokens import embedding_inputs
 
@@ -55,20 +67,7 @@ __all__ = [
 ]
 
 B = BatchStatus
-# Shards whose input tokens count against the model's queue (planned ones are committed).
-IN_QUEUE = frozenset(
-    {
-        B.PLANNED,
-        B.UPLOADING,
-        B.UPLOADED,
-        B.CREATING,
-        B.VALIDATING,
-        B.IN_PROGRESS,
-        B.FINALIZING,
-        B.CANCELLING,
-    }
-)
-TOKENS_KEY = "batchyard_tokens"  # store-only shard metadata; never sent to the provider
+TOKENS_KEY = SHARD_TOKENS_KEY
 LIMIT_EVENT = "batch.limit_learned"
 CREATE_LIMIT_EVENT = "batch.create_limit"
 
@@ -182,13 +181,12 @@ def _items(
     return groups, resent
 
 
-def _plan_group(
+async def _plan_group(
     ctx: BatchContext,
     run_id: str,
     endpoint: str,
     model: str,
     items: list[ShardItem],
-    in_queue: int,
     report: SubmitReport,
 ) -> list[Shard]:
     info = lookup(ctx.models, model)
@@ -207,14 +205,29 @@ def _plan_group(
         else:
             fitting.append(item)
     planned = list(plan_shards(fitting, limits))
-    admission = admit(planned, in_queue, limits.max_input_tokens, model)
-    held = admission.waiting + admission.too_big
+    # The queue is the organisation's: every run's unfinished shards count, and more urgent
+    # runs that wait (and are driven) come first.
+    first = ahead(ctx, run_id, model) if limits.max_input_tokens is not None else []
+    reserved = sum(w.tokens for w in first)
+
+    def admission() -> QueueAdmission:
+        in_queue = ctx.store.enqueued_tokens(model) + reserved
+        return admit(planned, in_queue, limits.max_input_tokens, model)
+
+    admitted = admission()
+    if admitted.waiting and await refresh_model(ctx, model):
+        admitted = admission()  # batches that finished unwatched no longer hold the room
+    held = admitted.waiting + admitted.too_big
     if held:
         report.waiting += len(held)
         report.waiting_requests += sum(s.requests for s in held)
-        report.reasons.append(admission.reason)
-        ctx.event(run_id, "batch.waiting", admission.reason, {"model": model, "endpoint": endpoint})
-    return list(admission.submit)
+        reason = admitted.reason
+        if who := holders_text(ctx.store, run_id, model, first):
+            reason += f"; {who}"
+        report.reasons.append(reason)
+        data = {"model": model, "endpoint": endpoint, "ahead": [w.run_id for w in first]}
+        ctx.event(run_id, "batch.waiting", reason, data)
+    return list(admitted.submit)
 
 
 def _smaller(a: int | None, b: int | None) -> int | None:
@@ -343,10 +356,6 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
         return report
     if requeue:
         _requeue(ctx, run_id, report)
-    in_queue: dict[str, int] = defaultdict(int)
-    for b in store.list_active_batches():
-        if b.status in IN_QUEUE:
-            in_queue[b.model] += shard_tokens(b)
     todo = [b.id for b in store.list_batches(run_id, statuses=[B.PLANNED, B.UPLOADED])]
     creations = ctx.settings.batch_creates_per_hour
     left = creations - store.batch_creations_since(ctx.clock() - 3600.0)
@@ -356,15 +365,20 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
         items = settle_resent(ctx, run, group, every, resent[group], report.resubmits)
         if not items:
             continue
-        for shard in _plan_group(ctx, run_id, endpoint, model, items, in_queue[model], report):
-            shard_id = store.create_shard(
+        for shard in await _plan_group(ctx, run_id, endpoint, model, items, report):
+            # A claim: another driver (of this run or another) may have planned these
+            # requests or filled the queue since they were read; then stop and re-read
+            # next round.
+            shard_id = store.claim_shard(
                 run_id,
                 endpoint=endpoint,
                 model=model,
                 custom_ids=shard.custom_ids,
-                metadata={TOKENS_KEY: str(shard.input_tokens)},
+                input_tokens=shard.input_tokens,
+                queue_limit=queue_limit(ctx, run_id, model),
             )
-            in_queue[model] += shard.input_tokens
+            if shard_id is None:
+                break
             todo.append(shard_id)
     for i, shard_id in enumerate(todo):
         if left <= 0:

@@ -1,0 +1,81 @@
+"""A temporary file of small per-line records, written once and read back in order.
+
+Owns `Spill`: what planning and recording need of each valid line of a request file (its
+line number, custom_id, tokens, costs, fingerprint; never the body), kept on disk so that
+memory stays flat however long the file is. Records are tuples of plain values (str, int,
+float, bool, None), written `CHUNK` at a time with `marshal` and read back any number of
+times, each reader with its own handle (each block length-prefixed: `marshal.load` on a
+file reads it a few bytes at a time). The file is removed when the spill is closed or
+collected. Knows nothing of what the values mean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import struct
+import tempfile
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CHUNK", "Spill"]
+
+CHUNK = 4096  # records per marshal block: the most a reader or the writer holds at once
+_SIZE = struct.Struct("<Q")
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+class Spill:
+    """Append records with `add`, call `seal` once, then iterate (as often as needed)."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        fd, path = tempfile.mkstemp(prefix="batchyard-lines-", suffix=".spill", dir=folder)
+        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.path = path
+        self._buffer: list[tuple[Any, ...]] = []
+        self.count = 0
+        self._cleanup = weakref.finalize(self, _remove, path)
+
+    def add(self, record: tuple[Any, ...]) -> None:
+        self._buffer.append(record)
+        if len(self._buffer) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            block = marshal.dumps(self._buffer)
+            self._file.write(_SIZE.pack(len(block)))
+            self._file.write(block)
+            self.count += len(self._buffer)
+            self._buffer = []
+
+    def seal(self) -> Spill:
+        """Write what is buffered; after this the spill is read-only."""
+        if not self._file.closed:
+            self._flush()
+            self._file.close()
+        return self
+
+    def chunks(self) -> Iterator[list[tuple[Any, ...]]]:
+        """The records, a block at a time, in the order they were added."""
+        self.seal()
+        with open(self.path, "rb", buffering=1 << 20) as f:
+            while len(head := f.read(_SIZE.size)) == _SIZE.size:
+                (size,) = _SIZE.unpack(head)
+                yield marshal.loads(f.read(size))
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        for block in self.chunks():
+            yield from block
+
+    def close(self) -> None:
+        """Remove the file now (else when the spill is collected)."""
+        self.seal()
+        self._cleanup()
