@@ -182,9 +182,7 @@ def test_a_json_error_names_the_column_within_the_line(tmp_path: Path) -> None:
     assert f"at column {len(broken) + 1}" in problem.message
 
 
-def test_duplicates_within_one_block_and_odd_ids(
-    tmp_path: Path, models: dict[str, ModelInfo]
-) -> None:
+def test_duplicates_within_one_block_and_odd_ids(tmp_path: Path, models: Catalog) -> None:
     """Ids are looked up a block at a time: repeats inside one block, and an id holding a
     lone surrogate escape (json accepts it), still name the first line."""
     rows = [request("a"), request("a"), request("b"), request("a")]
