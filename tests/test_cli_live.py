@@ -157,18 +157,17 @@ def _read_pty(fd: int, proc: subprocess.Popen[bytes], limit: float) -> bytes:
     return out
 
 
-def test_the_live_view_moves_during_submit_with_real_time_work(
-    slow_realtime: RunningServer, tmp_path: Path
-) -> None:
-    file = sample(tmp_path, 60)
+def _in_terminal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run `batchyard ARGS` on a pseudo-terminal, as a person would; its exit code and all
+    it drew."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "batchyard", "submit", str(file), "--route", "realtime"],
+        [sys.executable, "-m", "batchyard", *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,
-        env=_env(slow_realtime, tmp_path),
-        cwd=tmp_path,
+        env=env,
+        cwd=cwd,
         close_fds=True,
     )
     os.close(slave)
@@ -179,13 +178,29 @@ def test_the_live_view_moves_during_submit_with_real_time_work(
         if proc.poll() is None:
             proc.kill()
         os.close(master)
-    assert code == 0, screen[-2000:]
+    return code, screen
+
+
+def _assert_moving_to_60(screen: str) -> None:
+    """The view of a 60-line real-time run moved, never went back, ended at 60, and drew the
+    standard path's bar with its rate and ETA."""
     frames = [int(n) for n in re.findall(r"(\d+)/60 finished", screen)]
     moving = sorted({n for n in frames if 0 < n < 60})
     assert len(moving) >= 2, f"the view did not move: {frames}"
     assert frames == sorted(frames), frames  # never goes back
     assert frames[-1] == 60
     assert re.search(r"standard\s+\S+\s+\d+%\s+\d+/60\s+[\d.]+/s\s+in \d", screen), screen[-3000:]
+
+
+def test_the_live_view_moves_during_submit_with_real_time_work(
+    slow_realtime: RunningServer, tmp_path: Path
+) -> None:
+    file = sample(tmp_path, 60)
+    code, screen = _in_terminal(
+        ["submit", str(file), "--route", "realtime"], _env(slow_realtime, tmp_path), tmp_path
+    )
+    assert code == 0, screen[-2000:]
+    _assert_moving_to_60(screen)
     assert "cost so far" in screen
 
 
@@ -232,29 +247,7 @@ def test_the_live_view_moves_during_resume(
     submitted = invoke("submit", str(file), "--route", "realtime", "--detach", "--json")
     assert submitted.exit_code == 0, submitted.stderr
     run_id = json_out(submitted)["run_id"]
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batchyard", "resume", run_id],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        cwd=tmp_path,
-        close_fds=True,
-    )
-    os.close(slave)
-    try:
-        screen = _read_pty(master, proc, limit=90).decode("utf-8", "replace")
-        code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+    code, screen = _in_terminal(["resume", run_id], env, tmp_path)
     assert code == 0, screen[-2000:]
-    frames = [int(n) for n in re.findall(r"(\d+)/60 finished", screen)]
-    moving = sorted({n for n in frames if 0 < n < 60})
-    assert len(moving) >= 2, f"the view did not move: {frames}"
-    assert frames == sorted(frames), frames  # never goes back
-    assert frames[-1] == 60
-    assert re.search(r"standard\s+\S+\s+\d+%\s+\d+/60\s+[\d.]+/s\s+in \d", screen), screen[-3000:]
+    _assert_moving_to_60(screen)
     assert run_id in screen
