@@ -255,6 +255,19 @@ def show(name: str, u: dict[str, float]) -> None:
     )
 
 
+def _at_limit_config(scale: float, headers: str, **extra: Any) -> dict[str, Any]:
+    """The simulator of part 1 and 1b: the bench's limits, a 50-100 ms latency, rate limits
+    on, `headers` as `--headers` says, plus `extra` top-level settings."""
+    return {
+        "models": {MODEL: {"rpm": RPM, "tpm": TPM}},
+        "clock": {"time_scale": scale},
+        "latency": {"fixed_ms": 50.0, "jitter_ms": 50.0},
+        "rate_limits": True,
+        "faults": {"rate_limit_headers": headers},
+        **extra,
+    }
+
+
 async def part_limit(n: int, scale: float, headers: str = "all") -> None:
     print(
         f"1. At the limit: {n} chat requests, RPM {RPM} / TPM {TPM}, max_tokens {MAX_TOKENS}, "
@@ -267,13 +280,7 @@ async def part_limit(n: int, scale: float, headers: str = "all") -> None:
         "the headers correct them."
     )
     items = bodies(n)
-    config = {
-        "models": {MODEL: {"rpm": RPM, "tpm": TPM}},
-        "clock": {"time_scale": scale},
-        "latency": {"fixed_ms": 50.0, "jitter_ms": 50.0},
-        "rate_limits": True,
-        "faults": {"rate_limit_headers": headers},
-    }
+    config = _at_limit_config(scale, headers)
     if headers != "all":
         print(f"   Rate-limit headers: {headers} (retry-after and x-ratelimit-* left out).")
     with simulator(config) as url:
@@ -300,14 +307,7 @@ async def part_shared(n: int, scale: float, share: float, headers: str = "all") 
         f"simulator key uses {share:.0%} of its RPM and TPM all the time."
     )
     items = bodies(n)
-    config = {
-        "models": {MODEL: {"rpm": RPM, "tpm": TPM}},
-        "clock": {"time_scale": scale},
-        "latency": {"fixed_ms": 50.0, "jitter_ms": 50.0},
-        "rate_limits": True,
-        "faults": {"rate_limit_headers": headers},
-        "limits": {"other_client_share": share},
-    }
+    config = _at_limit_config(scale, headers, limits={"other_client_share": share})
     with simulator(config) as url:
         admin(url, "reset", {})
         admin(url, "limits", {"other_client_share": share})
