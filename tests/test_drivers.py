@@ -191,13 +191,20 @@ def _status(env: dict[str, str], cwd: Path, run_id: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
-def test_a_run_left_alone_does_not_starve_the_next_one(tmp_path: Path) -> None:
-    # Both runs are batch-only on one model whose queue holds one shard at a time. Run A is
-    # submitted and never driven again; its first batch finishes remotely unobserved.
+def _two_runs(tmp_path: Path) -> tuple[Path, Path]:
+    """Two batch files of 150 lines on one model (other custom_ids), with the queue limit
+    that holds one shard at a time."""
     (tmp_path / "batchyard.toml").write_text(LIMITS)
     a = write_sample(tmp_path / "a.jsonl", 150, models=("gpt-4o-mini",))
     b = tmp_path / "b.jsonl"
     b.write_text(a.read_text().replace('"req-', '"b-'))
+    return a, b
+
+
+def test_a_run_left_alone_does_not_starve_the_next_one(tmp_path: Path) -> None:
+    # Both runs are batch-only on one model whose queue holds one shard at a time. Run A is
+    # submitted and never driven again; its first batch finishes remotely unobserved.
+    a, b = _two_runs(tmp_path)
     fast = "rate_limits = false\n[clock]\ntime_scale = 3600.0\n"
     with sim_process(tmp_path, fast) as root:
         env = _env(tmp_path, f"{root}/v1")
@@ -220,10 +227,7 @@ def test_a_run_left_alone_does_not_starve_the_next_one(tmp_path: Path) -> None:
 
 def test_a_waiting_run_names_the_run_that_holds_the_queue(tmp_path: Path) -> None:
     # Simulated time runs at real speed: A's batch holds the queue for hours.
-    (tmp_path / "batchyard.toml").write_text(LIMITS)
-    a = write_sample(tmp_path / "a.jsonl", 150, models=("gpt-4o-mini",))
-    b = tmp_path / "b.jsonl"
-    b.write_text(a.read_text().replace('"req-', '"b-'))
+    a, b = _two_runs(tmp_path)
     slow = "rate_limits = false\n[clock]\ntime_scale = 1.0\n"
     with sim_process(tmp_path, slow) as root:
         env = _env(tmp_path, f"{root}/v1")
