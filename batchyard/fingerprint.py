@@ -9,9 +9,10 @@ Pure: no I/O. Whether a line may be reused at all (samples, `--no-reuse`) is the
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from batchyard.jsontext import compact
 
 __all__ = ["IGNORED_FIELDS", "fingerprint"]
 
@@ -33,7 +34,5 @@ IGNORED_FIELDS = frozenset(
 def fingerprint(endpoint: str, body: Mapping[str, Any], model: str) -> str:
     """32 hex digits that are equal exactly when the requests are the same request."""
     kept = {k: v for k, v in body.items() if k not in IGNORED_FIELDS and k != "model"}
-    text = json.dumps(
-        [endpoint, model, kept], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    text = compact([endpoint, model, kept], sort_keys=True)
+    return hashlib.sha256(text).hexdigest()[:32]

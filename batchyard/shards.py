@@ -23,7 +23,6 @@ flight; the rest wait (with a reason) for earlier batches to finish instead of f
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 
 from batchyard.config import ModelInfo
 from batchyard.errors import InputError
+from batchyard.jsontext import compact
 
 __all__ = [
     "BYTES_MARGIN",
@@ -61,8 +61,6 @@ MAX_EMBEDDING_INPUTS = 50_000
 TOKEN_MARGIN = 0.95
 LEARN_SHRINK = 0.8  # without a limit in the provider's message: 80% of the failed shard
 
-# One encoder, built once: json.dumps with keyword arguments builds a new one per call.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 K = TypeVar("K", bound=Hashable)
 _LIMIT_RE = re.compile(r"Limit:\s*([\d,]+)\s+enqueued tokens", re.IGNORECASE)
 
@@ -74,7 +72,7 @@ def shard_line(custom_id: str, url: str, body: Mapping[str, Any]) -> bytes:
     too, or the byte limit is no longer guaranteed.
     """
     line = {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
-    return (_ENCODE(line) + "\n").encode()
+    return compact(line) + b"\n"
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,13 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def _json_str(text: str) -> str:
+    """`json.dumps(text)`, without its encoder for the common plain-ASCII id."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
+
+
 def emit_plan_json(plan: Plan, out: TextIO | None = None) -> None:
     """`emit_json(plan.to_dict())`, the same text, with the per-line assignments written as
     they stream from the plan rather than built into one document first."""
@@ -90,7 +97,7 @@ def emit_plan_json(plan: Plan, out: TextIO | None = None) -> None:
             if len(encoded) < 10_000:
                 encoded[a.reason] = reason
         out.write(
-            f'{sep}    {{\n      "custom_id": {json.dumps(a.custom_id)},\n      "route": '
+            f'{sep}    {{\n      "custom_id": {_json_str(a.custom_id)},\n      "route": '
             f'"{a.route.value}",\n      "reason": {reason},\n      "deferred": '
             f"{'true' if a.deferred else 'false'}\n    }}"
         )

@@ -19,6 +19,7 @@ from batchyard.ingest._reader import open_request_file, read_requests
 from batchyard.ingest._rules import ParsedRequest, find_model
 from batchyard.models import Endpoint
 from batchyard.shards import ShardLimits, ShardPlanner, waves
+from batchyard.store.scratch import DiskSet
 
 __all__ = ["MAX_PROBLEMS_KEPT", "GroupSummary", "Validated", "validate_file", "write_rejects"]
 
@@ -79,17 +80,25 @@ def validate_file(
     models: Mapping[str, ModelInfo],
     learned_limits: Mapping[str, int] | None = None,
     on_valid: Callable[[ParsedRequest], None] | None = None,
+    *,
+    span: tuple[int, int] | None = None,
+    seen: DiskSet | None = None,
+    plan_shards: bool = True,
 ) -> Validated:
     """Check every line of `path` in one streaming pass, and plan its shards per group.
 
     `learned_limits` maps a model to the queue limit learned from an earlier
     `token_limit_exceeded`, replacing the configured one. `on_valid` sees each valid
     request as it passes, for callers that keep something of it (the same single pass).
+    `plan_shards=False` leaves the groups' shard counts at 0, for callers that do not show
+    them (planning and submitting shard the stored lines themselves). `span` and `seen`
+    check part of a file, as `read_requests` says.
     """
     result = Validated(path=str(path))
     planners: dict[tuple[Endpoint, str], ShardPlanner] = {}
     last_line = 0
-    for item in read_requests(path, models):
+    learned = learned_limits or {}
+    for item in read_requests(path, models, span=span, seen=seen):
         if item.line != last_line:
             result.lines += 1
             last_line = item.line
@@ -99,7 +108,10 @@ def validate_file(
                 result.problems.append(item)
             continue
         result.valid += 1
-        _add(result, planners, item, models, learned_limits or {})
+        if plan_shards:
+            _add(result, planners, item, models, learned)
+        else:
+            _count(result, item)
         if on_valid is not None:
             on_valid(item)
     for key, planner in planners.items():
@@ -117,16 +129,29 @@ def _add(
     learned: Mapping[str, int],
 ) -> None:
     key = req.group
-    group = result.groups.get(key)
+    group = _count(result, req)
     planner = planners.get(key)
-    if group is None or planner is None:
+    if planner is None:
         info = find_model(models, req.model)
         assert info is not None  # a valid request's model resolves in the table
         limits = ShardLimits.for_model(info, learned.get(info.name))
-        group = result.groups[key] = GroupSummary(
-            req.endpoint, req.model, queue_limit=limits.max_input_tokens
-        )
+        group.queue_limit = limits.max_input_tokens
         planner = planners[key] = ShardPlanner(limits)
+    item = req.shard_item()
+    why = planner.limits.why_never_fits(item)
+    if why is not None:
+        group.never_fit.append(f"line {req.line}: {why}")
+        return
+    shard = planner.add(item)
+    if shard is not None:
+        _count_shard(group, shard.input_tokens)
+
+
+def _count(result: Validated, req: ParsedRequest) -> GroupSummary:
+    """Add a valid request to its group's totals; the group."""
+    group = result.groups.get(req.group)
+    if group is None:
+        group = result.groups[req.group] = GroupSummary(req.endpoint, req.model)
     group.requests += 1
     group.input_tokens += req.input_tokens
     if req.output_tokens is None:
@@ -136,14 +161,7 @@ def _add(
     group.embedding_inputs += req.embedding_inputs
     group.bytes += req.raw_bytes
     group.largest_input_tokens = max(group.largest_input_tokens, req.input_tokens)
-    item = req.shard_item()
-    why = planner.limits.why_never_fits(item)
-    if why is not None:
-        group.never_fit.append(f"line {req.line}: {why}")
-        return
-    shard = planner.add(item)
-    if shard is not None:
-        _count_shard(group, shard.input_tokens)
+    return group
 
 
 def _count_shard(group: GroupSummary, tokens: int) -> None:

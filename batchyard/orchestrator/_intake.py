@@ -17,24 +17,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchyard.build import split_variant
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.errors import ConfigError, LineProblem
-from batchyard.fingerprint import fingerprint
 from batchyard.ingest import (
-    ParsedRequest,
     Validated,
     read_requests,
     reread_lines,
     validate_file,
     write_rejects,
 )
-from batchyard.models import Endpoint, Route, RunState
-from batchyard.orchestrator import _routing as routing
-from batchyard.orchestrator._spill import Spill
+from batchyard.models import Route, RunState
+from batchyard.orchestrator._parts import PARALLEL_BYTES, check_in_parts, default_workers
+from batchyard.orchestrator._records import (
+    GROUP,
+    KEY,
+    LEFT,
+    LINE,
+    Evidence,
+    Group,
+    LineKeeper,
+    Preview,
+    preview_lines,
+)
+from batchyard.orchestrator._spill import Spill, SpillChain
 from batchyard.router import Decision, PathCosts, Plan, RequestFeatures, RunPolicy, Tally
 from batchyard.store import Store
-from batchyard.store.rows import NewRequest, OutputEvidence
+from batchyard.store.rows import NewRequest
 from batchyard.store.scratch import DiskSet
 
 __all__ = [
@@ -57,118 +65,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _model_info(models: Mapping[str, ModelInfo], name: str) -> ModelInfo:
-    return as_catalog(models).require(name)
-
-
-def _resolved_name(models: Mapping[str, ModelInfo], name: str) -> str:
-    """The model a name means, for reuse: an alias is its target; a dated snapshot or a
-    fine-tuned name is itself (its family's answers may change under it)."""
-    found = as_catalog(models).resolve(name)
-    return found.entry if found.how in ("exact", "alias") else name
-
-
-Evidence = Mapping[tuple[str, str], OutputEvidence]
-
-# One spilled record per valid line (see `_Group.record`), read back by position:
-_LINE, _ID, _GROUP, _IN, _OUT, _WORST_OUT, _MAX_OUT, _PRIORITY, _FAST, _KEY, _COST, _WORST = range(
-    12
-)
-_LEFT, _REUSED, _TWIN = 0, 1, 2
-
-
-def _is_sample(custom_id: str) -> bool:
-    """A fan-out sample (`--samples N`: `ORIGINAL#...,sample=N`): a deliberate repeat of
-    its siblings, never merged with them nor answered from an earlier run."""
-    _, label = split_variant(custom_id)
-    return label is not None and any(p.startswith("sample=") for p in label.split(","))
-
-
-Costs = tuple[float, float | None, float | None, float | None]  # standard, flex, batch, fast
-
-
-class _Group:
-    """One (endpoint, model) of the file: its prices and output evidence, looked up once."""
-
-    def __init__(
-        self, index: int, endpoint: str, model: str, models: Mapping[str, ModelInfo], seen: Any
-    ) -> None:
-        info = _model_info(models, model)
-        self.index = index
-        self.endpoint = endpoint
-        self.endpoint_enum = Endpoint(endpoint)
-        self.model = model
-        self.resolved = _resolved_name(models, model)
-        self.seen = seen
-        self._standard = info.estimator(Route.STANDARD)
-        self._batch = info.estimator(Route.BATCH)
-        self._flex = info.estimator(Route.FLEX) if info.flex else None
-        self._fast = info.estimator(Route.FAST) if info.fast else None
-
-    def costs(self, tokens_in: int, tokens_out: int) -> Costs:
-        flex, fast = self._flex, self._fast
-        return (
-            self._standard(tokens_in, tokens_out),
-            None if flex is None else flex(tokens_in, tokens_out),
-            self._batch(tokens_in, tokens_out),
-            None if fast is None else fast(tokens_in, tokens_out),
-        )
-
-    def record(self, item: ParsedRequest, reuse: bool) -> tuple[Any, ...]:
-        """What planning and recording need of a line, priced at its expected output and,
-        where it differs, at its worst case; with its reuse key unless it is a sample."""
-        sample = item.sample or _is_sample(item.custom_id)
-        key = fingerprint(self.endpoint, item.body, self.resolved) if reuse and not sample else None
-        cap = item.output_tokens
-        out = routing.expected_output(self.endpoint, cap, self.seen)
-        worst_out = routing.worst_output(self.endpoint, cap, self.seen)
-        costs = self.costs(item.input_tokens, out)
-        worst = None if worst_out == out else self.costs(item.input_tokens, worst_out)
-        fast = routing.asks_fast(item.body)
-        return (item.line, item.custom_id, self.index, item.input_tokens, out, worst_out, cap,
-                item.priority, fast, key, costs, worst)  # fmt: skip
-
-    def features(self, rec: tuple[Any, ...]) -> RequestFeatures:
-        """The router's view of a spilled record."""
-        std, flex, batch, fast = rec[_COST]
-        worst = rec[_WORST]
-        cost_worst = None
-        if worst is not None:
-            cost_worst = PathCosts(worst[0], worst[2], worst[1], worst[3])
-        return RequestFeatures(
-            custom_id=rec[_ID],
-            endpoint=self.endpoint_enum,
-            model=self.model,
-            input_tokens=rec[_IN],
-            output_tokens=rec[_OUT],
-            cost=PathCosts(std, batch, flex, fast),
-            priority=rec[_PRIORITY],
-            max_output_tokens=rec[_MAX_OUT],
-            output_worst=None if worst is None else rec[_WORST_OUT],
-            cost_worst=cost_worst,
-            fast=rec[_FAST],
-        )
-
-    def new_request(self, rec: tuple[Any, ...], body: dict[str, Any]) -> NewRequest:
-        std, flex, batch, fast = rec[_COST]
-        return NewRequest(
-            custom_id=rec[_ID],
-            line=rec[_LINE],
-            endpoint=self.endpoint,
-            model=self.model,
-            body=body,
-            input_tokens=rec[_IN],
-            output_tokens=rec[_OUT],
-            cost_standard=std,
-            cost_flex=flex,
-            cost_batch=batch,
-            cost_fast=fast,
-            priority=rec[_PRIORITY],
-            max_output_tokens=rec[_MAX_OUT],
-            fingerprint=rec[_KEY],
-        )
-
-
 @dataclass(frozen=True)
 class Intake:
     """A checked request file: its summary, and what planning and recording need of each
@@ -180,15 +76,16 @@ class Intake:
     checked: Validated
     rejects_path: Path | None
     learned_output: Evidence
-    lines: Spill
-    groups: tuple[_Group, ...]
+    lines: Spill | SpillChain
+    groups: tuple[Group, ...]
     reuse: bool = True  # False: every line is sent as asked (`--no-reuse`)
+    preview: Preview | None = None  # the workers' passes, where workers checked the file
 
     def new_requests(self) -> Iterator[NewRequest]:
         """Every valid line as a row to store, its body read from the file once more."""
-        bodies = reread_lines(self.path, (rec[_LINE] for rec in self.lines))
+        bodies = reread_lines(self.path, (rec[LINE] for rec in self.lines))
         for rec, (_, obj) in zip(self.lines, bodies, strict=True):
-            yield self.groups[rec[_GROUP]].new_request(rec, obj["body"])
+            yield self.groups[rec[GROUP]].new_request(rec, obj["body"])
 
     def close(self) -> None:
         self.lines.close()
@@ -207,27 +104,32 @@ def check_file(
     rejects: Path | None = None,
     learned_output: Evidence | None = None,
     reuse: bool = True,
+    workers: int | None = None,
 ) -> Intake:
     """Validate the whole file in one pass before anything is recorded, spilling what the
-    router and recording need of every valid line.
+    router and recording need of every valid line. A file of `PARALLEL_BYTES` or more is
+    checked by `workers` processes at once (default: one per core; 1: in this process).
 
     With `skip_invalid`, the invalid lines go to `rejects` (default FILE.rejects.jsonl)
     and the rest is used. Raises `ValidationFailed` naming file, line and field otherwise.
     """
     learned = dict(learned_output or {})
-    spill = Spill()
-    groups: dict[tuple[str, str], _Group] = {}
-
-    def keep(item: ParsedRequest) -> None:
-        key = (item.endpoint.value, item.model)
-        group = groups.get(key)
-        if group is None:
-            seen = learned.get((item.model, key[0]))
-            group = groups[key] = _Group(len(groups), key[0], item.model, models, seen)
-        spill.add(group.record(item, reuse))
-
+    count = default_workers() if workers is None else workers
+    parted = None
+    if count > 1 and path.is_file() and path.stat().st_size >= PARALLEL_BYTES:
+        parted = check_in_parts(path, models, learned, reuse=reuse, workers=count)
+    lines: Spill | SpillChain
+    if parted is not None:
+        checked, lines, groups, preview = parted
+    else:
+        keeper = LineKeeper(Spill(), models, learned, reuse)
+        try:
+            checked = validate_file(path, models, on_valid=keeper, plan_shards=False)
+        except BaseException:
+            keeper.spill.close()
+            raise
+        lines, groups, preview = keeper.spill.seal(), keeper.groups(), None
     try:
-        checked = validate_file(path, models, on_valid=keep)
         rejects_path: Path | None = None
         if not checked.ok:
             if not skip_invalid:
@@ -238,10 +140,11 @@ def check_file(
         if checked.valid == 0:
             raise ConfigError(f"{path} has no valid request to submit.")
     except BaseException:
-        spill.close()
+        lines.close()
         raise
-    ordered = tuple(sorted(groups.values(), key=lambda g: g.index))
-    return Intake(path, models, checked, rejects_path, learned, spill.seal(), ordered, reuse)
+    return Intake(
+        path, models, checked, rejects_path, learned, lines, tuple(groups), reuse, preview
+    )
 
 
 @dataclass(frozen=True)
@@ -268,60 +171,41 @@ class Routable:
     def records(self) -> Iterator[tuple[Any, ...]]:
         kinds = self.kinds
         for i, rec in enumerate(self.intake.lines):
-            if not kinds or kinds[i] == _LEFT:
+            if not kinds or kinds[i] == LEFT:
                 yield rec
 
     def lines(self) -> Iterator[RequestFeatures]:
         groups = self.intake.groups
-        return (groups[rec[_GROUP]].features(rec) for rec in self.records())
+        return (groups[rec[GROUP]].features(rec) for rec in self.records())
 
     @property
     def names(self) -> list[str]:
         return sorted(self.tally.result())
 
 
+def _routable(found: Preview, intake: Intake) -> tuple[Routable, ReusePreview]:
+    twin_ids = found.twin_ids
+    preview = ReusePreview(found.reused, len(twin_ids), found.saving, frozenset(twin_ids))
+    if not (found.reused or twin_ids):
+        return Routable(intake, found.tally), preview
+    return Routable(intake, found.tally, bytes(found.kinds), tuple(found.twins)), preview
+
+
 def reuse_preview(intake: Intake, store: Store) -> tuple[Routable, ReusePreview]:
     """The lines left to send, and what reuse answers: the plan covers only the former.
 
-    One pass over the spilled lines: earlier answers are looked up a block at a time, and
-    the keys seen so far (for twins) are kept on disk, not in memory."""
-    tally = Tally()
-    groups = intake.groups
+    Where workers checked the file (`Intake.preview`), their passes are used, unless the
+    store holds answers to look up or a line is a twin of one in another worker's part."""
+    if intake.preview is not None and not (intake.reuse and store.has_answer_sources()):
+        return _routable(intake.preview, intake)
     if not intake.reuse:
-        for rec in intake.lines:
-            tally.add(groups[rec[_GROUP]].features(rec))
-        return Routable(intake, tally), ReusePreview()
+        return _routable(preview_lines(intake.lines.chunks(), intake.groups, None, None), intake)
     seen = DiskSet()
-    kinds = bytearray()
-    reused = 0
-    saving = 0.0
-    twin_ids: list[str] = []
-    twins: list[tuple[str, PathCosts]] = []
     try:
-        for block in intake.lines.chunks():
-            keys = [rec[_KEY] for rec in block if rec[_KEY] is not None]
-            sources = store.answer_sources(keys) if keys else {}
-            fresh = iter(seen.add(keys))
-            for rec in block:
-                key = rec[_KEY]
-                new = next(fresh) if key is not None else True
-                if key is not None and key in sources:
-                    reused += 1
-                    saving += sources[key].cost
-                    kinds.append(_REUSED)
-                elif not new:
-                    kinds.append(_TWIN)
-                    twin_ids.append(rec[_ID])
-                    twins.append((key, groups[rec[_GROUP]].features(rec).cost))
-                else:
-                    kinds.append(_LEFT)
-                    tally.add(groups[rec[_GROUP]].features(rec))
+        found = preview_lines(intake.lines.chunks(), intake.groups, store.answer_sources, seen)
     finally:
         seen.close()
-    preview = ReusePreview(reused, len(twin_ids), saving, frozenset(twin_ids))
-    if not (reused or twin_ids):
-        return Routable(intake, tally), preview
-    return Routable(intake, tally, bytes(kinds), tuple(twins)), preview
+    return _routable(found, intake)
 
 
 def with_reuse(plan: Plan, preview: ReusePreview, routable: Routable) -> Plan:
@@ -334,7 +218,7 @@ def with_reuse(plan: Plan, preview: ReusePreview, routable: Routable) -> Plan:
         leaders: dict[str, Route] = {}
         assigned = zip(routable.records(), plan.decision.assignments, strict=True)
         for rec, a in assigned:
-            key = rec[_KEY]
+            key = rec[KEY]
             if key in wanted and key not in leaders:
                 leaders[key] = a.route
         for key, cost in routable.twins:

@@ -17,11 +17,11 @@ import os
 import struct
 import tempfile
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHUNK", "Spill"]
+__all__ = ["CHUNK", "Spill", "SpillChain"]
 
 CHUNK = 4096  # records per marshal block: the most a reader or the writer holds at once
 _SIZE = struct.Struct("<Q")
@@ -56,6 +56,24 @@ class Spill:
             self.count += len(self._buffer)
             self._buffer = []
 
+    @classmethod
+    def adopt(cls, path: str, count: int) -> Spill:
+        """A sealed spill written by another process (`keep`), removed when this one is."""
+        spill = cls.__new__(cls)
+        spill.path = path
+        spill.count = count
+        spill._buffer = []
+        spill._file = open(os.devnull, "wb")  # noqa: SIM115 (closed at once: sealed)
+        spill._file.close()
+        spill._cleanup = weakref.finalize(spill, _remove, path)
+        return spill
+
+    def keep(self) -> tuple[str, int]:
+        """Seal, and leave the file for another process to `adopt`: its path and count."""
+        self.seal()
+        self._cleanup.detach()
+        return self.path, self.count
+
     def seal(self) -> Spill:
         """Write what is buffered; after this the spill is read-only."""
         if not self._file.closed:
@@ -79,3 +97,28 @@ class Spill:
         """Remove the file now (else when the spill is collected)."""
         self.seal()
         self._cleanup()
+
+
+Fix = Callable[[list[tuple[Any, ...]]], list[tuple[Any, ...]]]
+
+
+class SpillChain:
+    """Several spills read as one, in order, each block passed through its own `fix` (for
+    parts written by workers: their line numbers and indices made the whole file's)."""
+
+    def __init__(self, parts: Sequence[tuple[Spill, Fix | None]]) -> None:
+        self.parts = tuple(parts)
+        self.count = sum(spill.count for spill, _ in self.parts)
+
+    def chunks(self) -> Iterator[list[tuple[Any, ...]]]:
+        for spill, fix in self.parts:
+            for block in spill.chunks():
+                yield block if fix is None else fix(block)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        for block in self.chunks():
+            yield from block
+
+    def close(self) -> None:
+        for spill, _ in self.parts:
+            spill.close()

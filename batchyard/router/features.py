@@ -34,8 +34,14 @@ class PathCosts:
     fast: float | None = None
 
     def __post_init__(self) -> None:
-        costs = [self.standard, self.batch, *(c for c in (self.flex, self.fast) if c is not None)]
-        if any(c < 0 for c in costs):
+        # one comparison each, no list: a PathCosts is made for every line of a file
+        flex, fast = self.flex, self.fast
+        if (
+            self.standard < 0
+            or self.batch < 0
+            or (flex is not None and flex < 0)
+            or (fast is not None and fast < 0)
+        ):
             raise ConfigError(f"Costs must not be negative, got {self}; check the price table.")
 
     def on(self, route: Route) -> float:

@@ -182,6 +182,19 @@ class WorkSum:
         self._add_costs(self.cost, r.cost)
         self._add_costs(self.worst, r.cost if r.cost_worst is None else r.cost_worst)
 
+    def merge(self, other: WorkSum) -> None:
+        """Add another sum into this one (the sum of lines counted apart, as by workers that
+        each read part of a file; floats may differ from one running sum in the last bit)."""
+        self.count += other.count
+        self.input += other.input
+        self.output += other.output
+        self.worst_out += other.worst_out
+        self.rate += other.rate
+        for acc, more in ((self.cost, other.cost), (self.worst, other.worst)):
+            for i, value in enumerate(more):
+                mine = acc[i]
+                acc[i] = None if mine is None or value is None else mine + value
+
     def __bool__(self) -> bool:
         return self.count > 0
 
@@ -238,6 +251,17 @@ class Tally:
         if found is None:
             found = sums[key] = WorkSum()
         return found
+
+    def merge(self, other: Tally) -> None:
+        """Add the sums of another tally (of later lines) into this one."""
+        self.routable.merge(other.routable)
+        for model, classes in other._classes.items():
+            mine = self._classes.setdefault(model, {})
+            for priority, work in classes.items():
+                self._sum(mine, priority).merge(work)
+        for own, theirs in ((self._in_flight, other._in_flight), (self._fast, other._fast)):
+            for model, work in theirs.items():
+                self._sum(own, model).merge(work)
 
     def extend(self, requests: Iterable[RequestFeatures]) -> Tally:
         for r in requests:

@@ -44,6 +44,15 @@ class AnswerSource:
 
 
 class ReuseMixin(StoreBase):
+    def has_answer_sources(self) -> bool:
+        """Whether any run of this database bought an answer that could be reused (so
+        that checking a file's lines against them can be skipped when none was)."""
+        row = self.db.conn.execute(
+            "SELECT 1 FROM requests INDEXED BY requests_reuse WHERE status = 'succeeded' "
+            "AND fingerprint IS NOT NULL AND reused_from IS NULL LIMIT 1"
+        ).fetchone()
+        return row is not None
+
     def answer_sources(self, keys: Iterable[str]) -> dict[str, AnswerSource]:
         """For each key, the newest answer bought for it (not itself reused) that passed
         its checks, in any run of this database."""

@@ -22,13 +22,17 @@ _PART = 500  # keys per query (well under SQLite's limit on bound parameters)
 class DiskSet:
     """Keys seen so far, on disk; SQLite's page cache (a few MB) is all it holds in memory."""
 
-    def __init__(self, cache_kib: int = 2048) -> None:
-        # "" opens a private temporary database on disk, deleted when closed
-        self._db = sqlite3.connect("", isolation_level=None)
+    def __init__(self, cache_kib: int = 2048, path: str | None = None) -> None:
+        # "" opens a private temporary database on disk, deleted when closed; a `path` is
+        # kept after closing (the caller removes it), so another process can compare sets
+        self.path = path
+        self._db = sqlite3.connect(path or "", isolation_level=None)
         self._db.execute("PRAGMA journal_mode = OFF")
         self._db.execute("PRAGMA synchronous = OFF")
         self._db.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
-        self._db.execute("CREATE TABLE keys (key TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID"
+        )
         self.count = 0
         self._added = 0
 
@@ -63,6 +67,19 @@ class DiskSet:
                 self._db.execute("COMMIT")
                 self.count += len(new)
         return first
+
+    def shared_key(self, other: str) -> tuple[str | bytes, int, int] | None:
+        """A key this set has in common with the closed set kept at path `other`: the key,
+        its first line here and its first line there; None when they share none."""
+        self._db.execute("ATTACH DATABASE ? AS other", (other,))
+        try:
+            row = self._db.execute(
+                "SELECT mine.key, mine.line, theirs.line FROM main.keys AS mine "
+                "JOIN other.keys AS theirs ON theirs.key = mine.key LIMIT 1"
+            ).fetchone()
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        return None if row is None else (row[0], row[1], row[2])
 
     def close(self) -> None:
         self._db.close()
