@@ -13,6 +13,7 @@ from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog, lookup
 from batchyard.errors import ConfigError
+from batchyard.jsontext import compact
 from batchyard.models import Endpoint
 from batchyard.shards import ShardItem, shard_line
 from batchyard.tokens import embedding_inputs, encoding_for_model, output_tokens, prompt_tokens
@@ -78,6 +79,7 @@ class ParsedRequest:
     embedding_inputs: int
     priority: int = 0
     sample: bool = False  # a top-level "sample" key: a deliberate repeat, never merged
+    body_text: bytes = b""  # the body's compact JSON (`jsontext.compact`), as stored and sent
 
     @property
     def group(self) -> tuple[Endpoint, str]:
@@ -388,7 +390,8 @@ def check_line(
         return [too_long]
     inputs = len(embedding_inputs(body)) if endpoint is Endpoint.EMBEDDINGS else 0
     try:
-        raw_bytes = len(shard_line(custom_id, endpoint.value, body))
+        text = compact(body)
+        raw_bytes = len(shard_line(custom_id, endpoint.value, None, text))
     except UnicodeEncodeError:
         return [
             (
@@ -411,4 +414,5 @@ def check_line(
         embedding_inputs=inputs,
         priority=priority,
         sample=obj.get("sample") is not None,
+        body_text=text,
     )

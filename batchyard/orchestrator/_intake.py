@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from batchyard.ingest import (
 from batchyard.models import Route, RunState
 from batchyard.orchestrator._parts import PARALLEL_BYTES, check_in_parts, default_workers
 from batchyard.orchestrator._records import (
+    CUSTOM_ID,
     GROUP,
     KEY,
     LEFT,
@@ -40,7 +41,15 @@ from batchyard.orchestrator._records import (
     preview_lines,
 )
 from batchyard.orchestrator._spill import Spill, SpillChain
-from batchyard.router import Decision, PathCosts, Plan, RequestFeatures, RunPolicy, Tally
+from batchyard.router import (
+    Assignment,
+    Decision,
+    PathCosts,
+    Plan,
+    RequestFeatures,
+    RunPolicy,
+    Tally,
+)
 from batchyard.store import Store
 from batchyard.store.rows import NewRequest
 from batchyard.store.scratch import DiskSet
@@ -80,12 +89,30 @@ class Intake:
     groups: tuple[Group, ...]
     reuse: bool = True  # False: every line is sent as asked (`--no-reuse`)
     preview: Preview | None = None  # the workers' passes, where workers checked the file
+    body_min: int | None = None  # the spill keeps each body as stored (compressed from this)
 
-    def new_requests(self) -> Iterator[NewRequest]:
-        """Every valid line as a row to store, its body read from the file once more."""
-        bodies = reread_lines(self.path, (rec[LINE] for rec in self.lines))
-        for rec, (_, obj) in zip(self.lines, bodies, strict=True):
-            yield self.groups[rec[GROUP]].new_request(rec, obj["body"])
+    def new_requests(
+        self, assignments: Iterable[Assignment] | None = None, kinds: bytes = b""
+    ) -> Iterator[NewRequest]:
+        """Every valid line as a row to store: with the plan's `assignments` (of the lines
+        `kinds` leaves to send, in order), those routed as assigned and the others pending
+        for reuse to settle. The body is the one kept in the spill (`check_file(body_min=
+        ...)`), else read from the file again."""
+        assigned = iter(assignments or ())
+        if self.body_min is None:
+            lines = ((rec, obj["body"]) for rec, (_, obj) in zip(
+                self.lines, reread_lines(self.path, (r[LINE] for r in self.lines)), strict=True
+            ))  # fmt: skip
+        else:
+            lines = ((rec, None) for rec in self.lines)
+        for i, (rec, body) in enumerate(lines):
+            group = self.groups[rec[GROUP]]
+            if assignments is None or (kinds and kinds[i] != LEFT):
+                yield group.new_request(rec, body)
+                continue
+            a = next(assigned)
+            assert a.custom_id == rec[CUSTOM_ID]  # the plan streams the same lines in order
+            yield group.new_request(rec, body, a.route, a.reason)
 
     def close(self) -> None:
         self.lines.close()
@@ -105,10 +132,13 @@ def check_file(
     learned_output: Evidence | None = None,
     reuse: bool = True,
     workers: int | None = None,
+    body_min: int | None = None,
 ) -> Intake:
     """Validate the whole file in one pass before anything is recorded, spilling what the
     router and recording need of every valid line. A file of `PARALLEL_BYTES` or more is
     checked by `workers` processes at once (default: one per core; 1: in this process).
+    With `body_min`, the spill keeps each body as the store keeps it (compressed from that
+    size), so that recording does not read the file again.
 
     With `skip_invalid`, the invalid lines go to `rejects` (default FILE.rejects.jsonl)
     and the rest is used. Raises `ValidationFailed` naming file, line and field otherwise.
@@ -117,12 +147,14 @@ def check_file(
     count = default_workers() if workers is None else workers
     parted = None
     if count > 1 and path.is_file() and path.stat().st_size >= PARALLEL_BYTES:
-        parted = check_in_parts(path, models, learned, reuse=reuse, workers=count)
+        parted = check_in_parts(
+            path, models, learned, reuse=reuse, workers=count, body_min=body_min
+        )
     lines: Spill | SpillChain
     if parted is not None:
         checked, lines, groups, preview = parted
     else:
-        keeper = LineKeeper(Spill(), models, learned, reuse)
+        keeper = LineKeeper(Spill(), models, learned, reuse, body_min)
         try:
             checked = validate_file(path, models, on_valid=keeper, plan_shards=False)
         except BaseException:
@@ -238,9 +270,12 @@ def record_run(
     *,
     small: bool,
     options: Mapping[str, Any] | None = None,
+    kinds: bytes = b"",
 ) -> str:
     """Record the run, its requests and their routes; the run stays `pending` until all of
-    it is written (an interrupted recording is closed on resume, never half-submitted)."""
+    it is written (an interrupted recording is closed on resume, never half-submitted).
+    `kinds`: what reuse makes of each line (`Routable.kinds`), so the plan's assignments
+    (of the lines left) meet their lines."""
     checked = intake.checked
     run_id = store.create_run(
         source_path=str(intake.path.resolve()),
@@ -271,12 +306,11 @@ def record_run(
             },
         },
     )
-    store.add_requests(run_id, intake.new_requests())
-    # Only lines still pending are routed: an answer bought by another process since the
-    # plan may have answered one more (its route is then simply not needed).
-    settled = intake.reuse and store.reuse_answers(run_id).changed
-    routes = ((a.custom_id, a.route, a.reason) for a in decision.assignments)
-    store.set_routes(run_id, routes, pending_only=settled)
+    # One insert per line, with the route the plan gives it; the lines reuse answers are
+    # recorded pending and settled from the store next.
+    store.add_requests(run_id, intake.new_requests(decision.assignments, kinds))
+    if intake.reuse:
+        store.reuse_answers(run_id)
     store.add_event(run_id, "route.plan", decision.reason, plan.to_dict(assignments=False))
     store.set_run_state(run_id, RunState.RUNNING)
     return run_id

@@ -38,6 +38,7 @@ from batchyard.router import (
     is_small_run,
     plan_from_decision,
 )
+from batchyard.store.codec import REQUEST_MIN_BYTES
 
 __all__ = ["OnProgress", "Orchestrator"]
 
@@ -201,6 +202,7 @@ class Orchestrator(RunDriving):
             rejects=Path(rejects) if rejects else None,
             learned_output=self.store.output_evidence(),
             reuse=self.settings.reuse if reuse is None else reuse,
+            body_min=REQUEST_MIN_BYTES,
         )
         groups = ((str(endpoint), model) for endpoint, model in intake.checked.groups)
         fallbacks = resolve_fallbacks(fallback, self.settings.fallback, self.models, groups)
@@ -223,7 +225,14 @@ class Orchestrator(RunDriving):
         small = is_small_run(routable.tally.routable.work(), policy)
         checked = intake.checked
         run_id = record_run(
-            self.store, intake, policy, decision, plan, small=small, options=options
+            self.store,
+            intake,
+            policy,
+            decision,
+            plan,
+            small=small,
+            options=options,
+            kinds=routable.kinds,
         )
         if notify is not None:
             self.store.set_notify(run_id, notify)

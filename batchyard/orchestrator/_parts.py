@@ -87,6 +87,7 @@ class _Part:
     models: Mapping[str, ModelInfo]
     learned: Evidence
     reuse: bool
+    body_min: int | None
 
 
 @dataclass
@@ -105,7 +106,7 @@ class _Checked:
 
 def _check_part(part: _Part) -> _Checked:
     """A worker: check one part as `check_file` checks a whole file."""
-    keep = LineKeeper(Spill(), part.models, part.learned, part.reuse)
+    keep = LineKeeper(Spill(), part.models, part.learned, part.reuse, part.body_min)
     spill = keep.spill
     ids_path = os.path.join(part.folder, f"ids-{part.index}.db")
     ids = DiskSet(path=ids_path)
@@ -214,6 +215,7 @@ def check_in_parts(
     *,
     reuse: bool,
     workers: int,
+    body_min: int | None = None,
 ) -> tuple[Validated, SpillChain, list[Group], Preview | None] | None:
     """Check `path` in `workers` parts at once: the joined summary, spill, groups and (when
     no line is a twin of one in another part) preview; None when the file is too small to
@@ -225,7 +227,8 @@ def check_in_parts(
     spills: list[Spill] = []
     try:
         jobs = [
-            _Part(i, path, span, folder, models, learned, reuse) for i, span in enumerate(spans)
+            _Part(i, path, span, folder, models, learned, reuse, body_min)
+            for i, span in enumerate(spans)
         ]
         with ProcessPoolExecutor(len(jobs), mp_context=_context()) as pool:
             parts = list(pool.map(_check_part, jobs))

@@ -22,6 +22,7 @@ from batchyard.models import Endpoint, Route
 from batchyard.orchestrator import _routing as routing
 from batchyard.orchestrator._spill import Spill
 from batchyard.router import PathCosts, RequestFeatures, Tally
+from batchyard.store.codec import encode_text
 from batchyard.store.reuse import AnswerSource
 from batchyard.store.rows import NewRequest, OutputEvidence
 from batchyard.store.scratch import DiskSet
@@ -60,6 +61,7 @@ Evidence = Mapping[tuple[str, str], OutputEvidence]
 (LINE, CUSTOM_ID, GROUP, _IN, _OUT, _WORST_OUT, _MAX_OUT, _PRIORITY, _FAST, KEY, _COST, _WORST) = (
     range(12)
 )
+_STORED = 12  # the body as stored, in records made with `body_min`
 LEFT, REUSED, TWIN = 0, 1, 2
 
 
@@ -100,9 +102,12 @@ class Group:
             None if fast is None else fast(tokens_in, tokens_out),
         )
 
-    def record(self, item: ParsedRequest, reuse: bool) -> tuple[Any, ...]:
+    def record(
+        self, item: ParsedRequest, reuse: bool, body_min: int | None = None
+    ) -> tuple[Any, ...]:
         """What planning and recording need of a line, priced at its expected output and,
-        where it differs, at its worst case; with its reuse key unless it is a sample."""
+        where it differs, at its worst case; with its reuse key unless it is a sample; and,
+        with `body_min`, its body as the store keeps it (compressed from that size)."""
         sample = item.sample or _is_sample(item.custom_id)
         key = fingerprint(self.endpoint, item.body, self.resolved) if reuse and not sample else None
         cap = item.output_tokens
@@ -111,8 +116,11 @@ class Group:
         costs = self.costs(item.input_tokens, out)
         worst = None if worst_out == out else self.costs(item.input_tokens, worst_out)
         fast = routing.asks_fast(item.body)
-        return (item.line, item.custom_id, self.index, item.input_tokens, out, worst_out, cap,
-                item.priority, fast, key, costs, worst)  # fmt: skip
+        rec = (item.line, item.custom_id, self.index, item.input_tokens, out, worst_out, cap,
+               item.priority, fast, key, costs, worst)  # fmt: skip
+        if body_min is None:
+            return rec
+        return (*rec, encode_text(item.body_text, body_min))
 
     def features(self, rec: tuple[Any, ...]) -> RequestFeatures:
         """The router's view of a spilled record."""
@@ -135,7 +143,15 @@ class Group:
             fast=rec[_FAST],
         )
 
-    def new_request(self, rec: tuple[Any, ...], body: dict[str, Any]) -> NewRequest:
+    def new_request(
+        self,
+        rec: tuple[Any, ...],
+        body: dict[str, Any] | None = None,
+        route: Route | None = None,
+        reason: str | None = None,
+    ) -> NewRequest:
+        """The row to store for a spilled record: its body given, or kept in the record;
+        routed when `route` is given, else pending."""
         std, flex, batch, fast = rec[_COST]
         return NewRequest(
             custom_id=rec[CUSTOM_ID],
@@ -152,6 +168,9 @@ class Group:
             priority=rec[_PRIORITY],
             max_output_tokens=rec[_MAX_OUT],
             fingerprint=rec[KEY],
+            stored_body=None if body is not None else rec[_STORED],
+            route=route,
+            reason=reason,
         )
 
 
@@ -160,9 +179,15 @@ class LineKeeper:
     `on_valid`), making the line's group the first time the group is seen."""
 
     def __init__(
-        self, spill: Spill, models: Mapping[str, ModelInfo], learned: Evidence, reuse: bool
+        self,
+        spill: Spill,
+        models: Mapping[str, ModelInfo],
+        learned: Evidence,
+        reuse: bool,
+        body_min: int | None = None,
     ) -> None:
         self.spill = spill
+        self.body_min = body_min
         self.models = models
         self.learned = learned
         self.reuse = reuse
@@ -175,7 +200,7 @@ class LineKeeper:
             seen = self.learned.get((item.model, key[0]))
             group = Group(len(self._groups), key[0], item.model, self.models, seen)
             self._groups[key] = group
-        self.spill.add(group.record(item, self.reuse))
+        self.spill.add(group.record(item, self.reuse, self.body_min))
 
     def groups(self) -> list[Group]:
         """The groups seen, by index (in order of their first line)."""

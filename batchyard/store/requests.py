@@ -26,7 +26,7 @@ from .base import (
     placeholders,
     record,
 )
-from .codec import body_text, decode_body, encode_body
+from .codec import REQUEST_MIN_BYTES, body_text, decode_body, encode_body
 from .rows import NewRequest, RequestRow
 from .transitions import PROVIDER_TERMINAL, REQUEST_TERMINAL, check_request
 
@@ -42,8 +42,8 @@ _COLS = (
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
     "est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, est_cost_batch, "
-    "max_output_tokens, status, updated_at, fingerprint) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
+    "max_output_tokens, status, updated_at, fingerprint, route, route_reason) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
 
@@ -71,7 +71,8 @@ class RequestsMixin(StoreBase):
     def add_requests(
         self, run_id: str, requests: Iterable[NewRequest], *, chunk_size: int = CHUNK
     ) -> int:
-        """Record input lines (status pending), `chunk_size` rows per transaction.
+        """Record input lines, `chunk_size` rows per transaction: pending, or routed where
+        the request carries its route (the plan's, recorded in the same insert).
 
         Streams: `requests` may be a generator over a file of any size. Each chunk is
         committed whole or not at all; a duplicate custom_id raises `StoreError` and
@@ -79,7 +80,7 @@ class RequestsMixin(StoreBase):
         """
         self._require_run(run_id)
         total = 0
-        minimum = self.compress_min_bytes
+        minimum = REQUEST_MIN_BYTES
         for chunk in chunked(requests, chunk_size):
             now = self.now()
             rows = [
@@ -90,15 +91,18 @@ class RequestsMixin(StoreBase):
                     r.endpoint,
                     r.model,
                     r.priority,
-                    encode_body(r.body, minimum),
+                    r.stored_body if r.body is None else encode_body(r.body, minimum),
                     r.input_tokens,
                     r.output_tokens,
                     r.cost_standard,
                     r.cost_flex,
                     r.cost_batch,
                     r.max_output_tokens,
+                    "pending" if r.route is None else "routed",
                     now,
                     r.fingerprint,
+                    None if r.route is None else r.route.value,
+                    r.reason,
                 )
                 for r in chunk
             ]

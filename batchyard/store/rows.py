@@ -50,7 +50,7 @@ class NewRequest:
     line: int
     endpoint: str
     model: str
-    body: JSONDict
+    body: JSONDict | None  # None: `stored_body` holds it
     input_tokens: int
     output_tokens: int
     cost_standard: float
@@ -60,6 +60,9 @@ class NewRequest:
     cost_fast: float | None = None  # for the plan only; not stored
     max_output_tokens: int | None = None  # the request's own cap, if it sets one
     fingerprint: str | None = None  # None: never answered from the store nor merged
+    stored_body: str | bytes | None = None  # the body already encoded (`codec.encode_text`)
+    route: Route | None = None  # recorded routed with `reason`; None: pending
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
