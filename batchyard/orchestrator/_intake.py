@@ -174,9 +174,8 @@ def check_file(
     except BaseException:
         lines.close()
         raise
-    return Intake(
-        path, models, checked, rejects_path, learned, lines, tuple(groups), reuse, preview
-    )
+    found = (checked, rejects_path, learned, lines, tuple(groups))
+    return Intake(path, models, *found, reuse, preview, body_min)
 
 
 @dataclass(frozen=True)
