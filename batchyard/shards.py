@@ -50,6 +50,7 @@ __all__ = [
     "plan_groups",
     "plan_shards",
     "shard_line",
+    "shard_line_size",
     "waves",
 ]
 
@@ -79,6 +80,12 @@ def shard_line(
         text = compact(body)
     head = compact({"custom_id": custom_id, "method": "POST", "url": url})
     return b'%s,"body":%s}\n' % (head[:-1], text)
+
+
+def shard_line_size(custom_id: str, url: str, body_bytes: int) -> int:
+    """`len(shard_line(...))` for a body whose compact JSON is `body_bytes` long."""
+    head = compact({"custom_id": custom_id, "method": "POST", "url": url})
+    return len(head) + len(b',"body":') + body_bytes + len(b"\n")
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ EXPECTED_COLUMNS = {
         "not_before_reason",
         "faults",
         "fallback",
+        "body_bytes",
     },
     "batches": {
         "id",

@@ -61,7 +61,7 @@ Evidence = Mapping[tuple[str, str], OutputEvidence]
 (LINE, CUSTOM_ID, GROUP, _IN, _OUT, _WORST_OUT, _MAX_OUT, _PRIORITY, _FAST, KEY, _COST, _WORST) = (
     range(12)
 )
-_STORED = 12  # the body as stored, in records made with `body_min`
+_STORED, _BODY_BYTES = 12, 13  # the body as stored and its size, with `body_min`
 LEFT, REUSED, TWIN = 0, 1, 2
 
 
@@ -120,7 +120,7 @@ class Group:
                item.priority, fast, key, costs, worst)  # fmt: skip
         if body_min is None:
             return rec
-        return (*rec, encode_text(item.body_text, body_min))
+        return (*rec, encode_text(item.body_text, body_min), len(item.body_text))
 
     def features(self, rec: tuple[Any, ...]) -> RequestFeatures:
         """The router's view of a spilled record."""
@@ -169,6 +169,7 @@ class Group:
             max_output_tokens=rec[_MAX_OUT],
             fingerprint=rec[KEY],
             stored_body=None if body is not None else rec[_STORED],
+            body_bytes=None if body is not None else rec[_BODY_BYTES],
             route=route,
             reason=reason,
         )

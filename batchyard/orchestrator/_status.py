@@ -280,17 +280,7 @@ def fallback_totals(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
 
 def reserved_cost(store: Store, run_id: str) -> float:
     """What the run's unfinished work is expected to cost on the routes it has now."""
-    return round(
-        sum(
-            r.est_cost_batch or r.est_cost_standard
-            if r.route is Route.BATCH
-            else (r.est_cost_flex or r.est_cost_standard)
-            if r.route is Route.FLEX
-            else r.est_cost_standard
-            for r in store.iter_requests(run_id, statuses=_OPEN)
-        ),
-        6,
-    )
+    return round(store.open_cost(run_id, _OPEN), 6)
 
 
 def realtime_needed(store: Store, run: RunRow, models: Mapping[str, ModelInfo]) -> float:

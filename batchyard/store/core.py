@@ -14,6 +14,7 @@ from pathlib import Path
 from batchyard.config import DB_ENV, default_db_path
 
 from .batches import BatchesMixin
+from .batchlines import BatchLinesMixin
 from .claims import ClaimsMixin
 from .clocks import ClocksMixin
 from .codec import DEFAULT_MIN_BYTES
@@ -31,6 +32,7 @@ __all__ = ["DB_ENV", "Store", "default_db_path"]
 
 class Store(
     BatchesMixin,
+    BatchLinesMixin,
     ClaimsMixin,
     RequestsMixin,
     SummaryMixin,

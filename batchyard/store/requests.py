@@ -26,7 +26,7 @@ from .base import (
     placeholders,
     record,
 )
-from .codec import REQUEST_MIN_BYTES, body_text, decode_body, encode_body
+from .codec import body_text, decode_body, encode_sized
 from .rows import NewRequest, RequestRow
 from .transitions import PROVIDER_TERMINAL, REQUEST_TERMINAL, check_request
 
@@ -41,9 +41,9 @@ _COLS = (
 )
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
-    "est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, est_cost_batch, "
-    "max_output_tokens, status, updated_at, fingerprint, route, route_reason) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "body_bytes, est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, "
+    "est_cost_batch, max_output_tokens, status, updated_at, fingerprint, route, route_reason) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
 
@@ -80,7 +80,7 @@ class RequestsMixin(StoreBase):
         """
         self._require_run(run_id)
         total = 0
-        minimum = REQUEST_MIN_BYTES
+        minimum = self.compress_min_bytes
         for chunk in chunked(requests, chunk_size):
             now = self.now()
             rows = [
@@ -91,7 +91,11 @@ class RequestsMixin(StoreBase):
                     r.endpoint,
                     r.model,
                     r.priority,
-                    r.stored_body if r.body is None else encode_body(r.body, minimum),
+                    *(
+                        (r.stored_body, r.body_bytes)
+                        if r.body is None
+                        else encode_sized(r.body, minimum)
+                    ),
                     r.input_tokens,
                     r.output_tokens,
                     r.cost_standard,

@@ -16,6 +16,7 @@ from batchyard.models import BatchStatus, RequestStatus, Route, RouteOverride, R
 __all__ = [
     "ApplyReport",
     "AttemptRow",
+    "BatchCandidate",
     "BatchRow",
     "Claim",
     "EventRow",
@@ -61,8 +62,26 @@ class NewRequest:
     max_output_tokens: int | None = None  # the request's own cap, if it sets one
     fingerprint: str | None = None  # None: never answered from the store nor merged
     stored_body: str | bytes | None = None  # the body already encoded (`codec.encode_text`)
+    body_bytes: int | None = None  # with `stored_body`: the size of its compact JSON
     route: Route | None = None  # recorded routed with `reason`; None: pending
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCandidate:
+    """A routed batch line no shard holds yet, as shard planning reads it (no body)."""
+
+    line: int
+    custom_id: str
+    endpoint: str
+    model: str
+    body_bytes: int | None  # the body's compact JSON size; None: read the body
+    est_input_tokens: int
+    attempts: int
+    route_reason: str | None
+    est_cost_standard: float
+    est_cost_flex: float | None
+    est_cost_batch: float | None
 
 
 @dataclass(frozen=True, slots=True)

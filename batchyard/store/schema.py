@@ -443,6 +443,14 @@ def m013_fallback(db: Database) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN fallback TEXT")
 
 
+@_migration
+def m015_body_bytes(db: Database) -> None:
+    """`requests.body_bytes`: the size of the body's compact JSON (as a batch line carries
+    it), so that shards are planned without reading, decompressing and encoding every body
+    again. NULL for lines recorded before: their size is computed from the body."""
+    db.execute("ALTER TABLE requests ADD COLUMN body_bytes INTEGER")
+
+
 def _create_private(path: Path) -> None:
     """Create the file (and its folder) readable by the owner only, if missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

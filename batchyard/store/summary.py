@@ -2,17 +2,18 @@
 the output-token evidence the router learns from.
 
 Owns the aggregate reads of `requests` (`summary`, `count_requests`, `open_load`,
-`paid_twice`, `output_evidence`) and `output_quantile`. Reads only; the rows themselves are
-written and read in `requests.py`.
+`open_cost`, `paid_twice`, `output_evidence`) and `output_quantile`. Reads only; the rows
+themselves are written and read in `requests.py`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from batchyard.models import RequestStatus, Route
 
-from .base import StoreBase, by_name, record
+from .base import StoreBase, by_name, placeholders, record
 from .rows import OutputEvidence, SummaryRow
 
 __all__ = ["EST_COST_SQL", "SummaryMixin", "output_quantile"]
@@ -59,6 +60,20 @@ class SummaryMixin(StoreBase):
             (run_id,),
         )
         return {model: (int(count), int(tokens)) for model, count, tokens in rows}
+
+    def open_cost(self, run_id: str, statuses: Sequence[RequestStatus]) -> float:
+        """What the run's requests in `statuses` are expected to cost on the routes they
+        have now (a cost of 0 on a route counts as unpriced: the standard price is used)."""
+        self._require_run(run_id)
+        (cost,) = self.db.conn.execute(
+            "SELECT coalesce(sum(CASE route "
+            "WHEN 'batch' THEN coalesce(nullif(est_cost_batch, 0), est_cost_standard) "
+            "WHEN 'flex' THEN coalesce(nullif(est_cost_flex, 0), est_cost_standard) "
+            "ELSE est_cost_standard END), 0) FROM requests "
+            f"WHERE run_id = ? AND status IN ({placeholders(len(statuses))})",
+            (run_id, *(RequestStatus(s).value for s in statuses)),
+        ).fetchone()
+        return float(cost)
 
     def paid_twice(self, run_id: str) -> tuple[int, float]:
         """(lines, USD) a released shard answered after they were sent again: billed twice,

@@ -16,7 +16,7 @@ from batchyard.models import BatchStatus, Route, RouteOverride
 from batchyard.orchestrator.batch.remote import BatchContext
 from batchyard.router import Leftovers, ResubmitAction, ResubmitRule, resubmission
 from batchyard.shards import ShardItem
-from batchyard.store.rows import RequestRow, RunRow
+from batchyard.store.rows import BatchCandidate, RequestRow, RunRow
 
 __all__ = ["RESENT_REASON", "RESUBMIT_EVENT", "Resent", "Resubmits", "resent_line", "settle_resent"]
 
@@ -41,7 +41,9 @@ class Resubmits:
     reasons: list[str] = field(default_factory=list)
 
 
-def resent_line(run: RunRow, r: RequestRow) -> tuple[float, float, float, Route] | None:
+def resent_line(
+    run: RunRow, r: RequestRow | BatchCandidate
+) -> tuple[float, float, float, Route] | None:
     """A routed batch line's costs and real-time route, if a batch of this run ran it
     before and it is sent again (else None)."""
     if r.attempts <= 0 or not (r.route_reason or "").startswith(RESENT_REASON):

@@ -50,6 +50,7 @@ from batchyard.shards import (
     admit,
     plan_shards,
     shard_line,
+    shard_line_size,
 )
 from batchyard.store import IN_QUEUE, SHARD_TOKENS_KEY, BatchRow, FileKind
 from batchyard.store.rows import RunRow
@@ -162,17 +163,19 @@ def _items(
     ctx: BatchContext, run: RunRow
 ) -> tuple[dict[Group, list[ShardItem]], dict[Group, Resent]]:
     """Routed batch requests not in any shard, as planning items per (endpoint, model); and
-    those of them sent before (a failed or expired batch line), for `settle_resent`."""
+    those of them sent before (a failed or expired batch line), for `settle_resent`. Sizes
+    come from the store (a body is read only where its size was not kept, or to count an
+    embeddings line's inputs)."""
     groups: dict[Group, list[ShardItem]] = defaultdict(list)
     resent: dict[Group, Resent] = defaultdict(dict)
-    rows = ctx.store.iter_requests(
-        run.id, statuses=[RequestStatus.ROUTED], routes=[Route.BATCH], with_body=True
-    )
-    for r in rows:
-        if r.shard is not None or r.body is None:
-            continue
-        size = len(shard_line(r.custom_id, r.endpoint, r.body))
-        inputs = len(embedding_inputs(r.body)) if r.endpoint.endswith("/embeddings") else 0
+    for r in ctx.store.batch_candidates(run.id):
+        embeddings = r.endpoint.endswith("/embeddings")
+        if r.body_bytes is not None and not embeddings:
+            size, inputs = shard_line_size(r.custom_id, r.endpoint, r.body_bytes), 0
+        else:
+            body = ctx.store.get_bodies(run.id, [r.custom_id])[r.custom_id]
+            size = len(shard_line(r.custom_id, r.endpoint, body))
+            inputs = len(embedding_inputs(body)) if embeddings else 0
         groups[(r.endpoint, r.model)].append(
             ShardItem(r.custom_id, size, r.est_input_tokens, inputs)
         )
@@ -240,11 +243,9 @@ def _write_shard(ctx: BatchContext, run_id: str, shard: int) -> tuple[Path, int,
     path = ctx.workdir / shard_filename(run_id, shard)
     digest = hashlib.sha256()
     size = 0
-    rows = ctx.store.iter_requests(run_id, shard=shard, with_body=True)
     with path.open("wb") as out:
-        for r in rows:
-            assert r.body is not None
-            line = shard_line(r.custom_id, r.endpoint, r.body)
+        for custom_id, endpoint, text in ctx.store.shard_lines(run_id, shard):
+            line = shard_line(custom_id, endpoint, None, text)
             out.write(line)
             digest.update(line)
             size += len(line)
