@@ -74,7 +74,30 @@ def both(
     held = decide(requests, policy, capacities, NOW)
     source: Callable[[], Iterator[RequestFeatures]] = lines
     streamed = decide_lines(Tally().extend(requests), source, policy, capacities, NOW)
+    # kept as codes in a memo, the same assignments replay without assigning again
+    ids = lambda: (r.custom_id for r in requests)  # noqa: E731
+    memo = decide_lines(
+        Tally().extend(requests), iter_of(requests), policy, capacities, NOW, memo=(Codes, ids)
+    )
+    same(held, memo)
     return held, streamed, streams
+
+
+class Codes:
+    """A memo in a list (the orchestrator keeps its codes in a file)."""
+
+    def __init__(self) -> None:
+        self.kept: list[int] = []
+
+    def add(self, code: int) -> None:
+        self.kept.append(code)
+
+    def codes(self) -> Iterator[int]:
+        return iter(self.kept)
+
+
+def iter_of(requests: list[RequestFeatures]) -> Callable[[], Iterator[RequestFeatures]]:
+    return lambda: iter(requests)
 
 
 def same(held: tuple[Decision, Estimate], streamed: tuple[Decision, Estimate]) -> None:
@@ -154,3 +177,21 @@ def test_late_lines_are_all_counted_and_the_first_named() -> None:
     assert streamed.late == held.late > KEEP_LATE
     assert streamed.cannot_meet == held.cannot_meet[:KEEP_LATE]
     assert {a.route for a in streamed.assignments} == {Route.STANDARD}
+
+
+def test_a_memo_that_cannot_name_every_assignment_replays_by_assigning_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from batchyard.router import lines as lines_module
+
+    monkeypatch.setattr(lines_module, "MAX_CODES", 1)
+    requests = mixed(600)
+    policy = RunPolicy(deadline=NOW + 600.0)
+    capacities = caps(tpm=200_000, rpm=5_000)
+    held = decide(requests, policy, capacities, NOW)
+    ids = lambda: (r.custom_id for r in requests)  # noqa: E731
+    memo = decide_lines(
+        Tally().extend(requests), iter_of(requests), policy, capacities, NOW, memo=(Codes, ids)
+    )
+    assert len({(a.route, a.reason) for a in held[0].assignments}) > 1
+    same(held, memo)

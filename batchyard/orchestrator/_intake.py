@@ -209,6 +209,10 @@ class Routable:
         groups = self.intake.groups
         return (groups[rec[GROUP]].features(rec) for rec in self.records())
 
+    def ids(self) -> Iterator[str]:
+        """The custom_ids of `lines()`, in the same order."""
+        return (rec[CUSTOM_ID] for rec in self.records())
+
     @property
     def names(self) -> list[str]:
         return sorted(self.tally.result())

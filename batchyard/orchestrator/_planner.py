@@ -32,6 +32,7 @@ from batchyard.orchestrator._intake import (
     with_reuse,
 )
 from batchyard.orchestrator._provider_clock import IDENTITY, ClockMap
+from batchyard.orchestrator._spill import CodeSpill
 from batchyard.orchestrator._timing import Clock
 from batchyard.router import (
     ModelCapacity,
@@ -137,7 +138,10 @@ class Planner:
         history = routing.turnarounds(batches, names, self.prior, clock)
         cancel = routing.cancel_latency(batches, self.cancel_prior, clock)
         args = (policy, caps, now, history)
-        decision, est = decide_lines(routable.tally, routable.lines, *args, cancel=cancel)
+        memo = (CodeSpill, routable.ids)  # replays the plan without assigning lines again
+        decision, est = decide_lines(
+            routable.tally, routable.lines, *args, cancel=cancel, memo=memo
+        )
         return with_reuse(plan_from_decision(decision, est, policy), preview, routable)
 
     def record(

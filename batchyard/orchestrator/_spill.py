@@ -17,11 +17,12 @@ import os
 import struct
 import tempfile
 import weakref
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHUNK", "Spill", "SpillChain"]
+__all__ = ["CHUNK", "CodeSpill", "Spill", "SpillChain"]
 
 CHUNK = 4096  # records per marshal block: the most a reader or the writer holds at once
 _SIZE = struct.Struct("<Q")
@@ -122,3 +123,33 @@ class SpillChain:
     def close(self) -> None:
         for spill, _ in self.parts:
             spill.close()
+
+
+class CodeSpill:
+    """Small integer codes (below 2**16) appended one at a time and read back in order, two
+    bytes each in a temporary file: the router's memo of a plan's assignments
+    (`router.Memo`), so a plan of any size replays them without holding one per line."""
+
+    def __init__(self) -> None:
+        fd, path = tempfile.mkstemp(prefix="batchyard-routes-", suffix=".codes")
+        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.path = path
+        self._buffer = array("H")
+        self._cleanup = weakref.finalize(self, _remove, path)
+
+    def add(self, code: int) -> None:
+        self._buffer.append(code)
+        if len(self._buffer) >= CHUNK * 16:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._buffer.tofile(self._file)
+        self._buffer = array("H")
+
+    def codes(self) -> Iterator[int]:
+        if not self._file.closed:
+            self._flush()
+            self._file.close()
+        with open(self.path, "rb", buffering=1 << 20) as f:
+            while block := f.read(CHUNK * 32):
+                yield from array("H", block)

@@ -56,7 +56,7 @@ from batchyard.router.features import (
     RequestFeatures,
     RunPolicy,
 )
-from batchyard.router.lines import KEEP_LATE, LineSource
+from batchyard.router.lines import KEEP_LATE, LineSource, Memo
 from batchyard.router.pace import Safety, latest_start, realtime_seconds
 from batchyard.router.parse import (
     format_duration,
@@ -90,6 +90,7 @@ __all__ = [
     "Decision",
     "Estimate",
     "LineSource",
+    "Memo",
     "Leftovers",
     "ModelCapacity",
     "ModelContext",

@@ -11,7 +11,7 @@ Pure: no I/O, no clock; the caller passes `now` and everything it knows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from batchyard.errors import PlanRefused
@@ -19,7 +19,7 @@ from batchyard.models import RouteOverride
 from batchyard.router.costs import Estimate, estimate
 from batchyard.router.decision import Decision
 from batchyard.router.features import ModelCapacity, RequestFeatures, RunPolicy
-from batchyard.router.lines import LineSource, streamed
+from batchyard.router.lines import LineSource, Memo, streamed
 from batchyard.router.parse import format_duration, format_time, format_usd
 from batchyard.router.policy import is_small_run, route_and_contexts, route_work
 from batchyard.router.rules import BATCH_ONLY_RULES, DEFAULT_RULES, ModelContext, Rule
@@ -116,11 +116,13 @@ def decide_lines(
     rules: Rule = DEFAULT_RULES,
     *,
     cancel: Turnaround | None = None,
+    memo: tuple[Callable[[], Memo], Callable[[], Iterable[str]]] | None = None,
 ) -> tuple[Decision, Estimate]:
     """`decide` for a run too large to hold: the rules see `tally`'s sums, and `lines()`
     (the same requests, in input order, given again on each call) streams past the
     decision to give each line its route, never all of them at once. The decision's
-    `assignments` replays them. Holds O(models x routes) state whatever the run's size.
+    `assignments` replays them (from `memo`, as `streamed` says, where given). Holds
+    O(models x routes) state whatever the run's size.
     """
     turnarounds = turnarounds or {}
     work = tally.result()
@@ -130,7 +132,7 @@ def decide_lines(
         decision, contexts = route_work(
             work, policy, capacities, now, turnarounds, chosen, cancel=cancel, small_run=small
         )
-        return streamed(decision, lines, capacities), contexts
+        return streamed(decision, lines, capacities, memo), contexts
 
     return _decide(routed, rules, policy, now, turnarounds, tally.routable.count)
 

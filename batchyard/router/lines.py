@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
+from typing import Protocol
 
 from batchyard.models import Route
 from batchyard.router.assign import Assigner
@@ -18,11 +19,22 @@ from batchyard.router.decision import Assignment, Decision
 from batchyard.router.features import ModelCapacity, RequestFeatures
 from batchyard.router.work import NO_WORK, Work, WorkSum
 
-__all__ = ["KEEP_LATE", "LineSource", "assigned", "streamed"]
+__all__ = ["KEEP_LATE", "MAX_CODES", "LineSource", "Memo", "assigned", "streamed"]
 
 KEEP_LATE = 10_000  # late lines named by a decision made on streamed lines (all are counted)
 # Gives the lines of a run again, in input order, each time it is called.
 LineSource = Callable[[], Iterable[RequestFeatures]]
+MAX_CODES = 1 << 16  # distinct assignments a memo can name (a run has a few per model)
+
+
+class Memo(Protocol):
+    """Where `streamed` keeps each line's assignment as a small code (an index into the
+    distinct assignments it saw), so that the decision replays them without assigning
+    every line again. The caller's storage (a file, say): the router does no I/O."""
+
+    def add(self, code: int) -> None: ...
+
+    def codes(self) -> Iterable[int]: ...
 
 
 def assigned(
@@ -66,11 +78,16 @@ def assigned(
 
 
 def streamed(
-    decision: Decision, lines: LineSource, capacities: Mapping[str, ModelCapacity]
+    decision: Decision,
+    lines: LineSource,
+    capacities: Mapping[str, ModelCapacity],
+    memo: tuple[Callable[[], Memo], Callable[[], Iterable[str]]] | None = None,
 ) -> Decision:
     """`assigned` for lines that stream past: the same sums per route, the late lines
     counted (the first `KEEP_LATE` named), and no assignment kept: the decision replays
-    them from `lines` when asked."""
+    them from `lines` when asked. With `memo` (a new memo, and the lines' custom_ids in
+    the same order), each assignment is kept as a code and replayed from it instead
+    (unless the lines name more than `MAX_CODES` distinct assignments)."""
     caps = {
         m.model: capacities.get(m.model) or ModelCapacity(model=m.model) for m in decision.models
     }
@@ -80,9 +97,20 @@ def streamed(
     late: dict[str, list[str]] = {m.model: [] for m in decision.models}
     counts = dict.fromkeys(routed, 0)
     named = 0
+    kept = memo[0]() if memo is not None else None
+    table: dict[tuple[Route, str, bool], int] = {}
     for r in lines():
         before = assigner.late_count
         a = assigner.assign(r)
+        if kept is not None:
+            key = (a.route, a.reason, a.deferred)
+            code = table.get(key)
+            if code is None and len(table) < MAX_CODES:
+                code = table[key] = len(table)
+            if code is None:
+                kept = None  # too many to name: assign again when replayed
+            else:
+                kept.add(code)
         if assigner.late_count > before:
             counts[r.model] += 1
             if named < KEEP_LATE:
@@ -110,6 +138,10 @@ def streamed(
     done = Decision(now=decision.now, models=models, reason=decision.reason)
 
     def replay() -> Iterator[Assignment]:
+        if kept is not None and memo is not None:
+            distinct = list(table)
+            pairs = zip(memo[1](), kept.codes(), strict=True)
+            return (Assignment(cid, *distinct[code]) for cid, code in pairs)
         again = Assigner(done, caps, keep_late=0)
         return (again.assign(r) for r in lines())
 
