@@ -77,14 +77,15 @@ class Orchestrator:
         self.on_progress = on_progress
         self.parts = parts = Parts(
             settings or load_settings(),
-            store=store,
-            client=client,
+            store,
+            client,
             clock=clock,
             sleep=sleep,
             progress=self._progress,
             workdir=workdir,
-            checks=checks,
-            metrics=metrics,
+            checks=checks or {},
+            # Prometheus series in a registry of this orchestrator's own (`--metrics-port`).
+            metrics=metrics or Metrics(),
         )
         self.settings, self.metrics, self.models = parts.settings, parts.metrics, parts.models
         self.prior, self.cancel_prior = parts.prior, parts.cancel_prior
@@ -96,7 +97,7 @@ class Orchestrator:
         if self.on_progress is not None:
             self.on_progress(kind, data)
 
-    # ---- its parts, made on first use -------------------------------------------------------
+    # ---- its parts, each made on first use (see `Parts`) -----------------------------------
     @property
     def store(self) -> Store:
         return self.parts.store
@@ -107,7 +108,6 @@ class Orchestrator:
 
     @property
     def provider_clock(self) -> ProviderClock:
-        """The provider's clock as read off its responses (kept in the store per base URL)."""
         return self.parts.provider_clock
 
     def clock_map(self) -> ClockMap:
@@ -116,22 +116,18 @@ class Orchestrator:
 
     @property
     def judges(self) -> Judges:
-        """Each run's checks on answers (user checks passed in are found here by name)."""
         return self.parts.judges
 
     @property
     def planner(self) -> Planner:
-        """Intake, plans and recording runs."""
         return self.parts.planner
 
     @property
     def driver(self) -> RunDriver:
-        """Rounds of batch polling and real-time work."""
         return self.parts.driver
 
     @property
     def reporter(self) -> Reporter:
-        """Runs, status, costs, answers."""
         return self.parts.reporter
 
     @property

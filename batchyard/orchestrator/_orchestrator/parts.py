@@ -30,7 +30,7 @@ from batchyard.orchestrator._planning.planner import Planner
 from batchyard.orchestrator._reporting.progress import OnProgress
 from batchyard.orchestrator._reporting.reporter import Reporter
 from batchyard.orchestrator._routing.provider_clock import ClockMap, ProviderClock
-from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
+from batchyard.orchestrator._timing import Clock, Sleep
 from batchyard.orchestrator.batch.remote import new_owner
 from batchyard.orchestrator.batch.runner import BatchRunner
 from batchyard.orchestrator.realtime.runner import RealtimeRunner
@@ -43,26 +43,27 @@ __all__ = ["Parts"]
 class Parts:
     """The store, the client, the executors and the collaborators of one orchestrator.
 
-    `progress` hears what the executors and the driver report; `workdir` holds shard files
-    (default: a temporary folder made with the batch runner and removed by `aclose`).
+    `store` and `client` are made from the settings when not given (the store when first
+    needed, the client too: planning needs no key); `progress` hears what the executors and
+    the driver report; `workdir` holds shard files (None: a temporary folder made with the
+    batch runner and removed by `aclose`); `checks` are user checks by name.
     """
 
     def __init__(
         self,
         settings: Settings,
+        store: Store | None,
+        client: openai.AsyncOpenAI | None,
         *,
-        store: Store | None = None,
-        client: openai.AsyncOpenAI | None = None,
-        clock: Clock = real_clock,
-        sleep: Sleep = real_sleep,
-        progress: OnProgress | None = None,
-        workdir: Path | None = None,
-        checks: Mapping[str, CheckFn] | None = None,
-        metrics: Metrics | None = None,
+        clock: Clock,
+        sleep: Sleep,
+        progress: OnProgress,
+        workdir: Path | None,
+        checks: Mapping[str, CheckFn],
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
-        # Prometheus series in a registry of this orchestrator's own (`--metrics-port`).
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics
         self.models: Catalog = settings.model_table()
         self.prior, self.cancel_prior = routing.priors(settings)
         self.clock = clock
@@ -76,7 +77,7 @@ class Parts:
         self._client = client.with_options(max_retries=0) if client is not None else None
         self._workdir = workdir
         self._tempdir: Path | None = None  # made here (no workdir given): removed on close
-        self._registry: dict[str, CheckFn] = dict(checks or {})  # user checks by name
+        self._registry: dict[str, CheckFn] = dict(checks)  # user checks by name
         self._blocked: dict[str, str] = {}  # run -> why real-time dispatch stopped
         self._judges: Judges | None = None
         self._provider_clock: ProviderClock | None = None
