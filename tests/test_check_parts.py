@@ -18,8 +18,8 @@ import pytest
 from batchyard.catalog import Catalog
 from batchyard.config import model_table
 from batchyard.errors import ValidationFailed
-from batchyard.orchestrator import _intake
-from batchyard.orchestrator._intake import Intake, check_file, reuse_preview
+from batchyard.orchestrator._planning import intake as _intake
+from batchyard.orchestrator._planning.intake import Intake, check_file, reuse_preview
 from batchyard.store import Store
 
 MODELS = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-5-mini")

@@ -11,7 +11,7 @@ from pathlib import Path
 from batchyard.cli.render import emit_plan_json, jsonable
 from batchyard.config import model_table
 from batchyard.models import Endpoint, Route
-from batchyard.orchestrator._spill import CHUNK, Spill
+from batchyard.orchestrator._planning.spill import CHUNK, Spill
 from batchyard.router import ModelCapacity, PathCosts, RequestFeatures, RunPolicy, make_plan
 from batchyard.store.scratch import DiskSet
 

@@ -20,7 +20,7 @@ from batchyard.fingerprint import fingerprint
 from batchyard.ingest import ParsedRequest
 from batchyard.models import Endpoint, Route
 from batchyard.orchestrator import _routing as routing
-from batchyard.orchestrator._spill import Spill
+from batchyard.orchestrator._planning.spill import Spill
 from batchyard.router import PathCosts, RequestFeatures, Tally
 from batchyard.store.codec import encode_text
 from batchyard.store.reuse import AnswerSource

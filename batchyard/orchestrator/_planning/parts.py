@@ -33,8 +33,14 @@ from typing import Any
 
 from batchyard.catalog import ModelInfo
 from batchyard.ingest import MAX_PROBLEMS_KEPT, GroupSummary, Validated, validate_file
-from batchyard.orchestrator._records import Evidence, Group, LineKeeper, Preview, preview_lines
-from batchyard.orchestrator._spill import Fix, Spill, SpillChain
+from batchyard.orchestrator._planning.records import (
+    Evidence,
+    Group,
+    LineKeeper,
+    Preview,
+    preview_lines,
+)
+from batchyard.orchestrator._planning.spill import Fix, Spill, SpillChain
 from batchyard.store.scratch import DiskSet
 
 __all__ = ["PARALLEL_BYTES", "check_in_parts", "default_workers"]

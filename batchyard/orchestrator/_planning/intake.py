@@ -27,8 +27,8 @@ from batchyard.ingest import (
     write_rejects,
 )
 from batchyard.models import Route, RunState
-from batchyard.orchestrator._parts import PARALLEL_BYTES, check_in_parts, default_workers
-from batchyard.orchestrator._records import (
+from batchyard.orchestrator._planning.parts import PARALLEL_BYTES, check_in_parts, default_workers
+from batchyard.orchestrator._planning.records import (
     CUSTOM_ID,
     GROUP,
     KEY,
@@ -40,7 +40,7 @@ from batchyard.orchestrator._records import (
     Preview,
     preview_lines,
 )
-from batchyard.orchestrator._spill import Spill, SpillChain
+from batchyard.orchestrator._planning.spill import Spill, SpillChain
 from batchyard.router import (
     Assignment,
     Decision,
