@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["compact"]
+__all__ = ["compact", "quoted"]
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _JSON_SORTED = json.JSONEncoder(
@@ -59,3 +59,13 @@ def compact(obj: Any, *, sort_keys: bool = False) -> bytes:
     if text is None or _differs(text):
         return (_JSON_SORTED(obj) if sort_keys else _JSON(obj)).encode()
     return text
+
+
+def quoted(text: str | None) -> str:
+    """`json.dumps(text)` (ASCII, escapes as json writes them; None is `null`), without
+    json's encoder for the common plain-ASCII string."""
+    if text is None:
+        return "null"
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)

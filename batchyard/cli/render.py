@@ -21,6 +21,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from batchyard.jsontext import quoted
 from batchyard.router.parse import format_duration, format_time, format_usd
 
 if TYPE_CHECKING:
@@ -75,13 +76,6 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def _json_str(text: str) -> str:
-    """`json.dumps(text)`, without its encoder for the common plain-ASCII id."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    return json.dumps(text)
-
-
 def emit_plan_json(plan: Plan, out: TextIO | None = None) -> None:
     """`emit_json(plan.to_dict())`, the same text, with the per-line assignments written as
     they stream from the plan rather than built into one document first."""
@@ -97,7 +91,7 @@ def emit_plan_json(plan: Plan, out: TextIO | None = None) -> None:
             if len(encoded) < 10_000:
                 encoded[a.reason] = reason
         out.write(
-            f'{sep}    {{\n      "custom_id": {_json_str(a.custom_id)},\n      "route": '
+            f'{sep}    {{\n      "custom_id": {quoted(a.custom_id)},\n      "route": '
             f'"{a.route.value}",\n      "reason": {reason},\n      "deferred": '
             f"{'true' if a.deferred else 'false'}\n    }}"
         )

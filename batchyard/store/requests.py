@@ -42,8 +42,8 @@ _COLS = (
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
     "body_bytes, est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, "
-    "est_cost_batch, max_output_tokens, status, updated_at, fingerprint, route, route_reason) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "est_cost_batch, max_output_tokens, status, updated_at, fingerprint, route, route_reason, "
+    "reuse_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
 
@@ -102,11 +102,12 @@ class RequestsMixin(StoreBase):
                     r.cost_flex,
                     r.cost_batch,
                     r.max_output_tokens,
-                    "pending" if r.route is None else "routed",
+                    "twin" if r.twin_of else "pending" if r.route is None else "routed",
                     now,
                     r.fingerprint,
                     None if r.route is None else r.route.value,
                     r.reason,
+                    r.twin_of,
                 )
                 for r in chunk
             ]
@@ -327,6 +328,28 @@ class RequestsMixin(StoreBase):
 
         `raw_response`: the response body as its stored JSON text (`response_text`), not
         decoded (for writing it out as it is)."""
+        rows = self._request_rows(
+            run_id, statuses, routes, shard, with_body, with_response or raw_response, page_size
+        )
+        for r in rows:
+            yield request_row(r, raw_response=raw_response)
+
+    def iter_request_rows(self, run_id: str, *, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """`iter_requests(run_id, raw_response=True)` as the rows themselves, by column name
+        (`request_row(row, raw_response=True)` makes the record of one): for reading every
+        line of a large run where most lines need only a few of their fields (`fetch`)."""
+        return self._request_rows(run_id, None, None, None, False, True, page_size)
+
+    def _request_rows(
+        self,
+        run_id: str,
+        statuses: Sequence[RequestStatus] | None,
+        routes: Sequence[Route] | None,
+        shard: int | None,
+        with_body: bool,
+        with_response: bool,
+        page_size: int,
+    ) -> Iterator[dict[str, Any]]:
         self._require_run(run_id)
         where, params = ["run_id = ?"], [run_id]
         params_any: list[Any] = params
@@ -341,9 +364,7 @@ class RequestsMixin(StoreBase):
             params_any.append(shard)
         # A shard's rows are a small part of a run: walk its own index, not the run's.
         hint = "INDEXED BY requests_shard" if shard is not None else ""
-        extra = (", body" if with_body else "") + (
-            ", response_body" if with_response or raw_response else ""
-        )
+        extra = (", body" if with_body else "") + (", response_body" if with_response else "")
         sql = (
             f"SELECT {_COLS}, id{extra} FROM requests {hint} WHERE {' AND '.join(where)} "
             "AND (line, id) > (?, ?) ORDER BY line, id LIMIT ?"
@@ -351,8 +372,7 @@ class RequestsMixin(StoreBase):
         after: tuple[int, int] = (-(2**62), 0)
         while True:
             page = list(by_name(self.db.conn.execute(sql, (*params, *after, page_size))))
-            for r in page:
-                yield request_row(r, raw_response=raw_response)
+            yield from page
             if len(page) < page_size:
                 return
             after = (page[-1]["line"], page[-1]["id"])

@@ -75,7 +75,8 @@ class ReuseMixin(StoreBase):
     def reuse_answers(self, run_id: str) -> ReuseReport:
         """Answer the run's pending lines from the store where an identical request was
         answered and passed its checks; then mark later identical lines of the run as twins
-        of the first (sent once, settled with its outcome). Call before routing."""
+        of the first (sent once, settled with its outcome), unless recorded as twins
+        already. Call before routing."""
         self._require_run(run_id)
         reused, saved = 0, 0.0
         keys = [
@@ -116,6 +117,12 @@ class ReuseMixin(StoreBase):
                 "AND l.fingerprint = requests.fingerprint AND l.line < requests.line)",
                 (self.now(), run_id),
             ).rowcount
+            # twins recorded as such (a plan that found them) count too
+            (twins,) = conn.execute(
+                "SELECT count(*) FROM requests INDEXED BY requests_twins "
+                "WHERE run_id = ? AND status = 'twin'",
+                (run_id,),
+            ).fetchone()
             report = ReuseReport(reused, twins, saved)
             if reused or twins:
                 self._event(

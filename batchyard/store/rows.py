@@ -65,6 +65,7 @@ class NewRequest:
     body_bytes: int | None = None  # with `stored_body`: the size of its compact JSON
     route: Route | None = None  # recorded routed with `reason`; None: pending
     reason: str | None = None
+    twin_of: str | None = None  # recorded as a twin of this custom_id (sent once, by it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -451,6 +451,20 @@ def m015_body_bytes(db: Database) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN body_bytes INTEGER")
 
 
+@_migration
+def m016_pending_fingerprints(db: Database) -> None:
+    """`requests_fingerprints` holds only lines still pending: those an earlier answer may
+    answer when a run is recorded (its one use). A plan finds the twins of a file itself and
+    records them linked to their first line, so the lines it routes (nearly all of them)
+    are not indexed by a random key as they are inserted, which made recording a large
+    file about twice as slow."""
+    db.execute("DROP INDEX requests_fingerprints")
+    db.execute(
+        "CREATE INDEX requests_fingerprints ON requests(run_id, fingerprint, line) "
+        "WHERE fingerprint IS NOT NULL AND status = 'pending'"
+    )
+
+
 def _create_private(path: Path) -> None:
     """Create the file (and its folder) readable by the owner only, if missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import TypeVar
 
 from .base import placeholders
 
 __all__ = ["DiskSet"]
 
+L = TypeVar("L", int, str)
 _PART = 500  # keys per query (well under SQLite's limit on bound parameters)
 
 
@@ -43,18 +45,19 @@ class DiskSet:
         self._added += len(keys)
         return [first == i for i, first in zip(at, self.first_lines(keys, at), strict=True)]
 
-    def first_lines(self, keys: Sequence[str | bytes], lines: Sequence[int]) -> list[int]:
-        """Add `keys` (each with its line) in order; for each, the line that used it first:
-        its own when new, else the earlier one (from an earlier call or this one)."""
-        first: list[int] = []
+    def first_lines(self, keys: Sequence[str | bytes], lines: Sequence[L]) -> list[L]:
+        """Add `keys` (each with its line: a number, or any name such as a custom_id) in
+        order; for each, the line that used it first: its own when new, else the earlier
+        one (from an earlier call or this one)."""
+        first: list[L] = []
         for start in range(0, len(keys), _PART):
             part = keys[start : start + _PART]
-            known: dict[str | bytes, int] = dict(
+            known: dict[str | bytes, L] = dict(
                 self._db.execute(
                     f"SELECT key, line FROM keys WHERE key IN ({placeholders(len(part))})", part
                 ).fetchall()
             )
-            new: list[tuple[str | bytes, int]] = []
+            new: list[tuple[str | bytes, L]] = []
             for key, line in zip(part, lines[start : start + _PART], strict=True):
                 earlier = known.get(key)
                 if earlier is None:

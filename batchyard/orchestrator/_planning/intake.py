@@ -34,6 +34,8 @@ from batchyard.orchestrator._planning.records import (
     KEY,
     LEFT,
     LINE,
+    REUSED,
+    TWIN,
     Evidence,
     Group,
     LineKeeper,
@@ -92,13 +94,18 @@ class Intake:
     body_min: int | None = None  # the spill keeps each body as stored (compressed from this)
 
     def new_requests(
-        self, assignments: Iterable[Assignment] | None = None, kinds: bytes = b""
+        self,
+        assignments: Iterable[Assignment] | None = None,
+        kinds: bytes = b"",
+        leaders: Iterable[str] = (),
     ) -> Iterator[NewRequest]:
         """Every valid line as a row to store: with the plan's `assignments` (of the lines
-        `kinds` leaves to send, in order), those routed as assigned and the others pending
+        `kinds` leaves to send, in order), those routed as assigned, each twin linked to
+        its first line (`leaders`, in order), and the lines earlier answers answer pending
         for reuse to settle. The body is the one kept in the spill (`check_file(body_min=
         ...)`), else read from the file again."""
         assigned = iter(assignments or ())
+        firsts = iter(leaders)
         if self.body_min is None:
             lines = ((rec, obj["body"]) for rec, (_, obj) in zip(
                 self.lines, reread_lines(self.path, (r[LINE] for r in self.lines)), strict=True
@@ -107,8 +114,11 @@ class Intake:
             lines = ((rec, None) for rec in self.lines)
         for i, (rec, body) in enumerate(lines):
             group = self.groups[rec[GROUP]]
-            if assignments is None or (kinds and kinds[i] != LEFT):
+            if assignments is None or (kinds and kinds[i] == REUSED):
                 yield group.new_request(rec, body)
+                continue
+            if kinds and kinds[i] == TWIN:
+                yield group.new_request(rec, body, twin_of=next(firsts))
                 continue
             a = next(assigned)
             assert a.custom_id == rec[CUSTOM_ID]  # the plan streams the same lines in order
@@ -198,6 +208,7 @@ class Routable:
     tally: Tally
     kinds: bytes = b""
     twins: tuple[tuple[str, PathCosts], ...] = ()  # (reuse key, costs) of each twin line
+    leaders: tuple[str, ...] = ()  # the custom_id of each twin line's first line
 
     def records(self) -> Iterator[tuple[Any, ...]]:
         kinds = self.kinds
@@ -223,7 +234,8 @@ def _routable(found: Preview, intake: Intake) -> tuple[Routable, ReusePreview]:
     preview = ReusePreview(found.reused, len(twin_ids), found.saving, frozenset(twin_ids))
     if not (found.reused or twin_ids):
         return Routable(intake, found.tally), preview
-    return Routable(intake, found.tally, bytes(found.kinds), tuple(found.twins)), preview
+    kinds, twins, leaders = bytes(found.kinds), tuple(found.twins), tuple(found.leaders)
+    return Routable(intake, found.tally, kinds, twins, leaders), preview
 
 
 def reuse_preview(intake: Intake, store: Store) -> tuple[Routable, ReusePreview]:
@@ -274,11 +286,14 @@ def record_run(
     small: bool,
     options: Mapping[str, Any] | None = None,
     kinds: bytes = b"",
+    leaders: Iterable[str] = (),
 ) -> str:
     """Record the run, its requests and their routes; the run stays `pending` until all of
     it is written (an interrupted recording is closed on resume, never half-submitted).
     `kinds`: what reuse makes of each line (`Routable.kinds`), so the plan's assignments
-    (of the lines left) meet their lines."""
+    (of the lines left) meet their lines; `leaders`: each twin's first line
+    (`Routable.leaders`). Twins are recorded linked to it; lines answered from earlier runs
+    are recorded pending and answered from the store next."""
     checked = intake.checked
     run_id = store.create_run(
         source_path=str(intake.path.resolve()),
@@ -311,8 +326,8 @@ def record_run(
     )
     # One insert per line, with the route the plan gives it; the lines reuse answers are
     # recorded pending and settled from the store next.
-    store.add_requests(run_id, intake.new_requests(decision.assignments, kinds))
-    if intake.reuse:
+    store.add_requests(run_id, intake.new_requests(decision.assignments, kinds, leaders))
+    if plan.reused or plan.twins:
         store.reuse_answers(run_id)
     store.add_event(run_id, "route.plan", decision.reason, plan.to_dict(assignments=False))
     store.set_run_state(run_id, RunState.RUNNING)

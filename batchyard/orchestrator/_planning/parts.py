@@ -209,6 +209,7 @@ def _join_previews(parts: Sequence[_Checked], previews: Sequence[Preview]) -> Pr
         joined.tally.merge(p.tally)
         joined.twin_ids.extend(p.twin_ids)
         joined.twins.extend(p.twins)
+        joined.leaders.extend(p.leaders)
         if listed:
             joined.kinds.extend(p.kinds or bytes(part.spill[1]))
     return joined

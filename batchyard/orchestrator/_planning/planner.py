@@ -164,4 +164,5 @@ class Planner:
             small=small,
             options=options,
             kinds=routable.kinds,
+            leaders=routable.leaders,
         )

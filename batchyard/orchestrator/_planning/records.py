@@ -149,9 +149,10 @@ class Group:
         body: dict[str, Any] | None = None,
         route: Route | None = None,
         reason: str | None = None,
+        twin_of: str | None = None,
     ) -> NewRequest:
         """The row to store for a spilled record: its body given, or kept in the record;
-        routed when `route` is given, else pending."""
+        routed when `route` is given, a twin of `twin_of`, else pending."""
         std, flex, batch, fast = rec[_COST]
         return NewRequest(
             custom_id=rec[CUSTOM_ID],
@@ -172,6 +173,7 @@ class Group:
             body_bytes=None if body is not None else rec[_BODY_BYTES],
             route=route,
             reason=reason,
+            twin_of=twin_of,
         )
 
 
@@ -219,6 +221,7 @@ class Preview:
     saving: float = 0.0
     twin_ids: list[str] = dataclasses.field(default_factory=list)
     twins: list[tuple[str, PathCosts]] = dataclasses.field(default_factory=list)
+    leaders: list[str] = dataclasses.field(default_factory=list)  # each twin's first line's id
 
 
 Sources = Callable[[list[str]], Mapping[str, AnswerSource]]
@@ -240,20 +243,23 @@ def preview_lines(
             for rec in block:
                 tally.add(groups[rec[GROUP]].features(rec))
             continue
-        keys = [rec[KEY] for rec in block if rec[KEY] is not None]
+        keyed = [rec for rec in block if rec[KEY] is not None]
+        keys = [rec[KEY] for rec in keyed]
         answers = sources(keys) if keys and sources is not None else {}
-        fresh = iter(seen.add(keys))
+        # the custom_id of the first line with each key: the line's own when it is new
+        firsts = iter(seen.first_lines(keys, [rec[CUSTOM_ID] for rec in keyed]))
         for rec in block:
             key = rec[KEY]
-            new = next(fresh) if key is not None else True
+            first = next(firsts) if key is not None else rec[CUSTOM_ID]
             if key is not None and key in answers:
                 found.reused += 1
                 found.saving += answers[key].cost
                 kinds.append(REUSED)
-            elif not new:
+            elif first != rec[CUSTOM_ID]:
                 kinds.append(TWIN)
                 found.twin_ids.append(rec[CUSTOM_ID])
                 found.twins.append((key, groups[rec[GROUP]].features(rec).cost))
+                found.leaders.append(first)
             else:
                 kinds.append(LEFT)
                 tally.add(groups[rec[GROUP]].features(rec))

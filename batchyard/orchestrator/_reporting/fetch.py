@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from batchyard.errors import NotFound
+from batchyard.jsontext import quoted
 from batchyard.models import RequestStatus
 from batchyard.orchestrator._answers.variants import Grouper
 from batchyard.orchestrator._reporting.reports import FetchReport
 from batchyard.store import Store
-from batchyard.store.codec import decode_body
+from batchyard.store.codec import body_text, decode_body
+from batchyard.store.requests import request_row
 from batchyard.store.rows import RequestRow
 
-__all__ = ["fetch", "output_line"]
+__all__ = ["fetch", "output_line", "plain_line"]
 
 
 def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None]) -> dict[str, Any]:
@@ -83,6 +85,40 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
     }
 
 
+def _number(value: int | float | None) -> str:
+    return "null" if value is None else repr(value)  # json writes numbers by their repr
+
+
+def plain_line(
+    run_id: str, row: Mapping[str, Any], batch_ids: Mapping[int, str | None]
+) -> str | None:
+    """`output_line` of a stored row (`Store.iter_request_rows`), as the text json writes
+    of it, for the common line: succeeded with an ASCII answer, bought here by the model it
+    named. Built from the row's fields and the answer's stored text, without a record or an
+    encoder; None for any other line (it takes `output_line`)."""
+    if row["status"] != "succeeded" or row["fallback"] is not None:
+        return None
+    stored, code = row["response_body"], row["status_code"]
+    if row["reused_from"] is not None or stored is None or code is None:
+        return None
+    text = body_text(stored)
+    if not text.isascii():
+        return None
+    line, shard = row["line"], row["shard"]
+    batch_id = batch_ids.get(shard) if shard is not None else None
+    return (
+        f'{{"id":{quoted(f"batchyard_{run_id}_{line}")},"custom_id":{quoted(row["custom_id"])},'
+        f'"response":{{"status_code":{code!r},"request_id":{quoted(row["request_id"])},'
+        f'"body":{text}}},"error":null,"batchyard":{{"line":{line!r},"status":"succeeded",'
+        f'"route":{quoted(row["route"])},"batch_id":{quoted(batch_id)},'
+        f'"attempts":{_number(row["attempts"])},"cost":{_number(row["cost"])},'
+        f'"input_tokens":{_number(row["input_tokens"])},'
+        f'"output_tokens":{_number(row["output_tokens"])},'
+        f'"requeues":{_number(row["requeues"])},"requeue_cost":{_number(row["requeue_cost"])},'
+        f'"reused_from":null,"model":{quoted(row["model"])},"fallback":null}}}}'
+    )
+
+
 class _Splice:
     """Output lines with each stored answer written into them as its stored text.
 
@@ -134,24 +170,26 @@ def fetch(
         err = stack.enter_context(err_tmp.open("w", encoding="utf-8")) if err_tmp else None
         grouper = Grouper() if group else None
         splice = _Splice(enabled=grouper is None)
-        for r in store.iter_requests(run_id, raw_response=True):
-            record, line = splice.line(run_id, r, batch_ids)
+        for row in store.iter_request_rows(run_id):
+            line = plain_line(run_id, row, batch_ids) if grouper is None else None
+            if line is None:
+                record, line = splice.line(run_id, request_row(row, raw_response=True), batch_ids)
+                for grouped in grouper.add(record) if grouper is not None else ():
+                    out.write(json.dumps(grouped, separators=(",", ":")) + "\n")
+                    lines += 1
             if grouper is None:
                 out.write(line + "\n")
                 lines += 1
-            else:
-                for grouped in grouper.add(record):
-                    out.write(json.dumps(grouped, separators=(",", ":")) + "\n")
-                    lines += 1
-            if r.status is RequestStatus.SUCCEEDED:
+            status = row["status"]
+            if status == RequestStatus.SUCCEEDED:
                 succeeded += 1
-                fallback += r.fallback is not None
+                fallback += row["fallback"] is not None
                 continue
-            if r.status is RequestStatus.CANCELLED:
+            if status == RequestStatus.CANCELLED:
                 cancelled += 1
-            elif r.status in (RequestStatus.FAILED, RequestStatus.INVALID):
+            elif status in (RequestStatus.FAILED, RequestStatus.INVALID):
                 failed += 1
-                invalid += r.status is RequestStatus.INVALID
+                invalid += status == RequestStatus.INVALID
             else:
                 unfinished += 1
             if err is not None:
