@@ -82,10 +82,19 @@ def shard_line(
     return b'%s,"body":%s}\n' % (head[:-1], text)
 
 
+_FRAME = len(b'{"custom_id":,"method":"POST","url":,"body":}\n')
+
+
+def _string_bytes(text: str) -> int:
+    """The length of `text` as a JSON string in `compact` (UTF-8, json's escapes)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return len(text) + 2
+    return len(compact(text))
+
+
 def shard_line_size(custom_id: str, url: str, body_bytes: int) -> int:
     """`len(shard_line(...))` for a body whose compact JSON is `body_bytes` long."""
-    head = compact({"custom_id": custom_id, "method": "POST", "url": url})
-    return len(head) + len(b',"body":') + body_bytes + len(b"\n")
+    return _FRAME + _string_bytes(custom_id) + _string_bytes(url) + body_bytes
 
 
 @dataclass(frozen=True, slots=True)

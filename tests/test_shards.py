@@ -165,3 +165,17 @@ def test_learn_limit_from_provider_message() -> None:
 def test_learn_limit_without_a_number_shrinks_below_the_failed_shard() -> None:
     assert learn_limit(5_000_000, 1_000_000, "Enqueued token limit reached.") == 800_000
     assert learn_limit(500_000, 1_000_000, None) == 500_000  # never grows past the current one
+
+
+@pytest.mark.parametrize(
+    "custom_id", ["req-1", 'a"b', "caf\u00e9 \U0001f600", "tab\tx", "back\\s", "\x7f"]
+)
+def test_a_line_is_sized_without_its_body_as_it_is_written(custom_id: str) -> None:
+    from batchyard.jsontext import compact
+    from batchyard.shards import shard_line_size
+
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 'h\u00e9 "q"'}]}
+    url = "/v1/chat/completions"
+    assert shard_line_size(custom_id, url, len(compact(body))) == len(
+        shard_line(custom_id, url, body)
+    )
