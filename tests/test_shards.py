@@ -172,7 +172,7 @@ def test_learn_limit_without_a_number_shrinks_below_the_failed_shard() -> None:
 )
 def test_a_line_is_sized_without_its_body_as_it_is_written(custom_id: str) -> None:
     from batchyard.jsontext import compact
-    from batchyard.shards import shard_line_size
+    from batchyard.shards import shard_line, shard_line_size
 
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 'h\u00e9 "q"'}]}
     url = "/v1/chat/completions"
