@@ -13,6 +13,7 @@ from pathlib import Path
 
 from batchyard.config import DB_ENV, default_db_path
 
+from .answers import AnswersMixin
 from .batchlines import BatchLinesMixin
 from .claims import ClaimsMixin
 from .clocks import ClocksMixin
@@ -34,6 +35,7 @@ __all__ = ["DB_ENV", "Store", "default_db_path"]
 class Store(
     ShardsMixin,
     BatchLinesMixin,
+    AnswersMixin,
     BatchLeasesMixin,
     ClaimsMixin,
     RequestsMixin,

@@ -334,12 +334,6 @@ class RequestsMixin(StoreBase):
         for r in rows:
             yield request_row(r, raw_response=raw_response)
 
-    def iter_request_rows(self, run_id: str, *, page_size: int = 1000) -> Iterator[dict[str, Any]]:
-        """`iter_requests(run_id, raw_response=True)` as the rows themselves, by column name
-        (`request_row(row, raw_response=True)` makes the record of one): for reading every
-        line of a large run where most lines need only a few of their fields (`fetch`)."""
-        return self._request_rows(run_id, None, None, None, False, True, page_size)
-
     def _request_rows(
         self,
         run_id: str,

@@ -92,7 +92,7 @@ def _number(value: int | float | None) -> str:
 def plain_line(
     run_id: str, row: Mapping[str, Any], batch_ids: Mapping[int, str | None]
 ) -> str | None:
-    """`output_line` of a stored row (`Store.iter_request_rows`), as the text json writes
+    """`output_line` of a stored row (`Store.answer_rows`), as the text json writes
     of it, for the common line: succeeded with an ASCII answer, bought here by the model it
     named. Built from the row's fields and the answer's stored text, without a record or an
     encoder; None for any other line (it takes `output_line`)."""
@@ -170,10 +170,11 @@ def fetch(
         err = stack.enter_context(err_tmp.open("w", encoding="utf-8")) if err_tmp else None
         grouper = Grouper() if group else None
         splice = _Splice(enabled=grouper is None)
-        for row in store.iter_request_rows(run_id):
+        for row in store.answer_rows(run_id):
             line = plain_line(run_id, row, batch_ids) if grouper is None else None
             if line is None:
-                record, line = splice.line(run_id, request_row(row, raw_response=True), batch_ids)
+                full = request_row(store.request_row_by_id(row["id"]), raw_response=True)
+                record, line = splice.line(run_id, full, batch_ids)
                 for grouped in grouper.add(record) if grouper is not None else ():
                     out.write(json.dumps(grouped, separators=(",", ":")) + "\n")
                     lines += 1
