@@ -390,7 +390,7 @@ async def test_a_round_over_two_thousand_requests_stays_cheap(tmp_path: Path) ->
     # (a per-request query would add 2,000; a clock would measure the machine, not the code).
     statements: list[str] = []
     orch.store.db.conn.set_trace_callback(statements.append)
-    await orch._reroute(run)
+    await orch.driver.reroute(run)
     reroute_statements = len(statements)
     statements.clear()
     status = await orch.step(result.run_id)

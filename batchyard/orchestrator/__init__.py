@@ -1,7 +1,9 @@
 """The orchestrator: runs both paths (real time and the Batch API) and the glue between them.
 
-`Orchestrator` (in `_orchestrator.py`: planning and submitting, on `_driving.py`'s rounds
-and `_core.py`'s shared parts and reading) is the entry point. The executors are `BatchRunner`
+`Orchestrator` (`_orchestrator.py`) is the entry point: a facade that owns its parts and
+hands its calls to three collaborators, a `Planner` (`_planner.py`: intake, the plan,
+recording a run), a `RunDriver` (`_driving.py`: rounds until a run is done) and a `Reporter`
+(`_reporter.py`: status, costs, fetch, results). The executors are `BatchRunner`
 (`batch/runner.py`: split, upload, create, poll, download, apply, re-submit, reconcile) and
 `RealtimeRunner` (`realtime/runner.py`: admission from rate-limit headers, retries, breaker, flex).
 Imports flow one way: orchestrator → {router, store, tokens}; nothing here writes SQL or

@@ -1,62 +1,183 @@
 """Driving a run: rounds of real-time work and batch polling until it is done.
 
-Owns `RunDriving`, the part of `Orchestrator` that moves runs on (`step`, `wait`,
-`drive_realtime`, `resume`, `cancel`, `stop`): re-routing between rounds, the real-time
-share, batch rounds, the budget warning and when the next round is due. Every change of
-course is an event in the store with its reason. No SQL, no printing, the injected clock.
+Owns `RunDriver`, which moves runs on (`step`, `wait`, `drive_realtime`, `resume`,
+`cancel`): re-routing between rounds, the real-time share, batch rounds, the budget warning
+and when the next round is due. It is built from the store, the batch runner, a way to make
+the real-time runner (made on first use: planning needs no key) and a `Reporter` for the
+status each round returns; `Orchestrator` hands these calls to one. Every change of course
+is an event in the store with its reason. No SQL, no printing, the injected clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
+from batchyard.catalog import Catalog
+from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
 from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import _routing as routing
-from batchyard.orchestrator._core import OrchestratorCore
 from batchyard.orchestrator._fallback import breaker_fallback
 from batchyard.orchestrator._notify import notify_if_finished
-from batchyard.orchestrator._reports import (
-    RunStatus,
-)
+from batchyard.orchestrator._progress import OnProgress
+from batchyard.orchestrator._provider_clock import ProviderClock
+from batchyard.orchestrator._reporter import Reporter
+from batchyard.orchestrator._reports import RunStatus
 from batchyard.orchestrator._steering import (
     budget_guard,
+    budget_warning,
     cancel_realtime,
     check_recorded,
     finish_if_done,
     recover_claims,
     recover_dead_claims,
-    reroute,
+    route_unbatchable,
     set_state,
     stall_reason,
     watch_cancels,
 )
-from batchyard.orchestrator._timing import sleep_unless
+from batchyard.orchestrator._steering import (
+    reroute as reroute_open_work,
+)
+from batchyard.orchestrator._timing import Clock, Sleep, sleep_unless
+from batchyard.orchestrator.batch.runner import BatchRunner
+from batchyard.orchestrator.batch.submit import SubmitReport
+from batchyard.orchestrator.realtime.runner import RealtimeRunner
 from batchyard.orchestrator.realtime.types import FlexFallback
+from batchyard.router import ModelCapacity, Turnaround
+from batchyard.store import Store
 from batchyard.store.rows import RunRow
 
-__all__ = ["RunDriving"]
+__all__ = ["OnRound", "RunDriver"]
+
+OnRound = Callable[[RunStatus], None]  # told each round's status
 
 
-class RunDriving(OrchestratorCore):
-    """Driving runs; part of `Orchestrator` (use that class)."""
+class RunDriver:
+    """Moves runs on, as the process whose `owner` it is.
 
-    async def _reroute(self, run: RunRow) -> None:
+    `realtime` makes the real-time runner, once, when a run first needs it; `stopping` is
+    set to finish gracefully; `blocked` (why real-time dispatch stopped, per run) is shared
+    with the `Reporter`, whose status says a run is stalled by it; `progress` hears of the
+    budget warning.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        batch: BatchRunner,
+        realtime: Callable[[], RealtimeRunner],
+        reporter: Reporter,
+        *,
+        settings: Settings,
+        models: Catalog,
+        clock: Clock,
+        sleep: Sleep,
+        owner: str,
+        provider_clock: ProviderClock,
+        prior: Turnaround,
+        cancel_prior: Turnaround,
+        stopping: asyncio.Event | None = None,
+        blocked: dict[str, str] | None = None,
+        progress: OnProgress | None = None,
+    ) -> None:
+        self.store = store
+        self.batch = batch
+        self.reporter = reporter
+        self.settings = settings
+        self.models = models
+        self.clock = clock
+        self.sleep = sleep
+        self.owner = owner
+        self.provider_clock = provider_clock
+        self.prior = prior
+        self.cancel_prior = cancel_prior
+        self.stopping = stopping if stopping is not None else asyncio.Event()
+        self.blocked: dict[str, str] = blocked if blocked is not None else {}
+        self._make_realtime = realtime
+        self._realtime: RealtimeRunner | None = None
+        self._progress_to = progress
+        self._escalation: dict[str, float | None] = {}  # run -> next escalation point
+        self._said: dict[tuple[str, str], str] = {}  # (run, kind) -> last message recorded
+        self._warned: set[str] = set()  # runs whose budget warning is recorded
+        self._driving: set[str] = set()  # runs this object drives (its `drivers` rows)
+
+    @property
+    def realtime(self) -> RealtimeRunner:
+        """The real-time runner, made on first use."""
+        if self._realtime is None:
+            self._realtime = self._make_realtime()
+        return self._realtime
+
+    def capacities(self, names: list[str]) -> dict[str, ModelCapacity]:
+        """Each model's limits as the store and the real-time runner (once made) see them."""
+        return routing.live_capacities(self.models, names, self.store, self._realtime)
+
+    def release(self) -> None:
+        """Say in the store that this process no longer drives the runs it drove."""
+        for run_id in self._driving:
+            self.store.stop_driving(run_id, self.owner)
+
+    def _progress(self, kind: str, data: dict[str, Any]) -> None:
+        if self._progress_to is not None:
+            self._progress_to(kind, data)
+
+    async def submit_batches(self, run_id: str) -> SubmitReport:
+        """Submit the run's batch shards that are due; lines the Batch API cannot take go
+        to real time."""
+        report = await self.batch.submit(run_id)
+        self.provider_clock.flush()
+        route_unbatchable(self.store, run_id, report.unbatchable, self.models)
+        return report
+
+    def deadline_view(self, run_id: str, model: str) -> tuple[float | None, float]:
+        """For lines sent again: the run's next escalation point (else its deadline) and
+        the model's median turnaround, on our clock."""
+        batches, clock = self.store.list_batches(), self.provider_clock.map()
+        median = routing.turnarounds(batches, [model], self.prior, clock)[model].median_s
+        point = self._escalation.get(run_id)
+        return (point if point is not None else self.store.get_run(run_id).deadline_at), median
+
+    def _warn_budget(self, run_id: str) -> None:
+        """Once a run has spent the warning share of its budget: one `budget.warning`
+        event (also for other processes on the run), a progress event and so a metric; the
+        status line and the live view show it from then on."""
+        if run_id in self._warned:
+            return
+        run = self.store.get_run(run_id)
+        message = budget_warning(self.store, run, self.settings.budget_warn_share)
+        if message is None:
+            return
+        self._warned.add(run_id)
+        if self.store.list_events(run_id, kinds=["budget.warning"], limit=1):
+            return
+        data = {"budget": run.budget, "spent": run.actual_cost}
+        self.store.add_event(run_id, "budget.warning", message, data)
+        self._progress("budget.warning", {"run_id": run_id, "message": message, **data})
+
+    def _say(self, run_id: str, kind: str, message: str) -> None:
+        """Record an event unless it repeats the last one of its kind (rounds repeat)."""
+        if self._said.get((run_id, kind)) != message:
+            self._said[(run_id, kind)] = message
+            self.store.add_event(run_id, kind, message)
+
+    async def reroute(self, run: RunRow) -> None:
         """Re-decide the open work: escalate late batches, move work off failing paths
         (to the run's fallback models, for a breaker still open past the escalation point)."""
         points: dict[str, float] = {}
-        self._escalation[run.id] = await reroute(
+        self._escalation[run.id] = await reroute_open_work(
             self.store,
             self.batch,
             run,
             routing.run_policy(run, self.settings),
-            self._capacities,
+            self.capacities,
             self.clock(),
             self._progress,
             self.prior,
             self.cancel_prior,
-            self.clock_map(),
+            self.provider_clock.map(),
             points=points,
         )
         if self._realtime is not None and points:
@@ -75,18 +196,18 @@ class RunDriving(OrchestratorCore):
         )
         stop = budget_guard(self.store, run)
         if stop is not None:
-            self._blocked[run_id] = stop
+            self.blocked[run_id] = stop
             self._say(run_id, "budget.stop", stop)
             return
         recover_dead_claims(self.store, run_id)
         try:
             await self.realtime.run(run_id, stop=self.stopping, flex_fallback=fallback)
-            self._blocked.pop(run_id, None)
+            self.blocked.pop(run_id, None)
         except DispatchStopped as exc:
-            self._blocked[run_id] = str(exc)
+            self.blocked[run_id] = str(exc)
             self._say(run_id, "realtime.quota", str(exc))
-            await self._reroute(self.store.get_run(run_id))
-            await self._submit_batches(run_id)
+            await self.reroute(self.store.get_run(run_id))
+            await self.submit_batches(run_id)
 
     async def _batch_round(self, run: RunRow) -> bool:
         """Poll, re-decide, submit. False while the run is being cancelled: then only the
@@ -100,18 +221,18 @@ class RunDriving(OrchestratorCore):
         self.provider_clock.flush()
         if run.state is RunState.CANCELLING:
             return False
-        await self._reroute(run)
-        await self._submit_batches(run.id)
+        await self.reroute(run)
+        await self.submit_batches(run.id)
         return True
 
     async def step(self, run_id: str, *, realtime: bool = True) -> RunStatus:
-        """One round: poll and apply batches, re-decide, submit shards, run real-time work."""
+        """One round (`Orchestrator.step`)."""
         run = check_recorded(self.store, self.store.get_run(run_id))
         if run.state in (RunState.COMPLETED, RunState.CANCELLED):
-            return self.status(run_id)
+            return self.reporter.status(run_id)
         if await self._batch_round(run) and realtime and not self.stopping.is_set():
             await self._run_realtime(run_id)
-            if stalled := stall_reason(self.store, run_id, self._blocked.get(run_id)):
+            if stalled := stall_reason(self.store, run_id, self.blocked.get(run_id)):
                 self._say(run_id, "run.stalled", stalled)
         finish_if_done(self.store, run_id)
         self._warn_budget(run_id)
@@ -119,24 +240,16 @@ class RunDriving(OrchestratorCore):
 
     async def _finished(self, run_id: str) -> RunStatus:
         """The run's status, after its `--notify` call if it has just finished."""
-        status = self.status(run_id)
+        status = self.reporter.status(run_id)
         if await notify_if_finished(self.store, self.settings, status, self.clock):
-            status = self.status(run_id)
+            status = self.reporter.status(run_id)
         return status
 
     async def wait(
-        self,
-        run_id: str,
-        *,
-        on_round: Callable[[RunStatus], None] | None = None,
-        max_rounds: int | None = None,
+        self, run_id: str, *, on_round: OnRound | None = None, max_rounds: int | None = None
     ) -> RunStatus:
-        """Drive the run until every request is finished (real time and batch together).
-
-        Returns early, the run still open, when it cannot progress without the user (real
-        time stopped for the quota or the budget, nothing else left): a `run.stalled` event
-        and `status().last_errors` say why.
-        """
+        """Rounds, the real-time share running beside the batch rounds, until the run is
+        done or stalled (`Orchestrator.wait`)."""
         rounds = 0
         rt_task: asyncio.Task[object] | None = None
         try:
@@ -144,7 +257,7 @@ class RunDriving(OrchestratorCore):
                 run = check_recorded(self.store, self.store.get_run(run_id))
                 if run.state in (RunState.COMPLETED, RunState.CANCELLED):
                     if on_round is not None and rounds == 0:
-                        on_round(self.status(run_id))  # finished before: one round still
+                        on_round(self.reporter.status(run_id))  # finished before: one round still
                     break
                 if await self._batch_round(run) and (rt_task is None or rt_task.done()):
                     if rt_task is not None and (exc := rt_task.exception()) is not None:
@@ -155,14 +268,14 @@ class RunDriving(OrchestratorCore):
                 await asyncio.sleep(0)
                 finish_if_done(self.store, run_id)
                 self._warn_budget(run_id)
-                status = self.status(run_id)
+                status = self.reporter.status(run_id)
                 if on_round is not None:
                     on_round(status)
                 rounds += 1
                 if status.done or (max_rounds is not None and rounds >= max_rounds):
                     break
                 if rt_task is None or rt_task.done():
-                    stalled = stall_reason(self.store, run_id, self._blocked.get(run_id))
+                    stalled = stall_reason(self.store, run_id, self.blocked.get(run_id))
                     if stalled is not None:
                         self._say(run_id, "run.stalled", stalled)
                         break
@@ -172,13 +285,9 @@ class RunDriving(OrchestratorCore):
                 await rt_task
         return await self._finished(run_id)
 
-    async def drive_realtime(
-        self, run_id: str, *, on_round: Callable[[RunStatus], None] | None = None
-    ) -> RunStatus:
-        """Rounds of `step` until no real-time work is left; the batches carry on without
-        this call (follow them with `wait`, or later with `resume`). What `submit` in the
-        CLI does in the foreground."""
-        status = self.status(run_id)
+    async def drive_realtime(self, run_id: str, *, on_round: OnRound | None = None) -> RunStatus:
+        """Rounds of `step` until no real-time work is left (`Orchestrator.drive_realtime`)."""
+        status = self.reporter.status(run_id)
         if on_round is not None:
             on_round(status)
 
@@ -216,14 +325,8 @@ class RunDriving(OrchestratorCore):
             wait = min(wait, max(0.0, escalation - self.clock()))
         return wait
 
-    def stop(self) -> None:
-        """Stop gracefully (Ctrl-C): no new calls or rounds; calls on the wire get the
-        real-time grace to finish, the rest is left pending for `resume`."""
-        self.stopping.set()
-
     async def resume(self, run_id: str, *, realtime: bool = True) -> RunStatus:
-        """After a crash: reconcile remote batches and in-flight calls, then one round
-        (without its real-time share when `realtime` is False)."""
+        """Reconcile after a crash, then one round (`Orchestrator.resume`)."""
         check_recorded(self.store, self.store.get_run(run_id))
         recovered = recover_claims(
             self.store, run_id, self.owner, self.realtime.stale_claim_seconds
@@ -237,10 +340,10 @@ class RunDriving(OrchestratorCore):
         return await self.step(run_id, realtime=realtime)
 
     async def cancel(self, run_id: str) -> RunStatus:
-        """Cancel active batches (finished lines kept) and every request not yet finished."""
+        """Cancel the run's batches and open requests (`Orchestrator.cancel`)."""
         run = self.store.get_run(run_id)
         if run.state in (RunState.COMPLETED, RunState.CANCELLED):
-            return self.status(run_id)
+            return self.reporter.status(run_id)
         if run.state is not RunState.CANCELLING:
             set_state(self.store, run_id, RunState.CANCELLING)
         if cancelled := cancel_realtime(self.store, run_id):

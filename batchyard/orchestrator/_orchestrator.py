@@ -1,53 +1,264 @@
 """The orchestrator: one object that plans, submits, drives, reports and fetches runs.
 
-Owns the run lifecycle as users see it (`submit`, `step`, `drive_realtime`, `wait`, `status`,
-`fetch`, `cancel`, `resume`, `costs`), gluing ingest → store → router → the two executors
-(`BatchRunner` for the Batch API, `RealtimeRunner` for real time). Every decision and change
-of course is recorded as an event in the store with its reason. It never writes SQL (the
-store does), never prints (callers render), and reads time only through the injected clock.
+Owns `Orchestrator`, the facade of the Python API and the CLI: the settings, the injected
+clock and sleep, the progress callback and the metrics, and the parts it is made of, each
+made on first use: the store, the client, the two executors (`BatchRunner` for the Batch
+API, `RealtimeRunner` for real time) and three collaborators it hands its calls to, a
+`Planner` (`_planner.py`: intake, plan, recording), a `RunDriver` (`_driving.py`: rounds
+until a run is done) and a `Reporter` (`_reporter.py`: status, costs, fetch, results). Every
+decision and change of course is recorded as an event in the store with its reason. It never
+writes SQL (the store does), never prints (callers render), and reads time only through the
+injected clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Self
+
+import openai
 
 from batchyard.build import BuildReport, Variation, build_file
+from batchyard.catalog import Catalog
 from batchyard.checks import CheckFn
+from batchyard.config import Settings, load_settings
 from batchyard.errors import ProviderError
+from batchyard.metrics import Metrics
 from batchyard.models import RouteOverride
 from batchyard.orchestrator import _client as key_checks
 from batchyard.orchestrator import _routing as routing
-from batchyard.orchestrator._answer_checks import check_options
-from batchyard.orchestrator._driving import RunDriving
-from batchyard.orchestrator._fallback import OPTION as FALLBACK_OPTION
-from batchyard.orchestrator._fallback import resolve_fallbacks
-from batchyard.orchestrator._intake import check_file, record_run, reuse_preview, with_reuse
+from batchyard.orchestrator._answer_checks import Judges
+from batchyard.orchestrator._answers import Result
+from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator._driving import OnRound, RunDriver
 from batchyard.orchestrator._notify import notify_secret
+from batchyard.orchestrator._planner import Planner
 from batchyard.orchestrator._progress import OnProgress
+from batchyard.orchestrator._provider_clock import ClockMap, ProviderClock
+from batchyard.orchestrator._reporter import Reporter
 from batchyard.orchestrator._reports import (
+    CostReport,
+    FetchReport,
+    RunInfo,
+    RunStatus,
     SubmitResult,
+    VerifyReport,
 )
 from batchyard.orchestrator._sources import Requests, Source, prepare_source
-from batchyard.router import (
-    Plan,
-    RunPolicy,
-    decide_lines,
-    is_small_run,
-    plan_from_decision,
-)
+from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
+from batchyard.orchestrator.batch.remote import new_owner
+from batchyard.orchestrator.batch.runner import BatchRunner
+from batchyard.orchestrator.realtime.runner import RealtimeRunner
+from batchyard.router import ModelCapacity, Plan, RunPolicy
+from batchyard.store import Store
 
 __all__ = ["OnProgress", "Orchestrator"]
 
 
-class Orchestrator(RunDriving):
+class Orchestrator:
     """Async entry point of the Python API. See `batchyard.Batchyard` for a sync facade.
 
     `client` or `http_client` point the SDK somewhere else (the embedded simulator, a
     proxy); `clock`/`sleep` let tests and the demo run on simulated time.
     """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        client: openai.AsyncOpenAI | None = None,
+        clock: Clock = real_clock,
+        sleep: Sleep = real_sleep,
+        on_progress: OnProgress | None = None,
+        workdir: Path | None = None,
+        checks: Mapping[str, CheckFn] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        # Prometheus series in a registry of this orchestrator's own (`--metrics-port`).
+        self.metrics = metrics or Metrics()
+        self.models: Catalog = self.settings.model_table()
+        self.prior, self.cancel_prior = routing.priors(self.settings)
+        self.clock = clock
+        self.sleep = sleep
+        self.on_progress = on_progress
+        self.owner = new_owner()
+        self.stopping = asyncio.Event()  # set by stop(): finish gracefully
+        self._store = store
+        # One retry layer: ours. A client handed in keeps its transport and settings,
+        # but never retries on its own.
+        self._client = client.with_options(max_retries=0) if client is not None else None
+        self._workdir = workdir
+        self._tempdir: Path | None = None  # made here (no workdir given): removed on close
+        self._registry: dict[str, CheckFn] = dict(checks or {})  # user checks by name
+        self._blocked: dict[str, str] = {}  # run -> why real-time dispatch stopped
+        self._judges: Judges | None = None
+        self._provider_clock: ProviderClock | None = None
+        self._planner: Planner | None = None
+        self._driver: RunDriver | None = None
+        self._reporter: Reporter | None = None
+
+    # ---- parts, made on first use ---------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.settings.db_path(), now=self.clock)
+        return self._store
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            self._client = make_client(self.settings)
+        return self._client
+
+    @property
+    def provider_clock(self) -> ProviderClock:
+        """The provider's clock as read off its responses (kept in the store per base URL)."""
+        if self._provider_clock is None:
+            self._provider_clock = ProviderClock(self.store, self.settings.base_url, self.clock)
+        return self._provider_clock
+
+    def clock_map(self) -> ClockMap:
+        """Provider times onto our clock: the offset and rate fitted so far."""
+        return self.provider_clock.map()
+
+    @property
+    def judges(self) -> Judges:
+        """Each run's checks on answers (user checks passed in are found here by name)."""
+        if self._judges is None:
+            self._judges = Judges(self.store, self.models, self._registry)
+        return self._judges
+
+    @property
+    def planner(self) -> Planner:
+        """Intake, plans and recording runs."""
+        if self._planner is None:
+            self._planner = Planner(
+                self.settings,
+                self.models,
+                self.store,
+                self.judges,
+                clock=self.clock,
+                prior=self.prior,
+                cancel_prior=self.cancel_prior,
+                capacities=self._capacities,
+                clock_map=self.clock_map,
+            )
+        return self._planner
+
+    @property
+    def reporter(self) -> Reporter:
+        """Runs, status, costs, answers."""
+        if self._reporter is None:
+            self._reporter = Reporter(
+                self.store,
+                self.models,
+                clock=self.clock,
+                prior=self.prior,
+                clock_map=self.clock_map,
+                blocked=self._blocked,
+            )
+        return self._reporter
+
+    @property
+    def driver(self) -> RunDriver:
+        """Rounds of batch polling and real-time work (makes the batch runner)."""
+        if self._driver is None:
+            store, client = self.store, self.client
+            workdir = self._workdir
+            if workdir is None:
+                workdir = self._tempdir = Path(tempfile.mkdtemp(prefix="batchyard-"))
+            batch = BatchRunner(
+                store,
+                client,
+                self.models,
+                self.settings,
+                workdir=workdir,
+                provider_clock=self.provider_clock,
+                **self._timing(),
+            )
+            batch.ctx.judges = self.judges
+            self._driver = RunDriver(
+                store,
+                batch,
+                self._make_realtime,
+                self.reporter,
+                settings=self.settings,
+                models=self.models,
+                clock=self.clock,
+                sleep=self.sleep,
+                owner=self.owner,
+                provider_clock=self.provider_clock,
+                prior=self.prior,
+                cancel_prior=self.cancel_prior,
+                stopping=self.stopping,
+                blocked=self._blocked,
+                progress=self._progress,
+            )
+            batch.ctx.deadline_view = self._driver.deadline_view
+        return self._driver
+
+    @property
+    def batch(self) -> BatchRunner:
+        return self.driver.batch
+
+    @property
+    def realtime(self) -> RealtimeRunner:
+        return self.driver.realtime
+
+    def _make_realtime(self) -> RealtimeRunner:
+        return RealtimeRunner(
+            self.store,
+            self.client,
+            self.models,
+            self.settings,
+            judges=self.judges,
+            metrics=self.metrics,
+            **self._timing(),
+        )
+
+    def _timing(self) -> dict[str, Any]:
+        return {
+            "clock": self.clock,
+            "sleep": self.sleep,
+            "owner": self.owner,
+            "on_progress": self._progress,
+        }
+
+    def _progress(self, kind: str, data: dict[str, Any]) -> None:
+        if self.on_progress is not None:
+            self.on_progress(kind, data)
+
+    def _capacities(self, names: list[str]) -> dict[str, ModelCapacity]:
+        """The models' limits for a plan: with the real-time runner's view once it runs."""
+        if self._driver is not None:
+            return self._driver.capacities(names)
+        return routing.live_capacities(self.models, names, self._store, None)
+
+    async def aclose(self) -> None:
+        """Close the client and the store, and remove the temporary folder this object
+        made for shard files (a `workdir` handed in is left alone)."""
+        if self._client is not None:
+            await self._client.close()
+        if self._store is not None:
+            if self._driver is not None:
+                self._driver.release()
+            self._store.close()
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     # ---- planning -------------------------------------------------------------------------
     def policy(
@@ -103,24 +314,11 @@ class Orchestrator(RunDriving):
         (`"temperature=0,0.7"`) and `samples` multiply every line into variants."""
         with tempfile.TemporaryDirectory(prefix="batchyard-plan-") as spool:
             source = self._source(path, template, vary, samples, Path(spool))
-            intake = check_file(
-                source.path,
-                self.models,
-                learned_output=self.store.output_evidence(),
-                reuse=self.settings.reuse if reuse is None else reuse,
-            )
+            intake = self.planner.intake(source.path, reuse=reuse)
         # the plan's assignments stream from the intake's spill while the plan lives
-        routable, preview = reuse_preview(intake, self.store)
+        routable, preview = self.planner.preview(intake)
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
-        names = routable.names
-        caps = self._capacities(names)
-        batches = self.store.list_batches()
-        clock = self.clock_map()
-        history = routing.turnarounds(batches, names, self.prior, clock)
-        cancel = routing.cancel_latency(batches, self.cancel_prior, clock)
-        args = (policy, caps, self.clock(), history)
-        decision, est = decide_lines(routable.tally, routable.lines, *args, cancel=cancel)
-        return with_reuse(plan_from_decision(decision, est, policy), preview, routable)
+        return self.planner.decide(routable, preview, policy)
 
     def build(
         self,
@@ -188,51 +386,25 @@ class Orchestrator(RunDriving):
         if notify is not None:
             notify_secret(self.settings)  # refuse before anything is recorded
         source = self._source(path, template, vary, samples).path
-        self.judges.register(checks)
-        options = check_options(
-            list(checks) if checks is not None else self.settings.checks,
-            self.settings.check_requeues if requeues is None else requeues,
-            self.settings.length_raise,
-        )
-        intake = check_file(
-            source,
-            self.models,
-            skip_invalid=skip_invalid,
-            rejects=Path(rejects) if rejects else None,
-            learned_output=self.store.output_evidence(),
-            reuse=self.settings.reuse if reuse is None else reuse,
-        )
-        groups = ((str(endpoint), model) for endpoint, model in intake.checked.groups)
-        fallbacks = resolve_fallbacks(fallback, self.settings.fallback, self.models, groups)
-        if fallbacks:
-            options[FALLBACK_OPTION] = fallbacks
+        planner = self.planner
+        options = planner.check_options(checks, requeues)
+        kept = Path(rejects) if rejects else None
+        intake = planner.intake(source, reuse=reuse, skip_invalid=skip_invalid, rejects=kept)
+        options |= planner.fallback_options(intake, fallback)
         policy = self.policy(deadline=deadline, budget=budget, route=route, strict=strict)
-        routable, preview = reuse_preview(intake, self.store)
-        names = routable.names
+        routable, preview = planner.preview(intake)
         await key_checks.preflight(self.client, self.sleep)
-        now = self.clock()
-        caps = self._capacities(names)
-        batches = self.store.list_batches()
-        clock = self.clock_map()
-        history = routing.turnarounds(batches, names, self.prior, clock)
-        cancel = routing.cancel_latency(batches, self.cancel_prior, clock)
-        # may raise PlanRefused
-        args = (policy, caps, now, history)
-        decision, est = decide_lines(routable.tally, routable.lines, *args, cancel=cancel)
-        plan = with_reuse(plan_from_decision(decision, est, policy), preview, routable)
-        small = is_small_run(routable.tally.routable.work(), policy)
-        checked = intake.checked
-        run_id = record_run(
-            self.store, intake, policy, decision, plan, small=small, options=options
-        )
+        plan = planner.decide(routable, preview, policy)  # may raise PlanRefused
+        run_id = planner.record(intake, routable, policy, plan, options)
         if notify is not None:
             self.store.set_notify(run_id, notify)
-        report = await self._submit_batches(run_id)
+        report = await self.driver.submit_batches(run_id)
         if report.errors and not report.submitted:
             raise ProviderError(
                 f"{report.errors[0]} The run {run_id} is recorded: run "
                 f"`batchyard resume {run_id}` once the API can be reached."
             )
+        checked = intake.checked
         return SubmitResult(
             run_id=run_id,
             plan=plan,
@@ -242,3 +414,77 @@ class Orchestrator(RunDriving):
             shards_submitted=report.submitted,
             waiting_shards=report.waiting,
         )
+
+    # ---- driving --------------------------------------------------------------------------
+    async def step(self, run_id: str, *, realtime: bool = True) -> RunStatus:
+        """One round: poll and apply batches, re-decide, submit shards, run real-time work."""
+        return await self.driver.step(run_id, realtime=realtime)
+
+    async def wait(
+        self, run_id: str, *, on_round: OnRound | None = None, max_rounds: int | None = None
+    ) -> RunStatus:
+        """Drive the run until every request is finished (real time and batch together).
+
+        Returns early, the run still open, when it cannot progress without the user (real
+        time stopped for the quota or the budget, nothing else left): a `run.stalled` event
+        and `status().last_errors` say why.
+        """
+        return await self.driver.wait(run_id, on_round=on_round, max_rounds=max_rounds)
+
+    async def drive_realtime(self, run_id: str, *, on_round: OnRound | None = None) -> RunStatus:
+        """Rounds of `step` until no real-time work is left; the batches carry on without
+        this call (follow them with `wait`, or later with `resume`). What `submit` in the
+        CLI does in the foreground."""
+        return await self.driver.drive_realtime(run_id, on_round=on_round)
+
+    def stop(self) -> None:
+        """Stop gracefully (Ctrl-C): no new calls or rounds; calls on the wire get the
+        real-time grace to finish, the rest is left pending for `resume`."""
+        self.stopping.set()
+
+    async def resume(self, run_id: str, *, realtime: bool = True) -> RunStatus:
+        """After a crash: reconcile remote batches and in-flight calls, then one round
+        (without its real-time share when `realtime` is False)."""
+        return await self.driver.resume(run_id, realtime=realtime)
+
+    async def cancel(self, run_id: str) -> RunStatus:
+        """Cancel active batches (finished lines kept) and every request not yet finished."""
+        return await self.driver.cancel(run_id)
+
+    # ---- reading ----------------------------------------------------------------------------
+    def runs(self, limit: int | None = None) -> list[RunInfo]:
+        """The runs in the job database, newest first."""
+        return self.reporter.runs(limit)
+
+    def status(self, run_id: str) -> RunStatus:
+        return self.reporter.status(run_id)
+
+    def refresh(self, last: RunStatus) -> RunStatus:
+        """`last` with the counts, batches and cost as the store has them now (cheap: for a
+        view redrawn every second)."""
+        return self.reporter.refresh(last)
+
+    def costs(self, run_id: str | None = None) -> CostReport:
+        return self.reporter.costs(run_id)
+
+    def fetch(
+        self,
+        run_id: str,
+        output: str | os.PathLike[str],
+        errors: str | os.PathLike[str] | None = None,
+        *,
+        group: bool = False,
+    ) -> FetchReport:
+        """Merged results in input order; `group`: one line per original request with its
+        fan-out variants side by side (`{"custom_id", "variants": {LABEL: line}}`)."""
+        errs = Path(errors) if errors else None
+        return self.reporter.fetch(run_id, Path(output), errs, group=group)
+
+    def results(self, run_id: str) -> Iterator[Result]:
+        """The run's results as `Result` objects, one per request, in input order, read
+        from the store a page at a time (no file is written)."""
+        return self.reporter.results(run_id)
+
+    async def verify(self) -> VerifyReport:
+        """Check the key and base URL with a models call; the key is never shown."""
+        return await key_checks.verify(self.client, self.settings, self.sleep)

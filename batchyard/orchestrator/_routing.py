@@ -49,6 +49,7 @@ __all__ = [
     "in_flight_tokens",
     "live_capacities",
     "current_routes",
+    "priors",
     "run_policy",
     "shard_states",
     "turnarounds",
@@ -76,6 +77,25 @@ _LIVE_BATCH = frozenset(
     }
 )
 _DONE_BATCH = frozenset({BatchStatus.COMPLETED, BatchStatus.APPLIED})
+# The priors count as this many observed batches (or cancels): the first few of this
+# store's own move the estimate most of the way.
+_PRIOR_WEIGHT = 2.0
+
+
+def priors(settings: Settings) -> tuple[Turnaround, Turnaround]:
+    """The configured batch turnaround and cancel latency, before this store's own."""
+    turnaround = Turnaround.from_median_p95(
+        settings.batch_turnaround_median_seconds,
+        settings.batch_turnaround_p95_seconds,
+        weight=_PRIOR_WEIGHT,
+    )
+    cancel = Turnaround.from_median_p95(
+        settings.cancel_latency_median_seconds,
+        settings.cancel_latency_p95_seconds,
+        max_s=3600.0,
+        weight=_PRIOR_WEIGHT,
+    )
+    return turnaround, cancel
 
 
 def user_policy(

@@ -45,6 +45,7 @@ and worst cost; never above all-standard apart from lines paid twice to hold a d
 from __future__ import annotations
 
 from batchyard.router.assign import Assigner
+from batchyard.router.budget import decide, decide_lines
 from batchyard.router.costs import Estimate, PlanRow, budget_stop_reason, estimate
 from batchyard.router.decision import Assignment, Change, Decision, ModelDecision, Redecision
 from batchyard.router.escalation import escalation_point, release_point
@@ -55,6 +56,7 @@ from batchyard.router.features import (
     RequestFeatures,
     RunPolicy,
 )
+from batchyard.router.lines import KEEP_LATE, LineSource
 from batchyard.router.pace import Safety, latest_start, realtime_seconds
 from batchyard.router.parse import (
     format_duration,
@@ -64,16 +66,7 @@ from batchyard.router.parse import (
     parse_deadline,
 )
 from batchyard.router.plan import Plan, make_plan, plan_from_decision
-from batchyard.router.policy import (
-    KEEP_LATE,
-    LineSource,
-    decide,
-    decide_lines,
-    is_small_run,
-    redecide,
-    route,
-    route_work,
-)
+from batchyard.router.policy import is_small_run, redecide, route, route_work
 from batchyard.router.resubmit import Leftovers, ResubmitAction, ResubmitRule, resubmission
 from batchyard.router.rules import (
     BATCH_ONLY_RULES,

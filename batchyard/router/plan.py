@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchyard.models import RouteOverride
+from batchyard.router.budget import decide
 from batchyard.router.costs import Estimate, PlanRow
 from batchyard.router.decision import Decision
 from batchyard.router.features import ModelCapacity, RequestFeatures, RunPolicy
 from batchyard.router.parse import format_duration, format_time, format_usd
-from batchyard.router.policy import decide
 from batchyard.router.rules import DEFAULT_RULES, Rule
 from batchyard.router.turnaround import Turnaround
 
