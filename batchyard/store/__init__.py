@@ -108,9 +108,10 @@ Allowed status changes: `batchyard.store.transitions` (RUN_/REQUEST_/BATCH_TRANS
 from __future__ import annotations
 
 from .base import chunked
-from .batches import IN_QUEUE, PROVIDER_STATUS, SHARD_TOKENS_KEY
+from .batches import PROVIDER_STATUS
 from .core import DB_ENV, Store, default_db_path
 from .fallback import FallbackMove, FallbackTotals
+from .queue import IN_QUEUE, SHARD_TOKENS_KEY
 from .rows import (
     ApplyReport,
     AttemptRow,

@@ -1,10 +1,11 @@
-"""Batches (shards): planning, intent before create, provider status, claims to apply.
+"""Batches (shards) once planned: their rows, statuses, and the provider's view of them.
 
-Owns the `batches` table and the request changes that go with a shard (assignment when
-planned, routed -> submitted when the provider batch exists, leftovers when applied).
-Provider statuses map explicitly onto `BatchStatus` (`PROVIDER_STATUS`); an unknown one
-raises. Leases (`claim_batch_for_submit` / `claim_batch_for_apply`, `BEGIN IMMEDIATE`)
-make sure two processes never submit or apply the same shard. No remote calls here.
+Owns reading the `batches` table (`get_batch`, `find_batch`, `list_batches`,
+`shard_outcomes`), checked status changes, and the request changes that go with the
+provider batch: routed -> submitted when it exists (`record_batch_remote`), and each polled
+Batch JSON (`update_batch_from_provider`). Provider statuses map explicitly onto
+`BatchStatus` (`PROVIDER_STATUS`); an unknown one raises. Planning a shard is `shards.py`;
+the leases to submit or apply one, and finishing it, are `leases.py`. No remote calls here.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from batchyard.errors import IllegalTransition, NotFound, ProviderError, StoreError
+from batchyard.errors import NotFound, ProviderError, StoreError
 from batchyard.models import BatchStatus, RequestStatus
 
 from .base import StoreBase, by_name, chunked, one_by_name, placeholders, record
-from .codec import dumps, loads_dict
+from .codec import loads_dict
 from .files import FilesMixin
 from .rows import BatchRow
-from .transitions import PROVIDER_TERMINAL, check_batch, check_request
+from .transitions import check_batch, check_request
 
-__all__ = ["IN_QUEUE", "PROVIDER_STATUS", "SHARD_TOKENS_KEY", "BatchesMixin"]
+__all__ = ["PROVIDER_STATUS", "BatchesMixin"]
 
 B = BatchStatus
 PROVIDER_STATUS: dict[str, BatchStatus] = {
@@ -46,22 +47,6 @@ PROVIDER_TIMES = (
     "cancelling_at",
     "cancelled_at",
 )
-# Shards whose input tokens count against the model's enqueued-token queue (planned ones
-# are committed to it); their tokens are the `batchyard_tokens` metadata set when planned.
-IN_QUEUE = frozenset(
-    {
-        B.PLANNED,
-        B.UPLOADING,
-        B.UPLOADED,
-        B.CREATING,
-        B.VALIDATING,
-        B.IN_PROGRESS,
-        B.FINALIZING,
-        B.CANCELLING,
-    }
-)
-SHARD_TOKENS_KEY = "batchyard_tokens"  # store-only shard metadata; never sent to the provider
-_SUBMITTABLE = (B.PLANNED, B.UPLOADING, B.UPLOADED, B.CREATING)
 _COLS = (
     "id, run_id, endpoint, model, status, provider_batch_id, input_file_row, input_file_id, "
     "output_file_id, error_file_id, request_count, counts_total, counts_completed, "
@@ -84,134 +69,6 @@ def _batch(r: dict[str, Any]) -> BatchRow:
 
 
 class BatchesMixin(FilesMixin, StoreBase):
-    def create_shard(
-        self,
-        run_id: str,
-        *,
-        endpoint: str,
-        model: str,
-        custom_ids: Sequence[str],
-        metadata: dict[str, str] | None = None,
-    ) -> int:
-        """Plan a shard of routed batch requests (one transaction); returns its id.
-
-        Every request must be routed to batch, have this model and endpoint, and be in
-        no other shard. The shard's metadata gets `batchyard_run` and `batchyard_shard`,
-        the tag that finds the provider batch again if a crash hides its id.
-        """
-        shard = self._plan_shard(run_id, endpoint, model, custom_ids, metadata, None, strict=True)
-        assert shard is not None
-        return shard
-
-    def claim_shard(
-        self,
-        run_id: str,
-        *,
-        endpoint: str,
-        model: str,
-        custom_ids: Sequence[str],
-        input_tokens: int,
-        queue_limit: int | None,
-        metadata: dict[str, str] | None = None,
-    ) -> int | None:
-        """`create_shard` as a claim several processes may race for: None (nothing
-        written) when another process has already put one of the requests in a shard or
-        moved it on, or when the model's queue has no room for `input_tokens` beside the
-        tokens of every unfinished shard of the model (all runs), read in the same
-        transaction. The loser reads the requests again next round."""
-        tokens = dict(metadata or {}) | {SHARD_TOKENS_KEY: str(input_tokens)}
-        queue = (input_tokens, queue_limit)
-        return self._plan_shard(run_id, endpoint, model, custom_ids, tokens, queue, strict=False)
-
-    def enqueued_tokens(self, model: str) -> int:
-        """The input tokens of every unfinished shard of `model`, all runs: what the
-        organisation's enqueued-token queue holds by this store's books."""
-        return self._enqueued(self.db.conn, model)
-
-    def _enqueued(self, conn: sqlite3.Connection, model: str) -> int:
-        (n,) = conn.execute(
-            "SELECT coalesce(sum(CAST(json_extract(metadata, '$.batchyard_tokens') "
-            "AS INTEGER)), 0) "
-            f"FROM batches WHERE model = ? AND status IN ({placeholders(len(IN_QUEUE))})",
-            (model, *(s.value for s in IN_QUEUE)),
-        ).fetchone()
-        return int(n)
-
-    def _plan_shard(
-        self,
-        run_id: str,
-        endpoint: str,
-        model: str,
-        custom_ids: Sequence[str],
-        metadata: dict[str, str] | None,
-        queue: tuple[int, int | None] | None,
-        *,
-        strict: bool,
-    ) -> int | None:
-        self._require_run(run_id)
-        if not custom_ids:
-            raise StoreError("A batch shard needs at least one request.")
-        with self._write() as conn:
-            ids: list[int] = []
-            joinable = {
-                "status": "routed",
-                "route": "batch",
-                "shard": None,
-                "model": model,
-                "endpoint": endpoint,
-            }
-            for part in chunked(custom_ids, 500):
-                rows = {
-                    r["custom_id"]: r
-                    for r in by_name(
-                        conn.execute(
-                            "SELECT custom_id, id, status, route, shard, model, endpoint "
-                            "FROM requests WHERE run_id = ? "
-                            f"AND custom_id IN ({placeholders(len(part))})",
-                            (run_id, *part),
-                        )
-                    )
-                }
-                for cid in part:
-                    r = rows.get(cid)
-                    if r is None:
-                        raise NotFound(f"Run {run_id} has no request with custom_id '{cid}'.")
-                    if any(r[k] != v for k, v in joinable.items()):
-                        if not strict and (r["model"], r["endpoint"]) == (model, endpoint):
-                            return None  # another process planned or moved it first
-                        raise StoreError(
-                            f"Request '{cid}' cannot join a {model} {endpoint} batch shard: it "
-                            f"is {r['status']}, route {r['route']}, shard {r['shard']}, "
-                            f"model {r['model']}, endpoint {r['endpoint']}."
-                        )
-                    ids.append(r["id"])
-            if queue is not None:
-                tokens, limit = queue
-                if limit is not None and self._enqueued(conn, model) + tokens > limit:
-                    return None  # another run's shard took the room first
-            now = self.now()
-            cur = conn.execute(
-                "INSERT INTO batches (run_id, endpoint, model, status, request_count, "
-                "created_at, updated_at) VALUES (?, ?, ?, 'planned', ?, ?, ?)",
-                (run_id, endpoint, model, len(custom_ids), now, now),
-            )
-            shard = int(cur.lastrowid or 0)
-            tag = dict(metadata or {}) | {"batchyard_run": run_id, "batchyard_shard": str(shard)}
-            conn.execute("UPDATE batches SET metadata = ? WHERE id = ?", (dumps(tag), shard))
-            conn.executemany(
-                "UPDATE requests SET shard = ?, updated_at = ? WHERE id = ?",
-                [(shard, now, i) for i in ids],
-            )
-            self._event(
-                conn,
-                run_id,
-                "batch.planned",
-                f"Planned shard {shard} of {len(custom_ids)} {model} request(s)",
-                {"requests": len(custom_ids)},
-                shard=shard,
-            )
-        return shard
-
     def get_batch(self, shard: int) -> BatchRow:
         r = one_by_name(self.db.conn.execute(f"SELECT {_COLS} FROM batches WHERE id = ?", (shard,)))
         if r is None:
@@ -426,102 +283,3 @@ class BatchesMixin(FilesMixin, StoreBase):
                 b.id,
             ),
         )
-
-    def _claim(self, shard: int, owner: str, lease: float, allowed: Sequence[BatchStatus]) -> bool:
-        with self._write() as conn:
-            b = self._batch_for_update(conn, shard)
-            now = self.now()
-            held = b.claim_owner not in (None, owner) and (b.claim_expires_at or 0) >= now
-            if b.status not in allowed or held:
-                return False
-            conn.execute(
-                "UPDATE batches SET claim_owner = ?, claim_expires_at = ? WHERE id = ?",
-                (owner, now + lease, shard),
-            )
-            return True
-
-    def claim_batch_for_submit(self, shard: int, owner: str, lease_seconds: float = 600) -> bool:
-        """Take (or renew) the lease to upload/create this shard; False if another holds it
-        or the shard is past creation. Only the holder should make its remote calls."""
-        return self._claim(shard, owner, lease_seconds, _SUBMITTABLE)
-
-    def claim_batch_for_apply(self, shard: int, owner: str, lease_seconds: float = 600) -> bool:
-        """Take (or renew) the lease to download and apply a provider-terminal shard;
-        False if it is not terminal, already applied, or another process holds it."""
-        return self._claim(shard, owner, lease_seconds, tuple(PROVIDER_TERMINAL))
-
-    def release_batch_claim(self, shard: int, owner: str) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "UPDATE batches SET claim_owner = NULL, claim_expires_at = NULL "
-                "WHERE id = ? AND claim_owner = ?",
-                (shard, owner),
-            )
-
-    def mark_applied(
-        self,
-        shard: int,
-        owner: str,
-        *,
-        leftover: RequestStatus = RequestStatus.RETRYABLE,
-        error_code: str = "batch_incomplete",
-    ) -> int:
-        """Finish an applied shard (the lease holder only): -> applied, lease released.
-
-        Requests of the shard still `submitted` (no line for them in either file) go to
-        `leftover` (retryable or failed) with `error_code`, so none is left hanging.
-        Returns how many were left over.
-        """
-        if leftover not in (RequestStatus.RETRYABLE, RequestStatus.FAILED):
-            raise IllegalTransition(
-                f"Leftover requests can only become retryable or failed, not {leftover}."
-            )
-        with self._write() as conn:
-            b = self._batch_for_update(conn, shard)
-            self._check_lease(b, owner)
-            self._set_batch_status(conn, b.run_id, shard, b.status, B.APPLIED)
-            now = self.now()
-            terminal = now if leftover == RequestStatus.FAILED else None
-            n = conn.execute(
-                "UPDATE requests SET status = ?, error_code = ?, error_message = ?, "
-                "updated_at = ?, finished_at = ? WHERE shard = ? AND status = 'submitted'",
-                (
-                    leftover.value,
-                    error_code,
-                    f"No result for this request in batch {b.provider_batch_id} ({b.status}).",
-                    now,
-                    terminal,
-                    shard,
-                ),
-            ).rowcount
-            # Close the shard's attempts in two set-based statements (not row by row):
-            # from the request's outcome, or "retryable" if it has moved on since.
-            conn.execute(
-                "UPDATE attempts SET finished_at = ?, outcome = CASE WHEN r.status IN "
-                "('succeeded', 'failed', 'retryable', 'invalid') THEN r.status "
-                "ELSE 'retryable' END, "
-                "status_code = r.status_code, error_code = r.error_code, cost = r.cost "
-                "FROM requests AS r WHERE attempts.shard = ? AND attempts.finished_at IS NULL "
-                "AND r.run_id = attempts.run_id AND r.custom_id = attempts.custom_id "
-                "AND r.attempts = attempts.attempt",
-                (now, shard),
-            )
-            conn.execute(
-                "UPDATE attempts SET finished_at = ?, outcome = 'retryable' "
-                "WHERE shard = ? AND finished_at IS NULL",
-                (now, shard),
-            )
-            conn.execute(
-                "UPDATE batches SET applied_at = ?, claim_owner = NULL, claim_expires_at = NULL "
-                "WHERE id = ?",
-                (now, shard),
-            )
-            self._event(
-                conn,
-                b.run_id,
-                "batch.applied",
-                f"Shard {shard} applied; {n} request(s) without a result became {leftover}",
-                {"leftover": n},
-                shard=shard,
-            )
-        return n

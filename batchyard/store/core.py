@@ -13,24 +13,26 @@ from pathlib import Path
 
 from batchyard.config import DB_ENV, default_db_path
 
-from .batches import BatchesMixin
 from .claims import ClaimsMixin
 from .clocks import ClocksMixin
 from .codec import DEFAULT_MIN_BYTES
 from .fallback import FallbackMixin
 from .hooks import HooksMixin
+from .leases import BatchLeasesMixin
 from .prune import PruneMixin
 from .queue import QueueMixin
 from .requests import RequestsMixin
 from .runs import RunsMixin
 from .schema import connect, migrate
+from .shards import ShardsMixin
 from .summary import SummaryMixin
 
 __all__ = ["DB_ENV", "Store", "default_db_path"]
 
 
 class Store(
-    BatchesMixin,
+    ShardsMixin,
+    BatchLeasesMixin,
     ClaimsMixin,
     RequestsMixin,
     SummaryMixin,

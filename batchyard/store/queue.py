@@ -1,22 +1,57 @@
 """The organisation's enqueued-token queue as this store's books see it, and who drives runs.
 
 Owns the `drivers` table (a row per process driving a run, refreshed every round) and the
-per-model reads the queue admission needs across runs: which runs hold tokens in the queue
-(`queue_holders`) and which wait for room (`queue_demand`). The queue is the organisation's,
-so these reads span every run in the store; they never change a batch or a request.
+per-model reads the queue admission needs across runs: the tokens the queue holds
+(`enqueued_tokens`, from the shards in `IN_QUEUE` and their `SHARD_TOKENS_KEY` metadata),
+which runs hold them (`queue_holders`) and which wait for room (`queue_demand`). The queue
+is the organisation's, so these reads span every run in the store; they never change a
+batch or a request.
 """
 
 from __future__ import annotations
 
+import sqlite3
+
+from batchyard.models import BatchStatus
+
 from .base import StoreBase, placeholders
-from .batches import IN_QUEUE
 
-__all__ = ["QueueMixin"]
+__all__ = ["IN_QUEUE", "SHARD_TOKENS_KEY", "QueueMixin"]
 
+B = BatchStatus
+# Shards whose input tokens count against the model's enqueued-token queue (planned ones
+# are committed to it); their tokens are the `batchyard_tokens` metadata set when planned.
+IN_QUEUE = frozenset(
+    {
+        B.PLANNED,
+        B.UPLOADING,
+        B.UPLOADED,
+        B.CREATING,
+        B.VALIDATING,
+        B.IN_PROGRESS,
+        B.FINALIZING,
+        B.CANCELLING,
+    }
+)
+SHARD_TOKENS_KEY = "batchyard_tokens"  # store-only shard metadata; never sent to the provider
 _LIVE_RUNS = ("pending", "running")
 
 
 class QueueMixin(StoreBase):
+    def enqueued_tokens(self, model: str) -> int:
+        """The input tokens of every unfinished shard of `model`, all runs: what the
+        organisation's enqueued-token queue holds by this store's books."""
+        return self._enqueued(self.db.conn, model)
+
+    def _enqueued(self, conn: sqlite3.Connection, model: str) -> int:
+        (n,) = conn.execute(
+            "SELECT coalesce(sum(CAST(json_extract(metadata, '$.batchyard_tokens') "
+            "AS INTEGER)), 0) "
+            f"FROM batches WHERE model = ? AND status IN ({placeholders(len(IN_QUEUE))})",
+            (model, *(s.value for s in IN_QUEUE)),
+        ).fetchone()
+        return int(n)
+
     def mark_driving(self, run_id: str, owner: str) -> None:
         """`owner` drives `run_id` now (called every round)."""
         with self._write() as conn:
