@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make
 from prometheus_client.exposition import ThreadingWSGIServer, generate_latest
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator._reports import CostReport, RunStatus
+    from batchyard.orchestrator._reporting.reports import CostReport, RunStatus
 
 __all__ = ["LATENCY_BUCKETS", "Metrics", "serving"]
 

@@ -31,7 +31,7 @@ from batchyard.orchestrator import (
     SubmitResult,
     VerifyReport,
 )
-from batchyard.orchestrator._sources import Requests
+from batchyard.orchestrator._planning.sources import Requests
 from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.router import Plan
 from batchyard.store import Store

@@ -37,7 +37,7 @@ from batchyard.config import load_settings
 from batchyard.models import RequestStatus, RouteOverride
 from batchyard.orchestrator._client import make_client
 from batchyard.orchestrator._orchestrator import Orchestrator
-from batchyard.orchestrator._reports import SubmitResult
+from batchyard.orchestrator._reporting.reports import SubmitResult
 from batchyard.samples import write_sample
 from batchyard.simulator import SimState, create_app, load_config
 from batchyard.simulator.clock import SimClock

@@ -14,7 +14,7 @@ from cli_support import counts as route_counts
 from batchyard import logs
 from batchyard.cli.app import EXIT_CODES
 from batchyard.metrics import Metrics, serving
-from batchyard.orchestrator._reports import BatchInfo, RunStatus
+from batchyard.orchestrator._reporting.reports import BatchInfo, RunStatus
 
 
 def test_help_lists_every_command() -> None:

@@ -23,7 +23,7 @@ from simfixtures import RunningServer, running_server
 from batchyard.cli.live import Rates, live_view, path_counts
 from batchyard.cli.render import percent, status_line
 from batchyard.models import Route
-from batchyard.orchestrator._reports import BatchInfo, RunStatus
+from batchyard.orchestrator._reporting.reports import BatchInfo, RunStatus
 
 _NOW = 1_800_000_000.0
 

@@ -16,7 +16,7 @@ from simfixtures import RunningServer, running_server
 
 from batchyard import __version__
 from batchyard.cli.render import open_work_hint
-from batchyard.orchestrator._reports import RunStatus
+from batchyard.orchestrator._reporting.reports import RunStatus
 from batchyard.orchestrator.batch.reconcile import ReconcileReport
 
 _GOOD = {
@@ -224,7 +224,7 @@ def test_resume_event_is_a_sentence_not_a_repr(env: RunningServer, tmp_path: Pat
 
 
 def _status(counts: dict[str, int], batches: bool = False) -> RunStatus:
-    from batchyard.orchestrator._reports import BatchInfo
+    from batchyard.orchestrator._reporting.reports import BatchInfo
 
     shard = BatchInfo(1, "batch_1", "gpt-4o-mini", "in_progress", 4, 0, 0, 0.0, None)
     return RunStatus(

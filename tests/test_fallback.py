@@ -16,7 +16,7 @@ from batchyard.config import load_settings
 from batchyard.errors import ConfigError, OptionError
 from batchyard.models import RequestStatus, Route
 from batchyard.orchestrator import Orchestrator
-from batchyard.orchestrator._fallback import breaker_due, resolve_fallbacks
+from batchyard.orchestrator._routing.fallback import breaker_due, resolve_fallbacks
 from batchyard.simulator import create_app, load_config
 from batchyard.simulator.state import SimState
 

@@ -13,9 +13,9 @@ from test_store_support import Clock, open_store
 from batchyard.config import load_settings
 from batchyard.models import RequestStatus
 from batchyard.orchestrator import _routing as routing
-from batchyard.orchestrator._answer_checks import Judges
-from batchyard.orchestrator._planner import Planner
-from batchyard.orchestrator._reporter import Reporter
+from batchyard.orchestrator._answers.checks import Judges
+from batchyard.orchestrator._planning.planner import Planner
+from batchyard.orchestrator._reporting.reporter import Reporter
 from batchyard.samples import write_sample
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from batchyard.orchestrator._provider_clock import (
+from batchyard.orchestrator._routing.provider_clock import (
     IDENTITY,
     KEEP,
     ProviderClock,

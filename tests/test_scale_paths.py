@@ -99,7 +99,7 @@ def test_fetch_splices_stored_answers_into_the_same_bytes(tmp_path: Path) -> Non
     """Answers written out as their stored text give the bytes that decoding and encoding
     them again gives: floats, escapes, non-ASCII text, compressed large bodies, errors."""
     from batchyard.models import RequestStatus
-    from batchyard.orchestrator._fetch import fetch, output_line
+    from batchyard.orchestrator._reporting.fetch import fetch, output_line
     from batchyard.store import Store
     from batchyard.store.rows import NewRequest, Result
 

@@ -9,7 +9,8 @@ from test_store_support import Clock, make_run, new_request, open_store, route_a
 
 from batchyard.config import model_table
 from batchyard.models import Route
-from batchyard.orchestrator import _costs, _status
+from batchyard.orchestrator._reporting import costs as _costs
+from batchyard.orchestrator._reporting import status as _status
 from batchyard.store import NewRequest, Store
 
 MODELS = model_table()

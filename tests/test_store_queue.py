@@ -14,8 +14,8 @@ from batchyard.cli.render import status_view
 from batchyard.cli.render_runs import fetch_lines
 from batchyard.errors import StoreError
 from batchyard.models import BatchStatus, RequestStatus, Route
-from batchyard.orchestrator import _status as reporting
-from batchyard.orchestrator._fetch import fetch
+from batchyard.orchestrator._reporting import status as reporting
+from batchyard.orchestrator._reporting.fetch import fetch
 from batchyard.store import Result, Store
 
 R = RequestStatus

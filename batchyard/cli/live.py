@@ -44,7 +44,7 @@ from batchyard.router.parse import format_duration, format_usd
 if TYPE_CHECKING:
     from batchyard.cli.app import Cli
     from batchyard.orchestrator._orchestrator import Orchestrator
-    from batchyard.orchestrator._reports import RunStatus
+    from batchyard.orchestrator._reporting.reports import RunStatus
 
 __all__ = ["PATHS", "ProgressView", "Rates", "live_view", "watching"]
 
@@ -201,7 +201,7 @@ class _Frame:
 class ProgressView:
     """Shows a run while a command drives it; `async with` around the driving call.
 
-    `refresh` (usually `_status.refresh` over the store) turns the last status into a
+    `refresh` (usually `Orchestrator.refresh` over the store) turns the last status into a
     fresh one; it is called every `interval` real seconds while the command works.
     """
 

@@ -24,7 +24,7 @@ from rich.text import Text
 from batchyard.router.parse import format_duration, format_time, format_usd
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator._reports import (
+    from batchyard.orchestrator._reporting.reports import (
         BatchInfo,
         RunStatus,
         SubmitResult,

@@ -19,7 +19,7 @@ from batchyard.cli.render import fallback_lines
 from batchyard.router.parse import format_time, format_usd
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator._reports import (
+    from batchyard.orchestrator._reporting.reports import (
         CostReport,
         FetchReport,
         RunInfo,

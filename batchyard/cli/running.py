@@ -46,7 +46,7 @@ from batchyard.models import RouteOverride
 
 if TYPE_CHECKING:
     from batchyard.orchestrator._orchestrator import Orchestrator
-    from batchyard.orchestrator._reports import RunStatus
+    from batchyard.orchestrator._reporting.reports import RunStatus
 
 __all__ = ["finished_code"]
 

@@ -19,7 +19,7 @@ import openai
 
 from batchyard.config import Settings
 from batchyard.errors import ConfigError, ProviderError, QuotaExhausted
-from batchyard.orchestrator._reports import VerifyReport
+from batchyard.orchestrator._reporting.reports import VerifyReport
 from batchyard.orchestrator._retry import RetryPolicy, call_with_retry
 from batchyard.orchestrator._timing import Sleep, real_sleep
 

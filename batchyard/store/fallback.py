@@ -6,7 +6,7 @@ back to `routed`; a line still in flight under the caller's claim has its attemp
 `fallback`) and `fallback_summary` (per moved-from/moved-to pair: lines, answered, cost).
 The line's fingerprint is cleared: an answer from another model than the one asked for is
 never reused. It must not decide whether a line falls back, nor where to: the orchestrator
-does (`orchestrator/_fallback.py`).
+does (`orchestrator/_routing/fallback.py`).
 """
 
 from __future__ import annotations

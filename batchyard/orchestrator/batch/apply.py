@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from batchyard.errors import NotFound
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
-from batchyard.orchestrator._answer_checks import Judge
-from batchyard.orchestrator._fallback import batch_refusals, fall_back_refused
+from batchyard.orchestrator._answers.checks import Judge
+from batchyard.orchestrator._routing.fallback import batch_refusals, fall_back_refused
 from batchyard.orchestrator.batch.lines import line_errors, result_from_line
 from batchyard.orchestrator.batch.remote import BatchContext
 from batchyard.orchestrator.batch.submit import LIMIT_EVENT, TOKENS_KEY, queue_limit

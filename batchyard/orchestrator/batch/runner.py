@@ -51,8 +51,8 @@ import openai
 
 from batchyard.config import ModelInfo, Settings
 from batchyard.models import BatchStatus, RequestStatus, Route
-from batchyard.orchestrator._provider_clock import ProviderClock
 from batchyard.orchestrator._retry import RetryPolicy, classify
+from batchyard.orchestrator._routing.provider_clock import ProviderClock
 from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator.batch.apply import ApplyOutcome, apply_shard
 from batchyard.orchestrator.batch.reconcile import (

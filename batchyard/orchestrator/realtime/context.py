@@ -22,7 +22,7 @@ from batchyard.catalog import Catalog, ModelInfo, as_catalog
 from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
 from batchyard.metrics import Metrics
-from batchyard.orchestrator._answer_checks import Judges
+from batchyard.orchestrator._answers.checks import Judges
 from batchyard.orchestrator._client import flex_options
 from batchyard.orchestrator._retry import RetryPolicy
 from batchyard.orchestrator._timing import Clock, Sleep

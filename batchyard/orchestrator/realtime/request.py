@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import openai
 
 from batchyard.models import RequestStatus, Route, Tier
-from batchyard.orchestrator._fallback import fall_back_refused, is_refused
 from batchyard.orchestrator._retry import (
     STOP_KINDS,
     Failure,
@@ -28,6 +27,7 @@ from batchyard.orchestrator._retry import (
     retrying,
     stop_error,
 )
+from batchyard.orchestrator._routing.fallback import fall_back_refused, is_refused
 from batchyard.orchestrator.realtime.admission import RateLimitAdmission, RateView, Sent
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.call import Answer, prepared_body, send, usage_of

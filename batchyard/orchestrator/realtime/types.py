@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from batchyard.orchestrator._progress import OnProgress
+from batchyard.orchestrator._reporting.progress import OnProgress
 from batchyard.orchestrator._retry import RetryPolicy
 from batchyard.orchestrator.realtime.breaker import BreakerState
 

@@ -17,7 +17,7 @@ from batchyard.catalog import ModelInfo, lookup
 from batchyard.errors import IllegalTransition, InputError
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator import _routing as routing
-from batchyard.orchestrator._provider_clock import ClockMap
+from batchyard.orchestrator._routing.provider_clock import ClockMap
 from batchyard.orchestrator.batch.remote import owner_is_dead
 from batchyard.orchestrator.batch.runner import BatchRunner, CancelReport
 from batchyard.router import (

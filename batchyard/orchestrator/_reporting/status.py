@@ -15,14 +15,14 @@ from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
-from batchyard.orchestrator._provider_clock import IDENTITY, ClockMap
-from batchyard.orchestrator._reports import (
+from batchyard.orchestrator._reporting.reports import (
     _TERMINAL_STATUSES,
     BatchInfo,
     RouteStatus,
     RunStatus,
 )
 from batchyard.orchestrator._routing import capacities, turnarounds
+from batchyard.orchestrator._routing.provider_clock import IDENTITY, ClockMap
 from batchyard.router import Turnaround, Work, realtime_seconds
 from batchyard.store import Store
 from batchyard.store.rows import BatchRow, RunRow

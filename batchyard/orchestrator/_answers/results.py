@@ -1,8 +1,8 @@
 """A run's results as typed objects, in input order, without writing a file.
 
 Owns `Result` and `iter_results` (what `Orchestrator.results` yields): one per input line,
-built from the same facts as `fetch`'s lines (`_fetch.output_line`), read from the store
-a page at a time. Reads only.
+built from the same facts as `fetch`'s lines (`output_line` in `_reporting/fetch.py`),
+read from the store a page at a time. Reads only.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchyard.build import split_variant
-from batchyard.orchestrator._fetch import output_line
+from batchyard.orchestrator._reporting.fetch import output_line
 from batchyard.store import Store
 
 __all__ = ["Result", "iter_results"]

@@ -19,9 +19,7 @@ from batchyard.catalog import Catalog
 from batchyard.checks import CheckFn
 from batchyard.config import Settings
 from batchyard.orchestrator import _routing as routing
-from batchyard.orchestrator._answer_checks import Judges, check_options
-from batchyard.orchestrator._fallback import OPTION as FALLBACK_OPTION
-from batchyard.orchestrator._fallback import resolve_fallbacks
+from batchyard.orchestrator._answers.checks import Judges, check_options
 from batchyard.orchestrator._intake import (
     Intake,
     ReusePreview,
@@ -31,7 +29,9 @@ from batchyard.orchestrator._intake import (
     reuse_preview,
     with_reuse,
 )
-from batchyard.orchestrator._provider_clock import IDENTITY, ClockMap
+from batchyard.orchestrator._routing.fallback import OPTION as FALLBACK_OPTION
+from batchyard.orchestrator._routing.fallback import resolve_fallbacks
+from batchyard.orchestrator._routing.provider_clock import IDENTITY, ClockMap
 from batchyard.orchestrator._timing import Clock
 from batchyard.router import (
     ModelCapacity,

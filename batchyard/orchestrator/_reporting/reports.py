@@ -2,8 +2,8 @@
 
 Owns the plain frozen records the orchestrator returns to the CLI and to Python callers
 (`SubmitResult`, `RunInfo`, `RunStatus`, `CostReport`, `FetchReport`, `VerifyReport`, with
-`to_dict()` for `--json`). Reading the store into them is `_status.py` (`RunStatus`),
-`_costs.py` (`CostReport`) and `_fetch.py` (the `fetch` output). Plain data: no I/O.
+`to_dict()` for `--json`). Reading the store into them is `status.py` (`RunStatus`),
+`costs.py` (`CostReport`) and `fetch.py` (the `fetch` output). Plain data: no I/O.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from batchyard.models import RequestStatus, Route, RouteOverride, RunState
-from batchyard.orchestrator._variants import VariantCost
+from batchyard.orchestrator._answers.variants import VariantCost
 from batchyard.router import Plan
 from batchyard.store.rows import RunRow
 

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 
 from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.models import Route
-from batchyard.orchestrator._reports import CostReport, CostRow
-from batchyard.orchestrator._status import fallback_totals
-from batchyard.orchestrator._variants import variant_costs
+from batchyard.orchestrator._answers.variants import variant_costs
+from batchyard.orchestrator._reporting.reports import CostReport, CostRow
+from batchyard.orchestrator._reporting.status import fallback_totals
 from batchyard.store import Store
 
 __all__ = ["costs"]

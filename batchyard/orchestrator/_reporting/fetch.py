@@ -17,8 +17,8 @@ from typing import Any
 
 from batchyard.errors import NotFound
 from batchyard.models import RequestStatus
-from batchyard.orchestrator._reports import FetchReport
-from batchyard.orchestrator._variants import Grouper
+from batchyard.orchestrator._answers.variants import Grouper
+from batchyard.orchestrator._reporting.reports import FetchReport
 from batchyard.store import Store
 from batchyard.store.codec import decode_body
 from batchyard.store.rows import RequestRow

@@ -19,13 +19,7 @@ from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
 from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import _routing as routing
-from batchyard.orchestrator._fallback import breaker_fallback
-from batchyard.orchestrator._notify import notify_if_finished
-from batchyard.orchestrator._progress import OnProgress
-from batchyard.orchestrator._provider_clock import ProviderClock
-from batchyard.orchestrator._reporter import Reporter
-from batchyard.orchestrator._reports import RunStatus
-from batchyard.orchestrator._steering import (
+from batchyard.orchestrator._driving.steering import (
     budget_guard,
     budget_warning,
     cancel_realtime,
@@ -38,9 +32,15 @@ from batchyard.orchestrator._steering import (
     stall_reason,
     watch_cancels,
 )
-from batchyard.orchestrator._steering import (
+from batchyard.orchestrator._driving.steering import (
     reroute as reroute_open_work,
 )
+from batchyard.orchestrator._reporting.notify import notify_if_finished
+from batchyard.orchestrator._reporting.progress import OnProgress
+from batchyard.orchestrator._reporting.reporter import Reporter
+from batchyard.orchestrator._reporting.reports import RunStatus
+from batchyard.orchestrator._routing.fallback import breaker_fallback
+from batchyard.orchestrator._routing.provider_clock import ProviderClock
 from batchyard.orchestrator._timing import Clock, Sleep, sleep_unless
 from batchyard.orchestrator.batch.runner import BatchRunner
 from batchyard.orchestrator.batch.submit import SubmitReport

@@ -1,21 +1,17 @@
 """The orchestrator: one object that plans, submits, drives, reports and fetches runs.
 
-Owns `Orchestrator`, the facade of the Python API and the CLI: the settings, the injected
-clock and sleep, the progress callback and the metrics, and the parts it is made of, each
-made on first use: the store, the client, the two executors (`BatchRunner` for the Batch
-API, `RealtimeRunner` for real time) and three collaborators it hands its calls to, a
-`Planner` (`_planner.py`: intake, plan, recording), a `RunDriver` (`_driving.py`: rounds
-until a run is done) and a `Reporter` (`_reporter.py`: status, costs, fetch, results). Every
-decision and change of course is recorded as an event in the store with its reason. It never
-writes SQL (the store does), never prints (callers render), and reads time only through the
-injected clock.
+Owns `Orchestrator`, the facade of the Python API and the CLI: the public calls and what
+they return, each handed to one of three collaborators, a `Planner` (`_planning/`: intake,
+plan, recording), a `RunDriver` (`_driving/`: rounds until a run is done) and a `Reporter`
+(`_reporting/`: status, costs, fetch, results), which its `Parts` (`parts.py`) make on
+first use. Every decision and change of course is recorded as an event in the store with
+its reason. It never writes SQL (the store does), never prints (callers render), and reads
+time only through the injected clock.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +20,6 @@ from typing import Any, Self
 import openai
 
 from batchyard.build import BuildReport, Variation, build_file
-from batchyard.catalog import Catalog
 from batchyard.checks import CheckFn
 from batchyard.config import Settings, load_settings
 from batchyard.errors import ProviderError
@@ -32,16 +27,16 @@ from batchyard.metrics import Metrics
 from batchyard.models import RouteOverride
 from batchyard.orchestrator import _client as key_checks
 from batchyard.orchestrator import _routing as routing
-from batchyard.orchestrator._answer_checks import Judges
-from batchyard.orchestrator._answers import Result
-from batchyard.orchestrator._client import make_client
-from batchyard.orchestrator._driving import OnRound, RunDriver
-from batchyard.orchestrator._notify import notify_secret
-from batchyard.orchestrator._planner import Planner
-from batchyard.orchestrator._progress import OnProgress
-from batchyard.orchestrator._provider_clock import ClockMap, ProviderClock
-from batchyard.orchestrator._reporter import Reporter
-from batchyard.orchestrator._reports import (
+from batchyard.orchestrator._answers.checks import Judges
+from batchyard.orchestrator._answers.results import Result
+from batchyard.orchestrator._driving.driver import OnRound, RunDriver
+from batchyard.orchestrator._orchestrator.parts import Parts
+from batchyard.orchestrator._planning.planner import Planner
+from batchyard.orchestrator._planning.sources import Requests, Source, prepare_source
+from batchyard.orchestrator._reporting.notify import notify_secret
+from batchyard.orchestrator._reporting.progress import OnProgress
+from batchyard.orchestrator._reporting.reporter import Reporter
+from batchyard.orchestrator._reporting.reports import (
     CostReport,
     FetchReport,
     RunInfo,
@@ -49,12 +44,11 @@ from batchyard.orchestrator._reports import (
     SubmitResult,
     VerifyReport,
 )
-from batchyard.orchestrator._sources import Requests, Source, prepare_source
+from batchyard.orchestrator._routing.provider_clock import ClockMap, ProviderClock
 from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
-from batchyard.orchestrator.batch.remote import new_owner
 from batchyard.orchestrator.batch.runner import BatchRunner
 from batchyard.orchestrator.realtime.runner import RealtimeRunner
-from batchyard.router import ModelCapacity, Plan, RunPolicy
+from batchyard.router import Plan, RunPolicy
 from batchyard.store import Store
 
 __all__ = ["OnProgress", "Orchestrator"]
@@ -80,179 +74,74 @@ class Orchestrator:
         checks: Mapping[str, CheckFn] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self.settings = settings or load_settings()
-        # Prometheus series in a registry of this orchestrator's own (`--metrics-port`).
-        self.metrics = metrics or Metrics()
-        self.models: Catalog = self.settings.model_table()
-        self.prior, self.cancel_prior = routing.priors(self.settings)
-        self.clock = clock
-        self.sleep = sleep
         self.on_progress = on_progress
-        self.owner = new_owner()
-        self.stopping = asyncio.Event()  # set by stop(): finish gracefully
-        self._store = store
-        # One retry layer: ours. A client handed in keeps its transport and settings,
-        # but never retries on its own.
-        self._client = client.with_options(max_retries=0) if client is not None else None
-        self._workdir = workdir
-        self._tempdir: Path | None = None  # made here (no workdir given): removed on close
-        self._registry: dict[str, CheckFn] = dict(checks or {})  # user checks by name
-        self._blocked: dict[str, str] = {}  # run -> why real-time dispatch stopped
-        self._judges: Judges | None = None
-        self._provider_clock: ProviderClock | None = None
-        self._planner: Planner | None = None
-        self._driver: RunDriver | None = None
-        self._reporter: Reporter | None = None
-
-    # ---- parts, made on first use ---------------------------------------------------------
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = Store.open(self.settings.db_path(), now=self.clock)
-        return self._store
-
-    @property
-    def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            self._client = make_client(self.settings)
-        return self._client
-
-    @property
-    def provider_clock(self) -> ProviderClock:
-        """The provider's clock as read off its responses (kept in the store per base URL)."""
-        if self._provider_clock is None:
-            self._provider_clock = ProviderClock(self.store, self.settings.base_url, self.clock)
-        return self._provider_clock
-
-    def clock_map(self) -> ClockMap:
-        """Provider times onto our clock: the offset and rate fitted so far."""
-        return self.provider_clock.map()
-
-    @property
-    def judges(self) -> Judges:
-        """Each run's checks on answers (user checks passed in are found here by name)."""
-        if self._judges is None:
-            self._judges = Judges(self.store, self.models, self._registry)
-        return self._judges
-
-    @property
-    def planner(self) -> Planner:
-        """Intake, plans and recording runs."""
-        if self._planner is None:
-            self._planner = Planner(
-                self.settings,
-                self.models,
-                self.store,
-                self.judges,
-                clock=self.clock,
-                prior=self.prior,
-                cancel_prior=self.cancel_prior,
-                capacities=self._capacities,
-                clock_map=self.clock_map,
-            )
-        return self._planner
-
-    @property
-    def reporter(self) -> Reporter:
-        """Runs, status, costs, answers."""
-        if self._reporter is None:
-            self._reporter = Reporter(
-                self.store,
-                self.models,
-                clock=self.clock,
-                prior=self.prior,
-                clock_map=self.clock_map,
-                blocked=self._blocked,
-            )
-        return self._reporter
-
-    @property
-    def driver(self) -> RunDriver:
-        """Rounds of batch polling and real-time work (makes the batch runner)."""
-        if self._driver is None:
-            store, client = self.store, self.client
-            workdir = self._workdir
-            if workdir is None:
-                workdir = self._tempdir = Path(tempfile.mkdtemp(prefix="batchyard-"))
-            batch = BatchRunner(
-                store,
-                client,
-                self.models,
-                self.settings,
-                workdir=workdir,
-                provider_clock=self.provider_clock,
-                **self._timing(),
-            )
-            batch.ctx.judges = self.judges
-            self._driver = RunDriver(
-                store,
-                batch,
-                self._make_realtime,
-                self.reporter,
-                settings=self.settings,
-                models=self.models,
-                clock=self.clock,
-                sleep=self.sleep,
-                owner=self.owner,
-                provider_clock=self.provider_clock,
-                prior=self.prior,
-                cancel_prior=self.cancel_prior,
-                stopping=self.stopping,
-                blocked=self._blocked,
-                progress=self._progress,
-            )
-            batch.ctx.deadline_view = self._driver.deadline_view
-        return self._driver
-
-    @property
-    def batch(self) -> BatchRunner:
-        return self.driver.batch
-
-    @property
-    def realtime(self) -> RealtimeRunner:
-        return self.driver.realtime
-
-    def _make_realtime(self) -> RealtimeRunner:
-        return RealtimeRunner(
-            self.store,
-            self.client,
-            self.models,
-            self.settings,
-            judges=self.judges,
-            metrics=self.metrics,
-            **self._timing(),
+        self.parts = parts = Parts(
+            settings or load_settings(),
+            store,
+            client,
+            clock=clock,
+            sleep=sleep,
+            progress=self._progress,
+            workdir=workdir,
+            checks=checks or {},
+            # Prometheus series in a registry of this orchestrator's own (`--metrics-port`).
+            metrics=metrics or Metrics(),
         )
-
-    def _timing(self) -> dict[str, Any]:
-        return {
-            "clock": self.clock,
-            "sleep": self.sleep,
-            "owner": self.owner,
-            "on_progress": self._progress,
-        }
+        self.settings, self.metrics, self.models = parts.settings, parts.metrics, parts.models
+        self.prior, self.cancel_prior = parts.prior, parts.cancel_prior
+        self.clock, self.sleep = clock, sleep
+        self.owner = parts.owner
+        self.stopping = parts.stopping  # set by stop(): finish gracefully
 
     def _progress(self, kind: str, data: dict[str, Any]) -> None:
         if self.on_progress is not None:
             self.on_progress(kind, data)
 
-    def _capacities(self, names: list[str]) -> dict[str, ModelCapacity]:
-        """The models' limits for a plan: with the real-time runner's view once it runs."""
-        if self._driver is not None:
-            return self._driver.capacities(names)
-        return routing.live_capacities(self.models, names, self._store, None)
+    # ---- its parts, each made on first use (see `Parts`) -----------------------------------
+    @property
+    def store(self) -> Store:
+        return self.parts.store
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        return self.parts.client
+
+    @property
+    def provider_clock(self) -> ProviderClock:
+        return self.parts.provider_clock
+
+    def clock_map(self) -> ClockMap:
+        """Provider times onto our clock: the offset and rate fitted so far."""
+        return self.parts.clock_map()
+
+    @property
+    def judges(self) -> Judges:
+        return self.parts.judges
+
+    @property
+    def planner(self) -> Planner:
+        return self.parts.planner
+
+    @property
+    def driver(self) -> RunDriver:
+        return self.parts.driver
+
+    @property
+    def reporter(self) -> Reporter:
+        return self.parts.reporter
+
+    @property
+    def batch(self) -> BatchRunner:
+        return self.parts.driver.batch
+
+    @property
+    def realtime(self) -> RealtimeRunner:
+        return self.parts.driver.realtime
 
     async def aclose(self) -> None:
         """Close the client and the store, and remove the temporary folder this object
         made for shard files (a `workdir` handed in is left alone)."""
-        if self._client is not None:
-            await self._client.close()
-        if self._store is not None:
-            if self._driver is not None:
-                self._driver.release()
-            self._store.close()
-        if self._tempdir is not None:
-            shutil.rmtree(self._tempdir, ignore_errors=True)
-            self._tempdir = None
+        await self.parts.aclose()
 
     async def __aenter__(self) -> Self:
         return self
