@@ -19,11 +19,12 @@ from .codec import DEFAULT_MIN_BYTES
 from .fallback import FallbackMixin
 from .hooks import HooksMixin
 from .leases import BatchLeasesMixin
+from .migrations import migrate
+from .opening import connect
 from .prune import PruneMixin
 from .queue import QueueMixin
 from .requests import RequestsMixin
 from .runs import RunsMixin
-from .schema import connect, migrate
 from .shards import ShardsMixin
 from .summary import SummaryMixin
 
