@@ -28,10 +28,11 @@ from batchyard.orchestrator._retry import (
     stop_error,
 )
 from batchyard.orchestrator._routing.fallback import fall_back_refused, is_refused
-from batchyard.orchestrator.realtime.admission import RateLimitAdmission, RateView, Sent
+from batchyard.orchestrator.realtime.admission import RateLimitAdmission, Sent
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.call import Answer, prepared_body, send, usage_of
 from batchyard.orchestrator.realtime.context import RealtimeContext
+from batchyard.orchestrator.realtime.headers import RateView
 from batchyard.orchestrator.realtime.job import Job, Phase, bucket
 from batchyard.orchestrator.realtime.sends import SendLog
 from batchyard.orchestrator.realtime.types import FlexFallback, StopReason
