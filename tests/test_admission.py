@@ -12,11 +12,8 @@ import pytest
 
 from batchyard.models import Tier
 from batchyard.orchestrator._timing import ManualClock
-from batchyard.orchestrator.realtime.admission import (
-    RateLimitAdmission,
-    RateLimitTable,
-    parse_duration,
-)
+from batchyard.orchestrator.realtime.admission import RateLimitAdmission, RateLimitTable
+from batchyard.orchestrator.realtime.headers import parse_duration
 
 
 @pytest.mark.parametrize(

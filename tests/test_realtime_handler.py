@@ -36,7 +36,7 @@ async def test_a_handler_on_its_own_context_answers_or_sets_aside(tmp_path: Path
     opened = bench.clock()
     ctx.breaker(MODEL).record_failure()  # the model's circuit opens
     await handler.process(Job(second))
-    handler.flush()
+    handler.outcomes.flush()
 
     rows = {r.custom_id: r for r in bench.store.iter_requests(run_id)}
     assert rows["r0"].status is RequestStatus.SUCCEEDED

@@ -18,15 +18,13 @@ from pydantic import SecretStr
 from batchyard.config import Settings
 from batchyard.errors import QuotaExhausted
 from batchyard.orchestrator._client import verify
+from batchyard.orchestrator._failures import FailureKind, classify, retry_after
 from batchyard.orchestrator._retry import (
-    FailureKind,
     Retries,
     RetryPolicy,
     Verdict,
     backoff,
     call_with_retry,
-    classify,
-    retry_after,
 )
 from batchyard.orchestrator._timing import ManualClock
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -11,8 +12,8 @@ import pytest
 from test_store_support import make_run
 
 from batchyard.errors import SchemaTooNew
-from batchyard.store import Store, default_db_path
-from batchyard.store.schema import MIGRATION_NAMES, SCHEMA_TABLES
+from batchyard.store import Store, default_db_path, migrations
+from batchyard.store.migrations import MIGRATION_NAMES, SCHEMA_TABLES
 
 EXPECTED_COLUMNS = {
     "webhook_events": {"webhook_id", "type", "provider_batch_id", "batch_id", "received_at"},
@@ -123,6 +124,8 @@ EXPECTED_COLUMNS = {
         "created_at",
         "updated_at",
         "applied_at",
+        "next_poll_at",  # m014_poll_waits
+        "poll_reason",
     },
     "files": {
         "id",
@@ -176,6 +179,23 @@ def test_blank_file_is_migrated_to_the_documented_schema(tmp_path: Path) -> None
         assert store.db.journal_mode == "wal"
         assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_migrations_are_numbered_once_each_and_defined_in_number_order() -> None:
+    numbered = re.compile(r"m(\d{3})_[a-z0-9_]+")
+    assert MIGRATION_NAMES[0] == "m001_initial"
+    numbers = []
+    for name in MIGRATION_NAMES:
+        match = numbered.fullmatch(name)
+        assert match, name
+        numbers.append(int(match.group(1)))
+    assert numbers == sorted(set(numbers))  # applied in number order, no number used twice
+    defined: list[str] = []
+    for module in (migrations.initial, migrations.changes):
+        names = [n for n in vars(module) if numbered.fullmatch(n)]
+        assert names == sorted(names), module.__name__  # a new one goes at the end
+        defined += names
+    assert sorted(defined) == MIGRATION_NAMES  # none defined without its decorator
 
 
 def test_schema_documented_in_docs_has_every_column() -> None:
@@ -284,7 +304,7 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path: Path) -> 
 def test_m003_lets_an_older_database_store_the_fast_route(tmp_path: Path) -> None:
     from sqlite_utils import Database
 
-    from batchyard.store.schema import m003_fast_route
+    from batchyard.store.migrations.changes import m003_fast_route
 
     db = Database(tmp_path / "old.db")
     db.execute(

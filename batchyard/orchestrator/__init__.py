@@ -11,8 +11,8 @@ retries, breaker, flex). The glue:
   models and the provider's clock;
 - `_answers/`: results as typed objects, checks on answers, fan-out variants;
 - `_client.py` (the SDK client, the key check), `_retry.py` (the one retry layer),
-  `_timing.py` (the injected clock and sleep), `_intake.py` and `_spill.py` (checking a
-  request file into stored requests).
+  `_timing.py` (the injected clock and sleep), `_bucket.py` (the leaky bucket both paths
+  pace with), `_intake.py` and `_spill.py` (checking a request file into stored requests).
 Imports flow one way: orchestrator → {router, store, tokens}; nothing here writes SQL or
 imports typer or rich.
 """

@@ -21,13 +21,15 @@ from .codec import DEFAULT_MIN_BYTES
 from .fallback import FallbackMixin
 from .hooks import HooksMixin
 from .leases import BatchLeasesMixin
+from .migrations import migrate
+from .opening import connect
 from .prune import PruneMixin
 from .queue import QueueMixin
 from .requests import RequestsMixin
 from .runs import RunsMixin
-from .schema import connect, migrate
 from .shards import ShardsMixin
 from .summary import SummaryMixin
+from .waits import WaitsMixin
 
 __all__ = ["DB_ENV", "Store", "default_db_path"]
 
@@ -38,6 +40,7 @@ class Store(
     AnswersMixin,
     BatchLeasesMixin,
     ClaimsMixin,
+    WaitsMixin,
     RequestsMixin,
     SummaryMixin,
     RunsMixin,

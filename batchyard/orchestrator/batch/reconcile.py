@@ -34,7 +34,7 @@ from batchyard.orchestrator.batch.remote import (
     owner_is_dead,
     shard_filename,
 )
-from batchyard.orchestrator.batch.submit import recover_create, recover_upload
+from batchyard.orchestrator.batch.upload import recover_create, recover_upload
 from batchyard.store import BatchRow
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The batch path: `BatchRunner`, one run's OpenAI Batch API lifecycle, recorded in the store.
 
 Owns the public face of the batch path; the work lives beside it:
-`submit.py` (re-queue, plan, admit, upload, create), `apply.py` (files and failures
+`submit.py` (re-queue, plan, admit), `upload.py` (upload, create), `apply.py` (files and failures
 to results), `reconcile.py` (crash repair, cancel), `remote.py` (every SDK call, via
 the one retry layer), `lines.py` (line meanings), `schedule.py` (poll backoff).
 It must not route requests (the router does) nor decide a run's final state (the glue in
@@ -51,7 +51,8 @@ import openai
 
 from batchyard.config import ModelInfo, Settings
 from batchyard.models import BatchStatus, RequestStatus, Route
-from batchyard.orchestrator._retry import RetryPolicy, classify
+from batchyard.orchestrator._failures import classify
+from batchyard.orchestrator._retry import RetryPolicy
 from batchyard.orchestrator._routing.provider_clock import ProviderClock
 from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator.batch.apply import ApplyOutcome, apply_shard
@@ -135,7 +136,9 @@ class BatchRunner:
             limits=limits,
             provider_clock=provider_clock,
         )
-        self.schedule = PollSchedule(settings.poll_min_seconds, settings.poll_max_seconds)
+        self.schedule = PollSchedule(
+            settings.poll_min_seconds, settings.poll_max_seconds, record=store.record_poll
+        )
 
     @property
     def store(self) -> Store:

@@ -1,9 +1,9 @@
 """Rate-limit admission: how many requests and tokens one (model, tier) may send, and when.
 
-Owns `RateLimitAdmission` (an RPM and a TPM budget plus a concurrency cap), the table of them
-per (model, tier) (`RateLimitTable`), and `parse_duration` for the Go-style durations in
-`x-ratelimit-reset-*` headers (`1s`, `6m0s`, `114ms`, `23m16.298s`). It must not call the
-API, touch the store or read the real clock: time comes from the injected `Clock`/`Sleep`.
+Owns `RateLimitAdmission` (an RPM and a TPM budget, each a `LeakyBucket` (`_bucket.py`),
+plus a concurrency cap) and the table of them per (model, tier) (`RateLimitTable`); what the
+headers say is read by `headers.py`. It must not call the API, touch the store or read the
+real clock: time comes from the injected `Clock`/`Sleep`.
 
 How a request is charged: the way OpenAI counts it, prompt tokens plus the requested
 maximum output, and one request. After the response, `settle` replaces the estimate with the
@@ -24,152 +24,23 @@ retry-after, or until the headers say the bucket has refilled enough.
 A request larger than a whole minute's budget can never fit a plain "wait for room": it
 waits until the bucket is completely empty (the full minute available), then takes it all,
 leaving a debt that drains like any other charge, so later requests wait their turn.
-
-Why not aiolimiter: its `AsyncLimiter` reads the event loop's clock and schedules wake-ups
-with `loop.call_at`, so it cannot run on an injected clock (tests, and a simulator clock
-running 10x faster) and it has no public way to set its level from headers or pause it.
-`LeakyBucket` is the same leaky-bucket algorithm (level drains at max_rate / time_period;
-an acquisition fits when level + amount <= max_rate), written on the injected clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from batchyard.models import Tier
+from batchyard.orchestrator._bucket import LeakyBucket
 from batchyard.orchestrator._timing import Clock, Sleep
+from batchyard.orchestrator.realtime.headers import RateView
 
-__all__ = [
-    "LeakyBucket",
-    "RateLimitAdmission",
-    "RateLimitTable",
-    "RateView",
-    "Sent",
-    "parse_duration",
-]
+__all__ = ["RateLimitAdmission", "RateLimitTable", "Sent"]
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
 _EPSILON = 1e-6
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str | None) -> float | None:
-    """Seconds in a Go duration (`6m0s`, `114ms`, `23m16.298s`), a bare number of seconds,
-    or None when the value is missing or unreadable."""
-    if text is None:
-        return None
-    value = text.strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(value):
-        if match.start() != pos:
-            return None
-        total += float(match.group(1)) * _UNIT[match.group(2)]
-        pos = match.end()
-    return total if pos == len(value) and pos > 0 else None
-
-
-class LeakyBucket:
-    """A leaky bucket on an injected clock: `level` is what was spent and has not drained
-    yet (0: the whole capacity is free); it drains at `capacity / period` per second.
-
-    Hand-written rather than aiolimiter's `AsyncLimiter` (the same algorithm) because that
-    one reads the event loop's clock and cannot run on an injected one (tests, the
-    simulator's fast clock), and has no way to be corrected from rate-limit headers
-    (`raise_to`, `resize`) or to take a request back (`give_back`). The simulator's
-    `TokenBucket` counts the other way round (its level is what is left) on purpose: it
-    imports nothing from batchyard, so the two cannot share a mistake.
-    """
-
-    def __init__(self, capacity: float, period: float, now: float) -> None:
-        if capacity <= 0 or period <= 0:
-            raise ValueError("A rate limit needs a positive capacity and period.")
-        self.capacity = float(capacity)
-        self.period = float(period)
-        self.level = 0.0
-        self._last = now
-        # What other clients of the key use per second, learnt from the headers: our level
-        # drains only at what is left of the rate.
-        self.foreign = 0.0
-        self.corrected = 0.0  # every change of level that was not a charge, summed
-
-    @property
-    def rate(self) -> float:
-        return self.capacity / self.period
-
-    @property
-    def ours(self) -> float:
-        """The rate left for us: the limit's, less what other clients use (5% at least)."""
-        return max(self.rate * 0.05, self.rate - self.foreign)
-
-    def drain(self, now: float) -> None:
-        elapsed = max(0.0, now - self._last)
-        self.level = max(0.0, self.level - elapsed * self.ours)
-        self._last = max(self._last, now)
-
-    def wait_for(self, amount: float, now: float) -> float:
-        """Seconds until `amount` fits (an oversized amount fits an empty bucket)."""
-        self.drain(now)
-        # Beside other clients, keep a little of the bucket free: their use comes in between
-        # our headers, and a 429 wastes the key's limit (rejected requests count too).
-        room = self.capacity * (0.98 if self.foreign > 0 else 1.0)
-        excess = self.level + min(amount, room) - room
-        return max(0.0, excess / self.ours)
-
-    def correct(self, delta: float, now: float) -> None:
-        """Move the level by `delta` (not a charge: a correction the headers asked for)."""
-        self.drain(now)
-        before = self.level
-        self.level = max(0.0, self.level + delta)
-        self.corrected += self.level - before
-
-    def learn(
-        self,
-        target: float,
-        sent: tuple[float, float],
-        now: float,
-        tau: float,
-        empty: bool,
-        near: bool,
-    ) -> None:
-        """The provider says the level was `target` right after a request we charged when
-        our level was `sent[0]` (and `sent[1]` the corrections so far). The difference,
-        less corrections made since, is other clients' use (or our own error): correct the
-        level by it, and learn from it how fast others use the key (`tau`: how slowly)."""
-        level_then, corrected_then = sent
-        error = target - (level_then + self.corrected - corrected_then)
-        if empty and error < 0:
-            return  # "0 left" hides how far over it was: never a reason to speed up
-        self.correct(error, now)
-        if not near:
-            return  # far from the limit, latency and rounding say more than other clients
-        step = max(-0.05 * self.capacity, min(0.05 * self.capacity, error)) / tau
-        self.foreign = max(0.0, min(0.95 * self.rate, self.foreign + step))
-
-    def take(self, amount: float, now: float) -> None:
-        self.drain(now)
-        self.level += amount
-
-    def give_back(self, amount: float, now: float) -> None:
-        self.correct(-amount, now)
-
-    def raise_to(self, level: float, now: float) -> None:
-        self.drain(now)
-        if level > self.level:
-            self.correct(level - self.level, now)
-
-    def resize(self, capacity: float) -> None:
-        if capacity > 0:
-            self.capacity = float(capacity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,37 +49,6 @@ class Sent:
 
     requests: tuple[float, float]
     tokens: tuple[float, float]
-
-
-@dataclass(frozen=True, slots=True)
-class RateView:
-    """What the provider's headers said, for reports."""
-
-    limit_requests: int | None
-    limit_tokens: int | None
-    remaining_requests: int | None
-    remaining_tokens: int | None
-    reset_requests: float | None
-    reset_tokens: float | None
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str]) -> RateView:
-        def number(name: str) -> int | None:
-            raw = headers.get(name)
-            try:
-                value = int(float(raw)) if raw is not None else None
-            except ValueError:
-                return None
-            return value if value is not None and value >= 0 else None
-
-        return cls(
-            number("x-ratelimit-limit-requests"),
-            number("x-ratelimit-limit-tokens"),
-            number("x-ratelimit-remaining-requests"),
-            number("x-ratelimit-remaining-tokens"),
-            parse_duration(headers.get("x-ratelimit-reset-requests")),
-            parse_duration(headers.get("x-ratelimit-reset-tokens")),
-        )
 
 
 class RateLimitAdmission:

@@ -207,7 +207,7 @@ class RealtimeRunner:
         max_claimed = ctx.options.max_claimed or ctx.settings.concurrency * 4
         refill_at = max(1, max_claimed // 4)
         jobs: dict[asyncio.Task[None], Job] = {}
-        flusher = asyncio.create_task(handler.flusher())
+        flusher = asyncio.create_task(handler.outcomes.flusher())
         stop_wait: asyncio.Task[None] = asyncio.create_task(_wait(stop))
         halt_wait: asyncio.Task[None] = asyncio.create_task(_wait(halt))
         bug: BaseException | None = None
@@ -260,7 +260,7 @@ class RealtimeRunner:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-            handler.flush()
+            handler.outcomes.flush()
         report.breakers = self.breaker_states()
         if bug is not None:
             raise bug
@@ -279,7 +279,7 @@ class RealtimeRunner:
         )
 
     async def _idle(self) -> None:
-        self.handler.flush()
+        self.handler.outcomes.flush()
         await self.ctx.sleep(self.ctx.options.idle_poll)
 
     async def _shutdown(
@@ -307,7 +307,7 @@ class RealtimeRunner:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*calling, return_exceptions=True)
-        self.handler.flush()
+        self.handler.outcomes.flush()
         unsent = [j.claim.custom_id for t, j in jobs.items() if not j.settled and t in waiting]
         if unsent:
             released = ctx.store.release_realtime(ctx.run.run_id, ctx.owner, unsent)
