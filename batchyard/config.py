@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     check_requeues: int = Field(default=2, ge=0)
     length_raise: bool = True  # re-send a cut-off answer with a larger token cap
     reuse: bool = True  # answer identical requests from the store (`--no-reuse`)
+    # Processes that check a large request file (32 MB or more) at once, one part each;
+    # 0: one per core (at most 8); 1: in the command's own process.
+    workers: int = Field(default=0, ge=0)
     budget: float | None = Field(default=None, gt=0)  # USD, default for submit
     budget_warn_share: float = Field(default=0.8, gt=0, le=1)  # warn at this share spent
     # Fallback models (`[fallback]` in batchyard.toml, `--fallback`): a line whose model the

@@ -163,3 +163,22 @@ def test_a_small_file_is_checked_in_one_process(
     path = write(tmp_path / "in.jsonl", [line(i) for i in range(20)])
     intake = check_file(path, models, workers=3)
     assert intake.preview is None and intake.checked.valid == 20
+
+
+def test_the_workers_setting_keeps_planning_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batchyard.config import load_settings
+    from batchyard.orchestrator import Orchestrator
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("workers were started")
+
+    monkeypatch.setattr(_intake, "check_in_parts", refuse)
+    path = write(tmp_path / "in.jsonl", [line(i) for i in range(50)])
+    monkeypatch.setenv("BATCHYARD_WORKERS", "1")
+    orch = Orchestrator(load_settings(db=str(tmp_path / "jobs.db")))
+    assert orch.plan(path).requests == 50
+    monkeypatch.setenv("BATCHYARD_WORKERS", "2")
+    with pytest.raises(AssertionError, match="workers were started"):
+        Orchestrator(load_settings(db=str(tmp_path / "jobs.db"))).plan(path)

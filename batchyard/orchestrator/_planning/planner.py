@@ -112,6 +112,7 @@ class Planner:
             learned_output=self.store.output_evidence(),
             reuse=self.settings.reuse if reuse is None else reuse,
             body_min=REQUEST_MIN_BYTES if bodies else None,
+            workers=self.settings.workers or None,
         )
 
     def fallback_options(
