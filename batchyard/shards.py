@@ -40,6 +40,7 @@ __all__ = [
     "MAX_REQUESTS",
     "MAX_SHARD_BYTES",
     "TOKEN_MARGIN",
+    "Admitting",
     "QueueAdmission",
     "Shard",
     "ShardItem",
@@ -288,31 +289,75 @@ def admit(
     holds back the ones after it. A shard bigger than the whole limit is set aside in
     `too_big` rather than blocking the queue forever.
     """
+    admitting = Admitting(waiting, in_flight_tokens, limit, model)
+    submit = tuple(admitting)
     if limit is None:
-        return QueueAdmission(tuple(waiting), (), (), "")
+        return QueueAdmission(submit, (), (), "")
+    going = {id(s) for s in submit}
     too_big = tuple(s for s in waiting if s.input_tokens > limit)
-    queue = [s for s in waiting if s.input_tokens <= limit]
-    used = in_flight_tokens
-    submit: list[Shard] = []
-    for shard in queue:
-        if used + shard.input_tokens > limit:
-            break
-        submit.append(shard)
-        used += shard.input_tokens
-    held = tuple(queue[len(submit) :])
+    held = tuple(s for s in waiting if s.input_tokens <= limit and id(s) not in going)
+    return QueueAdmission(submit, held, too_big, admitting.reason)
+
+
+def _held_reason(
+    used: int, limit: int, model: str, held: int, held_tokens: int, too_big: int
+) -> str:
     reasons = []
     if held:
         reasons.append(
             f"waiting: {used:,} of {limit:,} enqueued tokens in flight for {model}; "
-            f"{len(held)} shard(s) ({sum(s.input_tokens for s in held):,} tokens) wait for "
-            "earlier batches to finish"
+            f"{held} shard(s) ({held_tokens:,} tokens) wait for earlier batches to finish"
         )
     if too_big:
         reasons.append(
-            f"{len(too_big)} shard(s) exceed {model}'s queue limit of {limit:,} tokens and "
+            f"{too_big} shard(s) exceed {model}'s queue limit of {limit:,} tokens and "
             "must be re-planned"
         )
-    return QueueAdmission(tuple(submit), held, too_big, "; ".join(reasons))
+    return "; ".join(reasons)
+
+
+class Admitting:
+    """`admit` for shards as they stream from a planner: iterating gives the shards that go
+    out now, in order, while they fit; the shards that wait, and those bigger than the whole
+    queue, are only counted, never kept, so a group of any size holds one shard at a time.
+    After iterating, `held`, `held_requests` and `reason` are what `admit` would say."""
+
+    def __init__(
+        self, shards: Iterable[Shard], in_flight_tokens: int, limit: int | None, model: str
+    ) -> None:
+        self._shards = shards
+        self.used = in_flight_tokens
+        self.limit = limit
+        self.model = model
+        self.waiting = self.waiting_tokens = self.too_big = 0
+        self.held_requests = 0
+
+    def __iter__(self) -> Iterator[Shard]:
+        limit, blocked = self.limit, False
+        for shard in self._shards:
+            if limit is not None and shard.input_tokens > limit:
+                self.too_big += 1
+            elif blocked or (limit is not None and self.used + shard.input_tokens > limit):
+                blocked = True  # order is kept: no later shard jumps the queue
+                self.waiting += 1
+                self.waiting_tokens += shard.input_tokens
+            else:
+                self.used += shard.input_tokens
+                yield shard
+                continue
+            self.held_requests += shard.requests
+
+    @property
+    def held(self) -> int:
+        return self.waiting + self.too_big
+
+    @property
+    def reason(self) -> str:
+        if self.limit is None:
+            return ""
+        return _held_reason(
+            self.used, self.limit, self.model, self.waiting, self.waiting_tokens, self.too_big
+        )
 
 
 def waves(shard_tokens: Iterable[int], limit: int | None) -> int:

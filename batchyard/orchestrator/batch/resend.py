@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from batchyard.models import BatchStatus, Route, RouteOverride
 from batchyard.orchestrator.batch.remote import BatchContext
 from batchyard.router import Leftovers, ResubmitAction, ResubmitRule, resubmission, waits_until
-from batchyard.shards import ShardItem
 from batchyard.store.rows import BatchCandidate, RequestRow, RunRow
 
 __all__ = ["RESENT_REASON", "RESUBMIT_EVENT", "Resent", "Resubmits", "resent_line", "settle_resent"]
@@ -66,15 +65,16 @@ def settle_resent(
     ctx: BatchContext,
     run: RunRow,
     group: tuple[str, str],
-    items: list[ShardItem],
+    lines: int,
     resent: Resent,
     done: Resubmits,
-) -> list[ShardItem]:
-    """Apply the rule to `group` (endpoint, model); returns the items to plan now."""
+) -> bool:
+    """Apply the rule to `group` (endpoint, model), whose `lines` unsharded lines include
+    the `resent` ones; returns whether those are planned with the others now."""
     if not resent:
-        return items
+        return True
     endpoint, model = group
-    fresh = [i for i in items if i.custom_id not in resent]
+    fresh = lines - len(resent)
     shards = [
         b
         for b in ctx.store.list_active_batches(run.id)
@@ -87,7 +87,7 @@ def settle_resent(
         cost_batch=sum(c[0] for c in costs),
         cost_realtime=sum(c[1] for c in costs),
         cost_standard=sum(c[2] for c in costs),
-        joinable=len(fresh),
+        joinable=fresh,
         running=running,
     )
     settings = ctx.settings
@@ -114,7 +114,7 @@ def settle_resent(
     done.reasons.append(reason)
     if action is ResubmitAction.BATCH:
         ctx.store.hold(run.id, resent, None, None)
-        return items
+        return True
     if action is ResubmitAction.REALTIME:  # `set_routes` drops their wait with the move
         ctx.store.set_routes(run.id, [(cid, c[3], reason) for cid, c in resent.items()])
         done.to_realtime += left.lines
@@ -126,4 +126,4 @@ def settle_resent(
             until = max(now, min(until, latest))
         ctx.store.hold(run.id, resent, until, reason)
         done.held += left.lines
-    return fresh
+    return False

@@ -17,6 +17,7 @@ It must not poll or apply results (`apply.py` does).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import openai
@@ -24,7 +25,7 @@ import openai
 from batchyard.catalog import lookup
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator.batch.lines import NOT_RUN_CODES
-from batchyard.orchestrator.batch.queue import ahead, holders_text, refresh_model
+from batchyard.orchestrator.batch.queue import Waiter, ahead, holders_text, refresh_model
 from batchyard.orchestrator.batch.remote import BatchContext, failure_text
 from batchyard.orchestrator.batch.resend import (
     RESENT_REASON,
@@ -35,11 +36,9 @@ from batchyard.orchestrator.batch.resend import (
 )
 from batchyard.orchestrator.batch.upload import submit_shard
 from batchyard.shards import (
-    QueueAdmission,
-    Shard,
+    Admitting,
     ShardItem,
     ShardLimits,
-    admit,
     plan_shards,
     shard_line,
     shard_line_size,
@@ -148,39 +147,46 @@ def _requeue(ctx: BatchContext, run_id: str, report: SubmitReport) -> None:
 Group = tuple[str, str]  # (endpoint, model)
 
 
-def _items(
-    ctx: BatchContext, run: RunRow
-) -> tuple[dict[Group, list[ShardItem]], dict[Group, Resent]]:
-    """Routed batch requests not in any shard, as planning items per (endpoint, model); and
-    those of them sent before (a failed or expired batch line), for `settle_resent`. Sizes
-    come from the store (a body is read only where its size was not kept, or to count an
-    embeddings line's inputs)."""
-    groups: dict[Group, list[ShardItem]] = defaultdict(list)
+def _resent(ctx: BatchContext, run: RunRow) -> dict[Group, Resent]:
+    """The unsharded routed batch lines a batch of this run ran before (a failed or expired
+    batch line), with their costs, per (endpoint, model), for `settle_resent`."""
     resent: dict[Group, Resent] = defaultdict(dict)
-    for r in ctx.store.batch_candidates(run.id):
-        embeddings = r.endpoint.endswith("/embeddings")
-        if r.body_bytes is not None and not embeddings:
-            size, inputs = shard_line_size(r.custom_id, r.endpoint, r.body_bytes), 0
-        else:
-            body = ctx.store.get_bodies(run.id, [r.custom_id])[r.custom_id]
-            size = len(shard_line(r.custom_id, r.endpoint, body))
-            inputs = len(embedding_inputs(body)) if embeddings else 0
-        groups[(r.endpoint, r.model)].append(
-            ShardItem(r.custom_id, size, r.est_input_tokens, inputs)
-        )
+    for r in ctx.store.batch_candidates(run.id, sent_before=True):
         if (costs := resent_line(run, r)) is not None:
             resent[(r.endpoint, r.model)][r.custom_id] = costs
-    return groups, resent
+    return resent
+
+
+def _items(ctx: BatchContext, run: RunRow, group: Group, skip: Resent) -> Iterator[ShardItem]:
+    """The group's unsharded routed batch lines as planning items, in line order, streamed
+    (`skip`: lines left out this round). Sizes come from the store: a body is read only
+    where its size was not kept, or to count an embeddings line's inputs."""
+    endpoint, model = group
+    for r in ctx.store.batch_candidates(run.id, endpoint=endpoint, model=model):
+        if r.custom_id in skip:
+            continue
+        embeddings = endpoint.endswith("/embeddings")
+        if r.body_bytes is not None and not embeddings:
+            size, inputs = shard_line_size(r.custom_id, endpoint, r.body_bytes), 0
+        else:
+            body = ctx.store.get_bodies(run.id, [r.custom_id])[r.custom_id]
+            size = len(shard_line(r.custom_id, endpoint, body))
+            inputs = len(embedding_inputs(body)) if embeddings else 0
+        yield ShardItem(r.custom_id, size, r.est_input_tokens, inputs)
 
 
 async def _plan_group(
     ctx: BatchContext,
     run_id: str,
-    endpoint: str,
-    model: str,
-    items: list[ShardItem],
+    group: Group,
+    items: Iterable[ShardItem],
+    tokens: int,
     report: SubmitReport,
-) -> list[Shard]:
+) -> tuple[Admitting, list[Waiter]]:
+    """The group's shards, planned as `items` stream past and admitted in order (iterate
+    the result; `_held` reports the rest), and the more urgent runs ahead in the queue.
+    `tokens`: the items' input tokens, to know beforehand whether the queue is too full."""
+    _, model = group
     info = lookup(ctx.models, model)
     limit = queue_limit(ctx, run_id, model)
     limits = ShardLimits.for_model(info, limit) if info else ShardLimits(model=model)
@@ -190,36 +196,45 @@ async def _plan_group(
             max_input_tokens=_smaller(ctx.limits.max_input_tokens, limits.max_input_tokens),
             model=model,
         )
-    fitting = []
-    for item in items:
-        if limits.why_never_fits(item) is not None:
-            report.unbatchable.append(item.custom_id)
-        else:
-            fitting.append(item)
-    planned = list(plan_shards(fitting, limits))
+
+    def fitting() -> Iterator[ShardItem]:
+        for item in items:
+            if limits.why_never_fits(item) is not None:
+                report.unbatchable.append(item.custom_id)
+            else:
+                yield item
+
     # The queue is the organisation's: every run's unfinished shards count, and more urgent
     # runs that wait (and are driven) come first.
-    first = ahead(ctx, run_id, model) if limits.max_input_tokens is not None else []
+    cap = limits.max_input_tokens
+    first = ahead(ctx, run_id, model) if cap is not None else []
     reserved = sum(w.tokens for w in first)
+    in_queue = ctx.store.enqueued_tokens(model) + reserved
+    if cap is not None and in_queue + tokens > cap and await refresh_model(ctx, model):
+        in_queue = ctx.store.enqueued_tokens(model) + reserved  # finished unwatched: room
+    return Admitting(plan_shards(fitting(), limits), in_queue, cap, model), first
 
-    def admission() -> QueueAdmission:
-        in_queue = ctx.store.enqueued_tokens(model) + reserved
-        return admit(planned, in_queue, limits.max_input_tokens, model)
 
-    admitted = admission()
-    if admitted.waiting and await refresh_model(ctx, model):
-        admitted = admission()  # batches that finished unwatched no longer hold the room
-    held = admitted.waiting + admitted.too_big
-    if held:
-        report.waiting += len(held)
-        report.waiting_requests += sum(s.requests for s in held)
-        reason = admitted.reason
-        if who := holders_text(ctx.store, run_id, model, first):
-            reason += f"; {who}"
-        report.reasons.append(reason)
-        data = {"model": model, "endpoint": endpoint, "ahead": [w.run_id for w in first]}
-        ctx.event(run_id, "batch.waiting", reason, data)
-    return list(admitted.submit)
+def _held(
+    ctx: BatchContext,
+    run_id: str,
+    group: Group,
+    admitting: Admitting,
+    first: list[Waiter],
+    report: SubmitReport,
+) -> None:
+    """Report the shards of a group that wait for queue room (or can never fit it)."""
+    if not admitting.held:
+        return
+    endpoint, model = group
+    report.waiting += admitting.held
+    report.waiting_requests += admitting.held_requests
+    reason = admitting.reason
+    if who := holders_text(ctx.store, run_id, model, first):
+        reason += f"; {who}"
+    report.reasons.append(reason)
+    data = {"model": model, "endpoint": endpoint, "ahead": [w.run_id for w in first]}
+    ctx.event(run_id, "batch.waiting", reason, data)
 
 
 def _smaller(a: int | None, b: int | None) -> int | None:
@@ -239,13 +254,17 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
     todo = [b.id for b in store.list_batches(run_id, statuses=[B.PLANNED, B.UPLOADED])]
     creations = ctx.settings.batch_creates_per_hour
     left = creations - store.batch_creations_since(ctx.clock() - 3600.0)
-    groups, resent = _items(ctx, run)
-    for (endpoint, model), every in groups.items():
-        group = (endpoint, model)
-        items = settle_resent(ctx, run, group, every, resent[group], report.resubmits)
-        if not items:
+    resent = _resent(ctx, run)
+    for group, (lines, tokens) in store.batch_candidate_groups(run_id).items():
+        endpoint, model = group
+        again = resent.get(group, {})
+        with_resent = settle_resent(ctx, run, group, lines, again, report.resubmits)
+        skip = {} if with_resent else again
+        if lines == len(skip):
             continue
-        for shard in await _plan_group(ctx, run_id, endpoint, model, items, report):
+        items = _items(ctx, run, group, skip)
+        admitting, first = await _plan_group(ctx, run_id, group, items, tokens, report)
+        for shard in admitting:
             # A claim: another driver (of this run or another) may have planned these
             # requests or filled the queue since they were read; then stop and re-read
             # next round.
@@ -260,6 +279,8 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
             if shard_id is None:
                 break
             todo.append(shard_id)
+        else:
+            _held(ctx, run_id, group, admitting, first, report)
     for i, shard_id in enumerate(todo):
         if left <= 0:
             _creations_bind(ctx, run_id, report, todo[i:], creations)
