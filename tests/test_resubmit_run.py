@@ -5,6 +5,7 @@ a share of their lines. Assertions read the simulator's own batches and the stor
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import httpx2
 import openai
 
 from batchyard.config import load_settings
-from batchyard.orchestrator import Orchestrator
+from batchyard.models import RequestStatus, Route
+from batchyard.orchestrator import Orchestrator, RunStatus
 from batchyard.samples import write_sample
 from batchyard.shards import ShardLimits
 from batchyard.simulator import create_app, load_config
@@ -64,13 +66,17 @@ class Sim:
         return orch
 
 
-async def _run(sim: Sim, orch: Orchestrator, tmp_path: Path) -> str:
+Watch = Callable[[str], Callable[[RunStatus], None]]  # run id -> called after each round
+
+
+async def _run(sim: Sim, orch: Orchestrator, tmp_path: Path, watch: Watch | None = None) -> str:
     source = write_sample(tmp_path / "in.jsonl", 300, models=(MINI,))
     result = await orch.submit(source, deadline="24h")
     _, second = sorted(sim.state.batches.values(), key=lambda b: b.created)
     assert [b.request_count for b in orch.store.list_batches(result.run_id)] == [150, 150]
     second.overrides["turnaround_seconds"] = 4 * H  # back three hours after the first
-    status = await orch.wait(result.run_id, max_rounds=500)
+    on_round = watch(result.run_id) if watch is not None else None
+    status = await orch.wait(result.run_id, max_rounds=500, on_round=on_round)
     assert status.done and status.succeeded == 300, status.counts
     billed = Counter(e.custom_id for e in sim.state.ledger)
     assert set(billed.values()) == {1} and len(billed) == 300
@@ -105,4 +111,41 @@ async def test_with_a_minimum_of_one_the_first_leftovers_go_at_once(tmp_path: Pa
     batches = sorted(sim.state.batches.values(), key=lambda b: b.created)
     # Without the wait, the first batch's failed lines go out while the second still runs.
     assert batches[2].created < batches[1].times["completed_at"]
+    await orch.aclose()
+
+
+async def test_lines_waiting_to_be_sent_again_say_until_when_and_why(tmp_path: Path) -> None:
+    sim = Sim(tmp_path, batch_line_error_rate=0.1)
+    orch = sim.orchestrator()
+    store = orch.store
+    held: dict[str, tuple[float | None, str | None, list[str]]] = {}
+    resent: dict[str, tuple[float | None, str | None]] = {}
+
+    def watch(run_id: str) -> Callable[[RunStatus], None]:
+        def on_round(status: RunStatus) -> None:
+            for r in store.iter_requests(run_id, statuses=[RequestStatus.ROUTED]):
+                if r.route is Route.BATCH and r.attempts > 0 and r.custom_id not in held:
+                    answer = store.next_try(run_id, r.custom_id)
+                    assert answer is not None and answer.at == r.not_before
+                    assert answer.reason == r.not_before_reason
+                    second_poll = store.next_poll(b.id for b in store.list_active_batches(run_id))
+                    assert r.not_before == second_poll  # looked at again when it may return
+                    shown = [reason for reason, _, _ in status.waiting]
+                    held[r.custom_id] = (r.not_before, r.not_before_reason, shown)
+            for cid in held.keys() - resent.keys():
+                row = store.get_request(run_id, cid, with_body=False)
+                if row.status is RequestStatus.SUBMITTED:
+                    resent[cid] = (row.not_before, row.not_before_reason)
+
+        return on_round
+
+    await _run(sim, orch, tmp_path, watch)
+    assert held, "no line waited to be sent again: the test proves nothing"
+    for until, why, shown in held.values():
+        assert until is not None and why is not None
+        assert "wait for a worthwhile shard" in why
+        assert why in shown, shown  # `status` shows it
+    # Sent again: the wait is gone from every one of them.
+    assert resent.keys() == held.keys()
+    assert set(resent.values()) == {(None, None)}
     await orch.aclose()

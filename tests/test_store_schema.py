@@ -123,6 +123,8 @@ EXPECTED_COLUMNS = {
         "created_at",
         "updated_at",
         "applied_at",
+        "next_poll_at",  # m014_poll_waits
+        "poll_reason",
     },
     "files": {
         "id",

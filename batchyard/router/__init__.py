@@ -67,7 +67,13 @@ from batchyard.router.parse import (
 )
 from batchyard.router.plan import Plan, make_plan, plan_from_decision
 from batchyard.router.policy import is_small_run, redecide, route, route_work
-from batchyard.router.resubmit import Leftovers, ResubmitAction, ResubmitRule, resubmission
+from batchyard.router.resubmit import (
+    Leftovers,
+    ResubmitAction,
+    ResubmitRule,
+    resubmission,
+    waits_until,
+)
 from batchyard.router.rules import (
     BATCH_ONLY_RULES,
     DEFAULT_RULES,
@@ -130,4 +136,5 @@ __all__ = [
     "resubmission",
     "route",
     "route_work",
+    "waits_until",
 ]

@@ -1,8 +1,9 @@
 """Where batch lines that must be sent again go: a shard of their own, a wait, or real time.
 
 Owns `Leftovers` (one model's lines to re-submit after a failed, expired or partly failed
-batch, as counts and costs), `ResubmitRule` (the documented thresholds) and `resubmission`,
-the pure rule the batch path applies before planning their shard. A shard of five lines
+batch, as counts and costs), `ResubmitRule` (the documented thresholds), `resubmission`,
+the pure rule the batch path applies before planning their shard, and `waits_until`, when
+the deadline rule (4) sends lines that wait at the latest. A shard of five lines
 pays a whole turnaround for five answers; the rule avoids that:
 
 1. Lines that can join a shard going out anyway (fresh lines of the same model and
@@ -31,7 +32,7 @@ from enum import StrEnum
 
 from batchyard.errors import ConfigError
 
-__all__ = ["Leftovers", "ResubmitAction", "ResubmitRule", "resubmission"]
+__all__ = ["Leftovers", "ResubmitAction", "ResubmitRule", "resubmission", "waits_until"]
 
 
 class ResubmitAction(StrEnum):
@@ -62,6 +63,12 @@ class ResubmitRule:
             raise ConfigError(f"resubmit_min_lines must be at least 1, got {self.min_lines}.")
 
 
+def waits_until(escalation_at: float | None, setup_s: float, turnaround_s: float) -> float | None:
+    """From when waiting lines no longer wait (rule 4): the escalation point then leaves no
+    time for a new shard's setup and turnaround. None without an escalation point."""
+    return None if escalation_at is None else escalation_at - (setup_s + turnaround_s)
+
+
 def resubmission(
     left: Leftovers,
     rule: ResubmitRule,
@@ -83,7 +90,8 @@ def resubmission(
             f"{n} line(s) sent again in real time: it costs what batch costs and answers "
             "without a turnaround",
         )
-    if escalation_at is not None and escalation_at - now < setup_s + turnaround_s:
+    latest = waits_until(escalation_at, setup_s, turnaround_s)
+    if escalation_at is not None and latest is not None and now > latest:
         if escalation_at - now >= setup_s or not rule.realtime_allowed:
             return (
                 ResubmitAction.BATCH,

@@ -53,6 +53,14 @@ Real time (claims; intent before the call)
         reached the API: retrying it may bill it twice (an event records how many).
     record_attempt(run_id, custom_id, *, route, outcome, started_at, ...) -> attempt no.
 
+Waits: when a request is tried again (waits.py)
+    next_try(run_id, custom_id) -> NextTry(at, reason) | None   the one answer: a line in a
+        live batch, its shard's next poll; any other, its own not_before and reason
+    waiting_reasons(run_id) -> [(reason, n, first due)]   the same answer, summed (status)
+    record_poll(shard, at, reason)   the poll backoff's decision, once per shard and poll
+    hold(run_id, ids, until, reason) -> int   routed lines wait (None, None: they go now)
+    next_poll(shards) -> float | None   the earliest recorded next poll of those shards
+
 Provider clock (clocks.py)
     add_clock_observations(base_url, [(provider_at, local_at)], keep=48)   newest kept
     clock_observations(base_url, limit=48) -> [(provider_at, local_at)]    oldest first

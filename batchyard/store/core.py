@@ -27,6 +27,7 @@ from .requests import RequestsMixin
 from .runs import RunsMixin
 from .shards import ShardsMixin
 from .summary import SummaryMixin
+from .waits import WaitsMixin
 
 __all__ = ["DB_ENV", "Store", "default_db_path"]
 
@@ -35,6 +36,7 @@ class Store(
     ShardsMixin,
     BatchLeasesMixin,
     ClaimsMixin,
+    WaitsMixin,
     RequestsMixin,
     SummaryMixin,
     RunsMixin,

@@ -37,7 +37,7 @@ _COLS = (
     "est_cost_standard, est_cost_flex, est_cost_batch, route, route_reason, status, attempts, "
     "shard, owner, not_before, status_code, error_code, error_message, input_tokens, "
     "output_tokens, cost, updated_at, finished_at, request_id, max_output_tokens, fingerprint, "
-    "reused_from, saved, requeues, requeue_cost, fallback"
+    "reused_from, saved, requeues, requeue_cost, fallback, not_before_reason"
 )
 _INSERT = (
     "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
@@ -45,6 +45,7 @@ _INSERT = (
     "max_output_tokens, status, updated_at, fingerprint) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
 )
+_BATCH_HOLD = "status = 'routed' AND route = 'batch' AND ? <> 'batch'"  # old row, new route
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
 
 
@@ -205,10 +206,17 @@ class RequestsMixin(StoreBase):
                             f"({shard_status[shard]}); it cannot be re-routed until that "
                             "shard is finished or cancelled."
                         )
-                    updates.append((Route(route).value, reason, now, row["id"]))
+                    value = Route(route).value
+                    updates.append((value, reason, value, value, now, row["id"]))
+                # A routed batch line's wait (`waits.hold`: lines of a failed batch waiting
+                # to be re-submitted) is the batch path's: moved elsewhere, it goes as its
+                # new route says.
                 conn.executemany(
-                    "UPDATE requests SET route = ?, route_reason = ?, status = 'routed', "
-                    "shard = NULL, updated_at = ? WHERE id = ?",
+                    "UPDATE requests SET route = ?, route_reason = ?, "
+                    f"not_before = CASE WHEN {_BATCH_HOLD} THEN NULL ELSE not_before END, "
+                    f"not_before_reason = CASE WHEN {_BATCH_HOLD} THEN NULL "
+                    "ELSE not_before_reason END, "
+                    "status = 'routed', shard = NULL, updated_at = ? WHERE id = ?",
                     updates,
                 )
             total += len(updates)

@@ -23,6 +23,7 @@ __all__ = [
     "FileKind",
     "FileRow",
     "NewRequest",
+    "NextTry",
     "OutputEvidence",
     "RequestRow",
     "Result",
@@ -192,6 +193,7 @@ class RequestRow:
     requeue_cost: float = 0.0  # what the answers that failed a check cost
     # {from, to, reason, error, at}: the line was moved to a fallback model (`model` is it)
     fallback: JSONDict | None = None
+    not_before_reason: str | None = None  # why `not_before` holds it back (`Store.next_try`)
     # the stored JSON text of the response body, undecoded (`iter_requests(raw_response=True)`;
     # `response_body` is then None)
     response_text: str | None = None
@@ -336,3 +338,11 @@ class FailedSend:
     not_before: float | None = None
     reason: str | None = None
     fault: bool = False  # a 5xx, timeout or dropped connection: counts against the budget
+
+
+@dataclass(frozen=True, slots=True)
+class NextTry:
+    """When a request is tried again, and why (`Store.next_try`)."""
+
+    at: float | None  # our clock; None: at the next round (nothing holds it back)
+    reason: str  # in words, from whichever mechanism decided

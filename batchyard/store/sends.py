@@ -1,12 +1,12 @@
-"""Sends: an attempt row for every real-time send, and why requests wait.
+"""Sends: an attempt row for every real-time send.
 
 Owns `_record_failed_sends` (a send that failed and is tried again inside its claim: its
 attempt row closes as `retry` with the error's kind, status, code and request id, the next
 send's row opens, and the request's `not_before` / `not_before_reason` say when and why it
 goes again), written in the same transaction as the group commit of results, and the
-reads `status` shows: sends tried again by kind, and the requests held back right now with
-their reasons. It must not decide when a request is tried again: the orchestrator does,
-and records the decision here.
+read `status` shows: sends tried again by kind (the requests held back right now, with
+their reasons, are `waits.py`'s). It must not decide when a request is tried again: the
+orchestrator does, and records the decision here.
 """
 
 from __future__ import annotations
@@ -103,15 +103,3 @@ class SendsMixin(StoreBase):
             (run_id,),
         )
         return {str(r[0]): int(r[1]) for r in rows}
-
-    def waiting_reasons(self, run_id: str) -> list[tuple[str, int, float]]:
-        """Requests held back right now (`not_before` in the future, not finished), per
-        reason: (reason, how many, when the first of them is due)."""
-        self._require_run(run_id)
-        rows = self.db.conn.execute(
-            "SELECT coalesce(not_before_reason, 'waiting'), count(*), min(not_before) "
-            "FROM requests WHERE run_id = ? AND not_before > ? "
-            "AND status IN ('retryable', 'in_flight') GROUP BY 1 ORDER BY 2 DESC",
-            (run_id, self.now()),
-        )
-        return [(str(r[0]), int(r[1]), float(r[2])) for r in rows]

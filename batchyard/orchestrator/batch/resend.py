@@ -5,7 +5,11 @@ group of lines about to be planned into shards: lines sent before join new lines
 worthwhile shard (setting `resubmit_min_lines`), wait for one while the model's batches may
 still return more, or move to real time when that costs no more or the escalation point
 leaves no time to wait. Each decision is an event (`batch.resubmit`) with
-the rule's reason. It must not plan, upload or create shards (`submit.py` does).
+the rule's reason, and is recorded on the lines as their wait (`Store.hold`, one statement
+per group): lines that wait get `not_before` (the model's running batches' next poll, when
+lines may come back and the rule looks again with news, at the latest `waits_until`) and
+the reason; lines that go out lose it. It must not plan, upload or create shards
+(`submit.py` does).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 
 from batchyard.models import BatchStatus, Route, RouteOverride
 from batchyard.orchestrator.batch.remote import BatchContext
-from batchyard.router import Leftovers, ResubmitAction, ResubmitRule, resubmission
+from batchyard.router import Leftovers, ResubmitAction, ResubmitRule, resubmission, waits_until
 from batchyard.shards import ShardItem
 from batchyard.store.rows import RequestRow, RunRow
 
@@ -69,11 +73,12 @@ def settle_resent(
         return items
     endpoint, model = group
     fresh = [i for i in items if i.custom_id not in resent]
-    running = sum(
-        b.request_count
+    shards = [
+        b
         for b in ctx.store.list_active_batches(run.id)
         if b.model == model and b.endpoint == endpoint and b.status in _RUNNING
-    )
+    ]
+    running = sum(b.request_count for b in shards)
     costs = list(resent.values())
     left = Leftovers(
         lines=len(resent),
@@ -91,10 +96,11 @@ def settle_resent(
     escalation, turnaround = (
         ctx.deadline_view(run.id, model) if ctx.deadline_view else (run.deadline_at, 3600.0)
     )
+    now = ctx.clock()
     action, reason = resubmission(
         left,
         rule,
-        ctx.clock(),
+        now,
         escalation_at=escalation,
         setup_s=settings.batch_setup_seconds,
         turnaround_s=turnaround,
@@ -105,10 +111,17 @@ def settle_resent(
     ctx.event(run.id, RESUBMIT_EVENT, reason, data, store=news)
     done.reasons.append(reason)
     if action is ResubmitAction.BATCH:
+        ctx.store.hold(run.id, resent, None, None)
         return items
-    if action is ResubmitAction.REALTIME:
+    if action is ResubmitAction.REALTIME:  # `set_routes` drops their wait with the move
         ctx.store.set_routes(run.id, [(cid, c[3], reason) for cid, c in resent.items()])
         done.to_realtime += left.lines
     else:
+        looks = ctx.store.next_poll(b.id for b in shards)  # None: due at the next round
+        until = max(now, looks) if looks is not None else now
+        latest = waits_until(escalation, settings.batch_setup_seconds, turnaround)
+        if latest is not None:
+            until = max(now, min(until, latest))
+        ctx.store.hold(run.id, resent, until, reason)
         done.held += left.lines
     return fresh

@@ -136,7 +136,9 @@ class BatchRunner:
             limits=limits,
             provider_clock=provider_clock,
         )
-        self.schedule = PollSchedule(settings.poll_min_seconds, settings.poll_max_seconds)
+        self.schedule = PollSchedule(
+            settings.poll_min_seconds, settings.poll_max_seconds, record=store.record_poll
+        )
 
     @property
     def store(self) -> Store:

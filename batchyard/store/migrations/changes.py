@@ -225,3 +225,13 @@ def m013_fallback(db: Database) -> None:
     model the file named). The line's `model` and body then name the fallback model, so
     shards, limits and prices follow it; `from` keeps the model the file asked for."""
     db.execute("ALTER TABLE requests ADD COLUMN fallback TEXT")
+
+
+@migration
+def m014_poll_waits(db: Database) -> None:
+    """When each live shard is polled next and why (`batches.next_poll_at`,
+    `batches.poll_reason`): the poll backoff's decision, written once per shard, so "when
+    is this request tried again?" has an answer for a line inside a running batch without
+    rewriting every line on every poll. NULL: due at the next round."""
+    db.execute("ALTER TABLE batches ADD COLUMN next_poll_at REAL")
+    db.execute("ALTER TABLE batches ADD COLUMN poll_reason TEXT")
