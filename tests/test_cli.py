@@ -12,7 +12,7 @@ from cli_support import API_KEY, invoke, json_out
 from cli_support import counts as route_counts
 
 from batchyard import logs
-from batchyard.cli.app import EXIT_CODES
+from batchyard.cli.exits import EXIT_CODES
 from batchyard.metrics import Metrics, serving
 from batchyard.orchestrator._reporting.reports import BatchInfo, RunStatus
 

@@ -1,74 +1,40 @@
-"""The typer app, its global options, and the one edge where async work and errors are handled.
+"""The typer app, its global options, and what every command shares.
 
-Owns `app` (global options `--db`, `--base-url`, `--metrics-port`, `--debug`), `Cli` (what
-every command needs: settings, one way to build the Orchestrator, the consoles), `execute`
-(the single `asyncio.run()` of a command, which turns `BatchyardError` into a one- or
-two-sentence message and an exit code, and Ctrl-C into exit 130 with how to carry on) and
-the exit-code table. Commands live in the other modules of this package; nothing here
-decides routes or touches the store directly.
+Owns `app` (global options `--db`, `--base-url`, `--metrics-port`, `--debug`, which may
+also follow the command; a wrong command line is a plain `Error:` line and exit 2) and
+`Cli` (what every command needs: settings, one way to build the Orchestrator, the
+consoles), found with `state(ctx)`. Running a command and handling its errors is
+`edge.py`; the exit codes are `exits.py`. Commands live in the other modules of this
+package; nothing here decides routes or touches the store directly.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from typer._click.core import Command, Context  # typer vendors click
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup, TyperOption
 
 from batchyard import __version__, logs
-from batchyard.cli.failures import emit_error, error_details, error_type, show_usage_error
+from batchyard.cli.exits import EXIT_ERROR, EXIT_OK
+from batchyard.cli.failures import show_usage_error
 from batchyard.config import Settings, load_settings
-from batchyard.errors import BatchyardError, InputError, NotFound, OptionError, PlanRefused
-from batchyard.metrics import Metrics, serving
+from batchyard.errors import NotFound
+from batchyard.metrics import Metrics
 
 if TYPE_CHECKING:
     from batchyard.orchestrator._orchestrator import Orchestrator
 
-__all__ = [
-    "EXIT_CODES",
-    "EXIT_ERROR",
-    "EXIT_FAILED_REQUESTS",
-    "EXIT_INPUT",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_PLAN_REFUSED",
-    "EXIT_USAGE",
-    "Cli",
-    "app",
-    "execute",
-]
+__all__ = ["Cli", "app", "state"]
 
-T = TypeVar("T")
 log = logging.getLogger("batchyard.cli")
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INPUT = 3
-EXIT_PLAN_REFUSED = 4
-EXIT_FAILED_REQUESTS = 5
-EXIT_INTERRUPTED = 130
-
-EXIT_CODES: dict[int, str] = {
-    EXIT_OK: "success",
-    EXIT_ERROR: "an error with a message: configuration, store, API, no such run",
-    EXIT_USAGE: "the command line is wrong (unknown option, bad value, missing argument or file)",
-    EXIT_INPUT: "the request file is invalid; nothing was submitted",
-    EXIT_PLAN_REFUSED: "the deadline or budget cannot be met (--strict or --budget)",
-    EXIT_FAILED_REQUESTS: "the run finished, but some requests failed (waiting commands only)",
-    EXIT_INTERRUPTED: "stopped with Ctrl-C; nothing is lost, `batchyard resume RUN` carries on",
-}
 
 _GLOBAL_VALUES = ("--db", "--base-url", "--metrics-port")
 _GLOBAL_FLAGS = ("--debug",)
@@ -285,123 +251,3 @@ def _global(
 def state(ctx: typer.Context) -> Cli:
     """The shared `Cli` of this invocation."""
     return _state(ctx)
-
-
-def _exit_code(exc: BatchyardError) -> int:
-    if isinstance(exc, OptionError):
-        return EXIT_USAGE
-    if isinstance(exc, InputError):
-        return EXIT_INPUT
-    if isinstance(exc, PlanRefused):
-        return EXIT_PLAN_REFUSED
-    return EXIT_ERROR
-
-
-def _interrupted(cli: Cli) -> str:
-    if cli.run_id is None:
-        return (
-            "Stopped; nothing is lost: `batchyard runs` shows whether the run was recorded, "
-            "and `batchyard resume RUN` carries it on."
-        )
-    return f"Stopped; nothing is lost: run `batchyard resume {cli.run_id}` to carry on."
-
-
-@contextmanager
-def _metrics(cli: Cli) -> Iterator[None]:
-    with ExitStack() as stack:
-        if cli.metrics_port is not None:
-            port = stack.enter_context(serving(cli.metrics, cli.metrics_port))
-            cli.err.print(f"Metrics on http://127.0.0.1:{port}/metrics")
-        yield
-
-
-def interrupted(cli: Cli, *, printed: bool = False) -> typer.Exit:
-    """Ctrl-C: how to carry on (stderr; with `--json` the error document, unless the
-    command stopped gracefully and `printed` its own), exit 130."""
-    message = _interrupted(cli)
-    cli.err.print(message, markup=False)
-    if cli.json and not printed:
-        emit_error("Interrupted", message, EXIT_INTERRUPTED, {"run_id": cli.run_id})
-    return typer.Exit(EXIT_INTERRUPTED)
-
-
-def fail(cli: Cli, exc: BaseException, message: str, code: int) -> typer.Exit:
-    """A failure: `Error: ...` on stderr; with `--json` the one error document on stdout."""
-    cli.err.print(f"Error: {message}", markup=False)
-    if cli.json:
-        details = error_details(exc)
-        if cli.run_id is not None:
-            details.setdefault("run_id", cli.run_id)
-        emit_error(error_type(exc), message, code, details)
-    return typer.Exit(code)
-
-
-def guarded(cli: Cli, body: Callable[[], T]) -> T:
-    """Run `body`; a BatchyardError or Ctrl-C becomes a message and an exit code."""
-    try:
-        with _metrics(cli):
-            return body()
-    except KeyboardInterrupt:
-        log.info("interrupted", extra={"run_id": cli.run_id})
-        raise interrupted(cli) from None
-    except UsageError as exc:  # a bad option value found once the command runs
-        raise fail(cli, exc, exc.format_message(), EXIT_USAGE) from None
-    except BatchyardError as exc:
-        log.warning("error", exc_info=exc)
-        if cli.debug:
-            raise
-        raise fail(cli, exc, str(exc), _exit_code(exc)) from None
-    except (typer.Exit, typer.Abort, SystemExit):
-        raise
-    except Exception as exc:
-        log.error("unexpected error", exc_info=exc)
-        if cli.debug:
-            raise
-        message = (
-            f"{type(exc).__name__}: {exc}. This is a bug in batchyard; run again with "
-            "--debug for the traceback and report it."
-        )
-        raise fail(cli, exc, message, EXIT_ERROR) from None
-
-
-def execute(
-    ctx: typer.Context,
-    body: Callable[[Orchestrator], Awaitable[int | None]],
-    **parts: Any,
-) -> None:
-    """Build the Orchestrator, run `body` under one `asyncio.run()`, exit with its code."""
-    cli = state(ctx)
-    stopped = False
-
-    async def main() -> int | None:
-        nonlocal stopped
-        orch = cli.orchestrator(**parts)
-        task = asyncio.current_task()
-
-        def on_interrupt() -> None:
-            # First Ctrl-C: stop gracefully (calls on the wire get their grace, nothing
-            # new starts). A second one: stop at once (still nothing is lost).
-            nonlocal stopped
-            if stopped and task is not None:
-                task.cancel()
-                return
-            stopped = True
-            cli.err.print("Stopping: letting calls in flight finish (Ctrl-C again to stop now).")
-            orch.stop()
-
-        loop = asyncio.get_running_loop()
-        with suppress(NotImplementedError, RuntimeError):  # no signal handlers: plain ^C
-            loop.add_signal_handler(signal.SIGINT, on_interrupt)
-        try:
-            return await body(orch)
-        except asyncio.CancelledError:
-            raise KeyboardInterrupt from None
-        finally:
-            with suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGINT)
-            await orch.aclose()
-
-    code = guarded(cli, lambda: asyncio.run(main()))
-    if stopped:  # the command finished its output before stopping
-        raise interrupted(cli, printed=True)
-    raise typer.Exit(code or EXIT_OK)

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from batchyard.cli.app import EXIT_ERROR, EXIT_OK, app, execute, state
+from batchyard.cli.app import app, state
+from batchyard.cli.edge import execute
+from batchyard.cli.exits import EXIT_ERROR, EXIT_OK
 from batchyard.cli.models_cmd import warn_if_stale
 from batchyard.cli.options import (
     Budget,

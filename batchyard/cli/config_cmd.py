@@ -16,7 +16,8 @@ from typing import Any
 import typer
 from pydantic import AliasChoices, SecretStr
 
-from batchyard.cli.app import app, guarded, state
+from batchyard.cli.app import app, state
+from batchyard.cli.edge import guarded
 from batchyard.cli.options import Json
 from batchyard.cli.render import emit_json
 from batchyard.cli.render_runs import config_table

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Annotated
 import httpx2
 import typer
 
-from batchyard.cli.app import EXIT_OK, app, execute, guarded, state
+from batchyard.cli.app import app, state
+from batchyard.cli.edge import execute, guarded
+from batchyard.cli.exits import EXIT_OK
 from batchyard.cli.live import watching
 from batchyard.cli.options import Json
 from batchyard.cli.render import emit_json, plan_view, submit_lines

@@ -3,7 +3,7 @@
 Owns the error document `--json` promises (`{"error": {"type", "message", "exit_code",
 "details"}}`, exactly one on stdout, per-line problems included) and the plain rendering of
 command-line mistakes (click's usage errors, without a box, exit 2). It decides no exit code
-of its own: callers pass the code from `batchyard.cli.app`'s table.
+of its own: callers pass the code from `batchyard.cli.exits`'s table.
 """
 
 from __future__ import annotations

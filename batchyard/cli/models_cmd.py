@@ -16,7 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from batchyard.catalog import Catalog, ModelInfo, stale_notice
-from batchyard.cli.app import Cli, app, guarded, state
+from batchyard.cli.app import Cli, app, state
+from batchyard.cli.edge import guarded
 from batchyard.cli.options import Json
 from batchyard.cli.render import emit_json
 

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from batchyard.cli.app import EXIT_OK, app, execute, state
+from batchyard.cli.app import app, state
+from batchyard.cli.edge import execute
+from batchyard.cli.exits import EXIT_OK
 from batchyard.cli.options import Json
 from batchyard.cli.render import emit_json
 from batchyard.router.parse import format_time

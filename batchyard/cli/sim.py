@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from batchyard.cli.app import app, guarded, state
+from batchyard.cli.app import app, state
+from batchyard.cli.edge import guarded
 from batchyard.errors import ConfigError
 
 __all__ = ["sim_app"]

@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from batchyard.cli.app import app, guarded, state
+from batchyard.cli.app import app, state
+from batchyard.cli.edge import guarded
 
 __all__ = ["webhooks_app"]
 
