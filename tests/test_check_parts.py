@@ -17,7 +17,7 @@ import pytest
 
 from batchyard.catalog import Catalog
 from batchyard.config import model_table
-from batchyard.errors import ValidationFailed
+from batchyard.errors import LineProblem, ValidationFailed
 from batchyard.orchestrator._planning import intake as _intake
 from batchyard.orchestrator._planning.intake import Intake, check_file, reuse_preview
 from batchyard.store import Store
@@ -76,6 +76,16 @@ def same_records(one: Intake, parts: Intake) -> None:
         )
 
 
+def same_errors(path: Path, models: Catalog) -> list[LineProblem]:
+    """The problems both ways of checking `path` report (they must be the same)."""
+    with pytest.raises(ValidationFailed) as one:
+        check_file(path, models, workers=1)
+    with pytest.raises(ValidationFailed) as parts:
+        check_file(path, models, workers=3)
+    assert [str(p) for p in parts.value.problems] == [str(p) for p in one.value.problems]
+    return list(parts.value.problems)
+
+
 def test_parts_give_the_records_of_one_process(tmp_path: Path, models: Catalog) -> None:
     lines = [line(i) for i in range(300)]
     lines.insert(100, "")  # a blank line still counts in the numbering
@@ -91,13 +101,8 @@ def test_problems_are_numbered_for_the_whole_file(tmp_path: Path, models: Catalo
     lines = [line(i) for i in range(200)]
     lines[150] = line(150, temperature=7)
     lines[190] = "{not json"
-    path = write(tmp_path / "in.jsonl", lines)
-    with pytest.raises(ValidationFailed) as one:
-        check_file(path, models, workers=1)
-    with pytest.raises(ValidationFailed) as parts:
-        check_file(path, models, workers=3)
-    assert [str(p) for p in parts.value.problems] == [str(p) for p in one.value.problems]
-    assert [p.line for p in parts.value.problems] == [151, 191]
+    problems = same_errors(write(tmp_path / "in.jsonl", lines), models)
+    assert [p.line for p in problems] == [151, 191]
 
 
 def test_skipped_invalid_lines_are_the_same(tmp_path: Path, models: Catalog) -> None:
@@ -116,13 +121,8 @@ def test_a_custom_id_used_in_two_parts_is_the_one_process_error(
 ) -> None:
     lines = [line(i) for i in range(200)]
     lines[180] = lines[180].replace('"req-180"', '"req-3"')
-    path = write(tmp_path / "in.jsonl", lines)
-    with pytest.raises(ValidationFailed) as one:
-        check_file(path, models, workers=1)
-    with pytest.raises(ValidationFailed) as parts:
-        check_file(path, models, workers=3)
-    assert [str(p) for p in parts.value.problems] == [str(p) for p in one.value.problems]
-    assert "line 4 already uses it" in str(parts.value.problems[0])
+    problems = same_errors(write(tmp_path / "in.jsonl", lines), models)
+    assert "line 4 already uses it" in str(problems[0])
 
 
 @pytest.mark.parametrize("twin_at", [23, 184], ids=["same part", "another part"])
