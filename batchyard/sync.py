@@ -31,8 +31,8 @@ from batchyard.orchestrator import (
     SubmitResult,
     VerifyReport,
 )
+from batchyard.orchestrator._calls.timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator._planning.sources import Requests
-from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.router import Plan
 from batchyard.store import Store
 

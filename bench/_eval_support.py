@@ -35,7 +35,7 @@ import httpx2
 
 from batchyard.config import load_settings
 from batchyard.models import RequestStatus, RouteOverride
-from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator._calls.client import make_client
 from batchyard.orchestrator._orchestrator import Orchestrator
 from batchyard.orchestrator._reporting.reports import SubmitResult
 from batchyard.samples import write_sample

@@ -53,8 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from batchyard.config import Settings, model_table
 from batchyard.models import Route
-from batchyard.orchestrator._client import make_client
-from batchyard.orchestrator._timing import scaled
+from batchyard.orchestrator._calls.client import make_client
+from batchyard.orchestrator._calls.timing import scaled
 from batchyard.orchestrator.realtime import request as realtime_request
 from batchyard.orchestrator.realtime.call import Answer, send
 from batchyard.orchestrator.realtime.runner import RealtimeRunner

@@ -18,7 +18,7 @@ from simfixtures import sim_client
 from batchyard.catalog import Catalog
 from batchyard.config import Settings, model_table
 from batchyard.models import RequestStatus, Route
-from batchyard.orchestrator._retry import RetryPolicy
+from batchyard.orchestrator._calls.retry import RetryPolicy
 from batchyard.orchestrator.batch.remote import CrashHook
 from batchyard.orchestrator.batch.runner import BatchRunner
 from batchyard.shards import ShardLimits

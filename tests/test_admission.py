@@ -11,7 +11,7 @@ import math
 import pytest
 
 from batchyard.models import Tier
-from batchyard.orchestrator._timing import ManualClock
+from batchyard.orchestrator._calls.timing import ManualClock
 from batchyard.orchestrator.realtime.admission import RateLimitAdmission, RateLimitTable
 from batchyard.orchestrator.realtime.headers import parse_duration
 

@@ -116,7 +116,7 @@ CHILD = textwrap.dedent(
     import httpx2, openai
     from batchyard.config import Settings, model_table
     from batchyard.orchestrator.batch.runner import BatchRunner
-    from batchyard.orchestrator._retry import RetryPolicy
+    from batchyard.orchestrator._calls.retry import RetryPolicy
     from batchyard.store import Store
 
     db, run_id, base_url, step, workdir = sys.argv[1:6]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batchyard.orchestrator._timing import ManualClock
+from batchyard.orchestrator._calls.timing import ManualClock
 from batchyard.orchestrator.realtime.breaker import BreakerState, CircuitBreaker
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from batchyard.orchestrator._calls.timing import ManualClock
 from batchyard.orchestrator._routing.provider_clock import (
     IDENTITY,
     KEEP,
@@ -18,7 +19,6 @@ from batchyard.orchestrator._routing.provider_clock import (
     fit,
     provider_key,
 )
-from batchyard.orchestrator._timing import ManualClock
 from batchyard.router import Turnaround
 from batchyard.store import Store
 

@@ -15,8 +15,8 @@ import openai
 
 from batchyard.config import load_settings
 from batchyard.orchestrator import Orchestrator
+from batchyard.orchestrator._calls.timing import ManualClock
 from batchyard.orchestrator._reporting.reports import RunStatus
-from batchyard.orchestrator._timing import ManualClock
 from batchyard.samples import write_sample
 from batchyard.simulator import create_app, load_config
 from batchyard.simulator.state import SimState

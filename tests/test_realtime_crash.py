@@ -20,7 +20,7 @@ from test_realtime_support import MODEL, chat_body, models_for
 
 from batchyard.config import Settings
 from batchyard.models import RequestStatus, Route
-from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator._calls.client import make_client
 from batchyard.orchestrator.realtime.runner import RealtimeRunner
 from batchyard.orchestrator.realtime.types import RealtimeOptions
 from batchyard.simulator import SimConfig
@@ -31,7 +31,7 @@ from batchyard.tokens import count_request
 CHILD = r"""
 import asyncio, sys
 from batchyard.config import Settings
-from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator._calls.client import make_client
 from batchyard.orchestrator.realtime.runner import RealtimeRunner
 from batchyard.store import Store
 sys.path.insert(0, sys.argv[4])

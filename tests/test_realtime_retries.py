@@ -14,9 +14,9 @@ from typing import Any
 from test_realtime_support import RealtimeBench, chat_body, make_bench, sim_config
 
 from batchyard.models import RequestStatus
+from batchyard.orchestrator._calls.retry import RetryPolicy
 from batchyard.orchestrator._reporting.fetch import output_line
 from batchyard.orchestrator._reporting.status import status
-from batchyard.orchestrator._retry import RetryPolicy
 
 
 def _answers(bench: RealtimeBench) -> int:

@@ -19,7 +19,7 @@ import openai
 
 from batchyard.config import ModelInfo, Settings, model_table
 from batchyard.models import Endpoint, Route
-from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator._calls.client import make_client
 from batchyard.orchestrator.realtime.runner import RealtimeRunner
 from batchyard.orchestrator.realtime.types import RealtimeOptions
 from batchyard.simulator import SimConfig, SimState, create_app

@@ -17,16 +17,16 @@ from pydantic import SecretStr
 
 from batchyard.config import Settings
 from batchyard.errors import QuotaExhausted
-from batchyard.orchestrator._client import verify
-from batchyard.orchestrator._failures import FailureKind, classify, retry_after
-from batchyard.orchestrator._retry import (
+from batchyard.orchestrator._calls.client import verify
+from batchyard.orchestrator._calls.failures import FailureKind, classify, retry_after
+from batchyard.orchestrator._calls.retry import (
     Retries,
     RetryPolicy,
     Verdict,
     backoff,
     call_with_retry,
 )
-from batchyard.orchestrator._timing import ManualClock
+from batchyard.orchestrator._calls.timing import ManualClock
 
 OK = {
     "id": "chatcmpl-1",

@@ -22,7 +22,7 @@ from batchyard.cli.options import Json
 from batchyard.cli.render import emit_json
 from batchyard.cli.render_runs import config_table
 from batchyard.config import Settings, config_files, prices_date
-from batchyard.orchestrator._client import key_hint
+from batchyard.orchestrator._calls.client import key_hint
 
 __all__ = ["config_app", "sources"]
 

@@ -79,8 +79,8 @@ def demo(
 
     Example: batchyard demo -n 500 -o demo.jsonl
     """
-    from batchyard.orchestrator._client import make_client
-    from batchyard.orchestrator._timing import scaled
+    from batchyard.orchestrator._calls.client import make_client
+    from batchyard.orchestrator._calls.timing import scaled
     from batchyard.samples import write_sample
     from batchyard.simulator import create_app, load_config
 

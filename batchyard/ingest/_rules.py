@@ -1,29 +1,37 @@
 """The checks one parsed line must pass, and the record a valid line becomes.
 
-Owns the validation rules and their messages (the real API's wording where it is known);
-reads no files and keeps no state across lines except what the caller passes in.
+Owns the validation rules and their messages (the real API's wording where it is known):
+the envelope, the endpoint's input, the model, priority and streaming, and the record a
+valid line becomes; the limits on a body's numbers are `_limits.py`'s. Reads no files and
+keeps no state across lines except what the caller passes in.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from batchyard.catalog import ModelInfo, as_catalog, lookup
 from batchyard.errors import ConfigError
+from batchyard.ingest._limits import (
+    EMBEDDING_MAX_REQUEST_TOKENS,
+    INPUT_FIELD,
+    Problem,
+    check_ranges,
+    context_problem,
+    type_name,
+)
 from batchyard.jsontext import compact
 from batchyard.models import Endpoint
 from batchyard.shards import ShardItem, shard_line
-from batchyard.tokens import embedding_inputs, encoding_for_model, output_tokens, prompt_tokens
+from batchyard.tokens import embedding_inputs, output_tokens, prompt_tokens
 
 __all__ = ["EMBEDDING_MAX_ITEMS", "EMBEDDING_MAX_REQUEST_TOKENS", "ParsedRequest", "check_line"]
 
-# Documented for /v1/embeddings: arrays of at most 2048 inputs, and at most 300,000 tokens
-# summed across all inputs of one request.
+# Documented for /v1/embeddings: arrays of at most 2048 inputs (and a token sum per request,
+# `_limits.EMBEDDING_MAX_REQUEST_TOKENS`).
 EMBEDDING_MAX_ITEMS = 2048
-EMBEDDING_MAX_REQUEST_TOKENS = 300_000
 
 _ENDPOINTS = {e.value: e for e in Endpoint}
 _SUPPORTED = ", ".join(f"'{e.value}'" for e in Endpoint)
@@ -37,25 +45,6 @@ _LABEL = {
     Endpoint.COMPLETIONS: "Completions",
     Endpoint.MODERATIONS: "Moderations",
 }
-# The parameter holding each endpoint's input, and whether it is a list of message objects.
-_INPUT = {
-    Endpoint.CHAT: "messages",
-    Endpoint.RESPONSES: "input",
-    Endpoint.EMBEDDINGS: "input",
-    Endpoint.COMPLETIONS: "prompt",
-    Endpoint.MODERATIONS: "input",
-}
-_TYPE_NAMES = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "a boolean",
-    list: "an array",
-    dict: "an object",
-    type(None): "null",
-}
-
-Problem = tuple[str | None, str]  # (field, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +76,6 @@ class ParsedRequest:
 
     def shard_item(self) -> ShardItem:
         return ShardItem(self.custom_id, self.raw_bytes, self.input_tokens, self.embedding_inputs)
-
-
-def type_name(value: object) -> str:
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
 def _invalid_type(name: str, expected: str, value: object) -> str:
@@ -149,7 +134,7 @@ def check_envelope(obj: object) -> tuple[str, Endpoint, dict[str, Any]] | Proble
 
 def _check_input(endpoint: Endpoint, body: Mapping[str, Any]) -> Problem | None:
     """The endpoint's input parameter is present and well formed."""
-    name = _INPUT[endpoint]
+    name = INPUT_FIELD[endpoint]
     value = body.get(name)
     if value is None:
         if endpoint is Endpoint.CHAT:
@@ -256,98 +241,6 @@ def _priority(obj: Mapping[str, Any], body: Mapping[str, Any]) -> int | Problem:
         )
 
 
-def _context_problem(
-    endpoint: Endpoint, body: Mapping[str, Any], info: ModelInfo, prompt: int, output: int | None
-) -> Problem | None:
-    ctx = info.context_window
-    field = f"body.{_INPUT[endpoint]}"
-    if endpoint is Endpoint.EMBEDDINGS:
-        if prompt > EMBEDDING_MAX_REQUEST_TOKENS:
-            return (
-                field,
-                f"Invalid 'input': {prompt:,} tokens in all; an embeddings request may have at "
-                f"most {EMBEDDING_MAX_REQUEST_TOKENS:,} tokens summed across its inputs.",
-            )
-        if prompt <= ctx:
-            return None
-        enc = encoding_for_model(info.name)
-        for i, item in enumerate(embedding_inputs(body)):
-            n = len(item) if isinstance(item, list) else len(enc.encode_ordinary(item))
-            if n > ctx:
-                return (
-                    field,
-                    f"Invalid 'input[{i}]': {n:,} tokens, more than this model's maximum "
-                    f"context length of {ctx:,} tokens.",
-                )
-        return None
-    if endpoint is Endpoint.MODERATIONS:
-        return None
-    wanted = prompt + (output or 0)
-    if wanted <= ctx:
-        return None
-    where = _INPUT[endpoint]
-    return (
-        field,
-        f"This model's maximum context length is {ctx:,} tokens. However, you requested "
-        f"{wanted:,} tokens ({prompt:,} in the {where}, {output or 0:,} in the completion). "
-        f"Please reduce the length of the {where} or completion.",
-    )
-
-
-# Numeric parameters the API checks, with its bounds: (low, high, integer?).
-_RANGES: dict[str, tuple[float, float | None, bool]] = {
-    "temperature": (0, 2, False),
-    "top_p": (0, 1, False),
-    "presence_penalty": (-2, 2, False),
-    "frequency_penalty": (-2, 2, False),
-    "top_logprobs": (0, 20, True),
-    "n": (1, 128, True),
-    "max_tokens": (1, None, True),
-    "max_completion_tokens": (1, None, True),
-    "max_output_tokens": (1, None, True),
-}
-
-
-def _check_ranges(body: Mapping[str, Any]) -> list[Problem]:
-    """Out-of-range numbers, in the API's own wording (e.g. temperature above 2)."""
-    problems: list[Problem] = []
-    for name, (low, high, integer) in _RANGES.items():
-        value = body.get(name)
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            continue  # absent, or out of any range: reported as such elsewhere
-        kind = "integer" if integer else "decimal"
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or (integer and not isinstance(value, int))
-        ):
-            expected = "an integer" if integer else "a number"
-            problems.append(
-                (
-                    f"body.{name}",
-                    f"Invalid type for '{name}': expected {expected}, but got "
-                    f"{type_name(value)} instead.",
-                )
-            )
-        elif value < low:
-            problems.append(
-                (
-                    f"body.{name}",
-                    f"Invalid '{name}': {kind} below minimum value. Expected a value >= "
-                    f"{low}, but got {value} instead.",
-                )
-            )
-        elif high is not None and value > high:
-            problems.append(
-                (
-                    f"body.{name}",
-                    f"Invalid '{name}': {kind} above maximum value. Expected a value <= "
-                    f"{high}, but got {value} instead.",
-                )
-            )
-    return problems
-
-
 def check_line(
     line: int,
     obj: Mapping[str, Any],
@@ -373,7 +266,7 @@ def check_line(
     bad_input = _check_input(endpoint, body)
     if bad_input is not None:
         problems.append(bad_input)
-    problems.extend(_check_ranges(body))
+    problems.extend(check_ranges(body))
     priority = _priority(obj, body)
     if isinstance(priority, tuple):
         problems.append(priority)
@@ -385,7 +278,7 @@ def check_line(
     except (TypeError, ValueError, AttributeError) as exc:
         return [("body", f"Cannot count this request's tokens ({exc}); check its structure.")]
     output = output_tokens(endpoint, body)
-    too_long = _context_problem(endpoint, body, info, prompt, output)
+    too_long = context_problem(endpoint, body, info, prompt, output)
     if too_long is not None:
         return [too_long]
     inputs = len(embedding_inputs(body)) if endpoint is Endpoint.EMBEDDINGS else 0

@@ -4,15 +4,15 @@ The two paths: `batch/` (`BatchRunner`: split, upload, create, poll, download, a
 re-submit, reconcile) and `realtime/` (`RealtimeRunner`: admission from rate-limit headers,
 retries, breaker, flex). The glue:
 - `_orchestrator/`: `Orchestrator`, the facade, and the `Parts` it is made of;
-- `_planning/`: `Planner` (intake, the plan, recording a run) and the run's source;
+- `_planning/`: `Planner` (the run's source, checking a request file into a small spilled
+  record per line, in worker processes for a large file; the plan; recording the run);
 - `_driving/`: `RunDriver` (rounds until a run is done) and steering (re-routing mid-run);
 - `_reporting/`: `Reporter` (status, costs, fetch, results), the reports, progress, notify;
 - `_routing/`: the router's inputs (policy, features, live limits, history), fallback
   models and the provider's clock;
 - `_answers/`: results as typed objects, checks on answers, fan-out variants;
-- `_client.py` (the SDK client, the key check), `_retry.py` (the one retry layer),
-  `_timing.py` (the injected clock and sleep), `_bucket.py` (the leaky bucket both paths
-  pace with), `_intake.py` and `_spill.py` (checking a request file into stored requests).
+- `_calls/`: how both paths call the API: the SDK client and the key check, what a failure
+  is, the one retry layer, the leaky bucket they pace with, the injected clock and sleep.
 Imports flow one way: orchestrator → {router, store, tokens}; nothing here writes SQL or
 imports typer or rich.
 """

@@ -19,6 +19,7 @@ from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
 from batchyard.models import RouteOverride, RunState
 from batchyard.orchestrator import _routing as routing
+from batchyard.orchestrator._calls.timing import Clock, Sleep, sleep_unless
 from batchyard.orchestrator._driving.steering import (
     budget_guard,
     budget_warning,
@@ -41,7 +42,6 @@ from batchyard.orchestrator._reporting.reporter import Reporter
 from batchyard.orchestrator._reporting.reports import RunStatus
 from batchyard.orchestrator._routing.fallback import breaker_fallback
 from batchyard.orchestrator._routing.provider_clock import ProviderClock
-from batchyard.orchestrator._timing import Clock, Sleep, sleep_unless
 from batchyard.orchestrator.batch.runner import BatchRunner
 from batchyard.orchestrator.batch.submit import SubmitReport
 from batchyard.orchestrator.realtime.runner import RealtimeRunner

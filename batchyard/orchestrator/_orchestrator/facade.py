@@ -25,10 +25,11 @@ from batchyard.config import Settings, load_settings
 from batchyard.errors import ProviderError
 from batchyard.metrics import Metrics
 from batchyard.models import RouteOverride
-from batchyard.orchestrator import _client as key_checks
 from batchyard.orchestrator import _routing as routing
 from batchyard.orchestrator._answers.checks import Judges
 from batchyard.orchestrator._answers.results import Result
+from batchyard.orchestrator._calls import client as key_checks
+from batchyard.orchestrator._calls.timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator._driving.driver import OnRound, RunDriver
 from batchyard.orchestrator._orchestrator.parts import Parts
 from batchyard.orchestrator._planning.planner import Planner
@@ -45,7 +46,6 @@ from batchyard.orchestrator._reporting.reports import (
     VerifyReport,
 )
 from batchyard.orchestrator._routing.provider_clock import ClockMap, ProviderClock
-from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator.batch.runner import BatchRunner
 from batchyard.orchestrator.realtime.runner import RealtimeRunner
 from batchyard.router import Plan, RunPolicy

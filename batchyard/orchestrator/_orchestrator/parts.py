@@ -24,13 +24,13 @@ from batchyard.config import Settings
 from batchyard.metrics import Metrics
 from batchyard.orchestrator import _routing as routing
 from batchyard.orchestrator._answers.checks import Judges
-from batchyard.orchestrator._client import make_client
+from batchyard.orchestrator._calls.client import make_client
+from batchyard.orchestrator._calls.timing import Clock, Sleep
 from batchyard.orchestrator._driving.driver import RunDriver
 from batchyard.orchestrator._planning.planner import Planner
 from batchyard.orchestrator._reporting.progress import OnProgress
 from batchyard.orchestrator._reporting.reporter import Reporter
 from batchyard.orchestrator._routing.provider_clock import ClockMap, ProviderClock
-from batchyard.orchestrator._timing import Clock, Sleep
 from batchyard.orchestrator.batch.remote import new_owner
 from batchyard.orchestrator.batch.runner import BatchRunner
 from batchyard.orchestrator.realtime.runner import RealtimeRunner

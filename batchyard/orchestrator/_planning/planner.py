@@ -20,6 +20,7 @@ from batchyard.checks import CheckFn
 from batchyard.config import Settings
 from batchyard.orchestrator import _routing as routing
 from batchyard.orchestrator._answers.checks import Judges, check_options
+from batchyard.orchestrator._calls.timing import Clock
 from batchyard.orchestrator._planning.intake import (
     Intake,
     ReusePreview,
@@ -33,7 +34,6 @@ from batchyard.orchestrator._planning.spill import CodeSpill
 from batchyard.orchestrator._routing.fallback import OPTION as FALLBACK_OPTION
 from batchyard.orchestrator._routing.fallback import resolve_fallbacks
 from batchyard.orchestrator._routing.provider_clock import IDENTITY, ClockMap
-from batchyard.orchestrator._timing import Clock
 from batchyard.router import (
     ModelCapacity,
     Plan,

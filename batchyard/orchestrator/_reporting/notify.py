@@ -13,8 +13,8 @@ import time
 from batchyard.config import Settings
 from batchyard.errors import ConfigError
 from batchyard.models import RequestStatus, RunState
+from batchyard.orchestrator._calls.timing import Clock
 from batchyard.orchestrator._reporting.reports import RunStatus
-from batchyard.orchestrator._timing import Clock
 from batchyard.store import Store
 from batchyard.webhooks import finished_event, send
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from batchyard.catalog import Catalog
 from batchyard.orchestrator._answers.results import Result, iter_results
+from batchyard.orchestrator._calls.timing import Clock
 from batchyard.orchestrator._driving.steering import stall_reason
 from batchyard.orchestrator._reporting import costs as _costs
 from batchyard.orchestrator._reporting import fetch as _fetch
 from batchyard.orchestrator._reporting import status as _status
 from batchyard.orchestrator._reporting.reports import CostReport, FetchReport, RunInfo, RunStatus
 from batchyard.orchestrator._routing.provider_clock import IDENTITY, ClockMap
-from batchyard.orchestrator._timing import Clock
 from batchyard.router import Turnaround
 from batchyard.store import Store
 

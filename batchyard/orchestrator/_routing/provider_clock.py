@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from batchyard.router import Turnaround
 
 if TYPE_CHECKING:
-    from batchyard.orchestrator._timing import Clock
+    from batchyard.orchestrator._calls.timing import Clock
     from batchyard.store import Store
 
 __all__ = [

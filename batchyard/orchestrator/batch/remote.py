@@ -30,12 +30,12 @@ from openai.types import Batch, FileObject
 
 from batchyard.config import ModelInfo, Settings
 from batchyard.orchestrator._answers.checks import Judge, Judges
-from batchyard.orchestrator._bucket import LeakyBucket
-from batchyard.orchestrator._failures import classify
+from batchyard.orchestrator._calls.bucket import LeakyBucket
+from batchyard.orchestrator._calls.failures import classify
+from batchyard.orchestrator._calls.retry import RetryPolicy, call_with_retry
+from batchyard.orchestrator._calls.timing import Clock, Sleep
 from batchyard.orchestrator._reporting.progress import OnProgress
-from batchyard.orchestrator._retry import RetryPolicy, call_with_retry
 from batchyard.orchestrator._routing.provider_clock import ProviderClock
-from batchyard.orchestrator._timing import Clock, Sleep
 from batchyard.shards import ShardLimits
 from batchyard.store import Store
 

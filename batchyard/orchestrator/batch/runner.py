@@ -51,10 +51,10 @@ import openai
 
 from batchyard.config import ModelInfo, Settings
 from batchyard.models import BatchStatus, RequestStatus, Route
-from batchyard.orchestrator._failures import classify
-from batchyard.orchestrator._retry import RetryPolicy
+from batchyard.orchestrator._calls.failures import classify
+from batchyard.orchestrator._calls.retry import RetryPolicy
+from batchyard.orchestrator._calls.timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator._routing.provider_clock import ProviderClock
-from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator.batch.apply import ApplyOutcome, apply_shard
 from batchyard.orchestrator.batch.reconcile import (
     LIVE,

@@ -34,8 +34,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from batchyard.models import Tier
-from batchyard.orchestrator._bucket import LeakyBucket
-from batchyard.orchestrator._timing import Clock, Sleep
+from batchyard.orchestrator._calls.bucket import LeakyBucket
+from batchyard.orchestrator._calls.timing import Clock, Sleep
 from batchyard.orchestrator.realtime.headers import RateView
 
 __all__ = ["RateLimitAdmission", "RateLimitTable", "Sent"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
-from batchyard.orchestrator._timing import Clock
+from batchyard.orchestrator._calls.timing import Clock
 
 __all__ = ["BreakerState", "CircuitBreaker"]
 

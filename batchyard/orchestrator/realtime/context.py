@@ -23,9 +23,9 @@ from batchyard.config import Settings
 from batchyard.errors import DispatchStopped
 from batchyard.metrics import Metrics
 from batchyard.orchestrator._answers.checks import Judges
-from batchyard.orchestrator._client import flex_options
-from batchyard.orchestrator._retry import RetryPolicy
-from batchyard.orchestrator._timing import Clock, Sleep
+from batchyard.orchestrator._calls.client import flex_options
+from batchyard.orchestrator._calls.retry import RetryPolicy
+from batchyard.orchestrator._calls.timing import Clock, Sleep
 from batchyard.orchestrator.realtime.admission import RateLimitTable
 from batchyard.orchestrator.realtime.breaker import CircuitBreaker
 from batchyard.orchestrator.realtime.stall import StallWatch

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from batchyard import tokens
 from batchyard.models import Route, Tier
-from batchyard.orchestrator._retry import Retries
+from batchyard.orchestrator._calls.retry import Retries
 from batchyard.orchestrator.realtime.call import prepared_body
 from batchyard.store import Claim
 

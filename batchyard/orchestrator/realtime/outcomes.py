@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass
 
 from batchyard.models import RequestStatus, Route, Tier
-from batchyard.orchestrator._retry import STOP_KINDS, Failure, Verdict
+from batchyard.orchestrator._calls.retry import STOP_KINDS, Failure, Verdict
 from batchyard.orchestrator._routing.fallback import fall_back_refused, is_refused
 from batchyard.orchestrator.realtime.call import Answer, prepared_body, usage_of
 from batchyard.orchestrator.realtime.context import RealtimeContext

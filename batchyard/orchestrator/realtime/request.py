@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import openai
 
 from batchyard.models import Tier
-from batchyard.orchestrator._retry import (
+from batchyard.orchestrator._calls.retry import (
     STOP_KINDS,
     Failure,
     FailureKind,

@@ -64,7 +64,7 @@ from batchyard.errors import QuotaExhausted
 from batchyard.metrics import Metrics
 from batchyard.models import RequestStatus, Route, Tier
 from batchyard.orchestrator._answers.checks import Judges
-from batchyard.orchestrator._timing import Clock, Sleep, real_clock, real_sleep
+from batchyard.orchestrator._calls.timing import Clock, Sleep, real_clock, real_sleep
 from batchyard.orchestrator.realtime.breaker import BreakerState, CircuitBreaker
 from batchyard.orchestrator.realtime.context import RealtimeContext, RunDispatch
 from batchyard.orchestrator.realtime.request import Job, Phase, RequestHandler

@@ -10,8 +10,8 @@ write `realtime.stall` / `realtime.flowing` events. No SQL of its own.
 
 from __future__ import annotations
 
-from batchyard.orchestrator._failures import FAULT_KINDS, Failure
-from batchyard.orchestrator._retry import Decision, Retries, Verdict
+from batchyard.orchestrator._calls.failures import FAULT_KINDS, Failure
+from batchyard.orchestrator._calls.retry import Decision, Retries, Verdict
 from batchyard.orchestrator.realtime.context import RealtimeContext
 from batchyard.orchestrator.realtime.job import Job, bucket
 from batchyard.store import FailedSend

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from batchyard.orchestrator._calls.retry import RetryPolicy
 from batchyard.orchestrator._reporting.progress import OnProgress
-from batchyard.orchestrator._retry import RetryPolicy
 from batchyard.orchestrator.realtime.breaker import BreakerState
 
 __all__ = [

@@ -30,7 +30,7 @@ from typing import TypeVar
 import openai
 import tenacity
 
-from batchyard.orchestrator._failures import (
+from batchyard.orchestrator._calls.failures import (
     RATE_KINDS,
     STOP_KINDS,
     Failure,
@@ -39,7 +39,7 @@ from batchyard.orchestrator._failures import (
     quota_error,
     stop_error,
 )
-from batchyard.orchestrator._timing import Sleep, real_sleep
+from batchyard.orchestrator._calls.timing import Sleep, real_sleep
 
 __all__ = [
     "STOP_KINDS",

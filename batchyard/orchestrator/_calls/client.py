@@ -19,9 +19,9 @@ import openai
 
 from batchyard.config import Settings
 from batchyard.errors import ConfigError, ProviderError, QuotaExhausted
+from batchyard.orchestrator._calls.retry import RetryPolicy, call_with_retry
+from batchyard.orchestrator._calls.timing import Sleep, real_sleep
 from batchyard.orchestrator._reporting.reports import VerifyReport
-from batchyard.orchestrator._retry import RetryPolicy, call_with_retry
-from batchyard.orchestrator._timing import Sleep, real_sleep
 
 __all__ = [
     "CONNECT_TIMEOUT",
