@@ -74,22 +74,23 @@ def encode_sized(
     body: dict[str, Any], min_bytes: int = DEFAULT_MIN_BYTES
 ) -> tuple[str | bytes, int]:
     """`encode_body`, and the size in bytes of the body's compact JSON."""
-    raw = _encode(body).encode()
-    return encode_text(raw, min_bytes), len(raw)
+    text = _encode(body)
+    size = len(text) if text.isascii() else len(text.encode())
+    return encode_text(text, min_bytes), size
 
 
 def encode_text(text: str | bytes, min_bytes: int = DEFAULT_MIN_BYTES) -> str | bytes:
     """What `encode_body` stores for a body whose compact JSON text is `text` (str, or its
     UTF-8 bytes)."""
+    plain = text if isinstance(text, str) else text.decode()
+    size = len(text) if isinstance(text, bytes) or text.isascii() else len(text.encode())
+    if size < min_bytes:
+        return plain
     raw = text if isinstance(text, bytes) else text.encode()
-    if len(raw) < min_bytes:
-        return raw.decode() if isinstance(text, bytes) else text
     small = len(raw) <= 2048
     compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, 11 if small else 15, 3 if small else 8)
     packed = compressor.compress(raw) + compressor.flush()
-    if len(packed) <= len(raw) * (1 - _MIN_SAVING):
-        return packed
-    return raw.decode() if isinstance(text, bytes) else text
+    return packed if len(packed) <= len(raw) * (1 - _MIN_SAVING) else plain
 
 
 def body_text(stored: str | bytes) -> str:
