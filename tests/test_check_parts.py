@@ -182,3 +182,27 @@ def test_the_workers_setting_keeps_planning_in_one_process(
     monkeypatch.setenv("BATCHYARD_WORKERS", "2")
     with pytest.raises(AssertionError, match="workers were started"):
         Orchestrator(load_settings(db=str(tmp_path / "jobs.db"))).plan(path)
+
+
+def test_a_part_that_fails_leaves_no_file_behind(
+    tmp_path: Path, models: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from batchyard.orchestrator._planning import parts
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    checked = parts.validate_file
+
+    def second_part_fails(*args: Any, **kwargs: Any) -> Any:
+        if kwargs["span"][0] > 0:
+            raise RuntimeError("the second part failed")
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(parts, "validate_file", second_part_fails)  # the workers are forked
+    path = write(tmp_path / "in.jsonl", [line(i) for i in range(300)])
+    with pytest.raises(RuntimeError, match="the second part failed"):
+        check_file(path, models, workers=2)
+    assert list(scratch.iterdir()) == []

@@ -112,7 +112,10 @@ class _Checked:
 
 def _check_part(part: _Part) -> _Checked:
     """A worker: check one part as `check_file` checks a whole file."""
-    keep = LineKeeper(Spill(), part.models, part.learned, part.reuse, part.body_min)
+    # in the parts' folder, so that nothing is left behind if another part fails
+    keep = LineKeeper(
+        Spill(Path(part.folder)), part.models, part.learned, part.reuse, part.body_min
+    )
     spill = keep.spill
     ids_path = os.path.join(part.folder, f"ids-{part.index}.db")
     ids = DiskSet(path=ids_path)
@@ -141,6 +144,15 @@ def _check_part(part: _Part) -> _Checked:
         groups=[(g.endpoint, g.model) for g in ordered],
         preview=preview,
     )
+
+
+def _move_out(path: str) -> str:
+    """Move a part's spill out of the parts' folder (removed at the end) to a file of its
+    own in the temp folder; its new path."""
+    fd, dest = tempfile.mkstemp(prefix="batchyard-lines-", suffix=".spill")
+    os.close(fd)
+    os.replace(path, dest)
+    return dest
 
 
 def _context() -> Any:
@@ -239,7 +251,7 @@ def check_in_parts(
         ]
         with ProcessPoolExecutor(len(jobs), mp_context=_context()) as pool:
             parts = list(pool.map(_check_part, jobs))
-        spills = [Spill.adopt(*part.spill) for part in parts]
+        spills = [Spill.adopt(_move_out(path), count) for path, count in (p.spill for p in parts)]
         if _shares([part.ids for part in parts]):
             return None
         offsets = [0]
