@@ -207,3 +207,53 @@ def test_a_part_that_fails_leaves_no_file_behind(
     with pytest.raises(RuntimeError, match="the second part failed"):
         check_file(path, models, workers=2)
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("deadline", "limits"),
+    [(None, {}), (300.0, {"rpm": 10, "tpm": 5_000}), (None, {"enqueued_token_limit": 3_000})],
+    ids=["no deadline", "some late", "queue headroom"],
+)
+def test_lines_routed_in_parts_are_routed_as_in_one_process(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    deadline: float | None,
+    limits: dict[str, int],
+) -> None:
+    from batchyard.config import load_settings
+    from batchyard.orchestrator import Orchestrator
+    from batchyard.orchestrator._planning import assigning, planner
+
+    made: list[bool] = []
+
+    def spy(routable: Any) -> Any:
+        stream = assigning.parts_stream(routable)
+        made.append(stream is not None)
+        return stream
+
+    monkeypatch.setattr(planner, "parts_stream", spy)
+    lines = [json.loads(line(i)) | {"priority": i % 3} for i in range(600)]
+    path = write(tmp_path / "in.jsonl", [json.dumps(obj) for obj in lines])
+    plans = []
+    for workers in ("1", "3"):
+        monkeypatch.setenv("BATCHYARD_WORKERS", workers)
+        db = str(tmp_path / f"{workers}.db")
+        orch = Orchestrator(load_settings(db=db, models={m: limits for m in MODELS}))
+        at = orch.clock()
+        plans.append(orch.plan(path, deadline=None if deadline is None else at + deadline))
+    one, parts = plans
+    assert made == [False, True]  # one process, then the workers
+    assert list(parts.decision.assignments) == list(one.decision.assignments)
+    assert (parts.late, parts.cannot_meet) == (one.late, one.cannot_meet)
+    if deadline is not None:
+        assert one.late > 0  # the lanes' places cross the parts
+    if limits.get("enqueued_token_limit"):
+        assert any(a.deferred for a in one.decision.assignments)
+    for m1, m2 in zip(one.decision.models, parts.decision.models, strict=True):
+        assert sorted(m1.routed) == sorted(m2.routed)
+        for route, work in m1.routed.items():
+            other = m2.routed[route]
+            assert (other.count, other.input_tokens) == (work.count, work.input_tokens)
+            assert other.cost.standard == pytest.approx(work.cost.standard, rel=1e-12)
+        assert m2.deferred.count == m1.deferred.count
+    assert parts.expected == pytest.approx(one.expected, rel=1e-12)

@@ -56,7 +56,7 @@ from batchyard.router.features import (
     RequestFeatures,
     RunPolicy,
 )
-from batchyard.router.lines import KEEP_LATE, LineSource, Memo
+from batchyard.router.lines import KEEP_LATE, LineSource, Memo, Routes, route_lines
 from batchyard.router.pace import Safety, latest_start, realtime_seconds
 from batchyard.router.parse import (
     format_duration,
@@ -97,6 +97,7 @@ __all__ = [
     "Estimate",
     "LineSource",
     "Memo",
+    "Routes",
     "Leftovers",
     "ModelCapacity",
     "ModelContext",
@@ -136,6 +137,7 @@ __all__ = [
     "release_point",
     "resubmission",
     "route",
+    "route_lines",
     "route_work",
     "waits_until",
 ]

@@ -10,6 +10,7 @@ whatever the number of lines. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from batchyard.models import Route
@@ -18,7 +19,11 @@ from batchyard.router.features import ModelCapacity, RequestFeatures
 from batchyard.router.pace import finish_offset
 from batchyard.router.parse import format_duration, format_time
 
-__all__ = ["Assigner"]
+__all__ = ["Assigner", "Start"]
+
+# Per model and priority class, (lines, rate-limit tokens, input tokens) of the lines before
+# the first one an `Assigner` sees: for a part of a file assigned on its own.
+Start = Mapping[str, Mapping[int, tuple[int, int, int]]]
 
 _FAST = "the body asks for service_tier fast: sent in fast mode now, never batched"
 
@@ -77,11 +82,18 @@ class Assigner:
         capacities: dict[str, ModelCapacity],
         *,
         keep_late: int = 10_000,
+        start: Start | None = None,
     ) -> None:
         self.decision = decision
         self._lanes = {
             md.model: _ModelLane(md, capacities[md.model], decision.now) for md in decision.models
         }
+        for model, classes in (start or {}).items():
+            lane = self._lanes.get(model)
+            if lane is None:
+                continue
+            for priority, (count, rate, tokens) in classes.items():
+                lane.seen[priority] = _Place(count, rate, tokens)
         self.keep_late = keep_late
         self.late: list[str] = []
         self.late_count = 0

@@ -117,12 +117,15 @@ def decide_lines(
     *,
     cancel: Turnaround | None = None,
     memo: tuple[Callable[[], Memo], Callable[[], Iterable[str]]] | None = None,
+    stream: Callable[[Decision, Mapping[str, ModelCapacity]], Decision | None] | None = None,
 ) -> tuple[Decision, Estimate]:
     """`decide` for a run too large to hold: the rules see `tally`'s sums, and `lines()`
     (the same requests, in input order, given again on each call) streams past the
     decision to give each line its route, never all of them at once. The decision's
-    `assignments` replays them (from `memo`, as `streamed` says, where given). Holds
-    O(models x routes) state whatever the run's size.
+    `assignments` replays them (from `memo`, as `streamed` says, where given). `stream`,
+    where given, assigns the lines itself instead (the caller may assign parts of them at
+    once, each from where the earlier parts end, `route_lines`); None from it: stream them
+    here. Holds O(models x routes) state whatever the run's size.
     """
     turnarounds = turnarounds or {}
     work = tally.result()
@@ -132,7 +135,8 @@ def decide_lines(
         decision, contexts = route_work(
             work, policy, capacities, now, turnarounds, chosen, cancel=cancel, small_run=small
         )
-        return streamed(decision, lines, capacities, memo), contexts
+        done = stream(decision, capacities) if stream is not None else None
+        return done or streamed(decision, lines, capacities, memo), contexts
 
     return _decide(routed, rules, policy, now, turnarounds, tally.routable.count)
 

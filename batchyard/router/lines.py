@@ -10,16 +10,26 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from batchyard.models import Route
-from batchyard.router.assign import Assigner
+from batchyard.router.assign import Assigner, Start
 from batchyard.router.decision import Assignment, Decision
 from batchyard.router.features import ModelCapacity, RequestFeatures
-from batchyard.router.work import NO_WORK, Work, WorkSum
+from batchyard.router.work import NO_WORK, Tally, Work, WorkSum
 
-__all__ = ["KEEP_LATE", "MAX_CODES", "LineSource", "Memo", "assigned", "streamed"]
+__all__ = [
+    "KEEP_LATE",
+    "MAX_CODES",
+    "LineSource",
+    "Memo",
+    "Routes",
+    "assigned",
+    "route_lines",
+    "starts",
+    "streamed",
+]
 
 KEEP_LATE = 10_000  # late lines named by a decision made on streamed lines (all are counted)
 # Gives the lines of a run again, in input order, each time it is called.
@@ -77,6 +87,127 @@ def assigned(
     return Decision(now=decision.now, models=models, reason=decision.reason)
 
 
+@dataclass
+class Routes:
+    """What lines streaming past an `Assigner` leave behind (never one record per line):
+    per model the sums of each route and of the deferred lines, how many lines cannot make
+    the deadline and the first `KEEP_LATE` of them by name (in line order), and the
+    distinct assignments a memo's codes index. `merge` adds the routes of later lines
+    (a part of a file assigned on its own, from where the earlier parts ended)."""
+
+    routed: dict[str, dict[Route, WorkSum]]
+    deferred: dict[str, WorkSum]
+    late: list[tuple[str, str]] = field(default_factory=list)  # (model, custom_id)
+    counts: dict[str, int] = field(default_factory=dict)
+    table: dict[tuple[Route, str, bool], int] = field(default_factory=dict)
+    memo_full: bool = False  # more distinct assignments than a memo names
+
+    @classmethod
+    def empty(cls, decision: Decision) -> Routes:
+        models = [m.model for m in decision.models]
+        return cls(
+            routed={m: {} for m in models},
+            deferred={m: WorkSum() for m in models},
+            counts=dict.fromkeys(models, 0),
+        )
+
+    def merge(self, later: Routes) -> None:
+        for model, per in later.routed.items():
+            mine = self.routed.setdefault(model, {})
+            for route, work in per.items():
+                mine.setdefault(route, WorkSum()).merge(work)
+        for model, work in later.deferred.items():
+            self.deferred.setdefault(model, WorkSum()).merge(work)
+        for model, count in later.counts.items():
+            self.counts[model] = self.counts.get(model, 0) + count
+        self.late.extend(later.late[: max(0, KEEP_LATE - len(self.late))])
+
+    def decided(self, decision: Decision) -> Decision:
+        """`decision` with these sums and late lines (its replay is the caller's)."""
+        named: dict[str, list[str]] = {m.model: [] for m in decision.models}
+        for model, custom_id in self.late:
+            named[model].append(custom_id)
+        models = tuple(
+            replace(
+                m,
+                cannot_meet=tuple(named[m.model]),
+                late=self.counts.get(m.model, 0),
+                routed={route: acc.work() for route, acc in self.routed[m.model].items()},
+                deferred=self.deferred[m.model].work(),
+            )
+            for m in decision.models
+        )
+        return Decision(now=decision.now, models=models, reason=decision.reason)
+
+
+def starts(tallies: Iterable[Tally]) -> list[Start]:
+    """For the parts of a file tallied apart, in order: where each part's lines begin in
+    each model's priority classes (the sums of the parts before it), for `route_lines`."""
+    found: list[Start] = []
+    total: dict[str, dict[int, tuple[int, int, int]]] = {}
+    for tally in tallies:
+        found.append({model: dict(classes) for model, classes in total.items()})
+        for model, classes in tally.class_counts().items():
+            mine = total.setdefault(model, {})
+            for priority, (count, rate, tokens) in classes.items():
+                c, r, t = mine.get(priority, (0, 0, 0))
+                mine[priority] = (c + count, r + rate, t + tokens)
+    return found
+
+
+def route_lines(
+    decision: Decision,
+    lines: Iterable[RequestFeatures],
+    capacities: Mapping[str, ModelCapacity],
+    memo: Memo | None = None,
+    start: Start | None = None,
+) -> Routes:
+    """Assign `lines` as they stream past, keeping their `Routes` (and each assignment's
+    code in `memo`, while it can name them all). `start`: where the lines before them left
+    each model's classes (see `Assigner`)."""
+    caps = _capacities(decision, capacities)
+    assigner = Assigner(decision, caps, keep_late=0, start=start)
+    routes = Routes.empty(decision)
+    routed, deferred, late, counts, table = (
+        routes.routed, routes.deferred, routes.late, routes.counts, routes.table
+    )  # fmt: skip
+    for r in lines:
+        before = assigner.late_count
+        a = assigner.assign(r)
+        if memo is not None:
+            key = (a.route, a.reason, a.deferred)
+            code = table.get(key)
+            if code is None and len(table) < MAX_CODES:
+                code = table[key] = len(table)
+            if code is None:
+                memo = None  # too many to name: assign again when replayed
+                routes.memo_full = True
+            else:
+                memo.add(code)
+        if assigner.late_count > before:
+            counts[r.model] += 1
+            if len(late) < KEEP_LATE:
+                late.append((r.model, r.custom_id))
+        if r.shard is not None:
+            continue
+        per = routed[r.model]
+        acc = per.get(a.route)
+        if acc is None:
+            acc = per[a.route] = WorkSum()
+        acc.add(r)
+        if a.deferred:
+            deferred[r.model].add(r)
+    return routes
+
+
+def _capacities(
+    decision: Decision, capacities: Mapping[str, ModelCapacity]
+) -> dict[str, ModelCapacity]:
+    return {
+        m.model: capacities.get(m.model) or ModelCapacity(model=m.model) for m in decision.models
+    }
+
+
 def streamed(
     decision: Decision,
     lines: LineSource,
@@ -88,58 +219,14 @@ def streamed(
     them from `lines` when asked. With `memo` (a new memo, and the lines' custom_ids in
     the same order), each assignment is kept as a code and replayed from it instead
     (unless the lines name more than `MAX_CODES` distinct assignments)."""
-    caps = {
-        m.model: capacities.get(m.model) or ModelCapacity(model=m.model) for m in decision.models
-    }
-    assigner = Assigner(decision, caps, keep_late=0)
-    routed: dict[str, dict[Route, WorkSum]] = {m.model: {} for m in decision.models}
-    deferred = {m.model: WorkSum() for m in decision.models}
-    late: dict[str, list[str]] = {m.model: [] for m in decision.models}
-    counts = dict.fromkeys(routed, 0)
-    named = 0
     kept = memo[0]() if memo is not None else None
-    table: dict[tuple[Route, str, bool], int] = {}
-    for r in lines():
-        before = assigner.late_count
-        a = assigner.assign(r)
-        if kept is not None:
-            key = (a.route, a.reason, a.deferred)
-            code = table.get(key)
-            if code is None and len(table) < MAX_CODES:
-                code = table[key] = len(table)
-            if code is None:
-                kept = None  # too many to name: assign again when replayed
-            else:
-                kept.add(code)
-        if assigner.late_count > before:
-            counts[r.model] += 1
-            if named < KEEP_LATE:
-                late[r.model].append(r.custom_id)
-                named += 1
-        if r.shard is not None:
-            continue
-        per = routed[r.model]
-        acc = per.get(a.route)
-        if acc is None:
-            acc = per[a.route] = WorkSum()
-        acc.add(r)
-        if a.deferred:
-            deferred[r.model].add(r)
-    models = tuple(
-        replace(
-            m,
-            cannot_meet=tuple(late[m.model]),
-            late=counts[m.model],
-            routed={route: acc.work() for route, acc in routed[m.model].items()},
-            deferred=deferred[m.model].work(),
-        )
-        for m in decision.models
-    )
-    done = Decision(now=decision.now, models=models, reason=decision.reason)
+    routes = route_lines(decision, lines(), capacities, kept)
+    done = routes.decided(decision)
+    caps = _capacities(decision, capacities)
 
     def replay() -> Iterator[Assignment]:
-        if kept is not None and memo is not None:
-            distinct = list(table)
+        if kept is not None and memo is not None and not routes.memo_full:
+            distinct = list(routes.table)
             pairs = zip(memo[1](), kept.codes(), strict=True)
             return (Assignment(cid, *distinct[code]) for cid, code in pairs)
         again = Assigner(done, caps, keep_late=0)

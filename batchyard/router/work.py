@@ -252,6 +252,13 @@ class Tally:
             found = sums[key] = WorkSum()
         return found
 
+    def class_counts(self) -> dict[str, dict[int, tuple[int, int, int]]]:
+        """Per model and priority class: (lines, rate-limit tokens, input tokens)."""
+        return {
+            model: {p: (w.count, w.rate, w.input) for p, w in classes.items()}
+            for model, classes in self._classes.items()
+        }
+
     def merge(self, other: Tally) -> None:
         """Add the sums of another tally (of later lines) into this one."""
         self.routable.merge(other.routable)

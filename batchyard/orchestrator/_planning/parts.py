@@ -224,6 +224,7 @@ def _join_previews(parts: Sequence[_Checked], previews: Sequence[Preview]) -> Pr
         joined.leaders.extend(p.leaders)
         if listed:
             joined.kinds.extend(p.kinds or bytes(part.spill[1]))
+        joined.parts.append((part.spill[1], p.tally))
     return joined
 
 

@@ -21,6 +21,7 @@ from batchyard.config import Settings
 from batchyard.orchestrator import _routing as routing
 from batchyard.orchestrator._answers.checks import Judges, check_options
 from batchyard.orchestrator._calls.timing import Clock
+from batchyard.orchestrator._planning.assigning import parts_stream
 from batchyard.orchestrator._planning.intake import (
     Intake,
     ReusePreview,
@@ -140,8 +141,9 @@ class Planner:
         cancel = routing.cancel_latency(batches, self.cancel_prior, clock)
         args = (policy, caps, now, history)
         memo = (CodeSpill, routable.ids)  # replays the plan without assigning lines again
+        stream = parts_stream(routable)  # the workers that checked a large file route it
         decision, est = decide_lines(
-            routable.tally, routable.lines, *args, cancel=cancel, memo=memo
+            routable.tally, routable.lines, *args, cancel=cancel, memo=memo, stream=stream
         )
         return with_reuse(plan_from_decision(decision, est, policy), preview, routable)
 

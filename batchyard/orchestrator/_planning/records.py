@@ -222,6 +222,8 @@ class Preview:
     twin_ids: list[str] = dataclasses.field(default_factory=list)
     twins: list[tuple[str, PathCosts]] = dataclasses.field(default_factory=list)
     leaders: list[str] = dataclasses.field(default_factory=list)  # each twin's first line's id
+    # where workers made it: each part's records and the sums of its lines left to send
+    parts: list[tuple[int, Tally]] = dataclasses.field(default_factory=list)
 
 
 Sources = Callable[[list[str]], Mapping[str, AnswerSource]]

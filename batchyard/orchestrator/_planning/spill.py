@@ -137,6 +137,25 @@ class CodeSpill:
         self._buffer = array("H")
         self._cleanup = weakref.finalize(self, _remove, path)
 
+    @classmethod
+    def adopt(cls, path: str) -> CodeSpill:
+        """Codes written by another process (`keep`), removed when this one is."""
+        spill = cls.__new__(cls)
+        spill.path = path
+        spill._buffer = array("H")
+        spill._file = open(os.devnull, "wb")  # noqa: SIM115 (closed at once: written)
+        spill._file.close()
+        spill._cleanup = weakref.finalize(spill, _remove, path)
+        return spill
+
+    def keep(self) -> str:
+        """Write what is buffered and leave the file for another process to `adopt`."""
+        if not self._file.closed:
+            self._flush()
+            self._file.close()
+        self._cleanup.detach()
+        return self.path
+
     def add(self, code: int) -> None:
         self._buffer.append(code)
         if len(self._buffer) >= CHUNK * 16:
