@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["compact", "quoted"]
+__all__ = ["compact", "plain", "quoted"]
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _JSON_SORTED = json.JSONEncoder(
@@ -66,6 +66,10 @@ def quoted(text: str | None) -> str:
     json's encoder for the common plain-ASCII string."""
     if text is None:
         return "null"
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    return json.dumps(text)
+    return f'"{text}"' if plain(text) else json.dumps(text)
+
+
+def plain(text: str) -> bool:
+    """Whether `text` is its own JSON string between two quotes, as json writes it with or
+    without `ensure_ascii`: printable ASCII with no quote or backslash."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text

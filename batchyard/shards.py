@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from batchyard.config import ModelInfo
 from batchyard.errors import InputError
-from batchyard.jsontext import compact
+from batchyard.jsontext import compact, plain
 
 __all__ = [
     "BYTES_MARGIN",
@@ -88,7 +88,7 @@ _FRAME = len(b'{"custom_id":,"method":"POST","url":,"body":}\n')
 
 def _string_bytes(text: str) -> int:
     """The length of `text` as a JSON string in `compact` (UTF-8, json's escapes)."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+    if plain(text):
         return len(text) + 2
     return len(compact(text))
 

@@ -20,12 +20,20 @@ import weakref
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = ["CHUNK", "CodeSpill", "Spill", "SpillChain"]
 
 CHUNK = 4096  # records per marshal block: the most a reader or the writer holds at once
 _SIZE = struct.Struct("<Q")
+
+
+def _closed_file() -> BinaryIO:
+    """A closed file: what an adopted spill holds where its writer's file was (it is read,
+    never written)."""
+    file = open(os.devnull, "wb")  # noqa: SIM115 (closed at once)
+    file.close()
+    return file
 
 
 def _remove(path: str) -> None:
@@ -64,8 +72,7 @@ class Spill:
         spill.path = path
         spill.count = count
         spill._buffer = []
-        spill._file = open(os.devnull, "wb")  # noqa: SIM115 (closed at once: sealed)
-        spill._file.close()
+        spill._file = _closed_file()
         spill._cleanup = weakref.finalize(spill, _remove, path)
         return spill
 
@@ -143,8 +150,7 @@ class CodeSpill:
         spill = cls.__new__(cls)
         spill.path = path
         spill._buffer = array("H")
-        spill._file = open(os.devnull, "wb")  # noqa: SIM115 (closed at once: written)
-        spill._file.close()
+        spill._file = _closed_file()
         spill._cleanup = weakref.finalize(spill, _remove, path)
         return spill
 
