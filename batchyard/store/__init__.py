@@ -29,6 +29,7 @@ Runs
 
 Requests
     add_requests(run_id, Iterable[NewRequest]) -> int        streamed, chunked, pending
+    add_request_values(run_id, Iterable[rows]) -> int   rows made by `request_values`
     set_routes(run_id, Iterable[(custom_id, Route, reason)]) -> int   -> routed (checked)
     release_shard(run_id, shard, route, reason) -> int   a slow-cancel shard's lines -> routed
     batch_creations_since(t) -> int              batches created since t (all runs)

@@ -25,6 +25,7 @@ from .migrations import migrate
 from .opening import connect
 from .prune import PruneMixin
 from .queue import QueueMixin
+from .recording import RecordingMixin
 from .requests import RequestsMixin
 from .runs import RunsMixin
 from .shards import ShardsMixin
@@ -41,6 +42,7 @@ class Store(
     BatchLeasesMixin,
     ClaimsMixin,
     WaitsMixin,
+    RecordingMixin,
     RequestsMixin,
     SummaryMixin,
     RunsMixin,

@@ -1,7 +1,8 @@
-"""Requests: recording a file's lines, routing them, reading them back, checked changes.
+"""Requests: routing a run's lines, reading them back, checked changes.
 
-Owns the bulk writes of the `requests` table (chunked, one transaction per chunk) and the
-paged reads (never the whole run in memory). Every status change here is checked against
+Owns the bulk changes of the `requests` table (chunked, one transaction per chunk; the
+first recording of a file's lines is `recording.py`) and the paged reads (never the whole
+run in memory). Every status change here is checked against
 `transitions.REQUEST_TRANSITIONS`. Totals are in `summary.py`, results in `results.py`,
 real-time claims in `claims.py`; it must not touch batches beyond reading a shard's status.
 """
@@ -13,7 +14,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from batchyard.errors import IllegalTransition, NotFound, StoreError
+from batchyard.errors import IllegalTransition, NotFound
 from batchyard.models import BatchStatus, RequestStatus, Route
 
 from .base import (
@@ -26,8 +27,8 @@ from .base import (
     placeholders,
     record,
 )
-from .codec import body_text, decode_body, encode_sized
-from .rows import NewRequest, RequestRow
+from .codec import body_text, decode_body
+from .rows import RequestRow
 from .transitions import PROVIDER_TERMINAL, REQUEST_TERMINAL, check_request
 
 __all__ = ["RequestsMixin"]
@@ -38,12 +39,6 @@ _COLS = (
     "shard, owner, not_before, status_code, error_code, error_message, input_tokens, "
     "output_tokens, cost, updated_at, finished_at, request_id, max_output_tokens, fingerprint, "
     "reused_from, saved, requeues, requeue_cost, fallback, not_before_reason"
-)
-_INSERT = (
-    "INSERT INTO requests (run_id, custom_id, line, endpoint, model, priority, body, "
-    "body_bytes, est_input_tokens, est_output_tokens, est_cost_standard, est_cost_flex, "
-    "est_cost_batch, max_output_tokens, status, updated_at, fingerprint, route, route_reason, "
-    "reuse_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _BATCH_HOLD = "status = 'routed' AND route = 'batch' AND ? <> 'batch'"  # old row, new route
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
@@ -69,93 +64,6 @@ def request_row(r: dict[str, Any], *, raw_response: bool = False) -> RequestRow:
 
 
 class RequestsMixin(StoreBase):
-    def add_requests(
-        self, run_id: str, requests: Iterable[NewRequest], *, chunk_size: int = CHUNK
-    ) -> int:
-        """Record input lines, `chunk_size` rows per transaction: pending, or routed where
-        the request carries its route (the plan's, recorded in the same insert).
-
-        Streams: `requests` may be a generator over a file of any size. Each chunk is
-        committed whole or not at all; a duplicate custom_id raises `StoreError` and
-        leaves that chunk unwritten. Returns the number of rows recorded.
-        """
-        self._require_run(run_id)
-        total = 0
-        minimum = self.compress_min_bytes
-        for chunk in chunked(requests, chunk_size):
-            now = self.now()
-            rows = [
-                (
-                    run_id,
-                    r.custom_id,
-                    r.line,
-                    r.endpoint,
-                    r.model,
-                    r.priority,
-                    *(
-                        (r.stored_body, r.body_bytes)
-                        if r.body is None
-                        else encode_sized(r.body, minimum)
-                    ),
-                    r.input_tokens,
-                    r.output_tokens,
-                    r.cost_standard,
-                    r.cost_flex,
-                    r.cost_batch,
-                    r.max_output_tokens,
-                    "twin" if r.twin_of else "pending" if r.route is None else "routed",
-                    now,
-                    r.fingerprint,
-                    None if r.route is None else r.route.value,
-                    r.reason,
-                    r.twin_of,
-                )
-                for r in chunk
-            ]
-            try:
-                with self._write() as conn:
-                    conn.executemany(_INSERT, rows)
-                    conn.execute(
-                        "UPDATE runs SET request_count = request_count + ?, updated_at = ? "
-                        "WHERE id = ?",
-                        (len(rows), now, run_id),
-                    )
-            except sqlite3.IntegrityError as exc:
-                raise StoreError(self._duplicate_message(run_id, chunk, exc)) from exc
-            total += len(rows)
-        with self._write() as conn:
-            self._event(
-                conn, run_id, "requests.added", f"Recorded {total} request(s)", {"count": total}
-            )
-        return total
-
-    def _duplicate_message(
-        self, run_id: str, chunk: list[NewRequest], exc: sqlite3.IntegrityError
-    ) -> str:
-        seen: dict[str, int] = {}
-        for r in chunk:
-            if r.custom_id in seen:
-                return (
-                    f"custom_id '{r.custom_id}' appears on line {seen[r.custom_id]} and "
-                    f"line {r.line}; each request needs its own custom_id."
-                )
-            seen[r.custom_id] = r.line
-        for part in chunked(list(seen), LOOKUP):
-            hit = one_by_name(
-                self.db.conn.execute(
-                    f"SELECT custom_id, line FROM requests WHERE run_id = ? AND custom_id IN "
-                    f"({placeholders(len(part))}) LIMIT 1",
-                    (run_id, *part),
-                )
-            )
-            if hit:
-                cid = hit["custom_id"]
-                return (
-                    f"custom_id '{cid}' (line {seen[cid]}) is already recorded for "
-                    f"run {run_id} at line {hit['line']}; each request needs its own custom_id."
-                )
-        return f"Cannot record requests for run {run_id}: {exc}."
-
     def _lookup(
         self, conn: sqlite3.Connection, run_id: str, ids: Sequence[str], cols: str
     ) -> dict[str, dict[str, Any]]:

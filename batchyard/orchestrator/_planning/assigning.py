@@ -29,7 +29,7 @@ from batchyard.router import Assignment, Decision, ModelCapacity, RequestFeature
 from batchyard.router.assign import Start
 from batchyard.router.lines import route_lines, starts
 
-__all__ = ["parts_stream"]
+__all__ = ["PartsReplay", "parts_stream"]
 
 Stream = Callable[[Decision, Mapping[str, ModelCapacity]], Decision | None]
 
@@ -73,16 +73,41 @@ def parts_stream(routable: Routable) -> Stream | None:
         for routes, _ in done:
             total.merge(routes)
         tables = [list(routes.table) for routes, _ in done]
-
-        def replay() -> Iterator[Assignment]:
-            for k, (spill, _) in enumerate(parts):
-                ids = _left_ids(spill, kinds, offsets[k])
-                for custom_id, code in zip(ids, codes[k].codes(), strict=True):
-                    yield Assignment(custom_id, *tables[k][code])
-
+        replay = PartsReplay(parts, kinds, offsets, codes, tables)
         return replace(total.decided(decision), replay=replay)
 
     return stream
+
+
+class PartsReplay:
+    """A decision's `replay` for a file assigned in parts: called, every line's assignment
+    in input order; `part(k)`, part `k`'s alone (its lines left to send start at valid line
+    `offsets[k]`), so that a process of its own can read them."""
+
+    def __init__(
+        self,
+        parts: Sequence[tuple[Spill, Fix | None]],
+        kinds: bytes,
+        offsets: Sequence[int],
+        codes: Sequence[CodeSpill],
+        tables: Sequence[list[tuple[Any, ...]]],
+    ) -> None:
+        self.parts = parts
+        self.kinds = kinds
+        self.offsets = offsets
+        self._codes = codes
+        self._tables = tables
+
+    def part(self, k: int) -> Iterator[Assignment]:
+        spill, _ = self.parts[k]
+        table = self._tables[k]
+        ids = _left_ids(spill, self.kinds, self.offsets[k])
+        for custom_id, code in zip(ids, self._codes[k].codes(), strict=True):
+            yield Assignment(custom_id, *table[code])
+
+    def __call__(self) -> Iterator[Assignment]:
+        for k in range(len(self.parts)):
+            yield from self.part(k)
 
 
 def _left_ids(spill: Spill, kinds: bytes, offset: int) -> Iterator[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,11 @@ from batchyard.orchestrator._planning.records import (
     KEY,
     LEFT,
     LINE,
-    REUSED,
-    TWIN,
     Evidence,
     Group,
     LineKeeper,
     Preview,
+    new_requests,
     preview_lines,
 )
 from batchyard.orchestrator._planning.spill import Spill, SpillChain
@@ -53,6 +52,7 @@ from batchyard.router import (
     Tally,
 )
 from batchyard.store import Store
+from batchyard.store.recording import Values
 from batchyard.store.rows import NewRequest
 from batchyard.store.scratch import DiskSet
 
@@ -66,6 +66,10 @@ __all__ = [
     "sha256_file",
     "with_reuse",
 ]
+
+
+# Rows made elsewhere for a run (its id, the time), or None where the caller makes them.
+Made = Callable[[str, float], Iterable[list[Values]] | None]
 
 
 def sha256_file(path: Path) -> str:
@@ -104,25 +108,15 @@ class Intake:
         its first line (`leaders`, in order), and the lines earlier answers answer pending
         for reuse to settle. The body is the one kept in the spill (`check_file(body_min=
         ...)`), else read from the file again."""
-        assigned = iter(assignments or ())
-        firsts = iter(leaders)
+        records: Iterable[tuple[tuple[Any, ...], dict[str, Any] | None]]
         if self.body_min is None:
-            lines = ((rec, obj["body"]) for rec, (_, obj) in zip(
+            records = ((rec, obj["body"]) for rec, (_, obj) in zip(
                 self.lines, reread_lines(self.path, (r[LINE] for r in self.lines)), strict=True
             ))  # fmt: skip
         else:
-            lines = ((rec, None) for rec in self.lines)
-        for i, (rec, body) in enumerate(lines):
-            group = self.groups[rec[GROUP]]
-            if assignments is None or (kinds and kinds[i] == REUSED):
-                yield group.new_request(rec, body)
-                continue
-            if kinds and kinds[i] == TWIN:
-                yield group.new_request(rec, body, twin_of=next(firsts))
-                continue
-            a = next(assigned)
-            assert a.custom_id == rec[CUSTOM_ID]  # the plan streams the same lines in order
-            yield group.new_request(rec, body, a.route, a.reason)
+            records = ((rec, None) for rec in self.lines)
+        assigned = None if assignments is None else iter(assignments)
+        yield from new_requests(self.groups, records, assigned, kinds, 0, iter(leaders))
 
     def close(self) -> None:
         self.lines.close()
@@ -287,13 +281,15 @@ def record_run(
     options: Mapping[str, Any] | None = None,
     kinds: bytes = b"",
     leaders: Iterable[str] = (),
+    made: Made | None = None,
 ) -> str:
     """Record the run, its requests and their routes; the run stays `pending` until all of
     it is written (an interrupted recording is closed on resume, never half-submitted).
     `kinds`: what reuse makes of each line (`Routable.kinds`), so the plan's assignments
     (of the lines left) meet their lines; `leaders`: each twin's first line
     (`Routable.leaders`). Twins are recorded linked to it; lines answered from earlier runs
-    are recorded pending and answered from the store next."""
+    are recorded pending and answered from the store next. `made`: the rows made elsewhere
+    (`recording.part_values`) for the run's id and the time, or None to make them here."""
     checked = intake.checked
     run_id = store.create_run(
         source_path=str(intake.path.resolve()),
@@ -326,7 +322,11 @@ def record_run(
     )
     # One insert per line, with the route the plan gives it; the lines reuse answers are
     # recorded pending and settled from the store next.
-    store.add_requests(run_id, intake.new_requests(decision.assignments, kinds, leaders))
+    rows = made(run_id, store.now()) if made is not None else None
+    if rows is not None:
+        store.add_request_values(run_id, rows)
+    else:
+        store.add_requests(run_id, intake.new_requests(decision.assignments, kinds, leaders))
     if plan.reused or plan.twins:
         store.reuse_answers(run_id)
     store.add_event(run_id, "route.plan", decision.reason, plan.to_dict(assignments=False))

@@ -31,6 +31,7 @@ from batchyard.orchestrator._planning.intake import (
     reuse_preview,
     with_reuse,
 )
+from batchyard.orchestrator._planning.recording import part_values
 from batchyard.orchestrator._planning.spill import CodeSpill
 from batchyard.orchestrator._routing.fallback import OPTION as FALLBACK_OPTION
 from batchyard.orchestrator._routing.fallback import resolve_fallbacks
@@ -168,4 +169,7 @@ class Planner:
             options=options,
             kinds=routable.kinds,
             leaders=routable.leaders,
+            made=lambda run_id, now: part_values(
+                intake, decision, routable.kinds, routable.leaders, run_id, now
+            ),
         )

@@ -10,7 +10,7 @@ by `check_file` and by the workers that check parts of a large file. No I/O of i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from batchyard.ingest import ParsedRequest
 from batchyard.models import Endpoint, Route
 from batchyard.orchestrator import _routing as routing
 from batchyard.orchestrator._planning.spill import Spill
-from batchyard.router import PathCosts, RequestFeatures, Tally
+from batchyard.router import Assignment, PathCosts, RequestFeatures, Tally
 from batchyard.store.codec import encode_text
 from batchyard.store.reuse import AnswerSource
 from batchyard.store.rows import NewRequest, OutputEvidence
@@ -40,6 +40,7 @@ __all__ = [
     "LineKeeper",
     "Preview",
     "Sources",
+    "new_requests",
     "preview_lines",
 ]
 
@@ -175,6 +176,32 @@ class Group:
             reason=reason,
             twin_of=twin_of,
         )
+
+
+def new_requests(
+    groups: Sequence[Group],
+    lines: Iterable[tuple[tuple[Any, ...], dict[str, Any] | None]],
+    assigned: Iterator[Assignment] | None,
+    kinds: bytes,
+    start: int,
+    firsts: Iterator[str],
+) -> Iterator[NewRequest]:
+    """The rows to store for spilled records and their bodies (None: kept in the record),
+    the `start`-th valid line first: with `assigned` (the plan's assignments of the lines
+    `kinds` leaves to send, in order) those routed as assigned, each twin linked to its
+    first line (`firsts`, in order), and the lines earlier answers answer pending for reuse
+    to settle; without it, every line pending."""
+    for i, (rec, body) in enumerate(lines, start):
+        group = groups[rec[GROUP]]
+        kind = kinds[i] if kinds else LEFT
+        if assigned is None or kind == REUSED:
+            yield group.new_request(rec, body)
+        elif kind == TWIN:
+            yield group.new_request(rec, body, twin_of=next(firsts))
+        else:
+            a = next(assigned)
+            assert a.custom_id == rec[CUSTOM_ID]  # the plan streams the same lines in order
+            yield group.new_request(rec, body, a.route, a.reason)
 
 
 class LineKeeper:
