@@ -24,7 +24,7 @@ from batchyard.ingest._limits import (
 )
 from batchyard.jsontext import compact
 from batchyard.models import Endpoint
-from batchyard.shards import ShardItem, shard_line
+from batchyard.shards import ShardItem, shard_line_size
 from batchyard.tokens import embedding_inputs, output_tokens, prompt_tokens
 
 __all__ = ["EMBEDDING_MAX_ITEMS", "EMBEDDING_MAX_REQUEST_TOKENS", "ParsedRequest", "check_line"]
@@ -284,7 +284,7 @@ def check_line(
     inputs = len(embedding_inputs(body)) if endpoint is Endpoint.EMBEDDINGS else 0
     try:
         text = compact(body)
-        raw_bytes = len(shard_line(custom_id, endpoint.value, None, text))
+        raw_bytes = shard_line_size(custom_id, endpoint.value, len(text))
     except UnicodeEncodeError:
         return [
             (
