@@ -34,6 +34,7 @@ from batchyard.jsontext import compact, plain
 
 __all__ = [
     "BYTES_MARGIN",
+    "ID_CHARS",
     "LEARN_SHRINK",
     "MAX_EMBEDDING_INPUTS",
     "MAX_FILE_BYTES",
@@ -62,6 +63,7 @@ MAX_SHARD_BYTES = int(MAX_FILE_BYTES * BYTES_MARGIN)
 MAX_EMBEDDING_INPUTS = 50_000
 TOKEN_MARGIN = 0.95
 LEARN_SHRINK = 0.8  # without a limit in the provider's message: 80% of the failed shard
+ID_CHARS = 100  # custom_ids up to this long are covered by `ShardLimits.fitting_body_bytes`
 
 K = TypeVar("K", bound=Hashable)
 _LIMIT_RE = re.compile(r"Limit:\s*([\d,]+)\s+enqueued tokens", re.IGNORECASE)
@@ -147,6 +149,18 @@ class ShardLimits:
         """Limits for `info`'s batches; a learned queue limit replaces the configured one."""
         queue = learned_limit if learned_limit is not None else info.enqueued_token_limit
         return cls(max_input_tokens=max(1, int(queue * TOKEN_MARGIN)), model=info.name)
+
+    def fitting_body_bytes(self, url: str) -> int:
+        """A body size (bytes of compact JSON) at or below which a line of `url` whose
+        custom_id has at most `ID_CHARS` characters fits an empty shard on bytes and
+        embedding inputs, whatever it holds: a JSON string takes at most 6 bytes a
+        character (a `\\uXXXX` escape), an embedding input at least 3 with its comma (`""`
+        or `[]`). So the store can find the few lines that may never fit without the others
+        being read; `why_never_fits` decides for those."""
+        bound = self.max_bytes - shard_line_size("", url, 0) - 6 * ID_CHARS
+        if url.endswith("/embeddings"):
+            bound = min(bound, 3 * self.max_embedding_inputs)
+        return bound
 
     def why_never_fits(self, item: ShardItem) -> str | None:
         """Why `item` cannot go in any shard at all, or None when it fits in an empty one."""
@@ -296,17 +310,23 @@ def admit(
     going = {id(s) for s in submit}
     too_big = tuple(s for s in waiting if s.input_tokens > limit)
     held = tuple(s for s in waiting if s.input_tokens <= limit and id(s) not in going)
-    return QueueAdmission(submit, held, too_big, admitting.reason)
+    requests, tokens = sum(s.requests for s in held), sum(s.input_tokens for s in held)
+    reason = _held_reason(admitting.used, limit, model, requests, tokens, len(too_big))
+    return QueueAdmission(submit, held, too_big, reason)
 
 
 def _held_reason(
     used: int, limit: int, model: str, held: int, held_tokens: int, too_big: int
 ) -> str:
+    """Why work waits for `model`'s queue: `held` requests of `held_tokens` input tokens
+    behind the batches in flight (`used` of `limit` tokens), and `too_big` shards larger
+    than the whole queue. Requests, not shards: what waits is planned again once there is
+    room, maybe into other shards (a learned limit, lines sent again joining them)."""
     reasons = []
     if held:
         reasons.append(
             f"waiting: {used:,} of {limit:,} enqueued tokens in flight for {model}; "
-            f"{held} shard(s) ({held_tokens:,} tokens) wait for earlier batches to finish"
+            f"{held:,} request(s) ({held_tokens:,} tokens) wait for earlier batches to finish"
         )
     if too_big:
         reasons.append(
@@ -318,9 +338,11 @@ def _held_reason(
 
 class Admitting:
     """`admit` for shards as they stream from a planner: iterating gives the shards that go
-    out now, in order, while they fit; the shards that wait, and those bigger than the whole
-    queue, are only counted, never kept, so a group of any size holds one shard at a time.
-    After iterating, `held`, `held_requests` and `reason` are what `admit` would say."""
+    out now, in order, while they fit, and stops at the first that does not (`blocked`).
+    No later shard may go ahead of it, so nothing after it is planned or even read: the
+    caller counts what waits (from its totals) and `reason` words it. A shard bigger than
+    the whole queue is passed over and counted (`too_big`). A group of any size holds one
+    shard at a time."""
 
     def __init__(
         self, shards: Iterable[Shard], in_flight_tokens: int, limit: int | None, model: str
@@ -329,35 +351,29 @@ class Admitting:
         self.used = in_flight_tokens
         self.limit = limit
         self.model = model
-        self.waiting = self.waiting_tokens = self.too_big = 0
-        self.held_requests = 0
+        self.blocked = False
+        self.too_big = self.too_big_requests = self.too_big_tokens = 0
 
     def __iter__(self) -> Iterator[Shard]:
-        limit, blocked = self.limit, False
+        limit = self.limit
         for shard in self._shards:
             if limit is not None and shard.input_tokens > limit:
                 self.too_big += 1
-            elif blocked or (limit is not None and self.used + shard.input_tokens > limit):
-                blocked = True  # order is kept: no later shard jumps the queue
-                self.waiting += 1
-                self.waiting_tokens += shard.input_tokens
+                self.too_big_requests += shard.requests
+                self.too_big_tokens += shard.input_tokens
+            elif limit is not None and self.used + shard.input_tokens > limit:
+                self.blocked = True  # order is kept: no later shard jumps the queue
+                return
             else:
                 self.used += shard.input_tokens
                 yield shard
-                continue
-            self.held_requests += shard.requests
 
-    @property
-    def held(self) -> int:
-        return self.waiting + self.too_big
-
-    @property
-    def reason(self) -> str:
+    def reason(self, held: int, held_tokens: int) -> str:
+        """`_held_reason` for `held` requests (`held_tokens` tokens) that wait behind the
+        shard that blocked, and the shards passed over as too big."""
         if self.limit is None:
             return ""
-        return _held_reason(
-            self.used, self.limit, self.model, self.waiting, self.waiting_tokens, self.too_big
-        )
+        return _held_reason(self.used, self.limit, self.model, held, held_tokens, self.too_big)
 
 
 def waves(shard_tokens: Iterable[int], limit: int | None) -> int:

@@ -6,7 +6,9 @@ import pytest
 
 from batchyard.config import model_table
 from batchyard.errors import InputError
+from batchyard.jsontext import compact
 from batchyard.shards import (
+    ID_CHARS,
     MAX_SHARD_BYTES,
     TOKEN_MARGIN,
     Shard,
@@ -16,6 +18,7 @@ from batchyard.shards import (
     learn_limit,
     plan_groups,
     plan_shards,
+    shard_line_size,
     waves,
 )
 
@@ -104,6 +107,23 @@ def test_limits_for_model_use_configured_or_learned_queue() -> None:
     assert ShardLimits.for_model(info, learned_limit=1_000_000).max_input_tokens == 950_000
 
 
+def test_a_body_within_fitting_body_bytes_always_fits() -> None:
+    # The store looks only at lines above this bound for ones that can never be batched,
+    # so below it every line must fit, whatever its custom_id (up to ID_CHARS) escapes to.
+    limits = ShardLimits(max_bytes=10_000, max_embedding_inputs=50)
+    for url in ("/v1/chat/completions", "/v1/embeddings"):
+        bound = limits.fitting_body_bytes(url)
+        worst = "\x00" * ID_CHARS  # each character written as a six-byte \u0000
+        size = shard_line_size(worst, url, bound)
+        assert size == len(compact(worst)) + shard_line_size("", url, bound) - 2
+        assert limits.why_never_fits(ShardItem(worst, size, 1)) is None
+    # one input more than a batch holds, each as small as JSON allows, is above the bound
+    tiny: list[str | list[int]] = ["", []]
+    for each in tiny:
+        body = compact({"input": [each] * 51})
+        assert len(body) > limits.fitting_body_bytes("/v1/embeddings")
+
+
 def test_groups_are_planned_separately_in_one_pass() -> None:
     stream = [(("chat", "a" if i % 3 else "b"), item) for i, item in enumerate(items(30))]
     limits = {"a": ShardLimits(max_requests=5), "b": ShardLimits(max_requests=100)}
@@ -127,7 +147,7 @@ def test_admit_fills_the_queue_in_order_and_says_why_the_rest_wait() -> None:
     assert result.reason.startswith(
         "waiting: 1,700,000 of 2,000,000 enqueued tokens in flight for gpt-4o-mini"
     )
-    assert "2 shard(s) (500,000 tokens)" in result.reason
+    assert "2 request(s) (500,000 tokens) wait for earlier batches" in result.reason
 
 
 def test_admit_everything_when_it_fits_and_nothing_when_full() -> None:

@@ -196,7 +196,11 @@ def submit_lines(result: SubmitResult) -> list[str]:
         lines.append(f"{result.rejected} invalid line(s) skipped, written to {result.rejects_path}")
     lines.append(
         f"{result.shards_submitted} batch(es) submitted"
-        + (f", {result.waiting_shards} waiting for queue room" if result.waiting_shards else "")
+        + (
+            f", {result.waiting_requests:,} request(s) waiting for queue room"
+            if result.waiting_requests
+            else ""
+        )
     )
     return lines
 

@@ -1,10 +1,12 @@
 """The requests of a run as batch lines: what shard planning reads, and a shard's file text.
 
 Owns `batch_candidates` (the routed batch lines not in any shard, with what planning needs
-and no body), `batch_candidate_groups` (their counts per endpoint and model) and
-`shard_lines` (a shard's lines as they go into its batch input file, each body pasted in as
-the compact JSON text the store keeps, never decoded and encoded again). Lines are read in
-line order, a page at a time, so planning holds none of them. Reads only.
+and no body), `batch_candidates_over` (those of them after a line that may be too large for
+any batch, found in SQL without reading the others), `batch_candidate_groups` (their
+counts per endpoint and model) and `shard_lines` (a shard's lines as they go into its batch
+input file, each body pasted in as the compact JSON text the store keeps, never decoded and
+encoded again). Lines are read in line order, a page at a time, so planning holds none of
+them. Reads only.
 """
 
 from __future__ import annotations
@@ -33,23 +35,55 @@ class BatchLinesMixin(StoreBase):
         where given; only lines sent before with `sent_before`), in line order: their size
         and tokens for planning (`body_bytes` None where the line was recorded before sizes
         were kept, or the endpoint counts embedding inputs: read its body then)."""
-        self._require_run(run_id)
-        where = ["run_id = ?", "line > ?", "status = 'routed'", "route = 'batch'", "shard IS NULL"]
-        params: list[object] = [run_id]
+        where: list[str] = []
+        params: list[object] = []
         for column, value in (("endpoint", endpoint), ("model", model)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
         if sent_before:
             where.append("attempts > 0")
+        return self._batch_lines(run_id, -1, where, params)
+
+    def batch_candidates_over(
+        self,
+        run_id: str,
+        *,
+        endpoint: str,
+        model: str,
+        after_line: int,
+        body_bytes: int,
+        id_chars: int,
+        input_tokens: int | None,
+    ) -> Iterator[BatchCandidate]:
+        """Like `batch_candidates` for one endpoint and model, after `after_line`, but only
+        the lines that may be too large for any batch: a body over `body_bytes` (or of a size
+        not kept), a custom_id over `id_chars` characters, or over `input_tokens` input
+        tokens. Where the queue is full, planning stops reading lines one by one and finds
+        with this, in SQL, the lines that must still go to real time this round."""
+        over = "body_bytes IS NULL OR body_bytes > ? OR length(custom_id) > ?"
+        params: list[object] = [endpoint, model, body_bytes, id_chars]
+        if input_tokens is not None:
+            over += " OR est_input_tokens > ?"
+            params.append(input_tokens)
+        where = ["endpoint = ?", "model = ?", f"({over})"]
+        return self._batch_lines(run_id, after_line, where, params)
+
+    def _batch_lines(
+        self, run_id: str, after: int, where: list[str], params: list[object]
+    ) -> Iterator[BatchCandidate]:
+        """The unsharded routed batch lines of the run after line `after` that also meet
+        every condition in `where`, in line order, read a page at a time."""
+        self._require_run(run_id)
+        base = ["run_id = ?", "line > ?", "status = 'routed'", "route = 'batch'", "shard IS NULL"]
         sql = (
             "SELECT line, custom_id, endpoint, model, body_bytes, est_input_tokens, attempts, "
             "route_reason, est_cost_standard, est_cost_flex, est_cost_batch FROM requests "
-            f"INDEXED BY requests_run_line WHERE {' AND '.join(where)} ORDER BY line LIMIT ?"
+            f"INDEXED BY requests_run_line WHERE {' AND '.join(base + where)} "
+            "ORDER BY line LIMIT ?"
         )
-        after = -1
         while True:
-            page = list(by_name(self.db.conn.execute(sql, (params[0], after, *params[1:], _PAGE))))
+            page = list(by_name(self.db.conn.execute(sql, (run_id, after, *params, _PAGE))))
             if not page:
                 return
             for row in page:

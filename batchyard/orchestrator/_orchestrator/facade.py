@@ -303,7 +303,7 @@ class Orchestrator:
             rejected=checked.invalid_lines,
             rejects_path=intake.rejects_path,
             shards_submitted=report.submitted,
-            waiting_shards=report.waiting,
+            waiting_requests=report.waiting_requests,
         )
 
     # ---- driving --------------------------------------------------------------------------

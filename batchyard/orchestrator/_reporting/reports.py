@@ -58,7 +58,7 @@ class SubmitResult:
     rejected: int  # invalid lines skipped (--skip-invalid)
     rejects_path: Path | None
     shards_submitted: int  # batches created at submit
-    waiting_shards: int  # shards held back by the enqueued-token limit
+    waiting_requests: int  # requests held back (the enqueued-token or creations limit)
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: _jsonable(v) for k, v in asdict(self).items() if k != "plan"}

@@ -9,15 +9,18 @@ its queue limit: the model table's `enqueued_token_limit`, or the limit learned 
 `token_limit_exceeded` failure (recorded as a `batch.limit_learned` event). Before it says
 no, the queue's live batches are refreshed and more urgent driven runs come first
 (`queue.py`). Shards that do not fit are not created; their requests stay routed and are
-planned again next round. Planning is a claim (`Store.claim_shard`): when another driver
-planned the same requests first, or filled the queue, this round stops planning the group.
-It must not poll or apply results (`apply.py` does).
+planned again next round. Planning stops at the first shard that does not fit (no later one
+may go ahead of it): the lines after it are not read one by one (`reading.py` counts what
+waits and finds the lines that can never be batched), so a round over a large file that
+waits for the queue costs little. Planning is a claim
+(`Store.claim_shard`): when another driver planned the same requests first, or filled the
+queue, this round stops planning the group. It must not poll or apply results (`apply.py`
+does).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import openai
@@ -26,6 +29,7 @@ from batchyard.catalog import lookup
 from batchyard.models import BatchStatus, RequestStatus, Route, RunState
 from batchyard.orchestrator.batch.lines import NOT_RUN_CODES
 from batchyard.orchestrator.batch.queue import Waiter, ahead, holders_text, refresh_model
+from batchyard.orchestrator.batch.reading import GroupRead
 from batchyard.orchestrator.batch.remote import BatchContext, failure_text
 from batchyard.orchestrator.batch.resend import (
     RESENT_REASON,
@@ -35,17 +39,9 @@ from batchyard.orchestrator.batch.resend import (
     settle_resent,
 )
 from batchyard.orchestrator.batch.upload import submit_shard
-from batchyard.shards import (
-    Admitting,
-    ShardItem,
-    ShardLimits,
-    plan_shards,
-    shard_line,
-    shard_line_size,
-)
+from batchyard.shards import Admitting, ShardLimits, plan_shards
 from batchyard.store import IN_QUEUE, SHARD_TOKENS_KEY, BatchRow
 from batchyard.store.rows import RunRow
-from batchyard.tokens import embedding_inputs
 
 __all__ = [
     "IN_QUEUE",
@@ -69,8 +65,8 @@ class SubmitReport:
     requests: int = 0  # requests in those shards
     requeued: int = 0  # retryable requests put back in the queue for another batch
     gave_up: int = 0  # retryable requests that ran out of attempts (now failed)
-    waiting: int = 0  # planned shards held back by admission (queue full)
-    waiting_requests: int = 0  # the requests in them
+    waiting: int = 0  # planned shards held back (batch creations per hour used up)
+    waiting_requests: int = 0  # requests held back: in those, or by the queue (not planned)
     unbatchable: list[str] = field(default_factory=list)  # can never fit a batch: re-route
     resubmits: Resubmits = field(default_factory=Resubmits)  # lines sent again (resend.py)
     errors: list[str] = field(default_factory=list)  # shards whose submission failed
@@ -147,46 +143,22 @@ def _requeue(ctx: BatchContext, run_id: str, report: SubmitReport) -> None:
 Group = tuple[str, str]  # (endpoint, model)
 
 
-def _resent(ctx: BatchContext, run: RunRow) -> dict[Group, Resent]:
+def _resent(ctx: BatchContext, run: RunRow) -> tuple[dict[Group, Resent], dict[str, int]]:
     """The unsharded routed batch lines a batch of this run ran before (a failed or expired
-    batch line), with their costs, per (endpoint, model), for `settle_resent`."""
+    batch line), with their costs, per (endpoint, model), for `settle_resent`; and their
+    input tokens, by custom_id."""
     resent: dict[Group, Resent] = defaultdict(dict)
+    tokens: dict[str, int] = {}
     for r in ctx.store.batch_candidates(run.id, sent_before=True):
         if (costs := resent_line(run, r)) is not None:
             resent[(r.endpoint, r.model)][r.custom_id] = costs
-    return resent
+            tokens[r.custom_id] = r.est_input_tokens
+    return resent, tokens
 
 
-def _items(ctx: BatchContext, run: RunRow, group: Group, skip: Resent) -> Iterator[ShardItem]:
-    """The group's unsharded routed batch lines as planning items, in line order, streamed
-    (`skip`: lines left out this round). Sizes come from the store: a body is read only
-    where its size was not kept, or to count an embeddings line's inputs."""
-    endpoint, model = group
-    for r in ctx.store.batch_candidates(run.id, endpoint=endpoint, model=model):
-        if r.custom_id in skip:
-            continue
-        embeddings = endpoint.endswith("/embeddings")
-        if r.body_bytes is not None and not embeddings:
-            size, inputs = shard_line_size(r.custom_id, endpoint, r.body_bytes), 0
-        else:
-            body = ctx.store.get_bodies(run.id, [r.custom_id])[r.custom_id]
-            size = len(shard_line(r.custom_id, endpoint, body))
-            inputs = len(embedding_inputs(body)) if embeddings else 0
-        yield ShardItem(r.custom_id, size, r.est_input_tokens, inputs)
-
-
-async def _plan_group(
-    ctx: BatchContext,
-    run_id: str,
-    group: Group,
-    items: Iterable[ShardItem],
-    tokens: int,
-    report: SubmitReport,
-) -> tuple[Admitting, list[Waiter]]:
-    """The group's shards, planned as `items` stream past and admitted in order (iterate
-    the result; `_held` reports the rest), and the more urgent runs ahead in the queue.
-    `tokens`: the items' input tokens, to know beforehand whether the queue is too full."""
-    _, model = group
+def _limits(ctx: BatchContext, run_id: str, model: str) -> ShardLimits:
+    """The limits of `model`'s shards: its queue limit (learned or configured), and the
+    caller's tighter caps where given."""
     info = lookup(ctx.models, model)
     limit = queue_limit(ctx, run_id, model)
     limits = ShardLimits.for_model(info, limit) if info else ShardLimits(model=model)
@@ -196,14 +168,21 @@ async def _plan_group(
             max_input_tokens=_smaller(ctx.limits.max_input_tokens, limits.max_input_tokens),
             model=model,
         )
+    return limits
 
-    def fitting() -> Iterator[ShardItem]:
-        for item in items:
-            if limits.why_never_fits(item) is not None:
-                report.unbatchable.append(item.custom_id)
-            else:
-                yield item
 
+async def _plan_group(
+    ctx: BatchContext,
+    run_id: str,
+    read: GroupRead,
+    tokens: int,
+    limits: ShardLimits,
+) -> tuple[Admitting, list[Waiter]]:
+    """The group's shards, planned as its lines stream past and admitted in order (iterate
+    the result; `_held` reports the rest), and the more urgent runs ahead in the queue.
+    `tokens`: the lines' input tokens, to know beforehand whether the queue is too full.
+    The planner's token cap is the queue's, so no shard is ever too big for it."""
+    model = read.model
     # The queue is the organisation's: every run's unfinished shards count, and more urgent
     # runs that wait (and are driven) come first.
     cap = limits.max_input_tokens
@@ -212,7 +191,7 @@ async def _plan_group(
     in_queue = ctx.store.enqueued_tokens(model) + reserved
     if cap is not None and in_queue + tokens > cap and await refresh_model(ctx, model):
         in_queue = ctx.store.enqueued_tokens(model) + reserved  # finished unwatched: room
-    return Admitting(plan_shards(fitting(), limits), in_queue, cap, model), first
+    return Admitting(plan_shards(read.items(ctx, limits), limits), in_queue, cap, model), first
 
 
 def _held(
@@ -220,20 +199,28 @@ def _held(
     run_id: str,
     group: Group,
     admitting: Admitting,
+    waiting: tuple[int, int],
     first: list[Waiter],
     report: SubmitReport,
 ) -> None:
-    """Report the shards of a group that wait for queue room (or can never fit it)."""
-    if not admitting.held:
+    """Report the requests of a group that wait for queue room, `waiting` (requests,
+    tokens), and the shards that can never fit it."""
+    requests, tokens = waiting
+    if not requests and not admitting.too_big:
         return
     endpoint, model = group
-    report.waiting += admitting.held
-    report.waiting_requests += admitting.held_requests
-    reason = admitting.reason
+    report.waiting_requests += requests + admitting.too_big_requests
+    reason = admitting.reason(requests, tokens)
     if who := holders_text(ctx.store, run_id, model, first):
         reason += f"; {who}"
     report.reasons.append(reason)
-    data = {"model": model, "endpoint": endpoint, "ahead": [w.run_id for w in first]}
+    data = {
+        "model": model,
+        "endpoint": endpoint,
+        "ahead": [w.run_id for w in first],
+        "requests": requests,
+        "tokens": tokens,
+    }
     ctx.event(run_id, "batch.waiting", reason, data)
 
 
@@ -254,7 +241,7 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
     todo = [b.id for b in store.list_batches(run_id, statuses=[B.PLANNED, B.UPLOADED])]
     creations = ctx.settings.batch_creates_per_hour
     left = creations - store.batch_creations_since(ctx.clock() - 3600.0)
-    resent = _resent(ctx, run)
+    resent, resent_tokens = _resent(ctx, run)
     for group, (lines, tokens) in store.batch_candidate_groups(run_id).items():
         endpoint, model = group
         again = resent.get(group, {})
@@ -262,8 +249,8 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
         skip = {} if with_resent else again
         if lines == len(skip):
             continue
-        items = _items(ctx, run, group, skip)
-        admitting, first = await _plan_group(ctx, run_id, group, items, tokens, report)
+        read, limits = GroupRead(run_id, endpoint, model, skip), _limits(ctx, run_id, model)
+        admitting, first = await _plan_group(ctx, run_id, read, tokens, limits)
         for shard in admitting:
             # A claim: another driver (of this run or another) may have planned these
             # requests or filled the queue since they were read; then stop and re-read
@@ -279,8 +266,14 @@ async def submit_round(ctx: BatchContext, run_id: str, *, requeue: bool = True) 
             if shard_id is None:
                 break
             todo.append(shard_id)
+            read.went(shard)
         else:
-            _held(ctx, run_id, group, admitting, first, report)
+            if admitting.blocked:
+                read.never_fit_after(ctx, limits)
+            left_out = sum(resent_tokens[c] for c in skip)
+            waiting = read.waiting((lines, tokens), left_out, admitting)
+            _held(ctx, run_id, group, admitting, waiting, first, report)
+        report.unbatchable.extend(read.unbatchable)
     for i, shard_id in enumerate(todo):
         if left <= 0:
             _creations_bind(ctx, run_id, report, todo[i:], creations)
