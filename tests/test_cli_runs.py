@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import pytest
 from cli_support import API_KEY, fast_config, invoke, json_out, point_at, sample
 from simfixtures import RunningServer, running_server
 
+from batchyard import Plan, SubmitResult
 from batchyard.samples import sample_lines
 
 
@@ -309,3 +311,22 @@ def test_resume_detach_does_not_run_the_real_time_share(env: RunningServer, tmp_
     assert json_out(resumed)["counts"] == {"standard/routed": 6}
     human = invoke("submit", str(file), "--route", "realtime", "--detach")
     assert "Real-time work is waiting" in human.stderr
+
+
+class _PlanHoldingAFile:
+    """A plan of a large file replays its routes from a file (`CodeSpill`)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+
+    def to_dict(self, *, assignments: bool = True) -> dict[str, Any]:
+        return {"requests": 3}
+
+
+def test_submit_json_does_not_copy_the_plan(tmp_path: Path) -> None:
+    with (tmp_path / "routes.codes").open("wb") as file:
+        plan = cast(Plan, _PlanHoldingAFile(file))
+        result = SubmitResult("run_x", plan, 3, 0, None, 1, 2)
+        data = result.to_dict()
+    assert data["plan"] == {"requests": 3}
+    assert (data["accepted"], data["shards_submitted"], data["waiting_requests"]) == (3, 1, 2)

@@ -61,7 +61,9 @@ class SubmitResult:
     waiting_requests: int  # requests held back (the enqueued-token or creations limit)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: _jsonable(v) for k, v in asdict(self).items() if k != "plan"}
+        # Field by field: `asdict` deep-copies the plan, and a large file's plan replays its
+        # routes from a file, which cannot be copied.
+        data = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self) if f.name != "plan"}
         data["plan"] = self.plan.to_dict(assignments=False)  # routes are in the store
         return data
 
