@@ -85,6 +85,11 @@ def output_line(run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None])
     }
 
 
+# Output is written as bytes through a 1 MiB buffer: in text mode with the default 8 KiB
+# buffer, writing 200k lines of 1.2 KB took twice as long (most of it in system time).
+_BUFFER = 1 << 20
+
+
 def _number(value: int | float | None) -> str:
     return "null" if value is None else repr(value)  # json writes numbers by their repr
 
@@ -166,8 +171,9 @@ def fetch(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".partial")
     err_tmp = errors.with_name(errors.name + ".partial") if errors else None
-    with tmp.open("w", encoding="utf-8") as out, ExitStack() as stack:
-        err = stack.enter_context(err_tmp.open("w", encoding="utf-8")) if err_tmp else None
+    # Each line is encoded once; "\n" is written as is, as text mode does on POSIX.
+    with tmp.open("wb", buffering=_BUFFER) as out, ExitStack() as stack:
+        err = stack.enter_context(err_tmp.open("wb", buffering=_BUFFER)) if err_tmp else None
         grouper = Grouper() if group else None
         splice = _Splice(enabled=grouper is None)
         for row in store.answer_rows(run_id):
@@ -176,10 +182,11 @@ def fetch(
                 full = request_row(store.request_row_by_id(row["id"]), raw_response=True)
                 record, line = splice.line(run_id, full, batch_ids)
                 for grouped in grouper.add(record) if grouper is not None else ():
-                    out.write(json.dumps(grouped, separators=(",", ":")) + "\n")
+                    out.write((json.dumps(grouped, separators=(",", ":")) + "\n").encode())
                     lines += 1
+            data = (line + "\n").encode()
             if grouper is None:
-                out.write(line + "\n")
+                out.write(data)
                 lines += 1
             status = row["status"]
             if status == RequestStatus.SUCCEEDED:
@@ -194,9 +201,9 @@ def fetch(
             else:
                 unfinished += 1
             if err is not None:
-                err.write(line + "\n")
+                err.write(data)
         for grouped in grouper.flush() if grouper is not None else []:
-            out.write(json.dumps(grouped, separators=(",", ":")) + "\n")
+            out.write((json.dumps(grouped, separators=(",", ":")) + "\n").encode())
             lines += 1
     tmp.replace(output)
     if errors and err_tmp:
