@@ -19,6 +19,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,8 +54,8 @@ def by_name(cursor: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
     constant-time, `sqlite3.Row` searches its column names on every access.
     """
     names = [d[0] for d in cursor.description]
-    for row in cursor:
-        yield dict(zip(names, row, strict=False))  # rows are as wide as the description
+    # Built in C, not by a generator: a few percent less time on a large read.
+    return map(dict, map(zip, repeat(names), cursor))  # rows are as wide as the description
 
 
 def one_by_name(cursor: sqlite3.Cursor) -> dict[str, Any] | None:
