@@ -203,6 +203,12 @@ def test_summary_per_model_and_route(store: Store) -> None:
     assert rows[("a", Route.FLEX)].estimated_cost == pytest.approx(0.001)  # flex estimate
     assert rows[("a", Route.FLEX)].failed == 1
     assert rows[("b", None)].requests == 1
+    # The open load and reserve (what `status` shows) count only the unfinished lines:
+    # req-1 in flight (standard), req-3 in flight (flex), req-4 not routed yet (standard).
+    assert store.open_load(run_id) == {"a": (1, 101 + 50), "b": (2, 103 + 50 + 104 + 50)}
+    unfinished = [R.PENDING, R.ROUTED, R.SUBMITTED, R.IN_FLIGHT, R.RETRYABLE]
+    assert store.open_cost(run_id, unfinished) == pytest.approx(0.002 + 0.001 + 0.002)
+    assert store.open_cost(run_id, [R.SUCCEEDED]) == pytest.approx(0.002)
 
 
 def test_events_are_listed_in_order_and_filtered(store: Store) -> None:

@@ -42,6 +42,7 @@ Requests
     transition_requests(run_id, ids, RequestStatus, *, error_code, error_message) -> int
     count_requests(run_id) -> {(route | None, status): n}
     summary(run_id) -> list[SummaryRow]          per (model, route): counts, costs, tokens
+    totals(run_id) -> RunTotals   per (model, route, status): summary, open load and cost
     apply_results(run_id, Iterable[Result]) -> ApplyReport   chunked, idempotent
 
 Real time (claims; intent before the call)
@@ -135,8 +136,10 @@ from .rows import (
     RequestRow,
     Result,
     RunRow,
+    StatusTotals,
     SummaryRow,
 )
+from .summary import RunTotals
 from .transitions import BATCH_TRANSITIONS, REQUEST_TRANSITIONS, RUN_TRANSITIONS
 
 __all__ = [
@@ -162,6 +165,8 @@ __all__ = [
     "RequestRow",
     "Result",
     "RunRow",
+    "RunTotals",
+    "StatusTotals",
     "Store",
     "SummaryRow",
     "chunked",

@@ -30,6 +30,7 @@ __all__ = [
     "Result",
     "ReuseReport",
     "RunRow",
+    "StatusTotals",
     "SummaryRow",
 ]
 
@@ -345,6 +346,29 @@ class SummaryRow:
     saved: float = 0.0  # what the reused answers cost when bought
     requeues: int = 0  # sends after a failed check
     requeue_cost: float = 0.0  # what the answers that failed a check cost (not in actual)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTotals:
+    """A run's requests of one (model, route, status), summed: what `SummaryRow`, the open
+    load and the budget's reserve are added up from."""
+
+    model: str
+    route: Route | None
+    status: RequestStatus
+    requests: int
+    estimated_cost: float  # on the route each has now (standard until routed)
+    reserved_cost: float  # the same, with a cost of 0 on a route counting as unpriced
+    actual_cost: float
+    est_input_tokens: float
+    est_output_tokens: float
+    input_tokens: float  # billed, not counting reused answers
+    output_tokens: float
+    reused: int
+    saved: float
+    requeues: int
+    requeue_cost: float
+    load_tokens: float  # charged against TPM: input plus the output cap or estimate
 
 
 @dataclass(frozen=True, slots=True)

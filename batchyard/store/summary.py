@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from batchyard.models import RequestStatus, Route
 
-from .base import StoreBase, by_name, placeholders, record
-from .rows import OutputEvidence, SummaryRow
+from .base import StoreBase, by_name, record
+from .rows import OutputEvidence, StatusTotals, SummaryRow
 
-__all__ = ["EST_COST_SQL", "SummaryMixin", "output_quantile"]
+__all__ = ["EST_COST_SQL", "RunTotals", "SummaryMixin", "output_quantile"]
 
 # Estimated cost of a request on the route it was given (standard until routed).
 EST_COST_SQL = (
@@ -24,6 +25,69 @@ EST_COST_SQL = (
     "WHEN 'batch' THEN coalesce(est_cost_batch, est_cost_standard) "
     "ELSE est_cost_standard END"
 )
+# The same, for the budget's reserve: a cost of 0 on a route counts as unpriced.
+_RESERVED_SQL = (
+    "CASE route WHEN 'batch' THEN coalesce(nullif(est_cost_batch, 0), est_cost_standard) "
+    "WHEN 'flex' THEN coalesce(nullif(est_cost_flex, 0), est_cost_standard) "
+    "ELSE est_cost_standard END"
+)
+_FAILED = (RequestStatus.FAILED, RequestStatus.INVALID)
+_NOT_OPEN = (*_FAILED, RequestStatus.SUCCEEDED, RequestStatus.CANCELLED)
+_NO_LOAD = (*_NOT_OPEN, RequestStatus.TWIN)  # twins wait on another line's answer
+
+
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """A run's requests summed per (model, route, status), in (model, route, status)
+    order: the few rows every report of a run's totals is added up from in Python."""
+
+    rows: list[StatusTotals]
+
+    def summary(self) -> list[SummaryRow]:
+        """Per (model, route), in that order: requests, outcomes, costs, tokens."""
+        found: dict[tuple[str, Route | None], list[StatusTotals]] = {}
+        for t in self.rows:
+            found.setdefault((t.model, t.route), []).append(t)
+        return [_summary_row(model, route, parts) for (model, route), parts in found.items()]
+
+    def open_load(self) -> dict[str, tuple[int, int]]:
+        """Per model, the unfinished requests: (count, tokens charged against TPM)."""
+        load: dict[str, tuple[int, int]] = {}
+        for t in self.rows:
+            if t.status not in _NO_LOAD:
+                count, tokens = load.get(t.model, (0, 0))
+                load[t.model] = (count + t.requests, tokens + int(t.load_tokens))
+        return load
+
+    def open_cost(self, statuses: Sequence[RequestStatus]) -> float:
+        """What the requests in `statuses` are expected to cost on the routes they have."""
+        wanted = {RequestStatus(s) for s in statuses}
+        return sum((t.reserved_cost for t in self.rows if t.status in wanted), 0.0)
+
+
+def _summary_row(model: str, route: Route | None, parts: list[StatusTotals]) -> SummaryRow:
+    def count(statuses: tuple[RequestStatus, ...], inside: bool = True) -> int:
+        return sum(t.requests for t in parts if (t.status in statuses) == inside)
+
+    return SummaryRow(
+        model=model,
+        route=route,
+        requests=sum(t.requests for t in parts),
+        succeeded=count((RequestStatus.SUCCEEDED,)),
+        failed=count(_FAILED),
+        open=count(_NOT_OPEN, inside=False),
+        estimated_cost=sum(t.estimated_cost for t in parts),
+        actual_cost=sum(t.actual_cost for t in parts),
+        est_input_tokens=int(sum(t.est_input_tokens for t in parts)),
+        est_output_tokens=int(sum(t.est_output_tokens for t in parts)),
+        input_tokens=int(sum(t.input_tokens for t in parts)),
+        output_tokens=int(sum(t.output_tokens for t in parts)),
+        invalid=count((RequestStatus.INVALID,)),
+        reused=sum(t.reused for t in parts),
+        saved=sum(t.saved for t in parts),
+        requeues=sum(t.requeues for t in parts),
+        requeue_cost=sum(t.requeue_cost for t in parts),
+    )
 
 
 def output_quantile(
@@ -47,33 +111,47 @@ def output_quantile(
 
 
 class SummaryMixin(StoreBase):
+    def totals(self, run_id: str) -> RunTotals:
+        """The run's requests summed per (model, route, status) in one pass over its rows:
+        what `summary`, `open_load` and `open_cost` report, for a caller (`status`) that
+        needs all three of a run of any size."""
+        self._require_run(run_id)
+        rows = self.db.conn.execute(
+            "SELECT model, route, status, count(*) AS requests, "
+            f"total({EST_COST_SQL}) AS estimated_cost, total({_RESERVED_SQL}) AS reserved_cost, "
+            "total(cost) AS actual_cost, total(est_input_tokens) AS est_input_tokens, "
+            "total(est_output_tokens) AS est_output_tokens, "
+            "total(CASE WHEN reused_from IS NULL THEN input_tokens END) AS input_tokens, "
+            "total(CASE WHEN reused_from IS NULL THEN output_tokens END) AS output_tokens, "
+            "sum(reused_from IS NOT NULL) AS reused, total(saved) AS saved, "
+            "sum(requeues) AS requeues, total(requeue_cost) AS requeue_cost, "
+            "total(est_input_tokens + coalesce(max_output_tokens, est_output_tokens)) "
+            "AS load_tokens "
+            "FROM requests WHERE run_id = ? GROUP BY model, route, status "
+            "ORDER BY model, route, status",
+            (run_id,),
+        )
+        return RunTotals(
+            [
+                record(
+                    StatusTotals,
+                    r,
+                    route=Route(r["route"]) if r["route"] else None,
+                    status=RequestStatus(r["status"]),
+                )
+                for r in by_name(rows)
+            ]
+        )
+
     def open_load(self, run_id: str) -> dict[str, tuple[int, int]]:
         """Per model, the run's unfinished requests: (count, tokens charged against TPM:
         input plus the output cap, or the estimated output where there is no cap)."""
-        self._require_run(run_id)
-        rows = self.db.conn.execute(
-            "SELECT model, count(*), "
-            "coalesce(sum(est_input_tokens + coalesce(max_output_tokens, est_output_tokens)), 0) "
-            "FROM requests WHERE run_id = ? "
-            "AND status NOT IN ('succeeded', 'failed', 'invalid', 'cancelled', 'twin') "
-            "GROUP BY model",
-            (run_id,),
-        )
-        return {model: (int(count), int(tokens)) for model, count, tokens in rows}
+        return self.totals(run_id).open_load()
 
     def open_cost(self, run_id: str, statuses: Sequence[RequestStatus]) -> float:
         """What the run's requests in `statuses` are expected to cost on the routes they
         have now (a cost of 0 on a route counts as unpriced: the standard price is used)."""
-        self._require_run(run_id)
-        (cost,) = self.db.conn.execute(
-            "SELECT coalesce(sum(CASE route "
-            "WHEN 'batch' THEN coalesce(nullif(est_cost_batch, 0), est_cost_standard) "
-            "WHEN 'flex' THEN coalesce(nullif(est_cost_flex, 0), est_cost_standard) "
-            "ELSE est_cost_standard END), 0) FROM requests "
-            f"WHERE run_id = ? AND status IN ({placeholders(len(statuses))})",
-            (run_id, *(RequestStatus(s).value for s in statuses)),
-        ).fetchone()
-        return float(cost)
+        return self.totals(run_id).open_cost(statuses)
 
     def paid_twice(self, run_id: str) -> tuple[int, float]:
         """(lines, USD) a released shard answered after they were sent again: billed twice,
@@ -133,30 +211,4 @@ class SummaryMixin(StoreBase):
 
     def summary(self, run_id: str) -> list[SummaryRow]:
         """Per (model, route): requests, outcomes, estimated and actual cost, tokens."""
-        self._require_run(run_id)
-        rows = self.db.conn.execute(
-            "SELECT model, route, count(*) AS requests, "
-            "sum(status = 'succeeded') AS succeeded, "
-            "sum(status IN ('failed', 'invalid')) AS failed, "
-            "sum(status NOT IN ('succeeded', 'failed', 'cancelled', 'invalid')) AS open, "
-            f"total({EST_COST_SQL}) AS estimated_cost, total(cost) AS actual_cost, "
-            "sum(est_input_tokens) AS est_input_tokens, "
-            "sum(est_output_tokens) AS est_output_tokens, "
-            "total(CASE WHEN reused_from IS NULL THEN input_tokens END) AS input_tokens, "
-            "total(CASE WHEN reused_from IS NULL THEN output_tokens END) AS output_tokens, "
-            "sum(status = 'invalid') AS invalid, sum(reused_from IS NOT NULL) AS reused, "
-            "total(saved) AS saved, sum(requeues) AS requeues, "
-            "total(requeue_cost) AS requeue_cost "
-            "FROM requests WHERE run_id = ? GROUP BY model, route ORDER BY model, route",
-            (run_id,),
-        )
-        return [
-            record(
-                SummaryRow,
-                r,
-                route=Route(r["route"]) if r["route"] else None,
-                input_tokens=int(r["input_tokens"]),
-                output_tokens=int(r["output_tokens"]),
-            )
-            for r in by_name(rows)
-        ]
+        return self.totals(run_id).summary()

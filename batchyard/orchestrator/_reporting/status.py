@@ -24,7 +24,7 @@ from batchyard.orchestrator._reporting.reports import (
 from batchyard.orchestrator._routing import capacities, turnarounds
 from batchyard.orchestrator._routing.provider_clock import IDENTITY, ClockMap
 from batchyard.router import Turnaround, Work, realtime_seconds
-from batchyard.store import Store
+from batchyard.store import RunTotals, Store
 from batchyard.store.rows import BatchRow, RunRow
 
 __all__ = ["fallback_totals", "realtime_needed", "refresh", "reserved_cost", "status"]
@@ -202,7 +202,8 @@ def status(
         expected = now
     done = run.state in (RunState.COMPLETED, RunState.CANCELLED)
     deadline_ok = None
-    needed = None if done or models is None else realtime_needed(store, run, models)
+    totals = store.totals(run.id)  # one pass over the run's rows for every sum below
+    needed = None if done or models is None else realtime_needed(totals, run, models)
     if run.deadline_at is not None:
         if done:
             deadline_ok = run.finished_at is None or run.finished_at <= run.deadline_at
@@ -214,7 +215,7 @@ def status(
             deadline_ok = expected is None or expected <= run.deadline_at
     paid_twice, paid_twice_cost = store.paid_twice(run.id)
     worst = run.options.get("estimate_worst")
-    summary = store.summary(run.id)
+    summary = totals.summary()
     return RunStatus(
         run_id=run.id,
         state=run.state.value,
@@ -244,7 +245,7 @@ def status(
         requeues=sum(x.requeues for x in summary),
         requeue_cost=round(sum(x.requeue_cost for x in summary), 6),
         budget_spent=run.actual_cost,
-        budget_reserved=reserved_cost(store, run.id),
+        budget_reserved=reserved_cost(totals),
         budget_warning=next(
             (e.message for e in reversed(events) if e.kind == "budget.warning"), None
         ),
@@ -278,15 +279,15 @@ def fallback_totals(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def reserved_cost(store: Store, run_id: str) -> float:
+def reserved_cost(totals: RunTotals) -> float:
     """What the run's unfinished work is expected to cost on the routes it has now."""
-    return round(store.open_cost(run_id, _OPEN), 6)
+    return round(totals.open_cost(_OPEN), 6)
 
 
-def realtime_needed(store: Store, run: RunRow, models: Mapping[str, ModelInfo]) -> float:
+def realtime_needed(totals: RunTotals, run: RunRow, models: Mapping[str, ModelInfo]) -> float:
     """Seconds real time needs from now to finish the run's open work at the table's
     limits, models side by side (each has its own limits), with the run's spread."""
-    load = store.open_load(run.id)
+    load = totals.open_load()
     known = [m for m in load if as_catalog(models).find(m) is not None]
     caps = capacities(models, known)
     spread = float(run.options.get("realtime_spread", 0.0) or 0.0)

@@ -257,3 +257,10 @@ def m016_pending_fingerprints(db: Database) -> None:
         "CREATE INDEX requests_fingerprints ON requests(run_id, fingerprint, line) "
         "WHERE fingerprint IS NOT NULL AND status = 'pending'"
     )
+
+
+@migration
+def m017_fallback_index(db: Database) -> None:
+    """`requests_fallback`: the lines of a run moved to a fallback model (few, usually
+    none), so the fallback totals `status` shows read those lines and not the whole run."""
+    db.execute("CREATE INDEX requests_fallback ON requests(run_id) WHERE fallback IS NOT NULL")
