@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,23 @@ def test_requests_come_back_in_line_order_with_their_bodies(store: Store) -> Non
         "req-0": body(0, 5000),
         "req-3": body(3, 10),
     }
+
+
+def test_bodies_an_earlier_batchyard_compressed_with_zlib_still_read(store: Store) -> None:
+    run_id = make_run(store)
+    store.add_requests(run_id, [new_request(0, size=5000), new_request(1, size=5000)])
+    (stored,) = store.db.execute("SELECT body FROM requests WHERE custom_id = 'req-0'").fetchone()
+    assert len(stored) < len(json.dumps(body(0, 5000)).encode()) * 0.8  # compressed
+    old = zlib.compress(json.dumps(body(1, 5000), separators=(",", ":")).encode())
+    store.db.execute("UPDATE requests SET body = ? WHERE custom_id = 'req-1'", (old,))
+    assert store.get_bodies(run_id, ["req-0", "req-1"]) == {
+        "req-0": body(0, 5000),
+        "req-1": body(1, 5000),
+    }
+    assert [r.body for r in store.iter_requests(run_id, with_body=True)] == [
+        body(0, 5000),
+        body(1, 5000),
+    ]
 
 
 def test_duplicate_custom_id_names_both_lines_and_writes_nothing_of_its_chunk(store: Store) -> None:
