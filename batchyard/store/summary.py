@@ -1,9 +1,10 @@
 """Totals over the requests table: per-run summaries and counts, open load, paid twice, and
 the output-token evidence the router learns from.
 
-Owns the aggregate reads of `requests` (`summary`, `count_requests`, `open_load`,
-`open_cost`, `paid_twice`, `output_evidence`) and `output_quantile`. Reads only; the rows
-themselves are written and read in `requests.py`.
+Owns the aggregate reads of `requests` (`totals`, and `summary`, `open_load` and
+`open_cost` added up from it; `count_requests`, `paid_twice`, `output_evidence`),
+`RunTotals` and `output_quantile`. Reads only; the rows themselves are written and read in
+`requests.py`.
 """
 
 from __future__ import annotations
