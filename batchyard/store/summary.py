@@ -10,13 +10,14 @@ Owns the aggregate reads of `requests` (`totals`, and `summary`, `open_load` and
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from batchyard.models import RequestStatus, Route
 
 from .base import StoreBase, by_name, record
 from .rows import OutputEvidence, StatusTotals, SummaryRow
+from .transitions import REQUEST_TERMINAL
 
 __all__ = ["EST_COST_SQL", "RunTotals", "SummaryMixin", "output_quantile"]
 
@@ -33,8 +34,7 @@ _RESERVED_SQL = (
     "ELSE est_cost_standard END"
 )
 _FAILED = (RequestStatus.FAILED, RequestStatus.INVALID)
-_NOT_OPEN = (*_FAILED, RequestStatus.SUCCEEDED, RequestStatus.CANCELLED)
-_NO_LOAD = (*_NOT_OPEN, RequestStatus.TWIN)  # twins wait on another line's answer
+_NO_LOAD = REQUEST_TERMINAL | {RequestStatus.TWIN}  # twins wait on another line's answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class RunTotals:
 
 
 def _summary_row(model: str, route: Route | None, parts: list[StatusTotals]) -> SummaryRow:
-    def count(statuses: tuple[RequestStatus, ...], inside: bool = True) -> int:
+    def count(statuses: Collection[RequestStatus], inside: bool = True) -> int:
         return sum(t.requests for t in parts if (t.status in statuses) == inside)
 
     return SummaryRow(
@@ -76,7 +76,7 @@ def _summary_row(model: str, route: Route | None, parts: list[StatusTotals]) -> 
         requests=sum(t.requests for t in parts),
         succeeded=count((RequestStatus.SUCCEEDED,)),
         failed=count(_FAILED),
-        open=count(_NOT_OPEN, inside=False),
+        open=count(REQUEST_TERMINAL, inside=False),
         estimated_cost=sum(t.estimated_cost for t in parts),
         actual_cost=sum(t.actual_cost for t in parts),
         est_input_tokens=int(sum(t.est_input_tokens for t in parts)),
