@@ -11,9 +11,9 @@ from `wait4`) are its own; the simulator runs in a separate process and is not c
 - executemany: a bare chunked `executemany` of the same rows (custom_id, line, the raw
   line as body) into a one-table database with the store's pragmas;
 - submit: `batchyard submit FILE --route batch --detach --json` against the simulator;
-- answer: every line of the run answered in the store by one SQL UPDATE (not batchyard: the
-  simulator would need about an hour to answer a million lines through Tier-1 queue
-  limits, and applying results is not measured here);
+- answer: every line of the run answered through `Store.apply_results`, as a finished
+  batch's output is applied (marked submitted first by one SQL UPDATE: the simulator would
+  need about an hour to take a million lines through Tier-1 queue limits);
 - bare read+write: read the merged results file line by line and write each line out;
 - fetch: `batchyard fetch RUN -o results.jsonl`.
 
@@ -34,8 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batchyard.store import Result
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("gpt-4o-mini", "gpt-4.1-mini")
@@ -114,31 +118,72 @@ _ANSWER = (
 ) * 3
 
 
+def _answers(db_path: Path, run_id: str) -> Iterator[Result]:
+    """A succeeded result for each line of the run, in id order, read a page at a time."""
+    from batchyard.models import RequestStatus
+    from batchyard.store import Result
+
+    db = sqlite3.connect(db_path)
+    after = 0
+    while True:
+        page = db.execute(
+            "SELECT id, custom_id, model, est_input_tokens, est_cost_batch FROM requests "
+            "WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (run_id, after, CHUNK),
+        ).fetchall()
+        for row_id, custom_id, model, tokens, cost in page:
+            body = {
+                "id": f"chatcmpl-{row_id}",
+                "object": "chat.completion",
+                "created": 1_800_000_000,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"{custom_id}: {_ANSWER}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": tokens,
+                    "completion_tokens": 90,
+                    "total_tokens": tokens + 90,
+                },
+            }
+            yield Result(
+                custom_id,
+                RequestStatus.SUCCEEDED,
+                200,
+                body,
+                input_tokens=tokens,
+                output_tokens=90,
+                cost=cost,
+                request_id=f"req_{row_id}",
+            )
+        if len(page) < CHUNK:
+            db.close()
+            return
+        after = page[-1][0]
+
+
 def step_answer(db_path: Path, run_id: str) -> dict[str, Any]:
-    """Every line of the run answered, as a finished batch leaves it in the store: status
-    succeeded, a chat.completion body of ~700 B (its stored text), usage and cost. Written
-    with one UPDATE: the simulator would need about an hour for a million lines through
-    Tier-1 queue limits, and applying results is not what this benchmark measures."""
+    """Every line of the run answered, through `Store.apply_results` as a finished batch's
+    output file is: status succeeded, a chat.completion body of ~700 B, usage and cost, and
+    the output line `fetch` reads. The lines are first marked submitted by one SQL UPDATE:
+    the simulator would need about an hour to take a million lines through Tier-1 queue
+    limits, and sending them is not what this benchmark measures."""
+    from batchyard.store import Store
+
     db = sqlite3.connect(db_path, isolation_level=None)
-    body = (
-        '\'{"id":"chatcmpl-\' || id || \'","object":"chat.completion",'
-        '"created":1800000000,"model":"\' || model || \'","choices":[{"index":0,'
-        '"message":{"role":"assistant","content":"\' || custom_id || \': '
-        + _ANSWER
-        + '"},"finish_reason":"stop"}],"usage":{"prompt_tokens":\' || '
-        'est_input_tokens || \',"completion_tokens":90,"total_tokens":\' || '
-        "(est_input_tokens + 90) || '}}'"
-    )
-    db.execute("BEGIN")
-    changed = db.execute(
-        f"UPDATE requests SET status = 'succeeded', status_code = 200, response_body = {body}, "
-        "request_id = 'req_' || id, input_tokens = est_input_tokens, output_tokens = 90, "
-        "cost = est_cost_batch, attempts = 1, finished_at = updated_at WHERE run_id = ?",
+    db.execute(
+        "UPDATE requests SET status = 'submitted', attempts = 1 "
+        "WHERE run_id = ? AND status = 'routed'",
         (run_id,),
-    ).rowcount
-    db.execute("COMMIT")
+    )
     db.close()
-    return {"rows": changed}
+    with Store.open(db_path) as store:
+        report = store.apply_results(run_id, _answers(db_path, run_id))
+    return {"rows": report.applied}
 
 
 def step_copy(src: Path, dst: Path) -> dict[str, Any]:
@@ -292,7 +337,7 @@ def report(results: dict[str, Any]) -> list[str]:
         met = "<= 2x" + (" met" if r <= 2 else " NOT met")
         row("submit", f"{r:.2f}x (floor+executemany)", met, cpu_floor + steps["executemany"]["cpu"])
     if "fetch" in steps:
-        row("answer", f"{steps['answer']['wall'] / floor:.2f}x floor", "(not batchyard)")
+        row("answer", f"{steps['answer']['wall'] / floor:.2f}x floor", "(apply_results)")
         row("read+write", f"{steps['read+write']['wall'] / floor:.2f}x floor", "")
         r = steps["fetch"]["wall"] / steps["read+write"]["wall"]
         met = "<= 2x" + (" met" if r <= 2 else " NOT met")
@@ -337,7 +382,12 @@ def main() -> None:
         return
     if args.step:
         paths = [Path(a) for a in args.args]
-        fn = {"floor": step_floor, "executemany": step_executemany, "copy": step_copy}[args.step]
+        steps: dict[str, Callable[..., dict[str, Any]]] = {
+            "floor": step_floor,
+            "executemany": step_executemany,
+            "copy": step_copy,
+        }
+        fn = steps[args.step]
         print(json.dumps(fn(*paths)))
         return
 

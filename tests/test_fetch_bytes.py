@@ -62,12 +62,7 @@ def test_every_kind_of_line_has_the_bytes_json_writes_of_its_record(tmp_path: Pa
         ),
     )
     store.set_routes(run_id, [(cid, Route.STANDARD, "test") for cid in ids])
-    answered = [cid for cid, r in results.items() if r is not None]
-    store.transition_requests(run_id, answered, S.IN_FLIGHT)
-    store.apply_results(run_id, [r for r in results.values() if r is not None])
-    store.transition_requests(run_id, ["requeued"], S.IN_FLIGHT)
-    store.apply_results(run_id, [Result("requeued", S.SUCCEEDED, 200, ANSWER, cost=0.25)])
-    store.transition_requests(run_id, ["cancelled"], S.CANCELLED)
+    # Made by hand before the lines finish: a finished line never changes again.
     store.db.execute(
         "UPDATE requests SET model = 'gpt-4.1-mini', fallback = ? WHERE custom_id = 'fallback'",
         [json.dumps({"from": "gpt-4o-mini", "to": "gpt-4.1-mini", "reason": "refused"})],
@@ -76,6 +71,12 @@ def test_every_kind_of_line_has_the_bytes_json_writes_of_its_record(tmp_path: Pa
         "UPDATE requests SET reused_from = ? WHERE custom_id = 'reused'",
         [json.dumps({"run": "run_earlier", "custom_id": "plain", "at": 1.5})],
     )
+    answered = [cid for cid, r in results.items() if r is not None]
+    store.transition_requests(run_id, answered, S.IN_FLIGHT)
+    store.apply_results(run_id, [r for r in results.values() if r is not None])
+    store.transition_requests(run_id, ["requeued"], S.IN_FLIGHT)
+    store.apply_results(run_id, [Result("requeued", S.SUCCEEDED, 200, ANSWER, cost=0.25)])
+    store.transition_requests(run_id, ["cancelled"], S.CANCELLED)
 
     out, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
     report = fetch(store, run_id, out, errors)
@@ -93,3 +94,24 @@ def test_every_kind_of_line_has_the_bytes_json_writes_of_its_record(tmp_path: Pa
     assert (report.lines, report.succeeded, report.failed, report.invalid) == (14, 10, 2, 1)
     assert (report.cancelled, report.unfinished, report.fallback) == (1, 1, 1)
     assert not list(tmp_path.glob("*.partial"))
+
+    # Every line finished: fetch reads the lines the store kept when each one finished.
+    store.transition_requests(run_id, ["unfinished"], S.CANCELLED)
+    assert store.count_answer_lines(run_id) == (14, 14)
+    expected["unfinished"] = (
+        json.dumps(
+            output_line(run_id, store.get_request(run_id, "unfinished"), {}), separators=(",", ":")
+        )
+        + "\n"
+    )
+    all_lines = "".join(expected[cid] for cid in ids).encode()
+    report = fetch(store, run_id, out, errors)
+    assert out.read_bytes() == all_lines
+    assert errors.read_bytes() == "".join(expected[cid] for cid in unsuccessful).encode()
+    assert (report.lines, report.succeeded, report.failed, report.invalid) == (14, 10, 2, 1)
+    assert (report.cancelled, report.unfinished, report.fallback) == (2, 0, 1)
+
+    # Lines that finished before the store kept them (an older database) are made again.
+    store.db.execute("DELETE FROM answers WHERE id % 2 = 0")
+    fetch(store, run_id, out)
+    assert out.read_bytes() == all_lines

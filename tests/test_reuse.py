@@ -12,6 +12,7 @@ import pytest
 from cli_support import fast_config, run_cli, sim_env
 from simfixtures import running_server
 from test_answer_checks_runs import chat_line, make_sim, orchestrator, write
+from test_store_support import assert_stored_lines_current
 
 from batchyard.fingerprint import fingerprint
 from batchyard.models import RequestStatus
@@ -57,6 +58,8 @@ async def test_a_second_run_is_answered_from_the_store(tmp_path: Path) -> None:
         out["q-0"]["response"]["body"] == orch.store.get_request(first.run_id, "q-0").response_body
     )
     assert out["q-5"]["batchyard"]["reused_from"] is None
+    assert_stored_lines_current(orch.store, first.run_id)
+    assert_stored_lines_current(orch.store, second.run_id)  # reused lines kept too
     await orch.aclose()
 
 
@@ -74,6 +77,7 @@ async def test_identical_lines_of_one_file_are_sent_once(tmp_path: Path) -> None
     twin = orch.store.get_request(run.run_id, "copy")
     assert twin.reused_from is not None and twin.reused_from["custom_id"] == "q-0"
     assert twin.response_body == orch.store.get_request(run.run_id, "q-0").response_body
+    assert_stored_lines_current(orch.store, run.run_id)  # the twin's line too
     await orch.aclose()
 
 
@@ -139,4 +143,5 @@ async def test_twins_of_a_cancelled_line_end_cancelled(tmp_path: Path) -> None:
     status = await orch.cancel(run.run_id)
     assert status.done
     assert orch.store.get_request(run.run_id, "copy").status is RequestStatus.CANCELLED
+    assert_stored_lines_current(orch.store, run.run_id)
     await orch.aclose()

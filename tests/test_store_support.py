@@ -83,3 +83,28 @@ def force_batch_status(store: Store, shard: int, status: BatchStatus) -> None:
 
 def open_store(path: Path, clock: Clock | None = None) -> Store:
     return Store.open(path, now=clock or Clock())
+
+
+def assert_stored_lines_current(store: Store, run_id: str) -> None:
+    """Every finished request of the run has its output line stored, the bytes `fetch`
+    writes for its row now; no other request has one."""
+    import json
+
+    from batchyard.orchestrator._reporting.fetch import output_line
+    from batchyard.store.transitions import REQUEST_TERMINAL
+
+    batch_ids = {b.id: b.provider_batch_id for b in store.list_batches(run_id)}
+    stored = dict(
+        store.db.execute(
+            "SELECT r.custom_id, a.text FROM answers AS a JOIN requests AS r ON r.id = a.id "
+            "WHERE a.run_id = ?",
+            [run_id],
+        ).fetchall()
+    )
+    finished = [
+        r for r in store.iter_requests(run_id, with_response=True) if r.status in REQUEST_TERMINAL
+    ]
+    assert sorted(stored) == sorted(r.custom_id for r in finished)
+    for r in finished:
+        line = json.dumps(output_line(run_id, r, batch_ids), separators=(",", ":")) + "\n"
+        assert stored[r.custom_id] == line.encode(), r.custom_id

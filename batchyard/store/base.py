@@ -1,8 +1,8 @@
 """The connection, clock and write-transaction helper every part of the store shares.
 
 Owns `StoreBase`: the sqlite-utils `Database`, the injected clock, `_write()` (one
-`BEGIN IMMEDIATE` transaction) and the private event writer. It must not know about runs,
-requests or batches; the mixins beside it do.
+`BEGIN IMMEDIATE` transaction, ending with `_before_commit`) and the private event writer.
+It must not know about runs, requests or batches; the mixins beside it do.
 
 Why `BEGIN IMMEDIATE` and not `db.atomic()`'s plain `BEGIN`: our write units read state
 (current statuses, claim owners) and then write. A deferred transaction that starts by
@@ -96,6 +96,7 @@ class StoreBase:
         self.path = path
         self.now = now
         self.compress_min_bytes = compress_min_bytes
+        self._finished_ids: list[int] = []
 
     def close(self) -> None:
         """Close the connection (the WAL is checkpointed by SQLite on last close)."""
@@ -114,13 +115,24 @@ class StoreBase:
         if conn.in_transaction:
             raise StoreError("Internal error: a store write was started inside another one.")
         conn.execute("BEGIN IMMEDIATE")
+        self._finished_ids.clear()
         try:
             yield conn
+            self._before_commit(conn)
         except BaseException:
+            self._finished_ids.clear()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _finished(self, row_ids: Iterable[int]) -> None:
+        """Note requests this write unit moved into a finished status: every write that
+        finishes a request says so, and `_before_commit` stores their output lines."""
+        self._finished_ids.extend(row_ids)
+
+    def _before_commit(self, conn: sqlite3.Connection) -> None:
+        """The last writes of every write unit, in its transaction (mixins add theirs)."""
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self.db.conn.execute(sql, params).fetchone()

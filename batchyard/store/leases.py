@@ -79,9 +79,10 @@ class BatchLeasesMixin(BatchesMixin):
             self._set_batch_status(conn, b.run_id, shard, b.status, B.APPLIED)
             now = self.now()
             terminal = now if leftover == RequestStatus.FAILED else None
-            n = conn.execute(
+            left = conn.execute(
                 "UPDATE requests SET status = ?, error_code = ?, error_message = ?, "
-                "updated_at = ?, finished_at = ? WHERE shard = ? AND status = 'submitted'",
+                "updated_at = ?, finished_at = ? WHERE shard = ? AND status = 'submitted' "
+                "RETURNING id",
                 (
                     leftover.value,
                     error_code,
@@ -90,7 +91,10 @@ class BatchLeasesMixin(BatchesMixin):
                     terminal,
                     shard,
                 ),
-            ).rowcount
+            ).fetchall()
+            if terminal is not None:
+                self._finished(i for (i,) in left)
+            n = len(left)
             # Close the shard's attempts in two set-based statements (not row by row):
             # from the request's outcome, or "retryable" if it has moved on since.
             conn.execute(

@@ -225,6 +225,8 @@ class RequestsMixin(StoreBase):
                         for c in chunk
                     ],
                 )
+                if terminal:
+                    self._finished(cur[c]["id"] for c in chunk)
             total += len(chunk)
         return total
 

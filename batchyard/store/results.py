@@ -87,6 +87,7 @@ class ResultsMixin(ReuseMixin, SendsMixin):
         closes: list[tuple[Any, ...]] = []
         resends: list[tuple[Any, ...]] = []
         settled: list[str] = []
+        finished: list[int] = []
         applied = duplicates = stale = unknown = 0
         unknown_ids: list[str] = []
         released: list[Result] = []
@@ -152,6 +153,7 @@ class ResultsMixin(ReuseMixin, SendsMixin):
             )
             if terminal:
                 settled.append(res.custom_id)
+                finished.append(row["id"])
             if old == RequestStatus.IN_FLIGHT:  # batch attempts close when the shard is applied
                 closes.append(
                     (
@@ -170,6 +172,7 @@ class ResultsMixin(ReuseMixin, SendsMixin):
             applied += 1
             cost += res.cost
         conn.executemany(_UPDATE, updates)
+        self._finished(finished)
         conn.executemany(CLOSE_ATTEMPT, closes)
         conn.executemany("UPDATE requests SET body = ? WHERE id = ?", resends)
         if settled:
@@ -260,6 +263,7 @@ class ResultsMixin(ReuseMixin, SendsMixin):
                     ),
                 )
                 row["status"] = res.status.value
+                self._finished([row["id"]])
                 answered.append(res.custom_id)
                 outcome = res.status.value
                 taken += 1

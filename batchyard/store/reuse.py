@@ -31,6 +31,7 @@ _SETTLE = (
     "FROM requests AS l WHERE t.run_id = ? AND t.status = 'twin' AND l.run_id = t.run_id "
     f"AND l.custom_id = t.reuse_of AND l.status IN {_TERMINAL}"
 )
+_SETTLED = " RETURNING id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +102,13 @@ class ReuseMixin(StoreBase):
                         "'at', s.finished_at) "
                         "FROM (SELECT * FROM requests WHERE run_id = ? AND custom_id = ?) AS s "
                         "WHERE requests.run_id = ? AND requests.status = 'pending' "
-                        "AND requests.fingerprint = ?",
+                        "AND requests.fingerprint = ? RETURNING id",
                         (now, now, src.run_id, src.custom_id, run_id, key),
                     )
-                    reused += cur.rowcount
-                    saved += cur.rowcount * src.cost
+                    ids = [i for (i,) in cur]
+                    self._finished(ids)
+                    reused += len(ids)
+                    saved += len(ids) * src.cost
         with self._write() as conn:
             twins = conn.execute(
                 "UPDATE requests SET status = 'twin', updated_at = ?, reuse_of = ("
@@ -144,9 +147,13 @@ class ReuseMixin(StoreBase):
         self, conn: sqlite3.Connection, run_id: str, leaders: Sequence[str] | None, now: float
     ) -> int:
         if leaders is None:
-            return conn.execute(_SETTLE, (now, now, run_id)).rowcount
+            ids = [i for (i,) in conn.execute(_SETTLE + _SETTLED, (now, now, run_id))]
+            self._finished(ids)
+            return len(ids)
         done = 0
         for part in chunked(list(leaders), LOOKUP):
-            sql = f"{_SETTLE} AND t.reuse_of IN ({placeholders(len(part))})"
-            done += conn.execute(sql, (now, now, run_id, *part)).rowcount
+            sql = f"{_SETTLE} AND t.reuse_of IN ({placeholders(len(part))}){_SETTLED}"
+            ids = [i for (i,) in conn.execute(sql, (now, now, run_id, *part))]
+            self._finished(ids)
+            done += len(ids)
         return done

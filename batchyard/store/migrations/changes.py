@@ -264,3 +264,21 @@ def m017_fallback_index(db: Database) -> None:
     """`requests_fallback`: the lines of a run moved to a fallback model (few, usually
     none), so the fallback totals `status` shows read those lines and not the whole run."""
     db.execute("CREATE INDEX requests_fallback ON requests(run_id) WHERE fallback IS NOT NULL")
+
+
+@migration
+def m018_answers(db: Database) -> None:
+    """`answers`: each finished request's output line as `fetch` writes it, stored when its
+    outcome is written (`store/answers.py`), so that `fetch` reads one narrow table in line
+    order. Lines finished before this have none; `fetch` makes theirs from their rows."""
+    db.execute(
+        """CREATE TABLE answers (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            fallback INTEGER NOT NULL,
+            text BLOB NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX answers_run_line ON answers(run_id, line, id)")
