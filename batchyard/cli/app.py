@@ -31,6 +31,7 @@ from batchyard.metrics import Metrics
 
 if TYPE_CHECKING:
     from batchyard.orchestrator._orchestrator import Orchestrator
+    from batchyard.orchestrator._reporting.reader import Reader
 
 __all__ = ["Cli", "app", "state"]
 
@@ -166,7 +167,7 @@ class Cli:
         parts.setdefault("metrics", self.metrics)  # the registry `--metrics-port` serves
         return Orchestrator(settings, **parts)
 
-    def pick_run(self, orch: Orchestrator, run_id: str | None) -> str:
+    def pick_run(self, orch: Orchestrator | Reader, run_id: str | None) -> str:
         """`run_id`, or the newest run when it is left out (said on stderr)."""
         if run_id is None:
             newest = orch.runs(1)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from batchyard.cli.app import app, state
-from batchyard.cli.edge import execute
+from batchyard.cli.edge import execute, execute_reading
 from batchyard.cli.exits import EXIT_ERROR, EXIT_OK
 from batchyard.cli.models_cmd import warn_if_stale
 from batchyard.cli.options import (
@@ -37,6 +37,7 @@ from batchyard.models import RouteOverride
 
 if TYPE_CHECKING:
     from batchyard.orchestrator._orchestrator import Orchestrator
+    from batchyard.orchestrator._reporting.reader import Reader
 
 __all__: list[str] = []
 
@@ -166,8 +167,8 @@ def fetch(
     """
     cli = state(ctx)
 
-    async def body(orch: Orchestrator) -> int:
-        report = orch.fetch(cli.pick_run(orch, run_id), output, errors, group=group)
+    def body(reader: Reader) -> int:
+        report = reader.fetch(cli.pick_run(reader, run_id), output, errors, group=group)
         if json_:
             emit_json(report)
         else:
@@ -175,7 +176,7 @@ def fetch(
                 cli.out.print(line, markup=False)
         return EXIT_OK
 
-    execute(ctx, body)
+    execute_reading(ctx, body)
 
 
 @app.command()

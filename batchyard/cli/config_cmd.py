@@ -22,7 +22,6 @@ from batchyard.cli.options import Json
 from batchyard.cli.render import emit_json
 from batchyard.cli.render_runs import config_table
 from batchyard.config import Settings, config_files, prices_date
-from batchyard.orchestrator._calls.client import key_hint
 
 __all__ = ["config_app", "sources"]
 
@@ -85,6 +84,10 @@ def sources(explicit: dict[str, Any]) -> dict[str, str]:
 def _shown(name: str, settings: Settings) -> Any:
     value = getattr(settings, name)
     if name == "api_key":
+        # Here, not at the top: the client module brings the OpenAI SDK, which every
+        # command would then pay for at start (about 0.8 s).
+        from batchyard.orchestrator._calls.client import key_hint
+
         return key_hint(settings)
     if isinstance(value, SecretStr):
         return "(set)"  # a secret is never shown

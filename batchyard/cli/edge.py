@@ -27,6 +27,7 @@ from batchyard.metrics import serving
 
 if TYPE_CHECKING:
     from batchyard.orchestrator._orchestrator import Orchestrator
+    from batchyard.orchestrator._reporting.reader import Reader
 
 __all__ = ["execute", "fail", "guarded", "interrupted"]
 
@@ -99,6 +100,24 @@ def guarded(cli: Cli, body: Callable[[], T]) -> T:
             "--debug for the traceback and report it."
         )
         raise fail(cli, exc, message, EXIT_ERROR) from None
+
+
+def execute_reading(ctx: typer.Context, body: Callable[[Reader], int | None]) -> None:
+    """Run `body` on a `Reader` of the job database and exit with its code: for a command
+    that makes no API call (`fetch`), which then does not wait for the OpenAI SDK's import
+    that building an Orchestrator brings."""
+    from batchyard.orchestrator._reporting.reader import Reader
+
+    cli = state(ctx)
+
+    def main() -> int | None:
+        reader = Reader(cli.settings())
+        try:
+            return body(reader)
+        finally:
+            reader.close()
+
+    raise typer.Exit(guarded(cli, main) or EXIT_OK)
 
 
 def execute(

@@ -17,21 +17,61 @@ Imports flow one way: orchestrator → {router, store, tokens}; nothing here wri
 imports typer or rich.
 """
 
-from batchyard.orchestrator._answers.results import Result
-from batchyard.orchestrator._orchestrator import Orchestrator
-from batchyard.orchestrator._reporting.progress import OnProgress
-from batchyard.orchestrator._reporting.reports import (
-    BatchInfo,
-    CostReport,
-    CostRow,
-    FetchReport,
-    RouteStatus,
-    RunInfo,
-    RunStatus,
-    SubmitResult,
-    VariantCost,
-    VerifyReport,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batchyard.orchestrator._answers.results import Result
+    from batchyard.orchestrator._orchestrator import Orchestrator
+    from batchyard.orchestrator._reporting.progress import OnProgress
+    from batchyard.orchestrator._reporting.reports import (
+        BatchInfo,
+        CostReport,
+        CostRow,
+        FetchReport,
+        RouteStatus,
+        RunInfo,
+        RunStatus,
+        SubmitResult,
+        VariantCost,
+        VerifyReport,
+    )
+
+# Where each name lives. They are imported on first use (PEP 562), not with the package:
+# `Orchestrator` brings the OpenAI SDK (about 0.8 s), which `fetch` and the store's other
+# readers inside this package never call.
+_HOMES = {
+    "Result": "batchyard.orchestrator._answers.results",
+    "Orchestrator": "batchyard.orchestrator._orchestrator",
+    "OnProgress": "batchyard.orchestrator._reporting.progress",
+    **dict.fromkeys(
+        (
+            "BatchInfo",
+            "CostReport",
+            "CostRow",
+            "FetchReport",
+            "RouteStatus",
+            "RunInfo",
+            "RunStatus",
+            "SubmitResult",
+            "VariantCost",
+            "VerifyReport",
+        ),
+        "batchyard.orchestrator._reporting.reports",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BatchInfo",

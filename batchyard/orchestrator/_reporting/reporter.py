@@ -18,6 +18,7 @@ from batchyard.orchestrator._driving.steering import stall_reason
 from batchyard.orchestrator._reporting import costs as _costs
 from batchyard.orchestrator._reporting import fetch as _fetch
 from batchyard.orchestrator._reporting import status as _status
+from batchyard.orchestrator._reporting.reader import run_infos
 from batchyard.orchestrator._reporting.reports import CostReport, FetchReport, RunInfo, RunStatus
 from batchyard.orchestrator._routing.provider_clock import IDENTITY, ClockMap
 from batchyard.router import Turnaround
@@ -53,7 +54,7 @@ class Reporter:
 
     def runs(self, limit: int | None = None) -> list[RunInfo]:
         """The runs in the store, newest first."""
-        return [RunInfo.from_row(run) for run in self.store.list_runs(limit=limit)]
+        return run_infos(self.store, limit)
 
     def status(self, run_id: str) -> RunStatus:
         """The full report of one run now."""
