@@ -137,6 +137,24 @@ def test_shard_membership_rules(tmp_path: Path) -> None:
     assert store.get_request(run_id, "req-0").shard is None
 
 
+def test_a_route_decided_before_another_process_took_the_line_is_left_out(
+    tmp_path: Path,
+) -> None:
+    # Two drivers of one run: one re-routes from what it read, the other has meanwhile put
+    # a line in a shard (or sent it). The line stays where it went; the rest move.
+    store = open_store(tmp_path / "t.db")
+    run_id = make_run(store, 3)
+    route_all(store, run_id, 3, Route.BATCH)
+    shard = store.create_shard(run_id, endpoint=ENDPOINT, model="gpt-4o-mini", custom_ids=["req-0"])
+    store.transition_requests(run_id, ["req-1"], RequestStatus.IN_FLIGHT)
+    moves = [(f"req-{i}", Route.FLEX, "read before") for i in range(3)]
+    assert store.set_routes(run_id, moves, unless_taken=True) == 1
+    rows = {r.custom_id: r for r in store.iter_requests(run_id)}
+    assert (rows["req-0"].route, rows["req-0"].shard) == (Route.BATCH, shard)
+    assert rows["req-1"].status is RequestStatus.IN_FLIGHT
+    assert (rows["req-2"].route, rows["req-2"].status) == (Route.FLEX, RequestStatus.ROUTED)
+
+
 def test_submit_lease_excludes_a_second_owner_until_it_expires(tmp_path: Path) -> None:
     clock = Clock()
     store = open_store(tmp_path / "l.db", clock)

@@ -42,6 +42,9 @@ _COLS = (
 )
 _BATCH_HOLD = "status = 'routed' AND route = 'batch' AND ? <> 'batch'"  # old row, new route
 _SHARD_DONE = {s.value for s in PROVIDER_TERMINAL} | {BatchStatus.APPLIED.value}
+_REROUTABLE = {
+    s.value for s in (RequestStatus.PENDING, RequestStatus.ROUTED, RequestStatus.RETRYABLE)
+}
 
 
 def request_row(r: dict[str, Any], *, raw_response: bool = False) -> RequestRow:
@@ -92,13 +95,16 @@ class RequestsMixin(StoreBase):
         *,
         chunk_size: int = CHUNK,
         pending_only: bool = False,
+        unless_taken: bool = False,
     ) -> int:
         """Record the router's (custom_id, route, reason) decisions: -> routed, checked.
 
         A re-route (routed or retryable -> routed) leaves the request's old shard, which
         must be finished: a request in a live or planned shard cannot be re-routed.
         `pending_only`: a request no longer pending (answered meanwhile) is left as it is.
-        Returns the number of requests routed.
+        `unless_taken`: so is a request that has been sent, or put in a live or planned
+        shard, since the caller read it (decisions made from an earlier read, while other
+        processes drive the same run). Returns the number of requests routed.
         """
         self._require_run(run_id)
         total = 0
@@ -114,10 +120,13 @@ class RequestsMixin(StoreBase):
                     shard = row["shard"]
                     if pending_only and row["status"] != RequestStatus.PENDING.value:
                         continue
+                    live = shard is not None and shard_status[shard] not in _SHARD_DONE
+                    if unless_taken and (live or row["status"] not in _REROUTABLE):
+                        continue
                     check_request(
                         run_id, custom_id, RequestStatus(row["status"]), RequestStatus.ROUTED
                     )
-                    if shard is not None and shard_status[shard] not in _SHARD_DONE:
+                    if live:
                         raise IllegalTransition(
                             f"Request '{custom_id}' of run {run_id} is in batch shard {shard} "
                             f"({shard_status[shard]}); it cannot be re-routed until that "

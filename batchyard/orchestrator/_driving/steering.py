@@ -133,7 +133,8 @@ async def reroute(
         if status_of.get(a.custom_id) is RequestStatus.PENDING
     ]
     if moves or unrouted:
-        store.set_routes(run.id, [*moves, *unrouted])
+        # Another driver may have sent or sharded some of them since they were read.
+        store.set_routes(run.id, [*moves, *unrouted], unless_taken=True)
         for cid, to, why in moves[:_EVENTS_PER_ROUND]:
             store.add_event(run.id, "route.change", f"{cid} -> {to}: {why}", custom_id=cid)
         if len(moves) > _EVENTS_PER_ROUND:
@@ -176,7 +177,7 @@ def route_unbatchable(
         to = Route.FLEX if info is not None and info.flex else Route.STANDARD
         moves.append((cid, to, "larger than any batch shard may be: sent in real time"))
     if moves:
-        store.set_routes(run_id, moves)
+        store.set_routes(run_id, moves, unless_taken=True)
         store.add_event(run_id, "route.unbatchable", f"{len(moves)} request(s) too large for batch")
 
 
