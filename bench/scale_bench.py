@@ -12,8 +12,10 @@ from `wait4`) are its own; the simulator runs in a separate process and is not c
   line as body) into a one-table database with the store's pragmas;
 - submit: `batchyard submit FILE --route batch --detach --json` against the simulator;
 - answer: every line of the run answered through `Store.apply_results`, as a finished
-  batch's output is applied (marked submitted first by one SQL UPDATE: the simulator would
-  need about an hour to take a million lines through Tier-1 queue limits);
+  batch's output is applied, and its output line made (`Store.store_answer_lines`, as the
+  run's driver does after applying); the lines are marked submitted first by one SQL
+  UPDATE (the simulator would need about an hour to take a million lines through Tier-1
+  queue limits);
 - bare read+write: read the merged results file line by line and write each line out;
 - fetch: `batchyard fetch RUN -o results.jsonl`.
 
@@ -168,10 +170,11 @@ def _answers(db_path: Path, run_id: str) -> Iterator[Result]:
 
 def step_answer(db_path: Path, run_id: str) -> dict[str, Any]:
     """Every line of the run answered, through `Store.apply_results` as a finished batch's
-    output file is: status succeeded, a chat.completion body of ~700 B, usage and cost, and
-    the output line `fetch` reads. The lines are first marked submitted by one SQL UPDATE:
-    the simulator would need about an hour to take a million lines through Tier-1 queue
-    limits, and sending them is not what this benchmark measures."""
+    output file is (status succeeded, a chat.completion body of ~700 B, usage and cost),
+    then the output lines `fetch` reads made as the run's driver makes them. The lines are
+    first marked submitted by one SQL UPDATE: the simulator would need about an hour to
+    take a million lines through Tier-1 queue limits, and sending them is not what this
+    benchmark measures."""
     from batchyard.store import Store
 
     db = sqlite3.connect(db_path, isolation_level=None)
@@ -183,6 +186,7 @@ def step_answer(db_path: Path, run_id: str) -> dict[str, Any]:
     db.close()
     with Store.open(db_path) as store:
         report = store.apply_results(run_id, _answers(db_path, run_id))
+        store.store_answer_lines(run_id)  # as the run's driver does after applying
     return {"rows": report.applied}
 
 

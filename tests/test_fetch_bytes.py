@@ -97,6 +97,11 @@ def test_every_kind_of_line_has_the_bytes_json_writes_of_its_record(tmp_path: Pa
 
     # Every line finished: fetch reads the lines the store kept when each one finished.
     store.transition_requests(run_id, ["unfinished"], S.CANCELLED)
+    assert store.count_answer_lines(run_id) == (0, 14)  # due, not made yet: made from rows
+    report = fetch(store, run_id, out, errors)
+    assert out.read_bytes()[: len(expected["plain"])] == expected["plain"].encode()
+    assert report.cancelled == 2
+    assert store.store_answer_lines(run_id) == 14  # as the run's driver does each round
     assert store.count_answer_lines(run_id) == (14, 14)
     expected["unfinished"] = (
         json.dumps(

@@ -1,5 +1,6 @@
-"""The output lines the store keeps for `fetch`: stored when a request finishes, by every
-write that finishes one, in the same transaction, and gone with their run when it is pruned."""
+"""The output lines the store keeps for `fetch`: marked due by every write that finishes a
+request, in the same transaction, made by `store_answer_lines`, and gone with their run when
+it is pruned."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def test_a_batch_without_lines_for_some_requests_stores_their_failed_lines(tmp_p
     store.apply_results(run_id, [Result("req-0", R.SUCCEEDED, 200, {"ok": 1}, shard=shard)])
     assert store.mark_applied(shard, "A", leftover=R.FAILED, error_code="no_line") == 2
 
+    assert store.store_answer_lines(run_id) == 3
     assert store.count_answer_lines(run_id) == (3, 3)
     assert_stored_lines_current(store, run_id)  # the batch id, the error, for each line
 
@@ -50,25 +52,29 @@ def test_a_write_that_is_rolled_back_stores_no_line(tmp_path: Path) -> None:
             run_id,
             [Result("req-0", R.SUCCEEDED, 200, {"a": 0}), Result("req-2", R.SUCCEEDED, 200, {})],
         )
-    assert _stored(store, run_id) == 0
-    # The next write stores only what it finished itself.
+    assert store.store_answer_lines(run_id) == 0  # nothing was marked due
+    # The next write marks only what it finished itself.
     store.apply_results(run_id, [Result("req-1", R.SUCCEEDED, 200, {"a": 1})])
+    assert store.store_answer_lines(run_id) == 1
     assert store.count_answer_lines(run_id) == (1, 3)
     assert_stored_lines_current(store, run_id)
 
 
 def test_pruning_a_run_removes_its_lines(tmp_path: Path) -> None:
     store = open_store(tmp_path / "prune.db")
-    run_id, kept = make_run(store, 2), make_run(store, 1)
+    run_id, kept = make_run(store, 2), make_run(store, 2)
     for run in (run_id, kept):
-        store.transition_requests(run, ["req-0"], R.CANCELLED)
-    store.transition_requests(run_id, ["req-1"], R.CANCELLED)
+        store.transition_requests(run, ["req-0", "req-1"], R.CANCELLED)
     store.set_run_state(run_id, RunState.CANCELLED)
-    assert (_stored(store, run_id), _stored(store, kept)) == (2, 1)
+    assert store.store_answer_lines(run_id) == 2  # the other run's lines stay due
+    assert (_stored(store, run_id), _stored(store, kept)) == (2, 0)
 
     store.prune([run_id])
 
-    assert (_stored(store, run_id), _stored(store, kept)) == (0, 1)
+    assert _stored(store, run_id) == 0
+    assert store.store_answer_lines(run_id) == 0
+    assert store.store_answer_lines(kept) == 2
+    assert _stored(store, kept) == 2
 
 
 def test_fetch_from_the_command_line_does_not_load_the_openai_sdk(tmp_path: Path) -> None:
@@ -76,6 +82,7 @@ def test_fetch_from_the_command_line_does_not_load_the_openai_sdk(tmp_path: Path
     store = open_store(tmp_path / "cli.db")
     run_id = make_run(store, 2)
     store.transition_requests(run_id, ["req-0", "req-1"], R.CANCELLED)
+    store.store_answer_lines(run_id)
     store.close()
     out = tmp_path / "out.jsonl"
     argv = ["batchyard", "--db", str(tmp_path / "cli.db"), "fetch", run_id, "-o", str(out)]

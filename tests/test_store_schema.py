@@ -160,6 +160,7 @@ EXPECTED_COLUMNS = {
     "events": {"id", "run_id", "at", "kind", "message", "data", "custom_id", "shard"},
     "clock_observations": {"id", "base_url", "provider_at", "local_at"},
     "answers": {"id", "run_id", "line", "status", "fallback", "text"},
+    "answers_due": {"run_id", "id"},
 }
 
 

@@ -1,22 +1,27 @@
-"""A run's answers as `fetch` reads them: each finished line's output text, made when its
-outcome is written, read back in line order.
+"""A run's answers as `fetch` reads them: each finished request's output line, made once
+after it finishes, read back in line order.
 
-Owns the `answers` table: one row per finished request (succeeded, failed, invalid or
-cancelled) holding the line `fetch` writes for it (`outlines`), keyed by the request's row
-id and read by `(run_id, line, id)`. Every write that finishes a request notes its row id
-(`StoreBase._finished`: applying results, settling twins, reuse, leftovers of a batch,
-`set_status`); `_before_commit` makes their lines and stores them before that unit commits,
-so a crash loses both or neither. A finished request never changes again (the transition
-table has no way out of a finished status), so a stored line never goes stale. A trigger
-would have noted them without help from the writers, but made applying results 20% slower.
+Owns the `answers` table (one row per finished request: succeeded, failed, invalid or
+cancelled) with the line `fetch` writes for it (`outlines`), keyed by the request's row id
+and read by `(run_id, line, id)`; and `answers_due`, the finished requests whose line is not
+made yet. Every write that finishes a request notes it (`StoreBase._finished`: applying
+results, settling twins, reuse, leftovers of a batch, `set_status`), and `_before_commit`
+marks it due in that same unit, so a crash loses neither the outcome nor the mark.
+`store_answer_lines` makes the due lines; the run driver calls it each round after applying
+results, and when a run finishes. A finished request never changes again (the transition
+table has no way out of a finished status), so a stored line never goes stale.
 
 Why store the text and not make it when fetching: making a line reads 18 columns and a
 compressed answer per request, which took 6x the time of copying the output at a million
 lines; reading one narrow table in key order takes about as long as reading the file.
-The cost is paid once, a line at a time, when its outcome is written.
+Why not make it while applying results: storing ~1.2 KB more a line inside `apply_results`
+took it from ~0.65x to ~0.41x a bare UPDATE of the same rows (`bench/store_bench.py`),
+holding the write lock that much longer in every process; marking it due costs a small
+insert. A trigger would have marked them without help from the writers, but made applying
+results 20% slower.
 
-Also owns the reads `fetch` needs for lines with no stored text (still running, or
-finished before batchyard stored texts): `request_keys`, `request_rows`.
+Also owns the reads `fetch` needs for lines with no stored text (due, still running, or
+finished before batchyard stored them): `request_keys`, `request_rows`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .base import LOOKUP, StoreBase, by_name, chunked, placeholders
+from .base import CHUNK, LOOKUP, StoreBase, by_name, chunked, placeholders
 from .outlines import PlainLines, Splice
 from .requests import _COLS as REQUEST_COLUMNS
 from .requests import request_row
@@ -44,6 +49,7 @@ _LINE_COLUMNS = (
     "shard, attempts, cost, input_tokens, output_tokens, requeues, requeue_cost, "
     "reused_from, model, fallback"
 )
+_DUE = "INSERT OR IGNORE INTO answers_due (run_id, id) VALUES (?, ?)"
 _STORE = (
     "INSERT OR REPLACE INTO answers (id, run_id, line, status, fallback, text) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -59,6 +65,44 @@ def _full_rows(conn: sqlite3.Connection, row_ids: list[int]) -> Iterator[dict[st
             row_ids,
         )
     )
+
+
+def _lines(conn: sqlite3.Connection, run_id: str, due: list[int]) -> list[tuple[Any, ...]]:
+    """The `answers` rows of the run's requests `due` (finished: their lines)."""
+    rows: list[dict[str, Any]] = []
+    for part in chunked(due, LOOKUP):
+        rows += by_name(
+            conn.execute(
+                f"SELECT {_LINE_COLUMNS} FROM requests WHERE id IN ({placeholders(len(part))})",
+                part,
+            )
+        )
+    shards = list({r["shard"] for r in rows if r["shard"] is not None})
+    batch_ids: dict[int, str | None] = {}
+    for part in chunked(shards, LOOKUP):
+        batch_ids.update(
+            conn.execute(
+                "SELECT id, provider_batch_id FROM batches "
+                f"WHERE id IN ({placeholders(len(part))})",
+                part,
+            )
+        )
+    plain = PlainLines(run_id, batch_ids)
+    values: list[tuple[Any, ...]] = []
+    others: list[int] = []
+    for row in rows:
+        text = plain(row)
+        if text is None:
+            others.append(row["id"])
+            continue
+        values.append((row["id"], run_id, row["line"], row["status"], 0, text.encode()))
+    splice = Splice()
+    for part in chunked(others, LOOKUP):
+        for row in _full_rows(conn, part):
+            text = answer_text(run_id, row, plain, splice, batch_ids)
+            fallback = int(row["fallback"] is not None)
+            values.append((row["id"], run_id, row["line"], row["status"], fallback, text.encode()))
+    return values
 
 
 def answer_text(
@@ -79,54 +123,36 @@ def answer_text(
 
 class AnswersMixin(StoreBase):
     def _before_commit(self, conn: sqlite3.Connection) -> None:
-        """Store the output lines of the requests this write unit finished (`_finished`).
+        """Note the requests this write unit finished (`_finished`) as due a stored line."""
+        super()._before_commit(conn)
+        if self._finished_ids:
+            conn.executemany(_DUE, dict.fromkeys(self._finished_ids))
+            self._finished_ids.clear()
+
+    def store_answer_lines(self, run_id: str, *, chunk_size: int = CHUNK) -> int:
+        """Make and store the output lines of the run's requests due one (finished since the
+        last call), a write unit per chunk; how many were stored.
 
         The common line is made from its row's `_LINE_COLUMNS` (`PlainLines`); only the
         others read their full row (35 columns, which cost as much again a line)."""
-        super()._before_commit(conn)
-        due = list(dict.fromkeys(self._finished_ids))
-        self._finished_ids.clear()
-        if not due:
-            return
-        rows: list[dict[str, Any]] = []
-        for part in chunked(due, LOOKUP):
-            rows += by_name(
+        stored = 0
+        while True:
+            with self._write() as conn:
+                due = [
+                    row_id
+                    for (row_id,) in conn.execute(
+                        "SELECT id FROM answers_due WHERE run_id = ? ORDER BY id LIMIT ?",
+                        (run_id, chunk_size),
+                    )
+                ]
+                if not due:
+                    return stored
+                conn.executemany(_STORE, _lines(conn, run_id, due))
+                # the lowest ids due: under the write lock, no other is below the last one
                 conn.execute(
-                    f"SELECT {_LINE_COLUMNS} FROM requests WHERE id IN ({placeholders(len(part))})",
-                    part,
+                    "DELETE FROM answers_due WHERE run_id = ? AND id <= ?", (run_id, due[-1])
                 )
-            )
-        shards = list({r["shard"] for r in rows if r["shard"] is not None})
-        batch_ids: dict[int, str | None] = {}
-        for part in chunked(shards, LOOKUP):
-            batch_ids.update(
-                conn.execute(
-                    "SELECT id, provider_batch_id FROM batches "
-                    f"WHERE id IN ({placeholders(len(part))})",
-                    part,
-                )
-            )
-        plains: dict[str, PlainLines] = {}
-        values: list[tuple[Any, ...]] = []
-        others: list[int] = []
-        for row in rows:
-            run_id = row["run_id"]
-            plain = plains.get(run_id) or plains.setdefault(run_id, PlainLines(run_id, batch_ids))
-            text = plain(row)
-            if text is None:
-                others.append(row["id"])
-                continue
-            values.append((row["id"], run_id, row["line"], row["status"], 0, text.encode()))
-        splice = Splice()
-        for part in chunked(others, LOOKUP):
-            for row in _full_rows(conn, part):
-                run_id = row["run_id"]
-                text = answer_text(run_id, row, plains[run_id], splice, batch_ids)
-                fallback = int(row["fallback"] is not None)
-                values.append(
-                    (row["id"], run_id, row["line"], row["status"], fallback, text.encode())
-                )
-        conn.executemany(_STORE, values)
+            stored += len(due)
 
     def count_answer_lines(self, run_id: str) -> tuple[int, int]:
         """(requests of the run with a stored line, requests of the run)."""

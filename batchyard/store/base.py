@@ -96,7 +96,7 @@ class StoreBase:
         self.path = path
         self.now = now
         self.compress_min_bytes = compress_min_bytes
-        self._finished_ids: list[int] = []
+        self._finished_ids: list[tuple[str, int]] = []
 
     def close(self) -> None:
         """Close the connection (the WAL is checkpointed by SQLite on last close)."""
@@ -126,10 +126,11 @@ class StoreBase:
             raise
         conn.execute("COMMIT")
 
-    def _finished(self, row_ids: Iterable[int]) -> None:
-        """Note requests this write unit moved into a finished status: every write that
-        finishes a request says so, and `_before_commit` stores their output lines."""
-        self._finished_ids.extend(row_ids)
+    def _finished(self, run_id: str, row_ids: Iterable[int]) -> None:
+        """Note requests of `run_id` this write unit moved into a finished status: every
+        write that finishes a request says so, and `_before_commit` marks them due their
+        output lines (`answers.py`)."""
+        self._finished_ids.extend((run_id, row_id) for row_id in row_ids)
 
     def _before_commit(self, conn: sqlite3.Connection) -> None:
         """The last writes of every write unit, in its transaction (mixins add theirs)."""

@@ -93,7 +93,7 @@ class BatchLeasesMixin(BatchesMixin):
                 ),
             ).fetchall()
             if terminal is not None:
-                self._finished(i for (i,) in left)
+                self._finished(b.run_id, (i for (i,) in left))
             n = len(left)
             # Close the shard's attempts in two set-based statements (not row by row):
             # from the request's outcome, or "retryable" if it has moved on since.

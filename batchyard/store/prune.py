@@ -23,7 +23,7 @@ from .summary import output_quantile
 __all__ = ["PruneMixin", "PruneReport", "PrunedRun"]
 
 _FINISHED = ("completed", "cancelled")
-_BULK = ("answers", "attempts", "events", "requests")
+_BULK = ("answers", "answers_due", "attempts", "events", "requests")
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,7 @@ class RequestsMixin(StoreBase):
                     ],
                 )
                 if terminal:
-                    self._finished(cur[c]["id"] for c in chunk)
+                    self._finished(run_id, (cur[c]["id"] for c in chunk))
             total += len(chunk)
         return total
 

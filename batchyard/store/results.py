@@ -172,7 +172,7 @@ class ResultsMixin(ReuseMixin, SendsMixin):
             applied += 1
             cost += res.cost
         conn.executemany(_UPDATE, updates)
-        self._finished(finished)
+        self._finished(run_id, finished)
         conn.executemany(CLOSE_ATTEMPT, closes)
         conn.executemany("UPDATE requests SET body = ? WHERE id = ?", resends)
         if settled:
@@ -263,7 +263,7 @@ class ResultsMixin(ReuseMixin, SendsMixin):
                     ),
                 )
                 row["status"] = res.status.value
-                self._finished([row["id"]])
+                self._finished(run_id, [row["id"]])
                 answered.append(res.custom_id)
                 outcome = res.status.value
                 taken += 1

@@ -106,7 +106,7 @@ class ReuseMixin(StoreBase):
                         (now, now, src.run_id, src.custom_id, run_id, key),
                     )
                     ids = [i for (i,) in cur]
-                    self._finished(ids)
+                    self._finished(run_id, ids)
                     reused += len(ids)
                     saved += len(ids) * src.cost
         with self._write() as conn:
@@ -148,12 +148,12 @@ class ReuseMixin(StoreBase):
     ) -> int:
         if leaders is None:
             ids = [i for (i,) in conn.execute(_SETTLE + _SETTLED, (now, now, run_id))]
-            self._finished(ids)
+            self._finished(run_id, ids)
             return len(ids)
         done = 0
         for part in chunked(list(leaders), LOOKUP):
             sql = f"{_SETTLE} AND t.reuse_of IN ({placeholders(len(part))}){_SETTLED}"
             ids = [i for (i,) in conn.execute(sql, (now, now, run_id, *part))]
-            self._finished(ids)
+            self._finished(run_id, ids)
             done += len(ids)
         return done

@@ -218,6 +218,9 @@ class RunDriver:
         if repaired := await self.batch.repair(run.id):
             self.store.add_event(run.id, "run.repaired", f"Repaired: {repaired}")
         await self.batch.poll(run.id)
+        # The lines `fetch` reads, of what finished since the last round (this poll's
+        # results, and real-time answers meanwhile): made here, not while applying.
+        self.store.store_answer_lines(run.id)
         self.provider_clock.flush()
         if run.state is RunState.CANCELLING:
             return False
@@ -240,6 +243,7 @@ class RunDriver:
 
     async def _finished(self, run_id: str) -> RunStatus:
         """The run's status, after its `--notify` call if it has just finished."""
+        self.store.store_answer_lines(run_id)
         status = self.reporter.status(run_id)
         if await notify_if_finished(self.store, self.settings, status, self.clock):
             status = self.reporter.status(run_id)

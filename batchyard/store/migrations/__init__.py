@@ -32,6 +32,7 @@ MIGRATION_NAMES: list[str] = [fn.__name__ for fn in _IN_ORDER]  # in the order t
 # Tables the current schema defines (tests assert them; docs/store.md documents them).
 SCHEMA_TABLES = (
     "answers",
+    "answers_due",
     "attempts",
     "batches",
     "clock_observations",

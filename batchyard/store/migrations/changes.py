@@ -268,9 +268,10 @@ def m017_fallback_index(db: Database) -> None:
 
 @migration
 def m018_answers(db: Database) -> None:
-    """`answers`: each finished request's output line as `fetch` writes it, stored when its
-    outcome is written (`store/answers.py`), so that `fetch` reads one narrow table in line
-    order. Lines finished before this have none; `fetch` makes theirs from their rows."""
+    """`answers`: each finished request's output line as `fetch` writes it, so that `fetch`
+    reads one narrow table in line order; `answers_due`: the finished requests whose line is
+    not made yet (`store/answers.py`). Lines finished before this have none; `fetch` makes
+    theirs from their rows."""
     db.execute(
         """CREATE TABLE answers (
             id INTEGER PRIMARY KEY,
@@ -282,3 +283,7 @@ def m018_answers(db: Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX answers_run_line ON answers(run_id, line, id)")
+    db.execute(
+        "CREATE TABLE answers_due (run_id TEXT NOT NULL, id INTEGER NOT NULL, "
+        "PRIMARY KEY (run_id, id)) WITHOUT ROWID"
+    )
