@@ -2,8 +2,8 @@
 
 Owns `output_line` (one request's record), `PlainLines` (the common line's text made from its
 stored fields, without a record) and `Splice` (any other line's text, its stored answer
-written in as text). The store makes each finished line's text with these when its outcome is
-written (`answers.py`), and `fetch` with them for the lines that have none yet. Pure: no SQL.
+written in as text). The store makes each finished line's text with these once
+(`answers.py`), and `fetch` with them for the lines that have none yet. Pure: no SQL.
 """
 
 from __future__ import annotations

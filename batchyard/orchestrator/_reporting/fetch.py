@@ -1,7 +1,7 @@
 """Writing a run's answers out: `fetch`, one line per input line, in input order.
 
 Owns `fetch` (the output file, and errors apart when asked; grouped by original request
-for fan-out). A finished line's text is the one the store kept when its outcome was written
+for fan-out). A finished line's text is the one the store made once after it finished
 (`store/answers.py`); a line without one is made here the same way (`store/outlines.py`,
 which also has `output_line`, re-exported here). Reads the store only; makes no API calls.
 """
