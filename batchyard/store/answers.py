@@ -136,6 +136,9 @@ class AnswersMixin(StoreBase):
         The common line is made from its row's `_LINE_COLUMNS` (`PlainLines`); only the
         others read their full row (35 columns, which cost as much again a line)."""
         stored = 0
+        # Read first: most rounds have nothing due, and need not wait for the write lock.
+        if self._one("SELECT 1 FROM answers_due WHERE run_id = ? LIMIT 1", (run_id,)) is None:
+            return stored
         while True:
             with self._write() as conn:
                 due = [
