@@ -12,6 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from batchyard.build import Request
     from batchyard.config import Settings, load_settings
     from batchyard.errors import BatchyardError
@@ -63,13 +65,25 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'batchyard' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+def _exports(package: str, homes: Mapping[str, str]) -> Callable[[str], Any]:
+    """The `__getattr__` (PEP 562) of `package`: each name of `homes` imported from its home
+    module on first use and kept in the package; any other name is an AttributeError.
+    `batchyard.orchestrator` uses it too, so that a reader of the store (`fetch`) does not
+    wait for the OpenAI SDK that `Orchestrator` brings. (Here, not in a module of its own:
+    importing `batchyard.router` must load no other batchyard module.)"""
+
+    def __getattr__(name: str) -> Any:
+        home = homes.get(name)
+        if home is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(home), name)
+        setattr(importlib.import_module(package), name, value)
+        return value
+
+    return __getattr__
+
+
+__getattr__ = _exports(__name__, _HOMES)
 
 
 def __dir__() -> list[str]:

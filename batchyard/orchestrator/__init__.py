@@ -19,8 +19,9 @@ imports typer or rich.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from batchyard import _exports
 
 if TYPE_CHECKING:
     from batchyard.orchestrator._answers.results import Result
@@ -64,13 +65,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = _exports(__name__, _HOMES)
 
 
 __all__ = [
