@@ -35,7 +35,7 @@ from .outlines import PlainLines, Splice
 from .requests import _COLS as REQUEST_COLUMNS
 from .requests import request_row
 
-__all__ = ["AnswerLine", "AnswersMixin", "answer_text"]
+__all__ = ["AnswerLine", "AnswersMixin", "answer_line"]
 
 _PAGE = 2000
 
@@ -51,7 +51,7 @@ _LINE_COLUMNS = (
 )
 _DUE = "INSERT OR IGNORE INTO answers_due (run_id, id) VALUES (?, ?)"
 _STORE = (
-    "INSERT OR REPLACE INTO answers (id, run_id, line, status, fallback, text) "
+    "INSERT OR REPLACE INTO answers (id, run_id, line, text, status, fallback) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 
@@ -77,48 +77,39 @@ def _lines(conn: sqlite3.Connection, run_id: str, due: list[int]) -> list[tuple[
                 part,
             )
         )
-    shards = list({r["shard"] for r in rows if r["shard"] is not None})
-    batch_ids: dict[int, str | None] = {}
-    for part in chunked(shards, LOOKUP):
-        batch_ids.update(
-            conn.execute(
-                "SELECT id, provider_batch_id FROM batches "
-                f"WHERE id IN ({placeholders(len(part))})",
-                part,
-            )
-        )
+    batch_ids: dict[int, str | None] = dict(
+        conn.execute("SELECT id, provider_batch_id FROM batches WHERE run_id = ?", (run_id,))
+    )
     plain = PlainLines(run_id, batch_ids)
     values: list[tuple[Any, ...]] = []
     others: list[int] = []
     for row in rows:
-        text = plain(row)
+        text = plain(row)  # from the few columns read; a plain line has no fallback
         if text is None:
             others.append(row["id"])
-            continue
-        values.append((row["id"], run_id, row["line"], row["status"], 0, text.encode()))
+        else:
+            values.append((row["id"], run_id, row["line"], text.encode(), row["status"], 0))
     splice = Splice()
     for part in chunked(others, LOOKUP):
         for row in _full_rows(conn, part):
-            text = answer_text(run_id, row, plain, splice, batch_ids)
-            fallback = int(row["fallback"] is not None)
-            values.append((row["id"], run_id, row["line"], row["status"], fallback, text.encode()))
+            line = answer_line(run_id, row, plain, splice, batch_ids)
+            values.append((row["id"], run_id, row["line"], *line))
     return values
 
 
-def answer_text(
+def answer_line(
     run_id: str,
     row: dict[str, Any],
     plain: PlainLines,
     splice: Splice,
     batch_ids: Mapping[int, str | None],
-) -> str:
+) -> AnswerLine:
     """The output line of a request's full row (`REQUEST_COLUMNS`, `id`, `response_body`
-    as stored), newline included: `plain`'s text for the common line, else `splice`'s."""
+    as stored): `plain`'s text for the common line, else `splice`'s, newline included."""
     text = plain(row)
     if text is None:
-        _, text = splice.line(run_id, request_row(row, raw_response=True), batch_ids)
-        text += "\n"
-    return text
+        text = splice.line(run_id, request_row(row, raw_response=True), batch_ids) + "\n"
+    return text.encode(), row["status"], int(row["fallback"] is not None)
 
 
 class AnswersMixin(StoreBase):
@@ -193,7 +184,7 @@ class AnswersMixin(StoreBase):
 
     def request_rows(self, row_ids: list[int]) -> dict[int, dict[str, Any]]:
         """Requests' full rows by row id (`REQUEST_COLUMNS`, `id`, the response as stored,
-        for `answer_text`); ids not in the store are left out."""
+        for `answer_line`); ids not in the store are left out."""
         found: dict[int, dict[str, Any]] = {}
         for part in chunked(row_ids, LOOKUP):
             for row in _full_rows(self.db.conn, part):

@@ -165,23 +165,19 @@ class Splice:
     ASCII body is spliced in as text, in place of a placeholder, without being decoded and
     encoded again; any other body takes the long way. The bytes written are the same."""
 
-    def __init__(self, enabled: bool = True) -> None:
-        self._enabled = enabled  # off where the records themselves are used (`--group`)
+    def __init__(self) -> None:
         self._key = f"batchyard-splice-{uuid.uuid4().hex}"
         self._placeholder = {self._key: 0}
         self._text = json.dumps(self._placeholder, separators=(",", ":"))
 
-    def line(
-        self, run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None]
-    ) -> tuple[dict[str, Any], str]:
-        """The record and its line; a spliced record's body is a placeholder."""
+    def line(self, run_id: str, r: RequestRow, batch_ids: Mapping[int, str | None]) -> str:
+        """`output_line` of `r` as the text json writes of it (no newline)."""
         text = r.response_text
-        if self._enabled and text is not None and text.isascii():
+        if text is not None and text.isascii():
             record = output_line(run_id, replace(r, response_body=self._placeholder), batch_ids)
             line = json.dumps(record, separators=(",", ":"))
             if line.count(self._text) == 1:
-                return record, line.replace(self._text, text)
+                return line.replace(self._text, text)
         if text is not None:
             r = replace(r, response_body=decode_body(text))
-        record = output_line(run_id, r, batch_ids)
-        return record, json.dumps(record, separators=(",", ":"))
+        return json.dumps(output_line(run_id, r, batch_ids), separators=(",", ":"))

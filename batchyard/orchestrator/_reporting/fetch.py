@@ -18,7 +18,7 @@ from batchyard.models import RequestStatus
 from batchyard.orchestrator._answers.variants import Grouper
 from batchyard.orchestrator._reporting.reports import FetchReport
 from batchyard.store import Store, chunked
-from batchyard.store.answers import AnswerLine, answer_text
+from batchyard.store.answers import AnswerLine, answer_line
 from batchyard.store.outlines import PlainLines, Splice, output_line
 
 __all__ = ["fetch", "output_line"]
@@ -62,8 +62,7 @@ def _lines(store: Store, run_id: str) -> Iterator[list[AnswerLine]]:
             if not isinstance(item, int):
                 made.append(item)
             elif (row := rows.get(item)) is not None:  # else it is gone since
-                text = answer_text(run_id, row, plain, splice, batch_ids)
-                made.append((text.encode(), row["status"], int(row["fallback"] is not None)))
+                made.append(answer_line(run_id, row, plain, splice, batch_ids))
         yield made
 
 
