@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from batchyard.jsontext import compact
+from batchyard.jsontext import agrees, compact
 
 __all__ = ["IGNORED_FIELDS", "fingerprint"]
 
@@ -31,8 +31,14 @@ IGNORED_FIELDS = frozenset(
 )
 
 
-def fingerprint(endpoint: str, body: Mapping[str, Any], model: str) -> str:
-    """32 hex digits that are equal exactly when the requests are the same request."""
+def fingerprint(
+    endpoint: str, body: Mapping[str, Any], model: str, body_text: bytes | None = None
+) -> str:
+    """32 hex digits that are equal exactly when the requests are the same request.
+
+    `body_text`: the body's `compact` text where the caller has it; the digest is the same,
+    made faster where the text shows that orjson writes the body's values as json does."""
     kept = {k: v for k, v in body.items() if k not in IGNORED_FIELDS and k != "model"}
-    text = compact([endpoint, model, kept], sort_keys=True)
+    agreed = body_text is not None and agrees(body, body_text)
+    text = compact([endpoint, model, kept], sort_keys=True, agreed=agreed)
     return hashlib.sha256(text).hexdigest()[:32]

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from batchyard.jsontext import compact
+from batchyard.fingerprint import fingerprint
+from batchyard.jsontext import agrees, compact
 
 
 def _json(obj: Any, sort_keys: bool = False) -> bytes:
@@ -50,6 +51,29 @@ def test_random_values_are_written_as_json_writes_them() -> None:
         obj = _value(rng)
         assert compact(obj) == _json(obj)
         assert compact(obj, sort_keys=True) == _json(obj, sort_keys=True)
+
+
+def test_values_that_agree_are_written_as_json_writes_them_however_arranged() -> None:
+    rng = random.Random(20261203)
+    agreed = 0
+    for _ in range(20_000):
+        obj = {"model": "m", "body": _value(rng), "metadata": _value(rng)}
+        text = compact(obj)
+        if not agrees(obj, text):
+            continue
+        agreed += 1
+        wrapped = ["/v1/chat/completions", "m", obj]
+        assert compact(wrapped, sort_keys=True, agreed=True) == _json(wrapped, sort_keys=True)
+    assert 1_000 < agreed < 20_000  # both kinds of value were drawn
+
+
+def test_a_fingerprint_is_the_same_with_the_body_text_or_without() -> None:
+    rng = random.Random(20261204)
+    for _ in range(5_000):
+        body = {"model": "m", "messages": [_value(rng)], "temperature": _value(rng)}
+        text = compact(body)
+        plain = fingerprint("/v1/chat/completions", body, "m")
+        assert fingerprint("/v1/chat/completions", body, "m", text) == plain
 
 
 @pytest.mark.parametrize("value", [1e-05, 6.2e-05, 1e-07, 2.5e-09, 1e-4, 1e16, 1e22, 0.1 + 0.2])

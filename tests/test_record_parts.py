@@ -19,7 +19,8 @@ import pytest
 from batchyard.config import load_settings
 from batchyard.orchestrator import Orchestrator
 from batchyard.orchestrator._planning import intake as _intake
-from batchyard.orchestrator._planning import planner, recording
+from batchyard.orchestrator._planning import planner, recording, spill
+from batchyard.store import recording as store_recording
 from batchyard.store.rows import RequestRow
 
 MODELS = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-5-mini")
@@ -90,3 +91,44 @@ def test_rows_made_in_parts_are_the_rows_of_one_process(
     assert twin.status == "twin"
     if deadline is not None:
         assert any("late" in (r.route_reason or "") for r in parts)  # each says how late
+
+
+def test_rows_inserted_while_the_workers_still_make_them_are_the_rows_of_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks of 16 rows: each part's rows are read block by block as its worker writes them.
+    monkeypatch.setattr(_intake, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(spill, "CHUNK", 16)
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(line(i)) + "\n" for i in range(500)), encoding="utf-8")
+    runs = []
+    for workers in ("1", "2"):
+        monkeypatch.setenv("BATCHYARD_WORKERS", workers)
+        settings = load_settings(db=str(tmp_path / f"{workers}.db"), models={m: {} for m in MODELS})
+        runs.append(recorded(Orchestrator(settings), path, None))
+    one, parts = runs
+    assert len(parts) == 500
+    assert parts == one
+
+
+def test_a_worker_that_fails_while_making_rows_fails_the_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_intake, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(spill, "CHUNK", 16)
+    monkeypatch.setenv("BATCHYARD_WORKERS", "2")
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(line(i)) + "\n" for i in range(300)), encoding="utf-8")
+    made = store_recording.request_values
+
+    def fails_late(run_id: str, now: float, request: Any) -> Any:
+        if request.custom_id == "req-250":  # in the second part, after blocks were written
+            raise OSError("disk full")
+        return made(run_id, now, request)
+
+    monkeypatch.setattr(recording, "request_values", fails_late)
+    orch = Orchestrator(load_settings(db=str(tmp_path / "j.db"), models={m: {} for m in MODELS}))
+    with pytest.raises(OSError, match="disk full"):
+        recorded(orch, path, None)
+    (run,) = orch.runs()
+    assert run.state == "pending"  # never half-submitted: resume closes it

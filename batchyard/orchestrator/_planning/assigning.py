@@ -18,11 +18,11 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from batchyard.orchestrator._planning.intake import Routable
+from batchyard.orchestrator._planning.parts import worker_pool
 from batchyard.orchestrator._planning.records import CUSTOM_ID, GROUP, LEFT, Group
 from batchyard.orchestrator._planning.spill import CodeSpill, Fix, Spill, SpillChain
 from batchyard.router import Assignment, Decision, ModelCapacity, RequestFeatures, Routes
@@ -62,7 +62,7 @@ def parts_stream(routable: Routable) -> Stream | None:
         _JOB = (decision, capacities, parts, groups, kinds, offsets, begin)
         try:
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(len(parts), mp_context=context) as pool:
+            with worker_pool(len(parts), context) as pool:
                 done = list(pool.map(_route_part, range(len(parts))))
         finally:
             _JOB = None

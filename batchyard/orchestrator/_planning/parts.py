@@ -20,6 +20,7 @@ differ from one running sum in the last bit of a float.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import multiprocessing
 import os
 import shutil
@@ -43,7 +44,7 @@ from batchyard.orchestrator._planning.records import (
 from batchyard.orchestrator._planning.spill import Fix, Spill, SpillChain
 from batchyard.store.scratch import DiskSet
 
-__all__ = ["PARALLEL_BYTES", "check_in_parts", "default_workers"]
+__all__ = ["PARALLEL_BYTES", "check_in_parts", "default_workers", "worker_pool"]
 
 PARALLEL_BYTES = 32 << 20  # smaller files are checked in one process: workers cost ~0.1 s
 _READ = 4 << 20
@@ -56,6 +57,15 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(cores, 8))
+
+
+def worker_pool(count: int, context: Any = None) -> ProcessPoolExecutor:
+    """`count` worker processes (started by `context`, default fork on Linux) that take
+    what they inherit out of the garbage collector's reach (`gc.freeze`): the modules,
+    vocabularies and price tables forked from this process are never garbage, and each
+    full collection in a worker would otherwise walk them all again (about 5% of the time
+    a worker spends checking a line, measured on 100k lines)."""
+    return ProcessPoolExecutor(count, mp_context=context or _context(), initializer=gc.freeze)
 
 
 def _spans(path: Path, parts: int) -> list[tuple[int, int]]:
@@ -250,7 +260,7 @@ def check_in_parts(
             _Part(i, path, span, folder, models, learned, reuse, body_min)
             for i, span in enumerate(spans)
         ]
-        with ProcessPoolExecutor(len(jobs), mp_context=_context()) as pool:
+        with worker_pool(len(jobs)) as pool:
             parts = list(pool.map(_check_part, jobs))
         spills = [Spill.adopt(_move_out(path), count) for path, count in (p.spill for p in parts)]
         if _shares([part.ids for part in parts]):

@@ -110,7 +110,9 @@ class Group:
         where it differs, at its worst case; with its reuse key unless it is a sample; and,
         with `body_min`, its body as the store keeps it (compressed from that size)."""
         sample = item.sample or _is_sample(item.custom_id)
-        key = fingerprint(self.endpoint, item.body, self.resolved) if reuse and not sample else None
+        key = None
+        if reuse and not sample:
+            key = fingerprint(self.endpoint, item.body, self.resolved, item.body_text or None)
         cap = item.output_tokens
         out = routing.expected_output(self.endpoint, cap, self.seen)
         worst_out = routing.worst_output(self.endpoint, cap, self.seen)

@@ -18,11 +18,11 @@ import struct
 import tempfile
 import weakref
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["CHUNK", "CodeSpill", "Spill", "SpillChain"]
+__all__ = ["CHUNK", "CodeSpill", "Spill", "SpillChain", "follow"]
 
 CHUNK = 4096  # records per marshal block: the most a reader or the writer holds at once
 _SIZE = struct.Struct("<Q")
@@ -42,14 +42,20 @@ def _remove(path: str) -> None:
 
 
 class Spill:
-    """Append records with `add`, call `seal` once, then iterate (as often as needed)."""
+    """Append records with `add`, call `seal` once, then iterate (as often as needed).
 
-    def __init__(self, folder: Path | None = None) -> None:
+    `on_block`: called each time a block is written out (and flushed to the file), so that
+    another process can `follow` the spill while it is being written."""
+
+    def __init__(
+        self, folder: Path | None = None, on_block: Callable[[], None] | None = None
+    ) -> None:
         fd, path = tempfile.mkstemp(prefix="batchyard-lines-", suffix=".spill", dir=folder)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self.path = path
         self._buffer: list[tuple[Any, ...]] = []
         self.count = 0
+        self._on_block = on_block
         self._cleanup = weakref.finalize(self, _remove, path)
 
     def add(self, record: tuple[Any, ...]) -> None:
@@ -64,6 +70,9 @@ class Spill:
             self._file.write(block)
             self.count += len(self._buffer)
             self._buffer = []
+            if self._on_block is not None:
+                self._file.flush()
+                self._on_block()
 
     @classmethod
     def adopt(cls, path: str, count: int) -> Spill:
@@ -73,6 +82,7 @@ class Spill:
         spill.count = count
         spill._buffer = []
         spill._file = _closed_file()
+        spill._on_block = None
         spill._cleanup = weakref.finalize(spill, _remove, path)
         return spill
 
@@ -105,6 +115,28 @@ class Spill:
         """Remove the file now (else when the spill is collected)."""
         self.seal()
         self._cleanup()
+
+
+def follow(path: str, written: Iterable[object]) -> Iterator[list[tuple[Any, ...]]]:
+    """The blocks of a spill that another process is still writing (with `on_block`), in
+    order: one block for each item `written` yields, as the writer says each is written.
+    Read without a buffer of its own, which could hold a block's first bytes from before
+    the writer had written the rest."""
+    with open(path, "rb", buffering=0) as f:
+        for _ in written:
+            (size,) = _SIZE.unpack(_read_exactly(f, _SIZE.size))
+            yield marshal.loads(_read_exactly(f, size))
+
+
+def _read_exactly(f: BinaryIO, size: int) -> bytes:
+    parts = []
+    while size > 0:
+        data = f.read(size)
+        if not data:
+            raise EOFError(f"{f.name} ends before a block its writer said was written")
+        parts.append(data)
+        size -= len(data)
+    return b"".join(parts)
 
 
 Fix = Callable[[list[tuple[Any, ...]]], list[tuple[Any, ...]]]
