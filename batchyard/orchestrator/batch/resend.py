@@ -116,8 +116,9 @@ def settle_resent(
         ctx.store.hold(run.id, resent, None, None)
         return True
     if action is ResubmitAction.REALTIME:  # `set_routes` drops their wait with the move
-        ctx.store.set_routes(run.id, [(cid, c[3], reason) for cid, c in resent.items()])
-        done.to_realtime += left.lines
+        moves = [(cid, c[3], reason) for cid, c in resent.items()]
+        # another driver of this run may have re-submitted some since they were read
+        done.to_realtime += ctx.store.set_routes(run.id, moves, unless_taken=True)
     else:
         looks = ctx.store.next_poll(b.id for b in shards)  # None: due at the next round
         until = max(now, looks) if looks is not None else now

@@ -127,8 +127,8 @@ def _requeue(ctx: BatchContext, run_id: str, report: SubmitReport) -> None:
         else:
             give_up.append(r.custom_id)
     if again:
-        store.set_routes(run_id, again)
-        report.requeued += len(again)
+        # another driver of this run may have re-submitted some since they were read
+        report.requeued += store.set_routes(run_id, again, unless_taken=True)
     if give_up:
         store.transition_requests(run_id, give_up, RequestStatus.FAILED)
         report.gave_up += len(give_up)
