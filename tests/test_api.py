@@ -50,6 +50,30 @@ def test_import_does_not_load_cli_libraries() -> None:
     assert out.strip() == "[]"
 
 
+def test_every_module_imports_on_its_own() -> None:
+    # A module that imports only after another one was imported first breaks a user's
+    # `from batchyard.orchestrator.batch.submit import ...` (and a test run of one file).
+    code = """
+import importlib, pkgutil, sys
+import batchyard
+names = [m.name for m in pkgutil.walk_packages(batchyard.__path__, "batchyard.")]
+for name in names:
+    if name.endswith("__main__"):  # runs the CLI
+        continue
+    for loaded in [m for m in sys.modules if m.split(".")[0] == "batchyard"]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        print(f"{name}: {exc}")
+print(len(names), "modules")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[:-1] == [] and int(out[-1].split()[0]) > 100
+
+
 def test_sync_facade_runs_a_file_to_completion(tmp_path: Path) -> None:
     requests = write_sample(tmp_path / "requests.jsonl", 30)
     config = SimConfig.model_validate({"batch": {"validation_seconds": 1, "turnaround_seconds": 5}})

@@ -15,6 +15,7 @@ import sqlite3
 from batchyard.models import BatchStatus
 
 from .base import StoreBase, placeholders
+from .rows import SHARD_TOKENS_KEY
 
 __all__ = ["IN_QUEUE", "SHARD_TOKENS_KEY", "QueueMixin"]
 
@@ -33,7 +34,6 @@ IN_QUEUE = frozenset(
         B.CANCELLING,
     }
 )
-SHARD_TOKENS_KEY = "batchyard_tokens"  # store-only shard metadata; never sent to the provider
 _LIVE_RUNS = ("pending", "running")
 
 

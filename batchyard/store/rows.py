@@ -265,6 +265,9 @@ class FileRow:
     deleted_at: float | None
 
 
+SHARD_TOKENS_KEY = "batchyard_tokens"  # store-only shard metadata; never sent to the provider
+
+
 @dataclass(frozen=True, slots=True)
 class BatchRow:
     """One shard: a set of requests sent as one provider batch."""
@@ -292,6 +295,15 @@ class BatchRow:
     created_at: float
     updated_at: float
     applied_at: float | None
+
+    @property
+    def planned_tokens(self) -> int:
+        """The shard's estimated input tokens, as recorded when it was planned (0 where
+        not recorded)."""
+        try:
+            return int(self.metadata.get(SHARD_TOKENS_KEY) or 0)
+        except ValueError:
+            return 0
 
 
 @dataclass(frozen=True, slots=True)

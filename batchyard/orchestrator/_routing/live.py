@@ -17,7 +17,6 @@ from batchyard.catalog import ModelInfo, as_catalog
 from batchyard.models import BatchStatus, RequestStatus, Route
 from batchyard.orchestrator._routing.features import feature
 from batchyard.orchestrator._routing.provider_clock import IDENTITY, ClockMap
-from batchyard.orchestrator.batch.submit import shard_tokens
 from batchyard.router import NO_WORK, ModelCapacity, ShardState, Work
 from batchyard.store import Store
 from batchyard.store.rows import BatchRow, RequestRow
@@ -121,7 +120,7 @@ def in_flight_tokens(store: Store, run_id: str | None = None) -> dict[str, int]:
     totals: dict[str, int] = defaultdict(int)
     for b in store.list_batches(run_id):
         if b.status in _LIVE_BATCH:
-            totals[b.model] += shard_tokens(b)
+            totals[b.model] += b.planned_tokens
     return dict(totals)
 
 

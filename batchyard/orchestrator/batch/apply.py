@@ -32,7 +32,7 @@ from batchyard.orchestrator._answers.checks import Judge
 from batchyard.orchestrator._routing.fallback import batch_refusals, fall_back_refused
 from batchyard.orchestrator.batch.lines import line_errors, result_from_line
 from batchyard.orchestrator.batch.remote import BatchContext
-from batchyard.orchestrator.batch.submit import LIMIT_EVENT, TOKENS_KEY, queue_limit
+from batchyard.orchestrator.batch.submit import LIMIT_EVENT, queue_limit
 from batchyard.shards import learn_limit
 from batchyard.store import ApplyReport, BatchRow, FileKind, Result, Store, chunked
 
@@ -147,7 +147,7 @@ def _failed_results(ctx: BatchContext, b: BatchRow) -> list[Result]:
     message = "; ".join(str(e.get("message")) for e in general) or "no reason given"
     if "token_limit_exceeded" in codes:
         current = queue_limit(ctx, b.run_id, b.model) or 0
-        tokens = int(b.metadata.get(TOKENS_KEY, "0") or 0)
+        tokens = b.planned_tokens
         limit = learn_limit(current or tokens, tokens, message)
         ctx.event(
             b.run_id,

@@ -40,7 +40,7 @@ from batchyard.orchestrator.batch.resend import (
 )
 from batchyard.orchestrator.batch.upload import submit_shard
 from batchyard.shards import Admitting, ShardLimits, plan_shards
-from batchyard.store import IN_QUEUE, SHARD_TOKENS_KEY, BatchRow
+from batchyard.store import IN_QUEUE
 from batchyard.store.rows import RunRow
 
 __all__ = [
@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 B = BatchStatus
-TOKENS_KEY = SHARD_TOKENS_KEY
 LIMIT_EVENT = "batch.limit_learned"
 CREATE_LIMIT_EVENT = "batch.create_limit"
 
@@ -93,14 +92,6 @@ def queue_limit(ctx: BatchContext, run_id: str, model: str) -> int | None:
     if learned is not None:
         return learned
     return info.enqueued_token_limit if info else None
-
-
-def shard_tokens(b: BatchRow) -> int:
-    """A shard's estimated input tokens, as recorded when it was planned."""
-    try:
-        return int(b.metadata.get(TOKENS_KEY, "0"))
-    except ValueError:
-        return 0
 
 
 def _requeue(ctx: BatchContext, run_id: str, report: SubmitReport) -> None:
