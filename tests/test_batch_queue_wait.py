@@ -120,3 +120,31 @@ async def test_the_lines_behind_a_full_queue_are_not_read(tmp_path: Path) -> Non
     # is left for the driver to send in real time
     await bench.runner().run(bench.run_id)
     assert bench.statuses() == {RequestStatus.SUCCEEDED: 199, RequestStatus.ROUTED: 1}
+
+
+async def test_a_round_over_waiting_lines_reads_no_run_wide_rows(tmp_path: Path) -> None:
+    # A round over a run whose lines wait for queue room counts them, checks the ones in
+    # doubt and looks for lines to re-queue or weigh for resending. Over a million lines,
+    # each of those that walks the run's rows (bodies and all) costs seconds, every round:
+    # they must be answered from indexes (`m019`), and rows read only where yielded.
+    bodies = [chat_body(i, words=10) for i in range(60)]
+    bench = _bench(tmp_path, bodies)
+    plans: list[str] = []
+
+    def explain(sql: str) -> None:
+        if sql.lstrip().upper().startswith("SELECT") and " requests" in sql:
+            plan = bench.store.db.conn.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+            plans.extend(f"{row[-1]}  <-  {sql}" for row in plan if "requests" in row[-1])
+
+    bench.store.db.conn.set_trace_callback(explain)
+    try:
+        report = await bench.runner().submit(bench.run_id)
+    finally:
+        bench.store.db.conn.set_trace_callback(None)
+    assert report.submitted == 1 and report.waiting_requests > 40
+    assert plans, "the round read nothing of the run"
+    # no full scans, and no walk of the run in line order (the one index that reads every
+    # row of the run to find the few it wants)
+    assert not [p for p in plans if p.startswith("SCAN") or "requests_run_line" in p]
+    counted = [p for p in plans if "count(" in p or "sum(" in p]
+    assert counted and all("COVERING INDEX" in p for p in counted)

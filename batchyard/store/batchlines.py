@@ -20,6 +20,10 @@ from .rows import BatchCandidate
 __all__ = ["BatchLinesMixin"]
 
 _PAGE = 2000
+# m019: (run_id, route, status, shard, endpoint, model, line, est_input_tokens, body_bytes,
+# length(custom_id)): a group's waiting lines in line order, and all a round checks of them
+_GROUPS = "requests_run_route_status"
+_SENT_AGAIN = "requests_sent_again"  # m019: routed lines with attempts > 0, by (run_id, line)
 
 
 class BatchLinesMixin(StoreBase):
@@ -35,15 +39,16 @@ class BatchLinesMixin(StoreBase):
         where given; only lines sent before with `sent_before`), in line order: their size
         and tokens for planning (`body_bytes` None where the line was recorded before sizes
         were kept, or the endpoint counts embedding inputs: read its body then)."""
+        if sent_before:  # few or none: their own index, in line order
+            return self._batch_lines(run_id, -1, ["attempts > 0"], [], _SENT_AGAIN)
         where: list[str] = []
         params: list[object] = []
         for column, value in (("endpoint", endpoint), ("model", model)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if sent_before:
-            where.append("attempts > 0")
-        return self._batch_lines(run_id, -1, where, params)
+        index = _GROUPS if len(where) == 2 else "requests_run_line"
+        return self._batch_lines(run_id, -1, where, params, index)
 
     def batch_candidates_over(
         self,
@@ -67,19 +72,26 @@ class BatchLinesMixin(StoreBase):
             over += " OR est_input_tokens > ?"
             params.append(input_tokens)
         where = ["endpoint = ?", "model = ?", f"({over})"]
-        return self._batch_lines(run_id, after_line, where, params)
+        return self._batch_lines(run_id, after_line, where, params, _GROUPS)
 
     def _batch_lines(
-        self, run_id: str, after: int, where: list[str], params: list[object]
+        self,
+        run_id: str,
+        after: int,
+        where: list[str],
+        params: list[object],
+        index: str,
     ) -> Iterator[BatchCandidate]:
         """The unsharded routed batch lines of the run after line `after` that also meet
-        every condition in `where`, in line order, read a page at a time."""
+        every condition in `where`, in line order, read a page at a time through `index`.
+        One group's lines are walked in `_GROUPS`, which checks the other conditions from
+        the index entry and reads only the rows it yields."""
         self._require_run(run_id)
         base = ["run_id = ?", "line > ?", "status = 'routed'", "route = 'batch'", "shard IS NULL"]
         sql = (
             "SELECT line, custom_id, endpoint, model, body_bytes, est_input_tokens, attempts, "
             "route_reason, est_cost_standard, est_cost_flex, est_cost_batch FROM requests "
-            f"INDEXED BY requests_run_line WHERE {' AND '.join(base + where)} "
+            f"INDEXED BY {index} WHERE {' AND '.join(base + where)} "
             "ORDER BY line LIMIT ?"
         )
         while True:
@@ -92,11 +104,11 @@ class BatchLinesMixin(StoreBase):
 
     def batch_candidate_groups(self, run_id: str) -> dict[tuple[str, str], tuple[int, int]]:
         """Per (endpoint, model): how many routed batch lines no shard holds yet, and their
-        input tokens."""
+        input tokens, counted in the index alone (`m019`)."""
         self._require_run(run_id)
         rows = self.db.conn.execute(
             "SELECT endpoint, model, count(*), coalesce(sum(est_input_tokens), 0) "
-            "FROM requests INDEXED BY requests_run_route_status WHERE run_id = ? "
+            f"FROM requests INDEXED BY {_GROUPS} WHERE run_id = ? "
             "AND route = 'batch' AND status = 'routed' AND shard IS NULL "
             "GROUP BY endpoint, model ORDER BY min(line)",
             (run_id,),

@@ -177,6 +177,17 @@ class SummaryMixin(StoreBase):
             for route, status, count in rows
         }
 
+    def has_requests(self, run_id: str, route: Route, status: RequestStatus) -> bool:
+        """Whether any of the run's requests is on `route` in `status`: one index seek, where
+        reading them (in line order) would walk the whole run to find none."""
+        self._require_run(run_id)
+        row = self.db.conn.execute(
+            "SELECT 1 FROM requests INDEXED BY requests_run_route_status "
+            "WHERE run_id = ? AND route = ? AND status = ? LIMIT 1",
+            (run_id, route.value, status.value),
+        ).fetchone()
+        return row is not None
+
     def output_evidence(
         self, *, min_samples: int = 20, quantile: float = 0.95
     ) -> dict[tuple[str, str], OutputEvidence]:

@@ -102,6 +102,8 @@ def _requeue(ctx: BatchContext, run_id: str, report: SubmitReport) -> None:
     Requests of shards cancelled for escalation are left for the caller to re-route.
     """
     store = ctx.store
+    if not store.has_requests(run_id, Route.BATCH, RequestStatus.RETRYABLE):
+        return
     done = {b.id for b in store.list_batches(run_id) if b.status in (B.APPLIED,)}
     escalated = {
         ev.shard for ev in store.list_events(run_id, kinds=["batch.escalated"]) if ev.shard

@@ -287,3 +287,24 @@ def m018_answers(db: Database) -> None:
         "CREATE TABLE answers_due (run_id TEXT NOT NULL, id INTEGER NOT NULL, "
         "PRIMARY KEY (run_id, id)) WITHOUT ROWID"
     )
+
+
+@migration
+def m019_waiting_lines(db: Database) -> None:
+    """What a submission round reads of the lines that wait for a shard, from indexes
+    alone. `requests_run_route_status` goes on past (run_id, route, status) with the shard
+    and, for the routed batch lines no shard holds yet, everything a round counts or
+    checks: per group (endpoint, model) in line order, their input tokens, body size and
+    custom_id length. A round then counts a group's lines and finds those too large for
+    any batch without reading a row (a million-line run read every row, bodies and all,
+    several times a round). `requests_sent_again`: the routed lines sent before (a failed
+    or expired batch's), few or none, which the resend rule weighs each round."""
+    db.execute("DROP INDEX requests_run_route_status")
+    db.execute(
+        "CREATE INDEX requests_run_route_status ON requests(run_id, route, status, shard, "
+        "endpoint, model, line, est_input_tokens, body_bytes, length(custom_id))"
+    )
+    db.execute(
+        "CREATE INDEX requests_sent_again ON requests(run_id, line) "
+        "WHERE status = 'routed' AND attempts > 0"
+    )
