@@ -121,7 +121,8 @@ _ANSWER = (
 
 
 def _answers(db_path: Path, run_id: str) -> Iterator[Result]:
-    """A succeeded result for each line of the run, in id order, read a page at a time."""
+    """A succeeded result for each line of the run, in id order, read a page at a time
+    (by rowid range: through the run's index, each page would read the whole run)."""
     from batchyard.models import RequestStatus
     from batchyard.store import Result
 
@@ -130,7 +131,7 @@ def _answers(db_path: Path, run_id: str) -> Iterator[Result]:
     while True:
         page = db.execute(
             "SELECT id, custom_id, model, est_input_tokens, est_cost_batch FROM requests "
-            "WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
+            "NOT INDEXED WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?",
             (run_id, after, CHUNK),
         ).fetchall()
         for row_id, custom_id, model, tokens, cost in page:
