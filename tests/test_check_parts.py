@@ -235,11 +235,12 @@ def test_lines_routed_in_parts_are_routed_as_in_one_process(
     lines = [json.loads(line(i)) | {"priority": i % 3} for i in range(600)]
     path = write(tmp_path / "in.jsonl", [json.dumps(obj) for obj in lines])
     plans = []
+    at = 1_800_000_000.0  # both plans at the same instant, however long each takes
     for workers in ("1", "3"):
         monkeypatch.setenv("BATCHYARD_WORKERS", workers)
         db = str(tmp_path / f"{workers}.db")
-        orch = Orchestrator(load_settings(db=db, models={m: limits for m in MODELS}))
-        at = orch.clock()
+        settings = load_settings(db=db, models={m: limits for m in MODELS})
+        orch = Orchestrator(settings, clock=lambda: at)
         plans.append(orch.plan(path, deadline=None if deadline is None else at + deadline))
     one, parts = plans
     assert made == [False, True]  # one process, then the workers
