@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -29,12 +33,14 @@ __all__ = [
     "ROOT",
     "counts",
     "fast_config",
+    "free_port",
     "invoke",
     "json_out",
     "point_at",
     "run_cli",
     "sample",
     "sim_env",
+    "sim_process",
 ]
 
 API_KEY = "sk-test-cli-0123456789abcdef"
@@ -113,3 +119,39 @@ def counts(short: dict[str, int]) -> dict[RouteStatus, int]:
         route, _, status = key.partition("/")
         out[RouteStatus(None if route == "-" else Route(route), RequestStatus(status))] = n
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def sim_process(tmp_path: Path, config: str = "") -> Iterator[str]:
+    """`batchyard sim serve` in its own process; yields its root URL (without /v1)."""
+    cfg = tmp_path / "sim.toml"
+    cfg.write_text(config)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchyard", "sim", "serve", "--port", str(port), "--config", cfg],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240  # a loaded machine imports slowly
+        while True:
+            assert proc.poll() is None, "the simulator exited"
+            assert time.monotonic() < deadline, "the simulator did not start in 240 s"
+            try:
+                if httpx2.get(f"{root}/_sim/clock", timeout=1).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                time.sleep(0.1)
+        yield root
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -13,17 +13,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2
-from cli_support import API_KEY, ROOT, run_cli
+from cli_support import API_KEY, ROOT, run_cli, sim_process
 
 from batchyard.models import BatchStatus, RequestStatus
 from batchyard.samples import sample_lines, write_sample
@@ -33,12 +30,6 @@ LIMITS = """
 [models."gpt-4o-mini"]
 enqueued_token_limit = 8000
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
@@ -54,36 +45,6 @@ def _env(tmp_path: Path, base_url: str, **extra: str) -> dict[str, str]:
         "BATCHYARD_SMALL_RUN_USD": "0",
         **extra,
     }
-
-
-@contextmanager
-def sim_process(tmp_path: Path, config: str) -> Iterator[str]:
-    """`batchyard sim serve` in its own process; yields its root URL (without /v1)."""
-    cfg = tmp_path / "sim.toml"
-    cfg.write_text(config)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batchyard", "sim", "serve", "--port", str(port), "--config", cfg],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    root = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240  # a loaded machine imports slowly
-        while True:
-            assert proc.poll() is None, "the simulator exited"
-            assert time.monotonic() < deadline, "the simulator did not start in 240 s"
-            try:
-                if httpx2.get(f"{root}/_sim/clock", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                time.sleep(0.1)
-        yield root
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli_support import ROOT
+from cli_support import ROOT, free_port
 
 
 def _quick_start() -> str:
@@ -21,17 +21,10 @@ def _quick_start() -> str:
     return section.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_the_readme_quick_start_works_verbatim(tmp_path: Path) -> None:
     block = _quick_start()
     assert "8080" in block and ".venv/bin/batchyard" in block
-    port = _free_port()
+    port = free_port()
     script = block.replace("8080", str(port))
     # The folder: the README's `.venv` is the one running these tests.
     (tmp_path / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
