@@ -1,6 +1,6 @@
 """No command holds a record per line: the peak memory of `batchyard plan`, of
-`batchyard submit --detach` and of `batchyard fetch` on 200,000 lines stays within a small
-constant of the same on 20,000 lines.
+`batchyard submit --detach`, of `batchyard status` and of `batchyard fetch` on 200,000
+lines stays within a small constant of the same on 20,000 lines.
 
 Each command runs in its own process and its peak RSS (`ru_maxrss`, from `wait4`) is read
 by the parent, so imports and the interpreter are the same fixed cost on both sides. A
@@ -95,9 +95,9 @@ def _answer_all(db: Path, run_id: str, lines: int) -> None:
 
 def _submit_and_fetch_peaks_mb(
     tmp_path: Path, root: str, lines: int, workers: str
-) -> tuple[float, float]:
-    """Peak RSS (MB) of `submit FILE --route batch --detach` and of `fetch` of the answered
-    run, on `lines` lines; the fetched file holds every line, in input order."""
+) -> tuple[float, float, float]:
+    """Peak RSS (MB) of `submit FILE --route batch --detach`, then of `status` and `fetch`
+    of the answered run, on `lines` lines; the fetched file holds every line, in order."""
     file = tmp_path / f"in{lines}.jsonl"
     _write(file, lines)
     db = tmp_path / f"{lines}.db"
@@ -106,13 +106,16 @@ def _submit_and_fetch_peaks_mb(
     submitted, out = _peak_mb(tmp_path, submit, workers, api)
     run_id = json.loads(out)["run_id"]
     _answer_all(db, run_id, lines)
+    status = ["--db", str(db), "status", run_id, "--json"]
+    summed, out = _peak_mb(tmp_path, status, workers, api)
+    assert json.loads(out)["requests"] == lines
     merged = tmp_path / f"results{lines}.jsonl"
     fetch = ["--db", str(db), "fetch", run_id, "-o", str(merged)]
     fetched, _ = _peak_mb(tmp_path, fetch, workers, api)
     with merged.open("rb") as f:
         ids = [json.loads(line)["custom_id"] for line in f]
     assert ids == [f"q{i}" for i in range(lines)]
-    return submitted, fetched
+    return submitted, summed, fetched
 
 
 @pytest.mark.slow
@@ -137,7 +140,7 @@ def test_submit_and_fetch_memory_does_not_grow_with_the_file(tmp_path: Path, wor
     with sim_process(tmp_path) as root:
         small = _submit_and_fetch_peaks_mb(tmp_path, root, SMALL, workers)
         large = _submit_and_fetch_peaks_mb(tmp_path, root, LARGE, workers)
-    for step, before, after in zip(("submit", "fetch"), small, large, strict=True):
+    for step, before, after in zip(("submit", "status", "fetch"), small, large, strict=True):
         assert after - before <= ALLOWANCE_MB, (
             f"{step}: peak RSS {before:.0f} MB at {SMALL:,} lines, "
             f"{after:.0f} MB at {LARGE:,} lines"
