@@ -121,8 +121,9 @@ from .base import chunked
 from .batches import PROVIDER_STATUS
 from .core import DB_ENV, Store, default_db_path
 from .fallback import FallbackMove, FallbackTotals
-from .queue import IN_QUEUE, SHARD_TOKENS_KEY
+from .queue import IN_QUEUE
 from .rows import (
+    SHARD_TOKENS_KEY,
     ApplyReport,
     AttemptRow,
     BatchRow,

@@ -15,9 +15,8 @@ import sqlite3
 from batchyard.models import BatchStatus
 
 from .base import StoreBase, placeholders
-from .rows import SHARD_TOKENS_KEY
 
-__all__ = ["IN_QUEUE", "SHARD_TOKENS_KEY", "QueueMixin"]
+__all__ = ["IN_QUEUE", "QueueMixin"]
 
 B = BatchStatus
 # Shards whose input tokens count against the model's enqueued-token queue (planned ones

@@ -15,7 +15,8 @@ from batchyard.errors import NotFound, StoreError
 
 from .base import by_name, chunked, placeholders
 from .codec import dumps
-from .queue import SHARD_TOKENS_KEY, QueueMixin
+from .queue import QueueMixin
+from .rows import SHARD_TOKENS_KEY
 
 __all__ = ["ShardsMixin"]
 
