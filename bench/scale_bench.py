@@ -224,7 +224,7 @@ def _measure(
 ) -> dict[str, Any]:
     """Run `argv`, which reads `reads` (a file, or a database with its WAL), to the end from
     a cold page cache; its wall seconds, peak RSS (MB) and exit code."""
-    _evict(*[p for p in reads.parent.glob(reads.name + "*") if p.is_file()])
+    _evict(*_files_of(reads))
     out = stdout.open("wb") if stdout else subprocess.DEVNULL
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.PIPE)
@@ -266,8 +266,13 @@ def _remove(tmp: Path, pattern: str) -> None:
         path.unlink()
 
 
+def _files_of(path: Path) -> list[Path]:
+    """`path` and what SQLite keeps beside it (`-wal`, `-shm`) where it is a database."""
+    return [p for p in path.parent.glob(path.name + "*") if p.is_file()]
+
+
 def _db_bytes(db: Path) -> int:
-    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if p.is_file())
+    return sum(p.stat().st_size for p in _files_of(db))
 
 
 def _start_simulator(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
